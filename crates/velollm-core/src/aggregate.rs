@@ -1,0 +1,217 @@
+//! Turns a step's request records into the aggregates of the result document.
+
+use crate::metrics::{Sample, StepRates};
+use crate::record::{ErrorClass, RequestRecord};
+use crate::result::{
+    ConnectionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, StepConfig, StepMetrics, StepResult,
+};
+use crate::slo::Slo;
+use crate::stats::Summary;
+use std::collections::BTreeMap;
+
+/// Collects one step's records as they complete and summarises them on demand.
+#[derive(Debug, Clone)]
+pub struct StepAccumulator {
+    name: String,
+    config: StepConfig,
+    samples: Vec<Sample>,
+    server_prefill_ms: Vec<f64>,
+    server_decode_ms: Vec<f64>,
+    server_load_ms: Vec<f64>,
+    warmup: u64,
+    errors: BTreeMap<ErrorClass, ErrorSummary>,
+    connections: ConnectionStats,
+}
+
+impl StepAccumulator {
+    /// An empty accumulator for the step `name`.
+    pub fn new(name: impl Into<String>, config: StepConfig) -> StepAccumulator {
+        StepAccumulator {
+            name: name.into(),
+            config,
+            samples: Vec::new(),
+            server_prefill_ms: Vec::new(),
+            server_decode_ms: Vec::new(),
+            server_load_ms: Vec::new(),
+            warmup: 0,
+            errors: BTreeMap::new(),
+            connections: ConnectionStats::default(),
+        }
+    }
+
+    /// Add a finished request. Warm-up requests are only counted.
+    pub fn push(&mut self, r: &RequestRecord) {
+        if r.warmup {
+            self.warmup += 1;
+            return;
+        }
+        if let Some(c) = &r.connection {
+            if c.reused {
+                self.connections.reused += 1;
+            } else {
+                self.connections.opened += 1;
+            }
+        }
+        if let Some(e) = &r.error {
+            self.errors
+                .entry(e.class)
+                .and_modify(|s| s.count += 1)
+                .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
+        } else if let Some(n) = &r.native {
+            self.server_prefill_ms.extend(n.prompt_ms);
+            self.server_decode_ms.extend(n.predicted_ms);
+            self.server_load_ms.extend(n.load_ms);
+        }
+        self.samples.push(Sample::of(r));
+    }
+
+    /// Measured requests so far.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True before the first measured request.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The step's aggregates; `partial` marks a step that did not run to its end.
+    pub fn result(&self, slo: Option<&Slo>, partial: bool) -> StepResult {
+        let ok: Vec<_> = self.samples.iter().filter(|s| s.ok).map(|s| &s.metrics).collect();
+        let summary =
+            |f: &dyn Fn(&crate::metrics::RequestMetrics) -> Option<f64>| Summary::of(ok.iter().filter_map(|m| f(m)));
+        let metrics = StepMetrics {
+            ttft_ms: summary(&|m| m.ttft_ms),
+            ttft_content_ms: summary(&|m| m.ttft_content_ms),
+            ttfb_ms: summary(&|m| m.ttfb_ms),
+            e2e_ms: summary(&|m| m.e2e_ms),
+            e2e_from_scheduled_ms: summary(&|m| m.e2e_from_scheduled_ms),
+            queue_delay_ms: summary(&|m| m.queue_delay_ms),
+            network_overhead_ms: summary(&|m| m.network_overhead_ms),
+            tpot_ms: summary(&|m| m.tpot_ms),
+            itl_chunk_ms: Summary::of(ok.iter().flat_map(|m| m.itl_chunk_ms.iter().copied())),
+            itl_token_ms: Summary::of(ok.iter().flat_map(|m| m.itl_token_ms.iter().copied())),
+            decode_tokens_per_s: summary(&|m| m.decode_tokens_per_s),
+            tokens_per_s: summary(&|m| m.tokens_per_s),
+            output_tokens: summary(&|m| Some(m.output_tokens as f64)),
+            prompt_tokens: summary(&|m| m.prompt_tokens.map(|n| n as f64)),
+            cached_tokens: summary(&|m| m.cached_tokens.map(|n| n as f64)),
+            reasoning_ms: summary(&|m| m.reasoning_ms),
+            server_prefill_ms: Summary::of(self.server_prefill_ms.iter().copied()),
+            server_decode_ms: Summary::of(self.server_decode_ms.iter().copied()),
+            server_load_ms: Summary::of(self.server_load_ms.iter().copied()),
+        };
+        let mut token_sources = BTreeMap::new();
+        for m in &ok {
+            *token_sources.entry(m.token_source.as_str().to_string()).or_insert(0) += 1;
+        }
+        let requests = self.samples.len() as u64;
+        let succeeded = ok.len() as u64;
+        StepResult {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            requests,
+            succeeded,
+            failed: requests - succeeded,
+            success_rate: if requests == 0 { 0.0 } else { succeeded as f64 / requests as f64 },
+            warmup_requests: self.warmup,
+            partial,
+            metrics,
+            rates: StepRates::of(&self.samples, slo),
+            errors: self.errors.clone(),
+            token_sources,
+            connections: self.connections.clone(),
+        }
+    }
+}
+
+/// The original velollm's per-benchmark entry for a step result.
+pub fn legacy(step: &StepResult, model: &str, timestamp: &str) -> LegacyBenchmark {
+    let mean = |s: &Option<Summary>| s.as_ref().map_or(0.0, |s| s.mean);
+    let total = |s: &Option<Summary>| s.as_ref().map_or(0.0, |s| s.mean * s.count as f64);
+    LegacyBenchmark {
+        config: LegacyConfig {
+            name: step.name.clone(),
+            model: model.to_string(),
+            prompt: step.config.prompt.clone(),
+            max_tokens: step.config.max_tokens,
+            iterations: step.requests,
+        },
+        tokens_per_second: mean(&step.metrics.decode_tokens_per_s),
+        time_to_first_token_ms: mean(&step.metrics.ttft_ms),
+        total_time_ms: total(&step.metrics.e2e_ms),
+        total_tokens: total(&step.metrics.output_tokens).round() as u64,
+        prompt_eval_count: mean(&step.metrics.prompt_tokens).round() as u64,
+        eval_count: mean(&step.metrics.output_tokens).round() as u64,
+        timestamp: timestamp.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Bounds, LoadProfile};
+    use crate::record::{Channel, Chunk, RequestError, Usage};
+
+    const MS: u64 = 1_000_000;
+
+    fn config() -> StepConfig {
+        StepConfig {
+            prompt: "hi".into(),
+            prompt_tokens: None,
+            max_tokens: 8,
+            exact_output: false,
+            load: LoadProfile::Sequential,
+            bounds: Bounds::default(),
+        }
+    }
+
+    fn ok(start_ms: u64, ttft_ms: u64, tokens: u64) -> RequestRecord {
+        let chunks = (0..tokens)
+            .map(|i| Chunk {
+                t: (start_ms + ttft_ms + 10 * i) * MS,
+                channel: Channel::Content,
+                events: 1,
+                tokens: None,
+                bytes: 2,
+            })
+            .collect();
+        RequestRecord {
+            scheduled: start_ms * MS,
+            sent: Some(start_ms * MS),
+            headers: Some((start_ms + 1) * MS),
+            done: Some((start_ms + ttft_ms + 10 * (tokens - 1)) * MS),
+            chunks,
+            usage: Some(Usage { prompt_tokens: Some(5), completion_tokens: Some(tokens), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn aggregates_successes_and_counts_errors() {
+        let mut acc = StepAccumulator::new("s", config());
+        acc.push(&RequestRecord { warmup: true, ..ok(0, 100, 3) });
+        acc.push(&ok(0, 100, 3));
+        acc.push(&ok(200, 300, 5));
+        acc.push(&RequestRecord {
+            scheduled: 300 * MS,
+            error: Some(RequestError { class: ErrorClass::Http5xx, message: "HTTP 503".into(), retry_after_s: None }),
+            ..Default::default()
+        });
+        let r = acc.result(None, false);
+        assert_eq!((r.requests, r.succeeded, r.failed, r.warmup_requests), (3, 2, 1, 1));
+        assert!((r.success_rate - 2.0 / 3.0).abs() < 1e-12);
+        let ttft = r.metrics.ttft_ms.as_ref().unwrap();
+        assert_eq!((ttft.count, ttft.min, ttft.max, ttft.mean), (2, 100.0, 300.0, 200.0));
+        assert_eq!(r.errors[&ErrorClass::Http5xx].count, 1);
+        assert_eq!(r.token_sources["server_usage"], 2);
+        assert_eq!(r.metrics.itl_chunk_ms.as_ref().unwrap().count, 2 + 4);
+
+        let l = legacy(&r, "m", "2026-01-01T00:00:00Z");
+        assert_eq!(l.total_tokens, 8);
+        assert_eq!(l.eval_count, 4);
+        assert_eq!(l.prompt_eval_count, 5);
+        assert_eq!(l.time_to_first_token_ms, 200.0);
+        assert_eq!(l.total_time_ms, 120.0 + 340.0);
+    }
+}

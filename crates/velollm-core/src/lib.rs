@@ -1,0 +1,26 @@
+//! # velollm-core — the measurement model, with no I/O
+//!
+//! Everything velollm reports is derived here from raw events, so the formulas exist exactly once:
+//!
+//! * [`record`] — what the engine observes per request: monotonic timestamps (nanoseconds since the run
+//!   started) for *scheduled*, *sent*, *headers*, every chunk and *done*; connection phases; server usage and
+//!   engine-native timings; the error class.
+//! * [`metrics`] — the single home of every metric formula (TTFT, TPOT, ITL, E2E, throughput, goodput…),
+//!   mirrored in `docs/metrics.md`.
+//! * [`stats`] — percentiles (one documented interpolation) and summaries.
+//! * [`load`] — load profiles and seeded arrival schedules (constant, Poisson, gamma).
+//! * [`aggregate`] — turns a step's records into the aggregates of the result document.
+//! * [`result`] — the versioned result document.
+//! * [`scenario`] — scenario files (TOML) and the built-in scenarios.
+//! * [`slo`] — service-level objectives used for goodput.
+//!
+//! This crate has no async code and performs no I/O, so it is fast to compile and property-testable.
+
+pub mod aggregate;
+pub mod load;
+pub mod metrics;
+pub mod record;
+pub mod result;
+pub mod scenario;
+pub mod slo;
+pub mod stats;
