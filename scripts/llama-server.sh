@@ -61,16 +61,17 @@ install_server() {
   [ -n "$sdist" ] || die "pip did not fetch the llama-cpp-python source distribution"
   tar -xzf "$sdist" -C "$tmp"
   local src; src=$(ls -d "$tmp"/llama_cpp_python-*/vendor/llama.cpp)
-  rm -rf "$BUILD_DIR.partial"; mkdir -p "$(dirname "$BUILD_DIR")"
-  mv "$src" "$BUILD_DIR.partial"
+  rm -rf "$BUILD_DIR"; mkdir -p "$(dirname "$BUILD_DIR")"
+  mv "$src" "$BUILD_DIR"
   rm -rf "$tmp"
   log "building llama-server (takes many minutes on 2 cores; cached at $BUILD_DIR)"
-  (cd "$BUILD_DIR.partial" \
-    && cmake -B build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
-         -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON >build.log 2>&1 \
+  # Built in place (no rename afterwards) and statically linked; $BIN only appears once linking succeeded.
+  (cd "$BUILD_DIR" \
+    && cmake -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+         -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+         >build.log 2>&1 \
     && cmake --build build --target llama-server -j"$(nproc)" >>build.log 2>&1) \
-    || { tail -n 30 "$BUILD_DIR.partial/build.log" >&2; die "llama-server build failed (log: $BUILD_DIR.partial/build.log)"; }
-  rm -rf "$BUILD_DIR"; mv "$BUILD_DIR.partial" "$BUILD_DIR"
+    || { tail -n 30 "$BUILD_DIR/build.log" >&2; die "llama-server build failed (log: $BUILD_DIR/build.log)"; }
   log "built $BIN"
 }
 
@@ -99,7 +100,7 @@ start() {
   mkdir -p "$RUN_DIR"
   if healthy "$port"; then log "already running on $(url_for "$port")"; return 0; fi
   log "starting llama-server on $(url_for "$port") (threads $THREADS, $PARALLEL slots)"
-  nohup "$BIN" -m "$MODEL" --alias smollm2 --host 127.0.0.1 --port "$port" -t "$THREADS" -tb "$THREADS" \
+  LD_LIBRARY_PATH="$(dirname "$BIN")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" nohup "$BIN" -m "$MODEL" --alias smollm2 --host 127.0.0.1 --port "$port" -t "$THREADS" -tb "$THREADS" \
     -c "$CTX" --parallel "$PARALLEL" --metrics --slots --no-webui \
     >"$RUN_DIR/llama-server-$port.log" 2>&1 &
   echo $! >"$RUN_DIR/llama-server-$port.pid"

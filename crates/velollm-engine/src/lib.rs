@@ -1,1 +1,30 @@
-//! placeholder
+//! # velollm-engine — the load engine
+//!
+//! Everything that touches the network lives here; every number is computed by `velollm-core` from the
+//! raw records this crate produces.
+//!
+//! * [`transport`] — hyper HTTP/1.1 connections owned by one worker each; DNS, TCP connect and TLS timed;
+//!   the first request byte stamped as it is written.
+//! * [`wire`] — SSE and NDJSON framing; every message completed by one network read shares its instant.
+//! * [`dialect`] — one file per API: OpenAI chat/completions, Ollama chat/generate, llama.cpp `/completion`.
+//! * [`exec`] — one request from connect to last byte, with timeouts and error classes.
+//! * [`runner`] — sequential, closed-loop and open-loop (constant / Poisson / gamma) load.
+//! * [`probe`] — which API an endpoint speaks, which server it is, which models it has.
+//! * [`output`] — the result document and per-request records, written as the run goes.
+//! * [`bench`] and [`api`] — a session end to end, and the original velollm's `BenchmarkRunner` API.
+
+pub mod api;
+pub mod bench;
+pub mod dialect;
+pub mod exec;
+pub mod host;
+pub mod output;
+pub mod probe;
+pub mod prompts;
+pub mod runner;
+pub mod tokenize;
+pub mod transport;
+pub mod wire;
+
+pub use api::{BenchmarkConfig, BenchmarkResult, BenchmarkRunner};
+pub use bench::{Backend, BenchError, BenchOptions, Session};

@@ -1,1 +1,776 @@
-//! placeholder
+//! Scripted in-process fake LLM servers for velollm's tests.
+//!
+//! A [`FakeServer`] listens on `127.0.0.1` (random port) and speaks every generation dialect velollm
+//! supports: OpenAI chat / completions (SSE), llama.cpp `/completion` (SSE) and Ollama
+//! `/api/generate` / `/api/chat` (NDJSON). Which *discovery* routes exist depends on the [`Flavor`].
+//!
+//! The response timeline is driven by a [`Script`]: every content chunk is sent as its own HTTP body
+//! frame (chunked transfer encoding) exactly when its deadline elapses. Deadlines are absolute and
+//! anchored at request arrival, so scheduling jitter never accumulates:
+//!
+//! * message `j` (reasoning messages first, then content messages) is due at `ttft + j * itl`;
+//! * the OpenAI chat role chunk is due at `0` (sent together with the headers);
+//! * trailing messages (finish chunk, usage, `[DONE]`, final `done`/`stop` object) are due together
+//!   with the last message (or at `ttft` when there is no message at all).
+//!
+//! Faults ([`Fault`]) simulate HTTP errors, connection resets, malformed payloads and stalls.
+
+#![deny(missing_docs)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+
+/// Which server product the fake imitates; this only selects the *discovery* routes.
+///
+/// Every flavor serves all generation routes (`/v1/chat/completions`, `/v1/completions`,
+/// `/completion`, `/api/generate`, `/api/chat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// OpenAI-compatible server: `GET /v1/models`; `/api/version`, `/api/tags`, `/props` are 404.
+    OpenAi,
+    /// Ollama: `GET /api/version` and `GET /api/tags`; `/v1/models` is 404.
+    Ollama,
+    /// llama.cpp `llama-server`: `GET /v1/models`, `GET /health`, `GET /props`; `/api/*` is 404.
+    LlamaCpp,
+}
+
+/// A fault injected into every generation response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// No fault: the scripted response is delivered in full.
+    None,
+    /// Answer immediately with this status code and `body` (sent verbatim as `application/json`),
+    /// plus a `Retry-After` header (seconds) when `retry_after` is `Some`.
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// Response body, sent as-is with content type `application/json`.
+        body: String,
+        /// Value of the `Retry-After` header in seconds, if any.
+        retry_after: Option<u32>,
+    },
+    /// After sending this many content chunks, abort the connection mid-body (no final/done
+    /// message, no terminating zero-length chunk). The abort happens when the next content chunk
+    /// would have been due (or, when all content was sent, when the final message would have been).
+    DropAfter(usize),
+    /// The content chunk with this 0-based index carries truncated JSON (`{"choices":[{`).
+    MalformedJsonAt(usize),
+    /// The content chunk with this 0-based index has the bytes `0xFF 0xFE` inside its content string.
+    InvalidUtf8At(usize),
+    /// After this many content chunks, send nothing more and never finish (the body stalls for an hour).
+    StallAfter(usize),
+    /// Wait this long (measured from request arrival) before sending the response headers. The body
+    /// timeline stays anchored at request arrival; chunks already due go out right after the headers.
+    SlowHeaders(Duration),
+}
+
+/// The scripted behaviour of a [`FakeServer`].
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Model name served and reported (default `"fake-model"`).
+    pub model: String,
+    /// Delay from request arrival to the first reasoning/content chunk (default 50 ms).
+    pub ttft: Duration,
+    /// Delay between consecutive reasoning/content chunks (default 10 ms).
+    pub itl: Duration,
+    /// Number of content tokens to emit (default 8); token `i` has the text `"tok{i} "`.
+    pub tokens: usize,
+    /// Content tokens merged into one chunk/message (default 1; `0` counts as 1). The final chunk may
+    /// carry fewer.
+    pub tokens_per_chunk: usize,
+    /// Reasoning tokens emitted before the content, one per message (default 0); reasoning token `i`
+    /// has the text `"r{i} "`. Emitted as `delta.reasoning_content` on OpenAI chat and
+    /// `message.thinking` on Ollama chat; other dialects ignore them entirely (not emitted, not
+    /// counted, no delay).
+    pub reasoning_tokens: usize,
+    /// OpenAI chat only: send a role-only first chunk together with the headers (default `true`).
+    pub role_chunk: bool,
+    /// How many SSE events / NDJSON lines are packed into one body frame (default 1; `0` counts as
+    /// 1). A packed frame is sent when the last of its events is due.
+    pub events_per_frame: usize,
+    /// Reported prompt token count (default 12).
+    pub prompt_tokens: u64,
+    /// Reported cached prompt token count (default 0).
+    pub cached_tokens: u64,
+    /// Fault injected into every generation response (default [`Fault::None`]).
+    pub fault: Fault,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            model: "fake-model".to_owned(),
+            ttft: Duration::from_millis(50),
+            itl: Duration::from_millis(10),
+            tokens: 8,
+            tokens_per_chunk: 1,
+            reasoning_tokens: 0,
+            role_chunk: true,
+            events_per_frame: 1,
+            prompt_tokens: 12,
+            cached_tokens: 0,
+            fault: Fault::None,
+        }
+    }
+}
+
+/// A running fake LLM server bound to `127.0.0.1` on a random port.
+///
+/// The server task is aborted when the value is dropped.
+pub struct FakeServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServer").field("addr", &self.addr).field("script", &self.shared.script).finish()
+    }
+}
+
+impl FakeServer {
+    /// Binds `127.0.0.1:0`, spawns the server task (with `TCP_NODELAY` on accepted sockets) and
+    /// returns once the listener is bound.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the listener cannot be bound.
+    pub async fn start(flavor: Flavor, script: Script) -> FakeServer {
+        let shared = Arc::new(Shared { script, requests: Mutex::new(Vec::new()) });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake server on 127.0.0.1:0");
+        let addr = listener.local_addr().expect("fake server local address");
+        let listener = listener.tap_io(|tcp| {
+            // Best effort: a failure only costs latency accuracy.
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = router(flavor, shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeServer { addr, shared, task }
+    }
+
+    /// Base URL of the server, e.g. `"http://127.0.0.1:40123"` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `(path, parsed JSON body)` of every generation request received so far, in arrival order.
+    ///
+    /// A body that is not valid JSON is recorded as a JSON string holding its (lossy UTF-8) text.
+    pub fn requests(&self) -> Vec<(String, Value)> {
+        self.shared.requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Number of generation requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.requests.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------------
+
+struct Shared {
+    script: Script,
+    requests: Mutex<Vec<(String, Value)>>,
+}
+
+type AppState = Arc<Shared>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    OpenAiChat,
+    OpenAiCompletions,
+    LlamaCompletion,
+    OllamaGenerate,
+    OllamaChat,
+}
+
+impl Dialect {
+    fn is_ollama(self) -> bool {
+        matches!(self, Dialect::OllamaGenerate | Dialect::OllamaChat)
+    }
+
+    fn supports_reasoning(self) -> bool {
+        matches!(self, Dialect::OpenAiChat | Dialect::OllamaChat)
+    }
+}
+
+fn router(flavor: Flavor, shared: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/v1/chat/completions", post(|s: State<AppState>, r: Request| generate(s, Dialect::OpenAiChat, r)))
+        .route("/v1/completions", post(|s: State<AppState>, r: Request| generate(s, Dialect::OpenAiCompletions, r)))
+        .route("/completion", post(|s: State<AppState>, r: Request| generate(s, Dialect::LlamaCompletion, r)))
+        .route("/api/generate", post(|s: State<AppState>, r: Request| generate(s, Dialect::OllamaGenerate, r)))
+        .route("/api/chat", post(|s: State<AppState>, r: Request| generate(s, Dialect::OllamaChat, r)));
+
+    let models = |State(s): State<AppState>| async move {
+        axum::Json(json!({
+            "object": "list",
+            "data": [{ "id": s.script.model, "object": "model", "owned_by": "fake" }],
+        }))
+    };
+    match flavor {
+        Flavor::OpenAi => {
+            app = app.route("/v1/models", get(models));
+        }
+        Flavor::LlamaCpp => {
+            app = app
+                .route("/v1/models", get(models))
+                .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+                .route(
+                    "/props",
+                    get(|| async {
+                        axum::Json(json!({
+                            "build_info": "b9999-fake",
+                            "model_path": "/models/fake.gguf",
+                            "total_slots": 4,
+                        }))
+                    }),
+                );
+        }
+        Flavor::Ollama => {
+            app = app.route("/api/version", get(|| async { axum::Json(json!({ "version": "0.12.0" })) })).route(
+                "/api/tags",
+                get(|State(s): State<AppState>| async move {
+                    let m = &s.script.model;
+                    axum::Json(json!({ "models": [{ "name": m, "model": m, "size": 1, "digest": "abc" }] }))
+                }),
+            );
+        }
+    }
+    app.with_state(shared)
+}
+
+const JSON: &str = "application/json";
+const SSE: &str = "text/event-stream";
+const NDJSON: &str = "application/x-ndjson";
+const CREATED_AT: &str = "2026-01-01T00:00:00Z";
+/// Replaced by `0xFF 0xFE` after serialization for [`Fault::InvalidUtf8At`].
+const BAD_UTF8_MARKER: &str = "\u{1}__VELOLLM_BAD_UTF8__\u{1}";
+const MALFORMED_JSON: &[u8] = b"{\"choices\":[{";
+const STALL: Duration = Duration::from_secs(3600);
+
+fn raw_response(status: StatusCode, content_type: &str, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).expect("content type"));
+    resp
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    raw_response(status, JSON, Body::from(value.to_string()))
+}
+
+async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request) -> Response {
+    let start = Instant::now();
+    let path = req.uri().path().to_owned();
+    let raw = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let body: Value =
+        serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+    shared.requests.lock().unwrap_or_else(PoisonError::into_inner).push((path, body.clone()));
+    let script = &shared.script;
+
+    if !body.is_object() {
+        let msg = "request body is not a JSON object";
+        let err = if dialect.is_ollama() {
+            json!({ "error": msg })
+        } else {
+            json!({ "error": { "message": msg, "type": "invalid_request_error" } })
+        };
+        return json_response(StatusCode::BAD_REQUEST, &err);
+    }
+    if let Some(m) = body.get("model").and_then(Value::as_str)
+        && m != script.model
+    {
+        let err = if dialect.is_ollama() {
+            json!({ "error": format!("model \"{m}\" not found, try pulling it first") })
+        } else {
+            json!({ "error": { "message": format!("model '{m}' not found"), "type": "not_found_error" } })
+        };
+        return json_response(StatusCode::NOT_FOUND, &err);
+    }
+    if let Fault::Status { code, body, retry_after } = &script.fault {
+        let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = raw_response(status, JSON, Body::from(body.clone()));
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
+        return resp;
+    }
+
+    let generator = Gen::new(script, dialect, &body);
+    let resp = if body.get("stream").and_then(Value::as_bool) == Some(false) {
+        generator.non_streaming(start).await
+    } else {
+        let ct = if dialect.is_ollama() { NDJSON } else { SSE };
+        let mut resp = raw_response(StatusCode::OK, ct, generator.streaming_body(start));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
+    };
+    if let Fault::SlowHeaders(d) = script.fault {
+        sleep_until(start + d).await;
+    }
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response generation
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Role chunk or reasoning message: precedes the content, never counted as content.
+    Lead,
+    /// A content chunk.
+    Content,
+    /// Finish chunk, usage chunk, `[DONE]`, final `done`/`stop` object.
+    Trailer,
+}
+
+struct Event {
+    at: Duration,
+    data: Vec<u8>,
+    kind: Kind,
+}
+
+enum Step {
+    Data(Duration, Bytes),
+    Fail(Duration),
+    Stall,
+}
+
+struct Gen<'a> {
+    s: &'a Script,
+    dialect: Dialect,
+    include_usage: bool,
+    /// Reasoning tokens actually emitted by this dialect.
+    reasoning: usize,
+    /// Number of content messages.
+    content_msgs: usize,
+}
+
+fn token_text(i: usize) -> String {
+    format!("tok{i} ")
+}
+
+fn reasoning_text(i: usize) -> String {
+    format!("r{i} ")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 { num / den } else { 0.0 }
+}
+
+impl<'a> Gen<'a> {
+    fn new(s: &'a Script, dialect: Dialect, body: &Value) -> Self {
+        let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        let reasoning = if dialect.supports_reasoning() { s.reasoning_tokens } else { 0 };
+        let content_msgs = s.tokens.div_ceil(s.tokens_per_chunk.max(1));
+        Gen { s, dialect, include_usage, reasoning, content_msgs }
+    }
+
+    /// Completion tokens reported in usage/counters.
+    fn completion_tokens(&self) -> usize {
+        self.s.tokens + self.reasoning
+    }
+
+    /// Total number of reasoning + content messages.
+    fn messages(&self) -> usize {
+        self.reasoning + self.content_msgs
+    }
+
+    /// Due time of message `j`.
+    fn at(&self, j: usize) -> Duration {
+        self.s.ttft + self.s.itl * u32::try_from(j).unwrap_or(u32::MAX)
+    }
+
+    /// Due time of the last message (or `ttft` when nothing is emitted); trailers are sent then.
+    fn last_at(&self) -> Duration {
+        self.at(self.messages().saturating_sub(1))
+    }
+
+    /// Time between the first and the last message, reported as generation time.
+    fn gen_time(&self) -> Duration {
+        self.last_at() - self.s.ttft
+    }
+
+    fn content_range(&self, c: usize) -> std::ops::Range<usize> {
+        let k = self.s.tokens_per_chunk.max(1);
+        c * k..((c + 1) * k).min(self.s.tokens)
+    }
+
+    fn wrap(&self, json: &[u8]) -> Vec<u8> {
+        if self.dialect.is_ollama() {
+            let mut v = json.to_vec();
+            v.push(b'\n');
+            v
+        } else {
+            let mut v = b"data: ".to_vec();
+            v.extend_from_slice(json);
+            v.extend_from_slice(b"\n\n");
+            v
+        }
+    }
+
+    fn wrap_value(&self, v: &Value) -> Vec<u8> {
+        self.wrap(v.to_string().as_bytes())
+    }
+
+    fn openai_chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self.s.model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+        })
+    }
+
+    fn completions_chunk(&self, text: &str, finish: Option<&str>) -> Value {
+        json!({
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": self.s.model,
+            "choices": [{ "index": 0, "text": text, "finish_reason": finish }],
+        })
+    }
+
+    fn ollama_line(&self, response_or_message: (&str, Value), done: bool) -> Value {
+        let mut v = json!({ "model": self.s.model, "created_at": CREATED_AT });
+        v[response_or_message.0] = response_or_message.1;
+        v["done"] = Value::Bool(done);
+        v
+    }
+
+    fn chat_message(content: &str, thinking: Option<&str>) -> Value {
+        let mut m = json!({ "role": "assistant", "content": content });
+        if let Some(t) = thinking {
+            m["thinking"] = Value::String(t.to_owned());
+        }
+        m
+    }
+
+    fn usage(&self) -> Value {
+        let p = self.s.prompt_tokens;
+        let n = self.completion_tokens() as u64;
+        json!({
+            "prompt_tokens": p,
+            "completion_tokens": n,
+            "total_tokens": p + n,
+            "prompt_tokens_details": { "cached_tokens": self.s.cached_tokens },
+        })
+    }
+
+    fn ollama_stats(&self, v: &mut Value) {
+        v["done_reason"] = json!("length");
+        v["total_duration"] = json!(ns(self.last_at()));
+        v["load_duration"] = json!(1_000_000u64);
+        v["prompt_eval_count"] = json!(self.s.prompt_tokens);
+        v["prompt_eval_duration"] = json!(ns(self.s.ttft));
+        v["eval_count"] = json!(self.completion_tokens());
+        v["eval_duration"] = json!(ns(self.gen_time()));
+    }
+
+    fn llama_final(&self, content: &str) -> Value {
+        let p = self.s.prompt_tokens;
+        let n = self.completion_tokens();
+        let prompt_ms = ms(self.s.ttft);
+        let predicted_ms = ms(self.gen_time());
+        json!({
+            "content": content,
+            "stop": true,
+            "stop_type": "limit",
+            "model": self.s.model,
+            "tokens_predicted": n,
+            "tokens_evaluated": p,
+            "timings": {
+                "cache_n": self.s.cached_tokens,
+                "prompt_n": p,
+                "prompt_ms": prompt_ms,
+                "prompt_per_token_ms": ratio(prompt_ms, p as f64),
+                "prompt_per_second": ratio(p as f64 * 1000.0, prompt_ms),
+                "predicted_n": n,
+                "predicted_ms": predicted_ms,
+                "predicted_per_token_ms": ratio(predicted_ms, n as f64),
+                "predicted_per_second": ratio(n as f64 * 1000.0, predicted_ms),
+            },
+        })
+    }
+
+    /// JSON value of content chunk `c` whose text is `text`.
+    fn content_value(&self, c: usize, text: &str) -> Value {
+        match self.dialect {
+            Dialect::OpenAiChat => self.openai_chunk(json!({ "content": text }), None),
+            Dialect::OpenAiCompletions => self.completions_chunk(text, None),
+            Dialect::LlamaCompletion => {
+                let ids: Vec<usize> = self.content_range(c).collect();
+                json!({ "content": text, "stop": false, "tokens": ids })
+            }
+            Dialect::OllamaGenerate => self.ollama_line(("response", json!(text)), false),
+            Dialect::OllamaChat => self.ollama_line(("message", Self::chat_message(text, None)), false),
+        }
+    }
+
+    /// Serialized payload (without SSE/NDJSON framing) for content chunk `c`, faults applied.
+    fn content_payload(&self, c: usize) -> Vec<u8> {
+        let text: String = self.content_range(c).map(token_text).collect();
+        match self.s.fault {
+            Fault::MalformedJsonAt(n) if n == c => MALFORMED_JSON.to_vec(),
+            Fault::InvalidUtf8At(n) if n == c => {
+                let marked = format!("{text}{BAD_UTF8_MARKER}");
+                inject_bad_utf8(self.content_value(c, &marked).to_string())
+            }
+            _ => self.content_value(c, &text).to_string().into_bytes(),
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        let mut ev = Vec::new();
+        let mut push = |at: Duration, data: Vec<u8>, kind: Kind| ev.push(Event { at, data, kind });
+        if self.dialect == Dialect::OpenAiChat && self.s.role_chunk {
+            let v = self.openai_chunk(json!({ "role": "assistant", "content": "" }), None);
+            push(Duration::ZERO, self.wrap_value(&v), Kind::Lead);
+        }
+        for r in 0..self.reasoning {
+            let t = reasoning_text(r);
+            let v = match self.dialect {
+                Dialect::OpenAiChat => self.openai_chunk(json!({ "reasoning_content": t }), None),
+                _ => self.ollama_line(("message", Self::chat_message("", Some(&t))), false),
+            };
+            push(self.at(r), self.wrap_value(&v), Kind::Lead);
+        }
+        for c in 0..self.content_msgs {
+            push(self.at(self.reasoning + c), self.wrap(&self.content_payload(c)), Kind::Content);
+        }
+        let end = self.last_at();
+        match self.dialect {
+            Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
+                let finish = if self.dialect == Dialect::OpenAiChat {
+                    self.openai_chunk(json!({}), Some("length"))
+                } else {
+                    self.completions_chunk("", Some("length"))
+                };
+                push(end, self.wrap_value(&finish), Kind::Trailer);
+                if self.include_usage {
+                    let (id, object) = if self.dialect == Dialect::OpenAiChat {
+                        ("chatcmpl-1", "chat.completion.chunk")
+                    } else {
+                        ("cmpl-1", "text_completion")
+                    };
+                    let v = json!({
+                        "id": id,
+                        "object": object,
+                        "created": 0,
+                        "model": self.s.model,
+                        "choices": [],
+                        "usage": self.usage(),
+                    });
+                    push(end, self.wrap_value(&v), Kind::Trailer);
+                }
+                push(end, self.wrap(b"[DONE]"), Kind::Trailer);
+            }
+            Dialect::LlamaCompletion => push(end, self.wrap_value(&self.llama_final("")), Kind::Trailer),
+            Dialect::OllamaGenerate | Dialect::OllamaChat => {
+                let mut v = if self.dialect == Dialect::OllamaGenerate {
+                    self.ollama_line(("response", json!("")), true)
+                } else {
+                    self.ollama_line(("message", Self::chat_message("", None)), true)
+                };
+                self.ollama_stats(&mut v);
+                push(end, self.wrap_value(&v), Kind::Trailer);
+            }
+        }
+        ev
+    }
+
+    /// The frame schedule: events packed `events_per_frame` at a time, truncated by drop/stall faults.
+    fn steps(&self) -> Vec<Step> {
+        let mut events = self.events();
+        let cut_at = |events: &[Event], n: usize| {
+            let pos = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.kind == Kind::Content)
+                .nth(n)
+                .map(|(i, _)| i)
+                .or_else(|| events.iter().position(|e| e.kind == Kind::Trailer))
+                .unwrap_or(events.len());
+            let at = events.get(pos).map_or(self.last_at(), |e| e.at);
+            (pos, at)
+        };
+        let tail = match self.s.fault {
+            Fault::DropAfter(n) => {
+                let (pos, at) = cut_at(&events, n);
+                events.truncate(pos);
+                Some(Step::Fail(at))
+            }
+            Fault::StallAfter(n) => {
+                let (pos, _) = cut_at(&events, n);
+                events.truncate(pos);
+                Some(Step::Stall)
+            }
+            _ => None,
+        };
+        let per_frame = self.s.events_per_frame.max(1);
+        let mut steps: Vec<Step> = events
+            .chunks(per_frame)
+            .map(|group| {
+                let at = group.last().map_or(Duration::ZERO, |e| e.at);
+                let data: Vec<u8> = group.iter().flat_map(|e| e.data.iter().copied()).collect();
+                Step::Data(at, Bytes::from(data))
+            })
+            .collect();
+        steps.extend(tail);
+        steps
+    }
+
+    fn streaming_body(&self, start: Instant) -> Body {
+        body_from_steps(start, self.steps())
+    }
+
+    /// Single JSON answer (`"stream": false`), sent when the last message would have been due.
+    async fn non_streaming(&self, start: Instant) -> Response {
+        let content: String = (0..self.s.tokens).map(token_text).collect();
+        let reasoning: String = (0..self.reasoning).map(reasoning_text).collect();
+        let content = match self.s.fault {
+            Fault::InvalidUtf8At(_) => format!("{content}{BAD_UTF8_MARKER}"),
+            _ => content,
+        };
+        let value = match self.dialect {
+            Dialect::OpenAiChat => {
+                let mut message = json!({ "role": "assistant", "content": content });
+                if self.reasoning > 0 {
+                    message["reasoning_content"] = json!(reasoning);
+                }
+                json!({
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": self.s.model,
+                    "choices": [{ "index": 0, "message": message, "finish_reason": "length" }],
+                    "usage": self.usage(),
+                })
+            }
+            Dialect::OpenAiCompletions => json!({
+                "id": "cmpl-1",
+                "object": "text_completion",
+                "created": 0,
+                "model": self.s.model,
+                "choices": [{ "index": 0, "text": content, "finish_reason": "length" }],
+                "usage": self.usage(),
+            }),
+            Dialect::LlamaCompletion => self.llama_final(&content),
+            Dialect::OllamaGenerate | Dialect::OllamaChat => {
+                let mut v = if self.dialect == Dialect::OllamaGenerate {
+                    self.ollama_line(("response", json!(content)), true)
+                } else {
+                    let thinking = (self.reasoning > 0).then_some(reasoning.as_str());
+                    self.ollama_line(("message", Self::chat_message(&content, thinking)), true)
+                };
+                self.ollama_stats(&mut v);
+                v
+            }
+        };
+        let payload = match self.s.fault {
+            Fault::MalformedJsonAt(_) => MALFORMED_JSON.to_vec(),
+            Fault::InvalidUtf8At(_) => inject_bad_utf8(value.to_string()),
+            _ => value.to_string().into_bytes(),
+        };
+        let due = self.last_at();
+        match self.s.fault {
+            Fault::DropAfter(_) => {
+                // Headers and half of the body at the due time, then a reset.
+                sleep_until(start + due).await;
+                let half = Bytes::from(payload[..payload.len() / 2].to_vec());
+                let steps = vec![Step::Data(due, half), Step::Fail(due)];
+                raw_response(StatusCode::OK, JSON, body_from_steps(start, steps))
+            }
+            Fault::StallAfter(_) => raw_response(StatusCode::OK, JSON, body_from_steps(start, vec![Step::Stall])),
+            _ => {
+                sleep_until(start + due).await;
+                raw_response(StatusCode::OK, JSON, Body::from(payload))
+            }
+        }
+    }
+}
+
+/// Replaces [`BAD_UTF8_MARKER`] (as serialized by serde_json) with the bytes `0xFF 0xFE`.
+fn inject_bad_utf8(serialized: String) -> Vec<u8> {
+    let marker = serde_json::to_string(BAD_UTF8_MARKER).expect("serialize marker");
+    let marker = &marker[1..marker.len() - 1];
+    let Some(pos) = serialized.find(marker) else {
+        return serialized.into_bytes();
+    };
+    let mut out = serialized.as_bytes()[..pos].to_vec();
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&serialized.as_bytes()[pos + marker.len()..]);
+    out
+}
+
+/// Body stream yielding one frame per [`Step::Data`] exactly at `start + at`.
+fn body_from_steps(start: Instant, steps: Vec<Step>) -> Body {
+    let stream = futures_util::stream::unfold(VecDeque::from(steps), move |mut queue| async move {
+        let item = match queue.pop_front()? {
+            Step::Data(at, bytes) => {
+                sleep_until(start + at).await;
+                Ok(bytes)
+            }
+            Step::Fail(at) => {
+                sleep_until(start + at).await;
+                // Return `Pending` at least once so hyper flushes the frames already written
+                // before it sees the error and aborts the connection.
+                tokio::task::yield_now().await;
+                queue.clear();
+                Err(io::Error::other("fake server: connection dropped mid-stream"))
+            }
+            Step::Stall => {
+                sleep(STALL).await;
+                queue.clear();
+                Err(io::Error::other("fake server: stalled stream gave up"))
+            }
+        };
+        Some((item, queue))
+    });
+    Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! A benchmark session: probe the endpoint, choose the dialect and model, run the steps, describe the run.
+
+use crate::dialect::DialectKind;
+use crate::exec::{Secret, Target, Timeouts};
+use crate::probe::{ProbeError, ServerInfo, probe, resolve_model};
+use crate::runner::{Observer, RunError, Runner, StepPlan};
+use crate::tokenize::TokenCounter;
+use crate::transport::{Clock, Endpoint, UrlError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use velollm_core::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, StepResult, TargetInfo};
+use velollm_core::slo::Slo;
+
+/// Which dialect to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Probe the endpoint and pick.
+    Auto,
+    /// Use this dialect.
+    Dialect(DialectKind),
+}
+
+/// How to reach the endpoint under test.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Base URL.
+    pub url: String,
+    /// Dialect choice.
+    pub backend: Backend,
+    /// Model; `None` picks the server's only model.
+    pub model: Option<String>,
+    /// API key (sent as `Authorization: Bearer`), never stored.
+    pub api_key: Option<Secret>,
+    /// Request timeouts.
+    pub timeouts: Timeouts,
+    /// Local `tokenizer.json` for token counts when the server reports none.
+    pub tokenizer: Option<PathBuf>,
+    /// Keep generated text in records.
+    pub keep_text: bool,
+}
+
+impl BenchOptions {
+    /// Options for `url` with everything else at its default.
+    pub fn new(url: impl Into<String>) -> BenchOptions {
+        BenchOptions {
+            url: url.into(),
+            backend: Backend::Auto,
+            model: None,
+            api_key: None,
+            timeouts: Timeouts::default(),
+            tokenizer: None,
+            keep_text: false,
+        }
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The URL is invalid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The server is unreachable or unrecognised.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// The model is not served.
+    #[error("{0}")]
+    Model(String),
+    /// The tokenizer file is unusable.
+    #[error("{0}")]
+    Tokenizer(String),
+    /// A step could not start.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// A connected, identified target with its model chosen.
+pub struct Session {
+    /// The target requests go to.
+    pub target: Arc<Target>,
+    /// What the probe learned.
+    pub server: ServerInfo,
+    /// The model sent with each request.
+    pub model: String,
+    /// How the dialect was chosen.
+    pub dialect_reason: String,
+}
+
+impl Session {
+    /// Probe the endpoint, choose the dialect and the model.
+    pub async fn connect(opts: &BenchOptions) -> Result<Session, BenchError> {
+        let endpoint = Endpoint::parse(&opts.url)?;
+        let clock = Clock::start();
+        let mut target = Target::new(endpoint, DialectKind::OpenAiChat, clock);
+        target.api_key = opts.api_key.clone();
+        target.timeouts = opts.timeouts;
+        target.keep_text = opts.keep_text;
+        if let Some(p) = &opts.tokenizer {
+            target.tokenizer = Some(Arc::new(TokenCounter::from_file(p).map_err(BenchError::Tokenizer)?));
+        }
+        let url = target.endpoint.display().to_string();
+        let (server, dialect, reason) = match opts.backend {
+            Backend::Auto => {
+                let info = probe(&target).await?;
+                let d = info.dialect.unwrap_or(DialectKind::OpenAiChat);
+                let reason = info.reason.clone();
+                (info, d, reason)
+            }
+            Backend::Dialect(d) => match probe(&target).await {
+                Ok(info) => (info, d, "--backend".to_string()),
+                Err(e @ ProbeError::Unreachable { .. }) => return Err(e.into()),
+                Err(ProbeError::Unrecognised { .. }) => (ServerInfo::default(), d, "--backend".to_string()),
+            },
+        };
+        target.dialect = dialect;
+        let model = if dialect == DialectKind::LlamaCpp && opts.model.is_none() {
+            server.models.first().cloned().unwrap_or_else(|| "default".to_string())
+        } else {
+            resolve_model(opts.model.as_deref(), &server, &url).map_err(BenchError::Model)?
+        };
+        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason })
+    }
+
+    /// The target description stored in results.
+    pub fn target_info(&self) -> TargetInfo {
+        TargetInfo {
+            url: self.target.endpoint.display().to_string(),
+            dialect: self.target.dialect.name().to_string(),
+            dialect_reason: self.dialect_reason.clone(),
+            model: self.model.clone(),
+            server: self.server.server.clone(),
+            server_version: self.server.version.clone(),
+        }
+    }
+
+    /// A new result document for this session, with no steps yet.
+    pub fn new_result(&self, command: Vec<String>, scenario: &str, seed: u64, slo: Option<&Slo>) -> RunResult {
+        RunResult {
+            schema_version: SCHEMA_VERSION.to_string(),
+            status: RunStatus::Partial,
+            status_reason: None,
+            meta: RunMeta {
+                tool: "velollm".into(),
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                run_id: run_id(),
+                command,
+                started_at: jiff::Timestamp::now().to_string(),
+                finished_at: None,
+                target: self.target_info(),
+                host: crate::host::host_info(),
+                scenario: scenario.to_string(),
+                seed,
+                slo: slo.map(ToString::to_string),
+                token_policy: "server usage > engine-native count > local tokenizer > output chunk count".into(),
+                tokenizer: None,
+            },
+            steps: Vec::new(),
+            benchmarks: Vec::new(),
+        }
+    }
+
+    /// Run `steps` in order. Stops after the step during which `cancel` turned true; the results of the
+    /// steps that ran are returned either way.
+    pub async fn run(
+        &self,
+        steps: &[StepPlan],
+        seed: u64,
+        slo: Option<Slo>,
+        observer: &mut dyn Observer,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Vec<StepResult>, BenchError> {
+        let mut runner = Runner::new(self.target.clone(), self.model.clone(), seed, slo);
+        let mut results = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if *cancel.borrow() {
+                break;
+            }
+            results.push(runner.run_step(i, step, observer, cancel).await?);
+        }
+        Ok(results)
+    }
+}
+
+/// A unique, time-ordered run identifier.
+fn run_id() -> String {
+    let now = jiff::Timestamp::now();
+    let nanos = now.as_nanosecond() as u128;
+    format!("{}-{:08x}", now.strftime("%Y%m%dT%H%M%SZ"), (nanos ^ u128::from(std::process::id())) as u32)
+}

@@ -1,0 +1,194 @@
+//! API dialects: how a generation request is written and how each stream message is read.
+//!
+//! A dialect only builds request bodies and maps one stream message to [`Parsed`]; it never looks at the
+//! clock. Timing is taken once, by the transport (see [`crate::exec`]). One file per dialect family.
+
+mod llamacpp;
+mod ollama;
+mod openai;
+
+use crate::wire::Framing;
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+use velollm_core::record::{Channel, NativeTimings, Usage};
+
+/// A generation request, independent of dialect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenRequest {
+    /// Model name.
+    pub model: String,
+    /// Optional system prompt.
+    pub system: Option<String>,
+    /// The user prompt.
+    pub prompt: String,
+    /// Maximum tokens to generate.
+    pub max_tokens: u32,
+    /// Ask for exactly `max_tokens` (`ignore_eos` / `min_tokens`) where the dialect supports it.
+    pub exact_output: bool,
+    /// Sampling temperature (server default when `None`).
+    pub temperature: Option<f64>,
+}
+
+/// What one stream message said.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// Output carried by the message, per channel, with its text (may hold several channels).
+    pub pieces: Vec<(Channel, String)>,
+    /// Tokens in the message when the server says (llama.cpp `tokens`).
+    pub tokens: Option<u32>,
+    /// Usage, when the message carries it.
+    pub usage: Option<Usage>,
+    /// Engine-native timings, when the message carries them.
+    pub native: Option<NativeTimings>,
+    /// Finish reason, when the message carries one.
+    pub finish_reason: Option<String>,
+    /// True when this message ends the stream (`[DONE]`, `done: true`, `stop: true`).
+    pub done: bool,
+    /// An error reported by the server inside the stream.
+    pub error: Option<String>,
+}
+
+impl Parsed {
+    /// The channel this message is recorded under when it carries no output: role-only or usage/empty.
+    pub fn empty_channel(&self) -> Channel {
+        if self.pieces.iter().any(|(c, _)| *c == Channel::Role) { Channel::Role } else { Channel::Usage }
+    }
+}
+
+/// The supported API dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialectKind {
+    /// OpenAI-compatible `/v1/chat/completions` (SSE).
+    OpenAiChat,
+    /// OpenAI-compatible `/v1/completions` (SSE).
+    OpenAiCompletions,
+    /// Ollama native `/api/chat` (NDJSON).
+    OllamaChat,
+    /// Ollama native `/api/generate` (NDJSON).
+    OllamaGenerate,
+    /// llama.cpp server native `/completion` (SSE with `timings`).
+    LlamaCpp,
+}
+
+impl DialectKind {
+    /// Every dialect.
+    pub const ALL: [DialectKind; 5] = [
+        DialectKind::OpenAiChat,
+        DialectKind::OpenAiCompletions,
+        DialectKind::OllamaChat,
+        DialectKind::OllamaGenerate,
+        DialectKind::LlamaCpp,
+    ];
+
+    /// The dialect's name as used on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            DialectKind::OpenAiChat => "openai-chat",
+            DialectKind::OpenAiCompletions => "openai-completions",
+            DialectKind::OllamaChat => "ollama-chat",
+            DialectKind::OllamaGenerate => "ollama-generate",
+            DialectKind::LlamaCpp => "llamacpp",
+        }
+    }
+
+    /// The request path, relative to the target's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            DialectKind::OpenAiChat => "/v1/chat/completions",
+            DialectKind::OpenAiCompletions => "/v1/completions",
+            DialectKind::OllamaChat => "/api/chat",
+            DialectKind::OllamaGenerate => "/api/generate",
+            DialectKind::LlamaCpp => "/completion",
+        }
+    }
+
+    /// The stream framing.
+    pub fn framing(self) -> Framing {
+        match self {
+            DialectKind::OllamaChat | DialectKind::OllamaGenerate => Framing::Ndjson,
+            _ => Framing::Sse,
+        }
+    }
+
+    /// True for the Ollama native dialects.
+    pub fn is_ollama(self) -> bool {
+        matches!(self, DialectKind::OllamaChat | DialectKind::OllamaGenerate)
+    }
+
+    /// Whether `exact_output` can be requested (`ignore_eos`); Ollama has no such option.
+    pub fn supports_exact_output(self) -> bool {
+        !self.is_ollama()
+    }
+
+    /// The JSON body of a streaming request.
+    pub fn body(self, req: &GenRequest) -> Value {
+        match self {
+            DialectKind::OpenAiChat => openai::chat_body(req),
+            DialectKind::OpenAiCompletions => openai::completions_body(req),
+            DialectKind::OllamaChat => ollama::chat_body(req),
+            DialectKind::OllamaGenerate => ollama::generate_body(req),
+            DialectKind::LlamaCpp => llamacpp::body(req),
+        }
+    }
+
+    /// Parse one stream message (an SSE `data` payload or an NDJSON line).
+    pub fn parse(self, message: &[u8]) -> Result<Parsed, String> {
+        match self {
+            DialectKind::OpenAiChat | DialectKind::OpenAiCompletions => openai::parse(message),
+            DialectKind::OllamaChat | DialectKind::OllamaGenerate => ollama::parse(message),
+            DialectKind::LlamaCpp => llamacpp::parse(message),
+        }
+    }
+}
+
+impl fmt::Display for DialectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DialectKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "openai" | "openai-chat" | "chat" | "vllm" | "sglang" | "tgi" => DialectKind::OpenAiChat,
+            "openai-completions" | "completions" => DialectKind::OpenAiCompletions,
+            "ollama" | "ollama-chat" => DialectKind::OllamaChat,
+            "ollama-generate" => DialectKind::OllamaGenerate,
+            "llamacpp" | "llama.cpp" | "llama-cpp" | "llama-server" => DialectKind::LlamaCpp,
+            other => {
+                let names: Vec<_> = DialectKind::ALL.iter().map(|d| d.name()).collect();
+                return Err(format!("unknown backend '{other}': use auto, {}", names.join(", ")));
+            }
+        })
+    }
+}
+
+/// Parse JSON, with a message that says what was wrong.
+fn json(message: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(message).map_err(|e| {
+        let shown = String::from_utf8_lossy(&message[..message.len().min(120)]).into_owned();
+        format!("invalid JSON in stream ({e}): {shown}")
+    })
+}
+
+/// A non-negative integer field.
+fn uint(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+/// A non-empty string field.
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The message of an `error` field, which servers send as a string or as `{"message": …}`.
+fn error_message(v: &Value) -> Option<String> {
+    match v.get("error")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        e => Some(e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_string)),
+    }
+}

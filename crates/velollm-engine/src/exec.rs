@@ -1,0 +1,445 @@
+//! Executing one request: connect if needed, send, stamp headers and every body frame, decode, classify.
+//!
+//! Failures are data: whatever happens, the result is a [`RequestRecord`] with an error class, never a
+//! panic or an early return that loses what was measured.
+
+use crate::dialect::{DialectKind, GenRequest};
+use crate::tokenize::TokenCounter;
+use crate::transport::{Clock, ConnectError, Connection, Endpoint};
+use crate::wire::Decoder;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+use velollm_core::record::{Channel, Chunk, ConnectionInfo, ErrorClass, Nanos, RequestError, RequestRecord, Usage};
+
+/// Request timeouts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// Opening a connection (DNS + TCP + TLS + HTTP handshake).
+    pub connect: Duration,
+    /// No data for this long (waiting for headers, the first token, or the next chunk).
+    pub idle: Duration,
+    /// The whole request.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts { connect: Duration::from_secs(10), idle: Duration::from_secs(60), total: Duration::from_secs(600) }
+    }
+}
+
+/// Everything a worker needs to send requests to one target.
+pub struct Target {
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// How they are written and read.
+    pub dialect: DialectKind,
+    /// `Authorization: Bearer …` value source; never stored or printed.
+    pub api_key: Option<Secret>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Local tokenizer for token counts when the server reports none.
+    pub tokenizer: Option<Arc<TokenCounter>>,
+    /// Keep the generated text in each record.
+    pub keep_text: bool,
+    /// The run's clock.
+    pub clock: Clock,
+    next_conn: AtomicU64,
+}
+
+impl Target {
+    /// A target with default options.
+    pub fn new(endpoint: Endpoint, dialect: DialectKind, clock: Clock) -> Target {
+        Target {
+            endpoint,
+            dialect,
+            api_key: None,
+            timeouts: Timeouts::default(),
+            tokenizer: None,
+            keep_text: false,
+            clock,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+}
+
+/// An API key. Its `Debug` output is redacted so it cannot leak through logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a key.
+    pub fn new(key: String) -> Secret {
+        Secret(key)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
+}
+
+fn error(class: ErrorClass, message: impl Into<String>) -> RequestError {
+    RequestError { class, message: message.into(), retry_after_s: None }
+}
+
+fn connect_error(e: &ConnectError) -> RequestError {
+    error(ErrorClass::Connect, e.to_string())
+}
+
+/// Build the HTTP request for a generation.
+pub fn http_request(
+    target: &Target,
+    method: hyper::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> hyper::Request<Full<Bytes>> {
+    let bytes = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(target.endpoint.path(path))
+        .header(hyper::header::HOST, target.endpoint.authority())
+        .header(hyper::header::USER_AGENT, concat!("velollm/", env!("CARGO_PKG_VERSION")))
+        .header(hyper::header::ACCEPT, "*/*");
+    if body.is_some() {
+        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(Secret(key)) = &target.api_key {
+        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+        if target.endpoint.is_https() || !key.is_empty() {
+            builder = builder.header("x-api-key", key.as_str());
+        }
+    }
+    builder.body(Full::new(bytes)).expect("a valid request")
+}
+
+/// A worker's connection slot: reused across requests while the server keeps it open.
+#[derive(Default)]
+pub struct Slot {
+    conn: Option<Connection>,
+}
+
+impl Slot {
+    /// Get a usable connection, opening one if needed, and describe how it was obtained.
+    async fn acquire(
+        &mut self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<(&mut Connection, ConnectionInfo), RequestError> {
+        if let Some(c) = self.conn.as_mut().filter(|c| c.is_usable()) {
+            if matches!(tokio::time::timeout(Duration::from_millis(1), c.ready()).await, Ok(Ok(()))) {
+                let info = ConnectionInfo { id: c.id, reused: true, ..Default::default() };
+                return Ok((self.conn.as_mut().expect("just checked"), info));
+            }
+        }
+        self.conn = None;
+        let id = target.next_conn.fetch_add(1, Ordering::Relaxed);
+        let connect_deadline = deadline.min(Instant::now() + target.timeouts.connect);
+        let (conn, phases) =
+            match timeout_at(connect_deadline, Connection::open(&target.endpoint, target.clock, id)).await {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return Err(connect_error(&e)),
+                Err(_) => {
+                    return Err(error(
+                        ErrorClass::Timeout,
+                        format!("connect timeout after {:?} to {}", target.timeouts.connect, target.endpoint.display()),
+                    ));
+                }
+            };
+        let info = ConnectionInfo {
+            id,
+            reused: false,
+            dns_ns: Some(phases.dns_ns),
+            connect_ns: Some(phases.connect_ns),
+            tls_ns: phases.tls_ns,
+        };
+        Ok((self.conn.insert(conn), info))
+    }
+
+    /// Drop the connection (after a failure that may leave it unusable).
+    pub fn discard(&mut self) {
+        self.conn = None;
+    }
+}
+
+/// Per-frame accumulation: events of one arrival merged per channel.
+struct FrameChunks {
+    chunks: Vec<Chunk>,
+}
+
+impl FrameChunks {
+    fn add(&mut self, t: Nanos, channel: Channel, bytes: usize, tokens: Option<u32>) {
+        match self.chunks.iter_mut().find(|c| c.channel == channel) {
+            Some(c) => {
+                c.events += 1;
+                c.bytes += bytes as u32;
+                c.tokens = match (c.tokens, tokens) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                };
+            }
+            None => self.chunks.push(Chunk { t, channel, events: 1, tokens, bytes: bytes as u32 }),
+        }
+    }
+}
+
+/// Stream state of one response.
+struct StreamState {
+    done: bool,
+    finish: Option<String>,
+    usage: Option<Usage>,
+    text: String,
+}
+
+/// Execute one generation request on `slot`, scheduled at `scheduled`; never fails, always returns a record.
+pub async fn execute(
+    target: &Target,
+    slot: &mut Slot,
+    req: &GenRequest,
+    mut record: RequestRecord,
+    cancel: &tokio::sync::watch::Receiver<bool>,
+) -> RequestRecord {
+    record.max_tokens = Some(req.max_tokens);
+    let mut cancel = cancel.clone();
+    let deadline = Instant::now() + target.timeouts.total;
+    let fut = execute_inner(target, slot, req, &mut record, deadline);
+    let outcome = tokio::select! {
+        r = fut => r,
+        _ = cancel.wait_for(|c| *c) => Err(error(ErrorClass::Cancelled, "cancelled")),
+    };
+    if let Err(e) = outcome {
+        if record.done.is_none() {
+            record.done = Some(target.clock.now());
+        }
+        slot.discard();
+        record.error = Some(e);
+    }
+    record
+}
+
+async fn execute_inner(
+    target: &Target,
+    slot: &mut Slot,
+    req: &GenRequest,
+    record: &mut RequestRecord,
+    deadline: Instant,
+) -> Result<(), RequestError> {
+    let clock = target.clock;
+    let dialect = target.dialect;
+    let body = dialect.body(req);
+    let mut attempt = 0;
+    let (resp, sent) = loop {
+        attempt += 1;
+        let (conn, info) = slot.acquire(target, deadline).await?;
+        let reused = info.reused;
+        record.connection = Some(info);
+        let http = http_request(target, hyper::Method::POST, dialect.path(), Some(&body));
+        let idle = deadline.min(Instant::now() + target.timeouts.idle);
+        match timeout_at(idle, conn.send(http, clock)).await {
+            Ok(Ok(x)) => break x,
+            // A kept-alive connection the server closed while idle: retry once on a fresh one.
+            Ok(Err(e)) if reused && attempt == 1 && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
+                slot.discard();
+                continue;
+            }
+            Ok(Err(e)) => {
+                record.sent = Some(clock.now());
+                return Err(error(ErrorClass::StreamBroken, format!("request failed before a response: {e}")));
+            }
+            Err(_) => {
+                return Err(error(
+                    ErrorClass::Timeout,
+                    format!("no response headers within {:?}", target.timeouts.idle),
+                ));
+            }
+        }
+    };
+    record.sent = Some(sent);
+    record.headers = Some(clock.now());
+    let status = resp.status();
+    record.status = Some(status.as_u16());
+    if !status.is_success() {
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let text = read_error_body(resp.into_body(), deadline.min(Instant::now() + target.timeouts.idle)).await;
+        record.done = Some(clock.now());
+        let class = velollm_core::metrics::classify_status(status.as_u16());
+        return Err(RequestError {
+            class,
+            message: format!("HTTP {}: {}", status.as_u16(), text),
+            retry_after_s: retry_after,
+        });
+    }
+
+    let mut body = resp.into_body();
+    let mut decoder = Decoder::new(dialect.framing());
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut st = StreamState { done: false, finish: None, usage: None, text: String::new() };
+    let mut ended = false;
+    while !ended {
+        let idle = deadline.min(Instant::now() + target.timeouts.idle);
+        let frame = match timeout_at(idle, body.frame()).await {
+            Err(_) => {
+                let what = if record.output_chunks().next().is_none() { "the first token" } else { "the next chunk" };
+                return Err(error(
+                    ErrorClass::Timeout,
+                    if Instant::now() >= deadline {
+                        format!("request exceeded the total timeout of {:?}", target.timeouts.total)
+                    } else {
+                        format!("no data for {:?} while waiting for {what}", target.timeouts.idle)
+                    },
+                ));
+            }
+            Ok(None) => {
+                ended = true;
+                None
+            }
+            Ok(Some(Err(e))) => {
+                record.done = Some(clock.now());
+                return Err(error(
+                    ErrorClass::StreamBroken,
+                    format!("stream broke after {} chunks: {e}", record.chunks.len()),
+                ));
+            }
+            Ok(Some(Ok(f))) => f.into_data().ok(),
+        };
+        let t = clock.now();
+        messages.clear();
+        match &frame {
+            Some(data) => decoder.push(data, &mut messages),
+            None => messages.extend(decoder.finish()),
+        }
+        if messages.is_empty() {
+            if ended {
+                record.done = Some(t);
+            }
+            continue;
+        }
+        let mut frame_chunks = FrameChunks { chunks: Vec::new() };
+        for m in &messages {
+            let p = dialect.parse(m).map_err(|e| {
+                record.done = Some(t);
+                error(ErrorClass::ParseError, e)
+            })?;
+            if let Some(e) = p.error {
+                record.done = Some(t);
+                return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
+            }
+            if p.pieces.iter().all(|(c, _)| !c.is_output()) {
+                frame_chunks.add(t, p.empty_channel(), 0, None);
+            }
+            for (channel, text) in &p.pieces {
+                if channel.is_output() {
+                    frame_chunks.add(t, *channel, text.len(), p.tokens);
+                    if *channel == Channel::Content || *channel == Channel::Reasoning {
+                        st.text.push_str(text);
+                    }
+                }
+            }
+            if let Some(u) = p.usage {
+                st.usage = Some(u);
+            }
+            if let Some(n) = p.native {
+                record.native = Some(n);
+            }
+            if p.finish_reason.is_some() {
+                st.finish = p.finish_reason;
+            }
+            st.done |= p.done;
+        }
+        record.chunks.extend(frame_chunks.chunks);
+        if st.done {
+            record.done = Some(t);
+            // Drain what is left (normally nothing) so the connection can be reused.
+            let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(&mut body)).await;
+            break;
+        }
+        if ended {
+            record.done = Some(t);
+        }
+    }
+    record.usage = st.usage;
+    record.finish_reason = st.finish;
+    if let Some(tok) = &target.tokenizer {
+        record.tokenizer_output_tokens = Some(tok.count(&st.text));
+    }
+    if target.keep_text {
+        record.text = Some(st.text);
+    }
+    if !st.done && record.finish_reason.is_none() {
+        return Err(error(
+            ErrorClass::StreamBroken,
+            format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
+        ));
+    }
+    if record.output_chunks().next().is_none() {
+        return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
+    }
+    Ok(())
+}
+
+async fn drain(body: &mut Incoming) {
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
+async fn read_error_body(mut body: Incoming, deadline: Instant) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < 4096 {
+        match timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    buf.extend_from_slice(d);
+                }
+            }
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..buf.len().min(4096)]).trim().to_string();
+    // Prefer the server's own error message when the body is JSON.
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| match v.get("error") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(e) => e.get("message").and_then(|m| m.as_str()).map(str::to_string),
+            None => None,
+        })
+        .unwrap_or(if text.is_empty() { "(empty body)".to_string() } else { text })
+}
+
+/// A simple GET returning the status and body, used by the probe. Opens its own connection.
+pub async fn get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), RequestError> {
+    let deadline = Instant::now() + target.timeouts.connect + Duration::from_secs(10);
+    let mut slot = Slot::default();
+    let (conn, _) = slot.acquire(target, deadline).await?;
+    let req = http_request(target, hyper::Method::GET, path, None);
+    let (resp, _) = match timeout_at(deadline, conn.send(req, target.clock)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
+        Err(_) => return Err(error(ErrorClass::Timeout, format!("GET {path} timed out"))),
+    };
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while buf.len() < 4 << 20 {
+        match timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    buf.extend_from_slice(d);
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
+            Err(_) => return Err(error(ErrorClass::Timeout, format!("GET {path} timed out"))),
+        }
+    }
+    Ok((status, buf))
+}

@@ -1,0 +1,177 @@
+//! Probing an endpoint: which API it speaks, what server it is, which models it serves.
+//!
+//! Order: Ollama's `/api/version` (Ollama also serves `/v1`, but its native API carries server durations),
+//! then `/v1/models` (OpenAI-compatible), then llama.cpp's `/props` and vLLM's `/version` to name the
+//! server. A server that answers none of them is an error that says which flag to pass.
+
+use crate::dialect::DialectKind;
+use crate::exec::{Target, get};
+use serde_json::Value;
+use velollm_core::record::ErrorClass;
+
+/// What the probe learned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerInfo {
+    /// The dialect auto-detection picked (when it could).
+    pub dialect: Option<DialectKind>,
+    /// Why it picked it.
+    pub reason: String,
+    /// Server software, when identified.
+    pub server: Option<String>,
+    /// Server-reported version.
+    pub version: Option<String>,
+    /// Models the server lists (empty when it lists none).
+    pub models: Vec<String>,
+}
+
+/// Why probing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Nothing listens at the URL.
+    #[error(
+        "cannot reach {url}: {detail}\n  Is the server running? Start one, or point --url at it:\n    \
+         Ollama:     ollama serve                        (then --url http://127.0.0.1:11434)\n    \
+         llama.cpp:  llama-server -m model.gguf --port 8080 (then --url http://127.0.0.1:8080)\n    \
+         this repo:  scripts/llama-server.sh start       (SmolLM2 on http://127.0.0.1:8080)"
+    )]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// The connection error.
+        detail: String,
+    },
+    /// Something answers but speaks no known API.
+    #[error(
+        "{url} answers, but not like an LLM server ({detail}).\n  Pass the dialect explicitly with --backend \
+         (openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp), or check the URL (base URL, \
+         without /chat/completions)."
+    )]
+    Unrecognised {
+        /// The URL.
+        url: String,
+        /// What was tried.
+        detail: String,
+    },
+}
+
+fn json(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok()
+}
+
+fn ok_json(r: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>) -> Option<Value> {
+    match r {
+        Ok((200, body)) => json(body),
+        _ => None,
+    }
+}
+
+/// Probe the target. `target.dialect` is ignored; the result says what the endpoint speaks.
+pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
+    let url = target.endpoint.display().to_string();
+    let version = get(target, "/api/version").await;
+    if let Err(e) = &version {
+        if e.class == ErrorClass::Connect || e.class == ErrorClass::Timeout {
+            return Err(ProbeError::Unreachable { url, detail: e.message.clone() });
+        }
+    }
+    if let Some(v) = ok_json(&version).filter(|v| v.get("version").is_some()) {
+        let models = ok_json(&get(target, "/api/tags").await)
+            .and_then(|t| t.get("models").cloned())
+            .and_then(|m| m.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        return Ok(ServerInfo {
+            dialect: Some(DialectKind::OllamaChat),
+            reason: "auto: /api/version answered (Ollama native API)".into(),
+            server: Some("ollama".into()),
+            version: v.get("version").and_then(Value::as_str).map(str::to_string),
+            models,
+        });
+    }
+    let models_resp = get(target, "/v1/models").await;
+    let Some(models) = ok_json(&models_resp).filter(|m| m.get("data").is_some()) else {
+        let detail = match (&version, &models_resp) {
+            (_, Ok((status, _))) => format!("GET /api/version and /v1/models gave HTTP {status}"),
+            (_, Err(e)) => e.message.clone(),
+        };
+        return Err(ProbeError::Unrecognised { url, detail });
+    };
+    let data = models.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+    let ids: Vec<String> =
+        data.iter().filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+    let owner = data.first().and_then(|m| m.get("owned_by")).and_then(Value::as_str).unwrap_or("");
+    let mut info = ServerInfo {
+        dialect: Some(DialectKind::OpenAiChat),
+        reason: "auto: /v1/models answered (OpenAI-compatible API)".into(),
+        server: None,
+        version: None,
+        models: ids,
+    };
+    if let Some(props) = ok_json(&get(target, "/props").await)
+        .filter(|p| p.get("build_info").is_some() || p.get("total_slots").is_some())
+    {
+        info.server = Some("llama.cpp".into());
+        info.version = props.get("build_info").and_then(Value::as_str).map(str::to_string);
+        info.reason.push_str("; /props identifies llama.cpp server");
+    } else if let Some(v) = ok_json(&get(target, "/version").await).and_then(|v| v.get("version").cloned()) {
+        info.server = Some(if owner.is_empty() { "openai-compatible".into() } else { owner.to_string() });
+        info.version = v.as_str().map(str::to_string);
+    } else if !owner.is_empty() {
+        info.server = Some(owner.to_string());
+    }
+    Ok(info)
+}
+
+/// Check the requested model against what the server lists. Returns the model to use.
+///
+/// With no model requested, a server that lists exactly one model gets that one. A requested model the
+/// server does not list is an error that names the models it has (Ollama's implicit `:latest` tag is
+/// accepted).
+pub fn resolve_model(requested: Option<&str>, info: &ServerInfo, url: &str) -> Result<String, String> {
+    let list = || {
+        if info.models.is_empty() { "(none)".to_string() } else { info.models.join(", ") }
+    };
+    match requested {
+        None => match info.models.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(format!("{url} lists no models; pass --model NAME")),
+            _ => Err(format!("{url} serves several models; pick one with --model: {}", list())),
+        },
+        Some(m) if info.models.is_empty() => Ok(m.to_string()),
+        Some(m) => {
+            let latest = format!("{m}:latest");
+            if info.models.iter().any(|x| x == m || *x == latest) {
+                Ok(m.to_string())
+            } else {
+                let hint = if info.server.as_deref() == Some("ollama") {
+                    format!("\n  To get it: ollama pull {m}")
+                } else {
+                    String::new()
+                };
+                Err(format!("model '{m}' is not served by {url}. It has: {}{hint}", list()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_resolution() {
+        let info = ServerInfo {
+            models: vec!["llama3.2:latest".into(), "qwen".into()],
+            server: Some("ollama".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve_model(Some("llama3.2"), &info, "u").unwrap(), "llama3.2");
+        let e = resolve_model(Some("nope"), &info, "u").unwrap_err();
+        assert!(e.contains("It has: llama3.2:latest, qwen") && e.contains("ollama pull nope"), "{e}");
+        assert!(resolve_model(None, &info, "u").unwrap_err().contains("--model"));
+        let one = ServerInfo { models: vec!["smollm2".into()], ..Default::default() };
+        assert_eq!(resolve_model(None, &one, "u").unwrap(), "smollm2");
+    }
+}

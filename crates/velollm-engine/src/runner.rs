@@ -1,0 +1,328 @@
+//! The load runner: one step = a workload under a load profile within bounds → a stream of records.
+//!
+//! Closed-loop profiles (sequential, concurrency) run N workers that each own a connection and send their
+//! next request when the previous one ends. The open-loop profile (rate) has a dispatcher that sleeps until
+//! each scheduled instant and hands the request to a task; the record keeps the *scheduled* instant, so
+//! latency from the schedule is measured even when the client had to wait (no coordinated omission).
+//! Records flow over a channel to the collector, which feeds the [`Observer`].
+
+use crate::dialect::GenRequest;
+use crate::exec::{Slot, Target, execute};
+use crate::prompts::PromptSource;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use velollm_core::aggregate::StepAccumulator;
+use velollm_core::load::{ArrivalSchedule, Bounds, LoadProfile, ScheduleError, Warmup};
+use velollm_core::record::{Nanos, RequestRecord};
+use velollm_core::result::{StepConfig, StepResult};
+use velollm_core::scenario::Workload;
+use velollm_core::slo::Slo;
+
+/// One step to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPlan {
+    /// Step name.
+    pub name: String,
+    /// What to send.
+    pub workload: Workload,
+    /// Optional system prompt.
+    pub system: Option<String>,
+    /// Maximum tokens to generate.
+    pub max_tokens: u32,
+    /// Ask for exactly `max_tokens`.
+    pub exact_output: bool,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// How requests are issued.
+    pub load: LoadProfile,
+    /// How many, for how long, and the warm-up.
+    pub bounds: Bounds,
+}
+
+impl StepPlan {
+    /// The step's configuration as recorded in the result.
+    pub fn config(&self) -> StepConfig {
+        let (prompt, prompt_tokens) = match &self.workload {
+            Workload::Prompts(p) => (p.first().cloned().unwrap_or_default(), None),
+            Workload::Synthetic { prompt_tokens } => {
+                (format!("synthetic, {prompt_tokens} tokens, distinct per request"), Some(*prompt_tokens))
+            }
+        };
+        StepConfig {
+            prompt,
+            prompt_tokens,
+            max_tokens: self.max_tokens,
+            exact_output: self.exact_output,
+            load: self.load,
+            bounds: self.bounds,
+        }
+    }
+
+    /// Requests the step will send when that is known in advance (warm-up included).
+    pub fn expected_requests(&self) -> Option<u64> {
+        let warm = match self.bounds.warmup {
+            Warmup::Requests(n) => n,
+            Warmup::None => 0,
+            Warmup::Seconds(_) => return None,
+        };
+        match (self.bounds.requests, self.bounds.duration_s) {
+            (Some(r), None) => Some(r + warm),
+            _ => None,
+        }
+    }
+}
+
+/// Receives what a run produces, as it happens.
+pub trait Observer: Send {
+    /// A step starts.
+    fn step_started(&mut self, _index: usize, _step: &StepPlan) {}
+    /// A request finished (successfully or not).
+    fn record(&mut self, _record: &RequestRecord) {}
+    /// The current step's aggregates so far (called about once a second).
+    fn step_progress(&mut self, _index: usize, _partial: &StepResult) {}
+    /// A step ended; `result.partial` says whether it was cut short.
+    fn step_finished(&mut self, _index: usize, _result: &StepResult) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn step_started(&mut self, i: usize, s: &StepPlan) {
+        self.0.step_started(i, s);
+        self.1.step_started(i, s);
+    }
+    fn record(&mut self, r: &RequestRecord) {
+        self.0.record(r);
+        self.1.record(r);
+    }
+    fn step_progress(&mut self, i: usize, p: &StepResult) {
+        self.0.step_progress(i, p);
+        self.1.step_progress(i, p);
+    }
+    fn step_finished(&mut self, i: usize, r: &StepResult) {
+        self.0.step_finished(i, r);
+        self.1.step_finished(i, r);
+    }
+}
+
+/// Shared state of one running step.
+struct StepCtx {
+    target: Arc<Target>,
+    index: u32,
+    first_id: u64,
+    model: String,
+    step: StepPlan,
+    prompts: PromptSource,
+    start: Nanos,
+    counter: AtomicU64,
+    cancel: watch::Receiver<bool>,
+}
+
+impl StepCtx {
+    fn warmup_requests(&self) -> u64 {
+        match self.step.bounds.warmup {
+            Warmup::Requests(n) => n,
+            _ => 0,
+        }
+    }
+
+    fn warmup_ns(&self) -> Nanos {
+        match self.step.bounds.warmup {
+            Warmup::Seconds(s) => (s * 1e9) as Nanos,
+            _ => 0,
+        }
+    }
+
+    /// May request `i`, scheduled at `at`, be issued?
+    fn admit(&self, i: u64, at: Nanos) -> bool {
+        if *self.cancel.borrow() {
+            return false;
+        }
+        if let Some(r) = self.step.bounds.requests {
+            if i >= self.warmup_requests() + r {
+                return false;
+            }
+        }
+        if let Some(d) = self.step.bounds.duration_s {
+            if at.saturating_sub(self.start) >= self.warmup_ns() + (d * 1e9) as Nanos {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn is_warmup(&self, i: u64, at: Nanos) -> bool {
+        i < self.warmup_requests() || at.saturating_sub(self.start) < self.warmup_ns()
+    }
+
+    fn request(&self, i: u64) -> GenRequest {
+        GenRequest {
+            model: self.model.clone(),
+            system: self.step.system.clone(),
+            prompt: self.prompts.prompt(i, self.target.tokenizer.as_deref()),
+            max_tokens: self.step.max_tokens,
+            exact_output: self.step.exact_output,
+            temperature: self.step.temperature,
+        }
+    }
+
+    fn record(&self, i: u64, scheduled: Nanos) -> RequestRecord {
+        RequestRecord {
+            id: self.first_id + i,
+            step: self.index,
+            warmup: self.is_warmup(i, scheduled),
+            scheduled,
+            ..RequestRecord::default()
+        }
+    }
+}
+
+/// Runs the steps of a plan against one target.
+pub struct Runner {
+    target: Arc<Target>,
+    model: String,
+    seed: u64,
+    slo: Option<Slo>,
+    next_id: u64,
+}
+
+/// Why a step could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The arrival schedule is invalid.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// The step has neither a request count nor a duration.
+    #[error("step '{0}' is unbounded: give --requests N or --duration D")]
+    Unbounded(String),
+}
+
+impl Runner {
+    /// A runner for `model` on `target`, with every random choice derived from `seed`.
+    pub fn new(target: Arc<Target>, model: String, seed: u64, slo: Option<Slo>) -> Runner {
+        Runner { target, model, seed, slo, next_id: 0 }
+    }
+
+    /// Run one step; stops early (and marks the result partial) when `cancel` becomes true.
+    pub async fn run_step(
+        &mut self,
+        index: usize,
+        step: &StepPlan,
+        observer: &mut dyn Observer,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<StepResult, RunError> {
+        if !step.bounds.is_bounded() {
+            return Err(RunError::Unbounded(step.name.clone()));
+        }
+        let step_seed = self.seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9));
+        let schedule = match step.load {
+            LoadProfile::Rate { rate, arrival, .. } => Some(ArrivalSchedule::new(rate, arrival, step_seed)?),
+            _ => None,
+        };
+        observer.step_started(index, step);
+        let ctx = Arc::new(StepCtx {
+            target: self.target.clone(),
+            index: index as u32,
+            first_id: self.next_id,
+            model: self.model.clone(),
+            step: step.clone(),
+            prompts: PromptSource::new(step.workload.clone(), step_seed),
+            start: self.target.clock.now(),
+            counter: AtomicU64::new(0),
+            cancel: cancel.clone(),
+        });
+        let (tx, mut rx) = mpsc::channel::<RequestRecord>(1024);
+        let driver = match schedule {
+            Some(s) => tokio::spawn(open_loop(ctx.clone(), s, step.load.workers(), tx)),
+            None => {
+                let workers = step.load.workers().unwrap_or(1).max(1);
+                tokio::spawn(closed_loop(ctx.clone(), workers, tx))
+            }
+        };
+        let mut acc = StepAccumulator::new(step.name.clone(), step.config());
+        let mut last_progress = Instant::now();
+        let mut sent = 0;
+        while let Some(record) = rx.recv().await {
+            sent += 1;
+            observer.record(&record);
+            acc.push(&record);
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                observer.step_progress(index, &acc.result(self.slo.as_ref(), true));
+                last_progress = Instant::now();
+            }
+        }
+        let _ = driver.await;
+        self.next_id += sent;
+        let result = acc.result(self.slo.as_ref(), *cancel.borrow());
+        observer.step_finished(index, &result);
+        Ok(result)
+    }
+}
+
+async fn closed_loop(ctx: Arc<StepCtx>, workers: u32, tx: mpsc::Sender<RequestRecord>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let ctx = ctx.clone();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let mut slot = Slot::default();
+            loop {
+                let i = ctx.counter.fetch_add(1, Ordering::Relaxed);
+                let now = ctx.target.clock.now();
+                if !ctx.admit(i, now) {
+                    break;
+                }
+                let req = ctx.request(i);
+                let record = execute(&ctx.target, &mut slot, &req, ctx.record(i, now), &ctx.cancel).await;
+                if tx.send(record).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn open_loop(
+    ctx: Arc<StepCtx>,
+    mut schedule: ArrivalSchedule,
+    max_in_flight: Option<u32>,
+    tx: mpsc::Sender<RequestRecord>,
+) {
+    let limit = max_in_flight.map(|n| Arc::new(Semaphore::new(n.max(1) as usize)));
+    let idle_slots: Arc<Mutex<Vec<Slot>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut cancel = ctx.cancel.clone();
+    for i in 0.. {
+        let at = ctx.start + schedule.next_offset().as_nanos() as Nanos;
+        if !ctx.admit(i, at) {
+            break;
+        }
+        let when = tokio::time::Instant::from_std(ctx.target.clock.instant(at));
+        tokio::select! {
+            _ = tokio::time::sleep_until(when) => {}
+            _ = cancel.wait_for(|c| *c) => break,
+        }
+        let (ctx, tx, limit, idle_slots) = (ctx.clone(), tx.clone(), limit.clone(), idle_slots.clone());
+        tasks.spawn(async move {
+            let _permit = match &limit {
+                Some(s) => s.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            let mut slot = idle_slots.lock().await.pop().unwrap_or_default();
+            let req = ctx.request(i);
+            let record = execute(&ctx.target, &mut slot, &req, ctx.record(i, at), &ctx.cancel).await;
+            idle_slots.lock().await.push(slot);
+            let _ = tx.send(record).await;
+        });
+        // Reap finished tasks so the set does not grow with the run.
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(tx);
+    while tasks.join_next().await.is_some() {}
+}

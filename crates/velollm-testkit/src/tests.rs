@@ -1,0 +1,500 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::*;
+
+/// A response read by the minimal HTTP/1.1 test client.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// `(arrival time since the request was written, data)` of every body chunk (chunked encoding)
+    /// or the whole body as a single entry (content-length / EOF-delimited).
+    chunks: Vec<(Duration, Vec<u8>)>,
+    /// Whether the body ended properly (terminating chunk, or content-length reached).
+    complete: bool,
+    /// Time the response head was fully received.
+    head_at: Duration,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn body(&self) -> Vec<u8> {
+        self.chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body()).expect("JSON body")
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn addr(server: &FakeServer) -> String {
+    server.url().trim_start_matches("http://").to_owned()
+}
+
+/// Sends one request with `Connection: close` and reads the response, timestamping each chunk.
+/// Gives up (returning what was read, `complete == false`) after `limit`.
+async fn send(server: &FakeServer, method: &str, path: &str, body: Option<&Value>, limit: Duration) -> Resp {
+    let mut stream = TcpStream::connect(addr(server)).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", addr(server));
+    if method == "POST" {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let t0 = Instant::now();
+    stream.write_all(req.as_bytes()).await.expect("write request");
+    let deadline = t0 + limit;
+
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    // Reads more data; returns false on EOF, error or deadline.
+    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> bool {
+        let mut tmp = [0u8; 16384];
+        match tokio::time::timeout_at(deadline, stream.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => false,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    let head_end = loop {
+        if let Some(p) = find(&buf, b"\r\n\r\n") {
+            break p;
+        }
+        assert!(fill(&mut stream, &mut buf, deadline).await, "connection ended before the response head");
+    };
+    let head_at = t0.elapsed();
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("ASCII head");
+    buf.drain(..head_end + 4);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+
+    let mut chunks = Vec::new();
+    let mut complete = false;
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        'outer: loop {
+            // Parse as many complete chunks as buffered.
+            while let Some(line_end) = find(&buf, b"\r\n") {
+                let size_line = std::str::from_utf8(&buf[..line_end]).unwrap();
+                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap();
+                if buf.len() < line_end + 2 + size + 2 {
+                    break;
+                }
+                if size == 0 {
+                    complete = true;
+                    break 'outer;
+                }
+                chunks.push((t0.elapsed(), buf[line_end + 2..line_end + 2 + size].to_vec()));
+                buf.drain(..line_end + 2 + size + 2);
+            }
+            if eof || !fill(&mut stream, &mut buf, deadline).await {
+                eof = true;
+                if find(&buf, b"\r\n").is_none() {
+                    break;
+                }
+            }
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            if !fill(&mut stream, &mut buf, deadline).await {
+                break;
+            }
+        }
+        complete = buf.len() >= len;
+        chunks.push((t0.elapsed(), buf.clone()));
+    } else {
+        while fill(&mut stream, &mut buf, deadline).await {}
+        chunks.push((t0.elapsed(), buf.clone()));
+    }
+    Resp { status, headers, chunks, complete, head_at }
+}
+
+async fn post(server: &FakeServer, path: &str, body: Value) -> Resp {
+    send(server, "POST", path, Some(&body), Duration::from_secs(5)).await
+}
+
+async fn get_path(server: &FakeServer, path: &str) -> Resp {
+    send(server, "GET", path, None, Duration::from_secs(5)).await
+}
+
+/// Payloads of the SSE events in one frame.
+fn sse_events(frame: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = frame;
+    while let Some(end) = find(rest, b"\n\n") {
+        let ev = &rest[..end];
+        out.push(ev.strip_prefix(b"data: ").expect("data: prefix").to_vec());
+        rest = &rest[end + 2..];
+    }
+    assert!(rest.is_empty(), "trailing bytes in SSE frame: {:?}", String::from_utf8_lossy(rest));
+    out
+}
+
+fn sse_json(frame: &[u8]) -> Value {
+    let evs = sse_events(frame);
+    assert_eq!(evs.len(), 1, "expected exactly one event per frame");
+    serde_json::from_slice(&evs[0]).expect("event JSON")
+}
+
+fn ndjson_lines(body: &[u8]) -> Vec<Value> {
+    body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test]
+async fn openai_chat_stream_events_usage_and_timing() {
+    let script =
+        Script { ttft: ms(50), itl: ms(10), tokens: 4, prompt_tokens: 12, cached_tokens: 3, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let req = json!({
+        "model": "fake-model",
+        "messages": [{ "role": "user", "content": "hi" }],
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    let resp = post(&server, "/v1/chat/completions", req.clone()).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    assert!(resp.complete);
+    // role + 4 content + finish + usage + [DONE], each in its own frame.
+    assert_eq!(resp.chunks.len(), 8, "{:?}", resp.chunks);
+
+    let role = sse_json(&resp.chunks[0].1);
+    assert_eq!(role["choices"][0]["delta"], json!({ "role": "assistant", "content": "" }));
+    assert!(resp.chunks[0].0 < ms(40), "role chunk must come with the headers");
+
+    for i in 0..4 {
+        let (at, frame) = &resp.chunks[1 + i];
+        let v = sse_json(frame);
+        assert_eq!(v["object"], "chat.completion.chunk");
+        assert_eq!(v["model"], "fake-model");
+        assert_eq!(v["choices"][0]["delta"]["content"], format!("tok{i} "));
+        assert_eq!(v["choices"][0]["finish_reason"], Value::Null);
+        let due = ms(50) + ms(10) * i as u32;
+        assert!(*at >= due, "content chunk {i} arrived at {at:?}, before {due:?}");
+        assert!(*at < due + ms(40), "content chunk {i} arrived late at {at:?}");
+    }
+    let finish = sse_json(&resp.chunks[5].1);
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    let usage = sse_json(&resp.chunks[6].1);
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(
+        usage["usage"],
+        json!({ "prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16,
+                "prompt_tokens_details": { "cached_tokens": 3 } })
+    );
+    assert_eq!(sse_events(&resp.chunks[7].1), vec![b"[DONE]".to_vec()]);
+
+    assert_eq!(server.request_count(), 1);
+    assert_eq!(server.requests(), vec![("/v1/chat/completions".to_owned(), req)]);
+}
+
+#[tokio::test]
+async fn openai_chat_without_usage_with_reasoning_and_no_role() {
+    let script =
+        Script { ttft: ms(20), itl: ms(5), tokens: 2, reasoning_tokens: 2, role_chunk: false, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/chat/completions", json!({ "stream": true })).await;
+    let events: Vec<Value> = resp.chunks.iter().map(|(_, f)| sse_events(f)).flatten_frames();
+    // r0, r1, tok0, tok1, finish, [DONE]
+    assert_eq!(events.len(), 6);
+    assert_eq!(events[0]["choices"][0]["delta"]["reasoning_content"], "r0 ");
+    assert_eq!(events[1]["choices"][0]["delta"]["reasoning_content"], "r1 ");
+    assert_eq!(events[2]["choices"][0]["delta"]["content"], "tok0 ");
+    assert_eq!(events[4]["choices"][0]["finish_reason"], "length");
+    assert_eq!(events[5], json!("[DONE]"));
+    assert!(resp.chunks[0].0 >= ms(20));
+    assert!(resp.chunks[2].0 >= ms(30));
+}
+
+trait FlattenFrames {
+    fn flatten_frames(self) -> Vec<Value>;
+}
+
+impl<I: Iterator<Item = Vec<Vec<u8>>>> FlattenFrames for I {
+    fn flatten_frames(self) -> Vec<Value> {
+        self.flatten()
+            .map(|e| if e == b"[DONE]" { json!("[DONE]") } else { serde_json::from_slice(&e).unwrap() })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn openai_completions_and_tokens_per_chunk() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 5, tokens_per_chunk: 2, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let req =
+        json!({ "model": "fake-model", "prompt": "x", "stream": true, "stream_options": { "include_usage": true } });
+    let resp = post(&server, "/v1/completions", req).await;
+    let events: Vec<Value> = resp.chunks.iter().map(|(_, f)| sse_events(f)).flatten_frames();
+    let texts: Vec<&str> = events[..3].iter().map(|e| e["choices"][0]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["tok0 tok1 ", "tok2 tok3 ", "tok4 "]);
+    assert_eq!(events[0]["object"], "text_completion");
+    assert_eq!(events[3]["choices"][0]["text"], "");
+    assert_eq!(events[3]["choices"][0]["finish_reason"], "length");
+    assert_eq!(events[4]["usage"]["completion_tokens"], 5);
+    assert_eq!(events[4]["choices"], json!([]));
+    assert_eq!(events[5], json!("[DONE]"));
+    assert_eq!(events.len(), 6);
+}
+
+#[tokio::test]
+async fn ollama_generate_final_line_has_ns_durations() {
+    let script = Script { ttft: ms(20), itl: ms(5), tokens: 3, ..Script::default() };
+    let server = FakeServer::start(Flavor::Ollama, script).await;
+    let resp = post(&server, "/api/generate", json!({ "model": "fake-model", "prompt": "hi" })).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/x-ndjson"));
+    assert!(resp.complete);
+    assert_eq!(resp.chunks.len(), 4, "one frame per line");
+    let lines = ndjson_lines(&resp.body());
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert_eq!(
+            *line,
+            json!({ "model": "fake-model", "created_at": "2026-01-01T00:00:00Z", "response": format!("tok{i} "), "done": false })
+        );
+    }
+    assert_eq!(
+        lines[3],
+        json!({
+            "model": "fake-model",
+            "created_at": "2026-01-01T00:00:00Z",
+            "response": "",
+            "done": true,
+            "done_reason": "length",
+            "total_duration": 30_000_000u64,
+            "load_duration": 1_000_000u64,
+            "prompt_eval_count": 12,
+            "prompt_eval_duration": 20_000_000u64,
+            "eval_count": 3,
+            "eval_duration": 10_000_000u64,
+        })
+    );
+}
+
+#[tokio::test]
+async fn ollama_chat_thinking_and_non_streaming() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 2, reasoning_tokens: 1, ..Script::default() };
+    let server = FakeServer::start(Flavor::Ollama, script).await;
+    let resp = post(&server, "/api/chat", json!({ "model": "fake-model", "messages": [] })).await;
+    let lines = ndjson_lines(&resp.body());
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["message"], json!({ "role": "assistant", "content": "", "thinking": "r0 " }));
+    assert_eq!(lines[1]["message"], json!({ "role": "assistant", "content": "tok0 " }));
+    assert_eq!(lines[3]["message"], json!({ "role": "assistant", "content": "" }));
+    assert_eq!(lines[3]["done"], true);
+    assert_eq!(lines[3]["eval_count"], 3);
+    assert_eq!(lines[3]["eval_duration"], 10_000_000u64);
+
+    let resp = post(&server, "/api/chat", json!({ "model": "fake-model", "stream": false })).await;
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let v = resp.json();
+    assert_eq!(v["message"]["content"], "tok0 tok1 ");
+    assert_eq!(v["message"]["thinking"], "r0 ");
+    assert_eq!(v["done"], true);
+    assert_eq!(v["prompt_eval_duration"], 10_000_000u64);
+    assert!(resp.head_at >= ms(20));
+}
+
+#[tokio::test]
+async fn llama_cpp_completion_final_event() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 3, cached_tokens: 4, ..Script::default() };
+    let server = FakeServer::start(Flavor::LlamaCpp, script).await;
+    let resp = post(&server, "/completion", json!({ "prompt": "x", "stream": true })).await;
+    let events: Vec<Value> = resp.chunks.iter().map(|(_, f)| sse_events(f)).flatten_frames();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[1], json!({ "content": "tok1 ", "stop": false, "tokens": [1] }));
+    let last = &events[3];
+    assert_eq!(last["stop"], true);
+    assert_eq!(last["stop_type"], "limit");
+    assert_eq!(last["tokens_predicted"], 3);
+    assert_eq!(last["tokens_evaluated"], 12);
+    assert_eq!(last["timings"]["cache_n"], 4);
+    assert_eq!(last["timings"]["prompt_ms"], 10.0);
+    assert_eq!(last["timings"]["predicted_ms"], 10.0);
+    assert_eq!(last["timings"]["predicted_per_second"], 300.0);
+}
+
+#[tokio::test]
+async fn openai_non_streaming_chat() {
+    let script = Script { ttft: ms(20), itl: ms(5), tokens: 3, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/chat/completions", json!({ "model": "fake-model", "stream": false })).await;
+    assert!(resp.head_at >= ms(30));
+    let v = resp.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "tok0 tok1 tok2 ");
+    assert_eq!(v["usage"]["total_tokens"], 15);
+}
+
+#[tokio::test]
+async fn status_fault_returns_code_and_retry_after() {
+    let body = r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#.to_owned();
+    let fault = Fault::Status { code: 429, body: body.clone(), retry_after: Some(7) };
+    let server = FakeServer::start(Flavor::OpenAi, Script { fault, ..Script::default() }).await;
+    let resp = post(&server, "/v1/chat/completions", json!({ "model": "fake-model", "stream": true })).await;
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), Some("7"));
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.body(), body.as_bytes());
+    assert_eq!(server.request_count(), 1);
+
+    let fault = Fault::Status { code: 503, body: "{}".into(), retry_after: None };
+    let server = FakeServer::start(Flavor::Ollama, Script { fault, ..Script::default() }).await;
+    let resp = post(&server, "/api/generate", json!({})).await;
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), None);
+}
+
+#[tokio::test]
+async fn wrong_model_is_404() {
+    let server = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let resp = post(&server, "/v1/chat/completions", json!({ "model": "nope", "stream": true })).await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json(), json!({ "error": { "message": "model 'nope' not found", "type": "not_found_error" } }));
+
+    let resp = post(&server, "/api/chat", json!({ "model": "nope" })).await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json(), json!({ "error": "model \"nope\" not found, try pulling it first" }));
+    assert_eq!(server.request_count(), 2);
+    assert_eq!(server.requests()[1].0, "/api/chat");
+}
+
+#[tokio::test]
+async fn discovery_routes_per_flavor() {
+    let openai = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let v = get_path(&openai, "/v1/models").await;
+    assert_eq!(v.status, 200);
+    assert_eq!(
+        v.json(),
+        json!({ "object": "list", "data": [{ "id": "fake-model", "object": "model", "owned_by": "fake" }] })
+    );
+    for p in ["/api/version", "/api/tags", "/props"] {
+        assert_eq!(get_path(&openai, p).await.status, 404, "{p}");
+    }
+
+    let llama = FakeServer::start(Flavor::LlamaCpp, Script::default()).await;
+    assert_eq!(get_path(&llama, "/v1/models").await.status, 200);
+    assert_eq!(get_path(&llama, "/health").await.json(), json!({ "status": "ok" }));
+    assert_eq!(get_path(&llama, "/props").await.json()["build_info"], "b9999-fake");
+    assert_eq!(get_path(&llama, "/api/version").await.status, 404);
+
+    let ollama = FakeServer::start(Flavor::Ollama, Script { model: "m:1b".into(), ..Script::default() }).await;
+    assert_eq!(get_path(&ollama, "/api/version").await.json(), json!({ "version": "0.12.0" }));
+    assert_eq!(
+        get_path(&ollama, "/api/tags").await.json(),
+        json!({ "models": [{ "name": "m:1b", "model": "m:1b", "size": 1, "digest": "abc" }] })
+    );
+    assert_eq!(get_path(&ollama, "/v1/models").await.status, 404);
+    assert_eq!(ollama.request_count(), 0, "discovery requests are not recorded");
+}
+
+#[tokio::test]
+async fn drop_after_aborts_mid_body() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 6, fault: Fault::DropAfter(2), ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/chat/completions", json!({ "stream": true })).await;
+    assert_eq!(resp.status, 200);
+    assert!(!resp.complete, "body must not terminate properly");
+    // role + 2 content chunks were delivered before the reset.
+    assert_eq!(resp.chunks.len(), 3);
+    assert_eq!(sse_json(&resp.chunks[2].1)["choices"][0]["delta"]["content"], "tok1 ");
+
+    let server = FakeServer::start(
+        Flavor::Ollama,
+        Script { ttft: ms(10), itl: ms(5), tokens: 2, fault: Fault::DropAfter(5), ..Script::default() },
+    )
+    .await;
+    let resp = post(&server, "/api/generate", json!({})).await;
+    assert!(!resp.complete);
+    let lines = ndjson_lines(&resp.body());
+    assert_eq!(lines.len(), 2, "all content but no done line");
+}
+
+#[tokio::test]
+async fn stall_after_sends_nothing_more() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 6, fault: Fault::StallAfter(1), ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = send(&server, "POST", "/v1/completions", Some(&json!({})), ms(200)).await;
+    assert_eq!(resp.status, 200);
+    assert!(!resp.complete);
+    assert_eq!(resp.chunks.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_json_and_invalid_utf8_faults() {
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, fault: Fault::MalformedJsonAt(1), ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/chat/completions", json!({})).await;
+    assert_eq!(sse_events(&resp.chunks[2].1), vec![br#"{"choices":[{"#.to_vec()]);
+    assert!(sse_json(&resp.chunks[1].1).is_object());
+    assert!(sse_json(&resp.chunks[3].1).is_object());
+
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, fault: Fault::InvalidUtf8At(0), ..Script::default() };
+    let server = FakeServer::start(Flavor::Ollama, script).await;
+    let resp = post(&server, "/api/chat", json!({})).await;
+    let first = &resp.chunks[0].1;
+    assert!(std::str::from_utf8(first).is_err());
+    let pos = find(first, &[0xFF, 0xFE]).expect("invalid bytes present");
+    assert!(first[..pos].ends_with(b"\"content\":\"tok0 "), "{:?}", String::from_utf8_lossy(first));
+    assert!(std::str::from_utf8(&resp.chunks[1].1).is_ok());
+}
+
+#[tokio::test]
+async fn events_per_frame_packs_events() {
+    let script = Script { ttft: ms(10), itl: ms(10), tokens: 4, events_per_frame: 3, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/chat/completions", json!({})).await;
+    // role, tok0..tok3, finish, [DONE] = 7 events -> frames of 3, 3, 1.
+    let sizes: Vec<usize> = resp.chunks.iter().map(|(_, f)| sse_events(f).len()).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    // The first frame (role, tok0, tok1) is sent when tok1 is due.
+    assert!(resp.chunks[0].0 >= ms(20), "{:?}", resp.chunks[0].0);
+    assert!(resp.chunks[1].0 >= ms(40));
+}
+
+#[tokio::test]
+async fn slow_headers_delays_the_head() {
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 2, fault: Fault::SlowHeaders(ms(40)), ..Script::default() };
+    let server = FakeServer::start(Flavor::LlamaCpp, script).await;
+    let resp = post(&server, "/completion", json!({})).await;
+    assert!(resp.head_at >= ms(40), "{:?}", resp.head_at);
+    assert!(resp.complete);
+    assert_eq!(resp.chunks.len(), 3);
+}
+
+#[tokio::test]
+async fn invalid_json_body_is_recorded_and_rejected() {
+    let server = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let resp = post(&server, "/v1/chat/completions", json!("not an object")).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(server.request_count(), 1);
+}
