@@ -39,10 +39,18 @@ impl StepAccumulator {
         }
     }
 
-    /// Add a finished request. Warm-up requests are only counted.
+    /// Add a finished request. Warm-up requests are only counted; cancelled requests (Ctrl-C) are counted
+    /// under their error class but are not measured requests.
     pub fn push(&mut self, r: &RequestRecord) {
         if r.warmup {
             self.warmup += 1;
+            return;
+        }
+        if let Some(e) = r.error.as_ref().filter(|e| e.class == ErrorClass::Cancelled) {
+            self.errors
+                .entry(e.class)
+                .and_modify(|s| s.count += 1)
+                .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
             return;
         }
         if let Some(c) = &r.connection {
@@ -86,6 +94,7 @@ impl StepAccumulator {
             ttfb_ms: summary(&|m| m.ttfb_ms),
             e2e_ms: summary(&|m| m.e2e_ms),
             e2e_from_scheduled_ms: summary(&|m| m.e2e_from_scheduled_ms),
+            ttft_from_scheduled_ms: summary(&|m| m.ttft_from_scheduled_ms),
             queue_delay_ms: summary(&|m| m.queue_delay_ms),
             network_overhead_ms: summary(&|m| m.network_overhead_ms),
             tpot_ms: summary(&|m| m.tpot_ms),

@@ -11,6 +11,7 @@
 //! | network overhead | DNS + TCP connect + TLS, for a new connection; 0 for a reused one |
 //! | E2E (TTR) | done − sent |
 //! | E2E from schedule | done − scheduled (open-loop latency free of coordinated omission) |
+//! | TTFT from schedule | first output chunk − scheduled |
 //! | TPOT | (E2E − TTFT) ÷ (output tokens − 1), for output tokens > 1 |
 //! | ITL per chunk | gaps between consecutive output chunks |
 //! | ITL per token | each gap ÷ the tokens in the later chunk, when per-chunk tokens are known |
@@ -113,6 +114,8 @@ pub struct RequestMetrics {
     pub e2e_ms: Option<f64>,
     /// End-to-end latency measured from the scheduled instant.
     pub e2e_from_scheduled_ms: Option<f64>,
+    /// Time to first output measured from the scheduled instant.
+    pub ttft_from_scheduled_ms: Option<f64>,
     /// Time per output token after the first.
     pub tpot_ms: Option<f64>,
     /// Gaps between consecutive output chunks.
@@ -179,6 +182,7 @@ impl RequestMetrics {
             network_overhead_ms,
             e2e_ms,
             e2e_from_scheduled_ms: span(Some(r.scheduled), r.done),
+            ttft_from_scheduled_ms: span(Some(r.scheduled), first_output),
             tpot_ms,
             itl_chunk_ms,
             itl_token_ms,
@@ -339,6 +343,7 @@ mod tests {
         assert_eq!(m.queue_delay_ms, Some(2.0));
         assert_eq!(m.e2e_ms, Some(140.0));
         assert_eq!(m.e2e_from_scheduled_ms, Some(142.0));
+        assert_eq!(m.ttft_from_scheduled_ms, Some(52.0));
         assert_eq!(m.network_overhead_ms, Some(1.5));
     }
 

@@ -45,7 +45,7 @@ pub struct Chunk {
     pub channel: Channel,
     /// Protocol events (SSE events / NDJSON lines) merged into this chunk.
     pub events: u32,
-    /// Tokens in this chunk when known (server-reported or counted by a local tokenizer).
+    /// Tokens in this chunk when the server says (llama.cpp's per-event `tokens` array).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u32>,
     /// Bytes of generated text in this chunk.
@@ -129,7 +129,7 @@ pub enum ErrorClass {
     Connect,
     /// A timeout fired (connect, first token, idle between chunks, or total).
     Timeout,
-    /// HTTP 4xx other than 429.
+    /// HTTP 4xx other than 429 (and any other non-2xx status that is not 429 or 5xx).
     Http4xx,
     /// HTTP 429, with `Retry-After` when the server sent one.
     RateLimited,
@@ -141,7 +141,7 @@ pub enum ErrorClass {
     ParseError,
     /// The server answered successfully but generated nothing.
     EmptyOutput,
-    /// The request was cancelled (Ctrl-C or end of the run).
+    /// The request was cancelled (Ctrl-C / SIGTERM). Counted, but not part of the measured requests.
     Cancelled,
 }
 

@@ -178,6 +178,8 @@ pub struct StepMetrics {
     pub e2e_ms: Option<Summary>,
     /// End-to-end latency from the scheduled instant.
     pub e2e_from_scheduled_ms: Option<Summary>,
+    /// Time to first output from the scheduled instant.
+    pub ttft_from_scheduled_ms: Option<Summary>,
     /// Client queue delay (sent − scheduled).
     pub queue_delay_ms: Option<Summary>,
     /// DNS + connect + TLS (0 for reused connections).

@@ -133,7 +133,9 @@ impl Slot {
         deadline: Instant,
     ) -> Result<(&mut Connection, ConnectionInfo), RequestError> {
         if let Some(c) = self.conn.as_mut().filter(|c| c.is_usable()) {
-            if matches!(tokio::time::timeout(Duration::from_millis(1), c.ready()).await, Ok(Ok(()))) {
+            // A closed connection fails `ready` at once; an idle one becomes ready as soon as its connection
+            // task has seen the end of the previous response, which can take a scheduler tick on a busy machine.
+            if matches!(tokio::time::timeout(target.timeouts.connect, c.ready()).await, Ok(Ok(()))) {
                 let info = ConnectionInfo { id: c.id, reused: true, ..Default::default() };
                 return Ok((self.conn.as_mut().expect("just checked"), info));
             }
@@ -206,6 +208,11 @@ pub async fn execute(
     cancel: &tokio::sync::watch::Receiver<bool>,
 ) -> RequestRecord {
     record.max_tokens = Some(req.max_tokens);
+    if let Some(tok) = &target.tokenizer {
+        // The prompt as written, without the server's chat template.
+        let system = req.system.as_deref().map_or(0, |s| tok.count(s));
+        record.tokenizer_prompt_tokens = Some(system + tok.count(&req.prompt));
+    }
     let mut cancel = cancel.clone();
     let deadline = Instant::now() + target.timeouts.total;
     let fut = execute_inner(target, slot, req, &mut record, deadline);

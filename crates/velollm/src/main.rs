@@ -1,1 +1,150 @@
-fn main() {}
+//! `velollm` — the command-line tool. Thin: arguments → plan → engine → report.
+
+mod cli;
+mod plan;
+mod progress;
+
+use anyhow::Result;
+use clap::Parser;
+use cli::{Cli, Command};
+use plan::{InputError, Plan};
+use std::process::ExitCode;
+use tokio::sync::watch;
+use velollm_core::result::RunStatus;
+use velollm_engine::output::ResultWriter;
+use velollm_engine::{BenchError, Session};
+
+/// Documented exit codes.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const INPUT: u8 = 2;
+    pub const UNREACHABLE: u8 = 4;
+    pub const ALL_FAILED: u8 = 5;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INPUT } else { exit::OK });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                if e.downcast_ref::<InputError>().is_some() {
+                    exit::INPUT
+                } else if let Some(b) = e.downcast_ref::<BenchError>() {
+                    match b {
+                        BenchError::Probe(_) => exit::UNREACHABLE,
+                        BenchError::Model(_) | BenchError::Url(_) | BenchError::Tokenizer(_) => exit::INPUT,
+                        BenchError::Run(_) => exit::ERROR,
+                    }
+                } else {
+                    exit::ERROR
+                }
+            }
+        }
+    });
+    // Do not wait for in-flight connections to wind down.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Bench(args) => bench(plan::bench(&args)?).await,
+        Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?).await,
+    }
+}
+
+/// The command line as recorded in results: arguments are never secrets (keys come from the environment),
+/// but URLs may carry credentials, so they are redacted.
+fn recorded_command() -> Vec<String> {
+    std::env::args().map(|a| if a.contains("://") { velollm_engine::transport::redact_url(&a) } else { a }).collect()
+}
+
+/// Turn Ctrl-C (and SIGTERM) into a cancellation the runner sees.
+fn cancel_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("\ninterrupted: stopping, keeping what was measured (Ctrl-C again to quit at once)");
+        let _ = tx.send(true);
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+    rx
+}
+
+async fn bench(plan: Plan) -> Result<u8> {
+    let cancel = cancel_on_signal();
+    let session = Session::connect(&plan.options).await?;
+    let t = session.target_info();
+    eprintln!(
+        "velollm: {} · dialect {} ({}) · model {}{}",
+        t.url,
+        t.dialect,
+        t.dialect_reason,
+        t.model,
+        match (&t.server, &t.server_version) {
+            (Some(s), Some(v)) => format!(" · server {s} {v}"),
+            (Some(s), None) => format!(" · server {s}"),
+            _ => String::new(),
+        }
+    );
+    if plan.steps.iter().any(|s| s.exact_output) && !session.target.dialect.supports_exact_output() {
+        eprintln!("velollm: note: {} cannot force an exact output length; the achieved length is reported", t.dialect);
+    }
+    let mut doc = session.new_result(recorded_command(), &plan.scenario, plan.seed, plan.slo.as_ref());
+    doc.meta.tokenizer = plan.options.tokenizer.as_ref().map(|p| p.display().to_string());
+    let writer = ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?;
+    let mut observers = (writer, progress::Progress::new(plan.progress));
+    let outcome = session.run(&plan.steps, plan.seed, plan.slo.clone(), &mut observers, &cancel).await;
+    let (writer, _) = observers;
+    let interrupted = *cancel.borrow();
+    let (status, reason) = match (&outcome, interrupted) {
+        (Err(e), _) => (RunStatus::Interrupted, Some(format!("stopped by an error: {e}"))),
+        (Ok(_), true) => (RunStatus::Interrupted, Some("interrupted by the user (Ctrl-C)".to_string())),
+        (Ok(steps), false) if steps.len() < plan.steps.len() => (RunStatus::Partial, Some("not every step ran".into())),
+        (Ok(_), false) => (RunStatus::Complete, None),
+    };
+    let doc = writer.finish(status, reason)?;
+    println!("{}", velollm_report::render_run(&doc));
+    if let Some(p) = &plan.output {
+        eprintln!("velollm: result written to {}", p.display());
+    }
+    outcome?;
+    if interrupted {
+        return Ok(exit::INTERRUPTED);
+    }
+    let measured: u64 = doc.steps.iter().map(|s| s.requests).sum();
+    let ok: u64 = doc.steps.iter().map(|s| s.succeeded).sum();
+    if measured > 0 && ok == 0 {
+        eprintln!("velollm: every measured request failed; see the errors above");
+        return Ok(exit::ALL_FAILED);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,218 @@
+//! The end-of-run terminal summary: one aligned table per step, then throughput, tokens and errors.
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, CellAlignment, Table};
+use std::fmt::Write;
+use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::stats::Summary;
+
+/// Format a number with a precision suited to its size.
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn metric_row(table: &mut Table, label: &str, s: Option<&Summary>) {
+    let mut row = vec![Cell::new(label)];
+    match s {
+        Some(s) => row.extend([s.mean, s.p50, s.p90, s.p95, s.p99, s.max].map(|v| Cell::new(num(v)))),
+        None => row.extend((0..6).map(|_| Cell::new("–"))),
+    }
+    table.add_row(row);
+}
+
+/// Render one step's summary.
+pub fn render_step(step: &StepResult) -> String {
+    let mut out = String::new();
+    let partial = if step.partial { "  (partial)" } else { "" };
+    let _ = writeln!(
+        out,
+        "{}  ·  {}  ·  {} requests, {:.1}% ok{}{}",
+        step.name,
+        step.config.load.describe(),
+        step.requests,
+        step.success_rate * 100.0,
+        if step.warmup_requests > 0 { format!(", {} warm-up excluded", step.warmup_requests) } else { String::new() },
+        partial
+    );
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(["", "mean", "p50", "p90", "p95", "p99", "max"]);
+    let m = &step.metrics;
+    metric_row(&mut table, "TTFT (ms)", m.ttft_ms.as_ref());
+    if m.reasoning_ms.is_some() {
+        metric_row(&mut table, "TTFT content (ms)", m.ttft_content_ms.as_ref());
+    }
+    metric_row(&mut table, "TPOT (ms)", m.tpot_ms.as_ref());
+    metric_row(&mut table, "ITL/chunk (ms)", m.itl_chunk_ms.as_ref());
+    if m.itl_token_ms.is_some() {
+        metric_row(&mut table, "ITL/token (ms)", m.itl_token_ms.as_ref());
+    }
+    metric_row(&mut table, "E2E (ms)", m.e2e_ms.as_ref());
+    if matches!(step.config.load, velollm_core::load::LoadProfile::Rate { .. }) {
+        metric_row(&mut table, "TTFT from schedule (ms)", m.ttft_from_scheduled_ms.as_ref());
+        metric_row(&mut table, "E2E from schedule (ms)", m.e2e_from_scheduled_ms.as_ref());
+    }
+    metric_row(&mut table, "decode (tok/s)", m.decode_tokens_per_s.as_ref());
+    for i in 1..7 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    for line in table.to_string().lines() {
+        // comfy-table pads every cell with one space; drop the first column's left padding.
+        let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+    }
+    let r = &step.rates;
+    let mut rates = format!(
+        "  throughput: {} req/s · {} output tok/s · {} total tok/s over {:.2} s",
+        num(r.request_throughput),
+        num(r.output_token_throughput),
+        num(r.total_token_throughput),
+        r.duration_s
+    );
+    if let (Some(g), Some(f)) = (r.goodput, r.good_fraction) {
+        let _ = write!(rates, " · goodput {} req/s ({:.1}% within SLO)", num(g), f * 100.0);
+    }
+    let _ = writeln!(out, "{rates}");
+    let sources: Vec<String> = step.token_sources.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+    let tokens = |s: &Option<Summary>| s.as_ref().map_or("–".to_string(), |s| format!("{:.1}", s.mean));
+    let _ = writeln!(
+        out,
+        "  tokens: output {} mean of {} max{} · prompt {} mean · counted by {}",
+        tokens(&m.output_tokens),
+        step.config.max_tokens,
+        if step.config.exact_output { " (exact requested)" } else { "" },
+        tokens(&m.prompt_tokens),
+        if sources.is_empty() { "–".to_string() } else { sources.join(", ") }
+    );
+    if let (Some(p), Some(d)) = (&m.server_prefill_ms, &m.server_decode_ms) {
+        let _ =
+            writeln!(out, "  server: prefill {} ms · decode {} ms (means, engine-reported)", num(p.mean), num(d.mean));
+    }
+    if let Some(n) = m.network_overhead_ms.as_ref().filter(|n| n.max > 0.0) {
+        let _ = writeln!(
+            out,
+            "  connections: {} opened, {} reused · network overhead {} ms mean on new connections",
+            step.connections.opened,
+            step.connections.reused,
+            num(n.mean * n.count as f64 / step.connections.opened.max(1) as f64)
+        );
+    }
+    if !step.errors.is_empty() {
+        let errors: Vec<String> =
+            step.errors.iter().map(|(c, e)| format!("{} ×{} ({})", c.as_str(), e.count, e.example)).collect();
+        let _ = writeln!(out, "  errors: {}", errors.join("; "));
+    }
+    out
+}
+
+/// Render the whole run: a header line, then every step.
+pub fn render_run(run: &RunResult) -> String {
+    let mut out = String::new();
+    let t = &run.meta.target;
+    let server = match (&t.server, &t.server_version) {
+        (Some(s), Some(v)) => format!(", {s} {v}"),
+        (Some(s), None) => format!(", {s}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "velollm {} · {} · model {} · {}{}", run.meta.scenario, t.url, t.model, t.dialect, server);
+    for step in &run.steps {
+        let _ = writeln!(out);
+        out.push_str(&render_step(step));
+    }
+    match run.status {
+        RunStatus::Complete => {}
+        RunStatus::Partial | RunStatus::Interrupted => {
+            let _ = writeln!(
+                out,
+                "\n{} run: {}",
+                if run.status == RunStatus::Partial { "Partial" } else { "Interrupted" },
+                run.status_reason.as_deref().unwrap_or("not every step ran to its end")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use velollm_core::load::{Bounds, LoadProfile};
+    use velollm_core::metrics::StepRates;
+    use velollm_core::record::ErrorClass;
+    use velollm_core::result::{ConnectionStats, ErrorSummary, StepConfig, StepMetrics};
+
+    fn s(mean: f64) -> Option<Summary> {
+        Summary::of([mean * 0.9, mean, mean * 1.1])
+    }
+
+    #[test]
+    fn step_summary_is_aligned_and_complete() {
+        let step = StepResult {
+            name: "short_completion".into(),
+            config: StepConfig {
+                prompt: "Write a hello world program in Python".into(),
+                prompt_tokens: None,
+                max_tokens: 50,
+                exact_output: false,
+                load: LoadProfile::Sequential,
+                bounds: Bounds { requests: Some(5), ..Bounds::default() },
+            },
+            requests: 5,
+            succeeded: 4,
+            failed: 1,
+            success_rate: 0.8,
+            warmup_requests: 0,
+            partial: false,
+            metrics: StepMetrics {
+                ttft_ms: s(35.0),
+                tpot_ms: s(7.2),
+                itl_chunk_ms: s(7.1),
+                itl_token_ms: s(7.1),
+                e2e_ms: s(390.0),
+                decode_tokens_per_s: s(139.0),
+                output_tokens: s(50.0),
+                prompt_tokens: s(31.0),
+                server_prefill_ms: s(30.0),
+                server_decode_ms: s(350.0),
+                ..StepMetrics::default()
+            },
+            rates: StepRates {
+                duration_s: 1.95,
+                request_throughput: 2.05,
+                output_token_throughput: 102.5,
+                total_token_throughput: 166.2,
+                goodput: None,
+                good_fraction: None,
+            },
+            errors: BTreeMap::from([(
+                ErrorClass::Http5xx,
+                ErrorSummary { count: 1, example: "HTTP 503: busy".into() },
+            )]),
+            token_sources: BTreeMap::from([("server_usage".to_string(), 4)]),
+            connections: ConnectionStats { opened: 1, reused: 4 },
+        };
+        insta::assert_snapshot!(render_step(&step), @r"
+        short_completion  ·  sequential  ·  5 requests, 80.0% ok
+                           mean    p50    p90    p95    p99    max
+          TTFT (ms)       35.00  35.00  37.80  38.15  38.43  38.50
+          TPOT (ms)        7.20   7.20   7.78   7.85   7.91   7.92
+          ITL/chunk (ms)   7.10   7.10   7.67   7.74   7.80   7.81
+          ITL/token (ms)   7.10   7.10   7.67   7.74   7.80   7.81
+          E2E (ms)        390.0  390.0  421.2  425.1  428.2  429.0
+          decode (tok/s)  139.0  139.0  150.1  151.5  152.6  152.9
+          throughput: 2.05 req/s · 102.5 output tok/s · 166.2 total tok/s over 1.95 s
+          tokens: output 50.0 mean of 50 max · prompt 31.0 mean · counted by server_usage ×4
+          server: prefill 30.00 ms · decode 350.0 ms (means, engine-reported)
+          errors: http_5xx ×1 (HTTP 503: busy)
+        ");
+    }
+}

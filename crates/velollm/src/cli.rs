@@ -1,0 +1,141 @@
+//! Command-line definitions (clap derive). Nothing here runs anything; `plan.rs` turns these into a plan.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Measure LLM inference latency correctly and prove whether an optimization helped.
+#[derive(Debug, Parser)]
+#[command(name = "velollm", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 4 server unreachable or \
+unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmark an endpoint: a scenario or prompts under a load profile, every request recorded.
+    Bench(Box<BenchArgs>),
+    /// The original velollm command: the standard suite against Ollama (or -b llamacpp).
+    Benchmark(LegacyArgs),
+}
+
+/// `velollm bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base URL of the server [default: http://127.0.0.1:11434 for Ollama, else http://127.0.0.1:8080].
+    #[arg(long, env = "VELOLLM_URL", help_heading = "Target")]
+    pub url: Option<String>,
+    /// Model name (default: the server's only model).
+    #[arg(short, long, help_heading = "Target")]
+    pub model: Option<String>,
+    /// API dialect: auto, openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp
+    /// (aliases: openai, ollama, llama.cpp).
+    #[arg(short, long, default_value = "auto", help_heading = "Target")]
+    pub backend: String,
+    /// Name of the environment variable holding the API key (sent as a bearer token; never stored).
+    #[arg(long, value_name = "VAR", help_heading = "Target")]
+    pub api_key_env: Option<String>,
+
+    /// Built-in scenario name or scenario TOML file.
+    #[arg(short, long, default_value = "standard", help_heading = "Workload")]
+    pub scenario: String,
+    /// A prompt to send instead of the scenario (repeat for several, used in turn).
+    #[arg(short, long, help_heading = "Workload")]
+    pub prompt: Vec<String>,
+    /// A file of prompts, one per non-empty line, instead of the scenario.
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
+    pub prompt_file: Option<PathBuf>,
+    /// Synthetic prompts of this many tokens, each different, instead of the scenario.
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub prompt_tokens: Option<u32>,
+    /// A system prompt.
+    #[arg(long, help_heading = "Workload")]
+    pub system: Option<String>,
+    /// Maximum output tokens (overrides the scenario's) [default for prompts: 128].
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub max_tokens: Option<u32>,
+    /// Ask for exactly --max-tokens output tokens (ignore_eos/min_tokens; not supported by Ollama).
+    #[arg(long, help_heading = "Workload")]
+    pub exact_output: bool,
+    /// Sampling temperature.
+    #[arg(long, help_heading = "Workload")]
+    pub temperature: Option<f64>,
+    /// Local tokenizer.json for token counts when the server reports no usage.
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// Closed-loop workers (with --rate: the most requests in flight).
+    #[arg(short, long, value_name = "N", help_heading = "Load")]
+    pub concurrency: Option<u32>,
+    /// Open-loop arrival rate in requests per second.
+    #[arg(short, long, value_name = "R", help_heading = "Load")]
+    pub rate: Option<f64>,
+    /// Arrival process for --rate: constant, poisson or gamma.
+    #[arg(long, default_value = "poisson", help_heading = "Load")]
+    pub arrival: String,
+    /// Gamma shape for --arrival gamma (1 = Poisson; < 1 burstier).
+    #[arg(long, default_value_t = 1.0, help_heading = "Load")]
+    pub burstiness: f64,
+    /// Sequential repetitions per step (overrides the scenario's iterations).
+    #[arg(short, long, value_name = "N", help_heading = "Load")]
+    pub iterations: Option<u32>,
+    /// Measured requests per step.
+    #[arg(short = 'n', long, value_name = "N", help_heading = "Load")]
+    pub requests: Option<u64>,
+    /// Measurement duration per step (e.g. 60s, 5m).
+    #[arg(short, long, value_name = "DURATION", help_heading = "Load")]
+    pub duration: Option<String>,
+    /// Warm-up per step, excluded from results: a request count (3) or a duration (10s).
+    #[arg(long, value_name = "N|DURATION", help_heading = "Load")]
+    pub warmup: Option<String>,
+    /// Seed for arrivals and synthetic prompts (recorded in the result).
+    #[arg(long, default_value_t = 42, help_heading = "Load")]
+    pub seed: u64,
+    /// Service-level objectives for goodput, e.g. ttft=2s,tpot=50ms,e2e=30s (repeatable).
+    #[arg(long, value_name = "SPEC", help_heading = "Load")]
+    pub slo: Vec<String>,
+
+    /// Write the result document (JSON) here, updated as the run goes.
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Write every request's record (JSONL) here.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub records: Option<PathBuf>,
+    /// Keep the generated text in the records.
+    #[arg(long, help_heading = "Output")]
+    pub keep_text: bool,
+    /// No progress bar.
+    #[arg(long, help_heading = "Output")]
+    pub no_progress: bool,
+
+    /// Timeout to open a connection.
+    #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub connect_timeout: String,
+    /// Timeout without any data (headers, first token or next chunk).
+    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub idle_timeout: String,
+    /// Timeout for a whole request.
+    #[arg(long, default_value = "600s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub timeout: String,
+}
+
+/// `velollm benchmark` — the original CLI.
+#[derive(Debug, Args)]
+pub struct LegacyArgs {
+    /// Model to benchmark.
+    #[arg(short, long, default_value = "llama3.2:3b")]
+    pub model: String,
+    /// Save results to this JSON file.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Backend: ollama or llamacpp.
+    #[arg(short, long, default_value = "ollama")]
+    pub backend: String,
+    /// Base URL [default: the backend's usual local address].
+    #[arg(long, env = "VELOLLM_URL")]
+    pub url: Option<String>,
+}

@@ -1,0 +1,266 @@
+//! From parsed arguments to a validated run plan, in one place. Every input error is reported here with
+//! the flag or file to fix, before anything is sent.
+
+use crate::cli::{BenchArgs, LegacyArgs};
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::PathBuf;
+use std::time::Duration;
+use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
+use velollm_core::scenario::{Scenario, Workload};
+use velollm_core::slo::Slo;
+use velollm_engine::dialect::DialectKind;
+use velollm_engine::exec::{Secret, Timeouts};
+use velollm_engine::runner::StepPlan;
+use velollm_engine::{Backend, BenchOptions};
+
+/// An input error: exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub anyhow::Error);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Everything `bench` needs, validated.
+pub struct Plan {
+    /// How to reach the target.
+    pub options: BenchOptions,
+    /// Steps to run.
+    pub steps: Vec<StepPlan>,
+    /// Scenario name or file, for the result.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// SLOs for goodput.
+    pub slo: Option<Slo>,
+    /// Result document path.
+    pub output: Option<PathBuf>,
+    /// Records path.
+    pub records: Option<PathBuf>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+fn duration(flag: &str, text: &str) -> Result<Duration> {
+    humantime::parse_duration(text.trim())
+        .or_else(|_| text.trim().parse::<f64>().map(Duration::from_secs_f64).map_err(|_| ()))
+        .map_err(|_| anyhow!("{flag} '{text}' is not a duration (e.g. 500ms, 10s, 5m)"))
+}
+
+/// The dialect choice from `--backend`.
+fn backend(name: &str) -> Result<Backend> {
+    if name.eq_ignore_ascii_case("auto") {
+        return Ok(Backend::Auto);
+    }
+    name.parse::<DialectKind>().map(Backend::Dialect).map_err(|e| anyhow!("--backend: {e}"))
+}
+
+/// Load the scenario named by `--scenario` (built-in name or file).
+fn scenario(name: &str) -> Result<Scenario> {
+    if let Some(s) = Scenario::builtin(name) {
+        return Ok(s);
+    }
+    let path = PathBuf::from(name);
+    if !path.exists() {
+        let names: Vec<_> = velollm_core::scenario::BUILTINS.iter().map(|(n, _)| *n).collect();
+        bail!("--scenario '{name}' is neither a built-in scenario ({}) nor an existing file", names.join(", "));
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read scenario file '{name}'"))?;
+    Ok(Scenario::parse(name, &text)?)
+}
+
+fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
+    let mut prompts = args.prompt.clone();
+    if let Some(file) = &args.prompt_file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read --prompt-file '{}'", file.display()))?;
+        let before = prompts.len();
+        prompts.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
+        if prompts.len() == before {
+            bail!("--prompt-file '{}' has no prompts (one per non-empty line)", file.display());
+        }
+    }
+    match (prompts.is_empty(), args.prompt_tokens) {
+        (false, Some(_)) => bail!("--prompt/--prompt-file and --prompt-tokens are exclusive: keep one"),
+        (false, None) => Ok(Some(Workload::Prompts(prompts))),
+        (true, Some(0)) => bail!("--prompt-tokens must be at least 1"),
+        (true, Some(n)) => Ok(Some(Workload::Synthetic { prompt_tokens: n })),
+        (true, None) => Ok(None),
+    }
+}
+
+fn load(args: &BenchArgs) -> Result<LoadProfile> {
+    if args.concurrency == Some(0) {
+        bail!("--concurrency must be at least 1");
+    }
+    Ok(match (args.rate, args.concurrency) {
+        (Some(rate), max_concurrency) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be a positive number of requests per second");
+            }
+            let arrival = match args.arrival.to_ascii_lowercase().as_str() {
+                "constant" | "uniform" => Arrival::Constant,
+                "poisson" => Arrival::Poisson,
+                "gamma" => {
+                    if !(args.burstiness.is_finite() && args.burstiness > 0.0) {
+                        bail!("--burstiness must be a positive number (1 = Poisson)");
+                    }
+                    Arrival::Gamma { burstiness: args.burstiness }
+                }
+                other => bail!("--arrival '{other}': use constant, poisson or gamma"),
+            };
+            LoadProfile::Rate { rate, arrival, max_concurrency }
+        }
+        (None, Some(1)) | (None, None) => LoadProfile::Sequential,
+        (None, Some(concurrency)) => LoadProfile::Concurrency { concurrency },
+    })
+}
+
+fn bounds(args: &BenchArgs, load: &LoadProfile, iterations: u32) -> Result<Bounds> {
+    let duration_s = args.duration.as_deref().map(|d| duration("--duration", d)).transpose()?.map(|d| d.as_secs_f64());
+    let warmup = match args.warmup.as_deref() {
+        None => Warmup::None,
+        Some(w) => match w.trim().parse::<u64>() {
+            Ok(0) => Warmup::None,
+            Ok(n) => Warmup::Requests(n),
+            Err(_) => Warmup::Seconds(duration("--warmup", w)?.as_secs_f64()),
+        },
+    };
+    if args.requests == Some(0) {
+        bail!("--requests must be at least 1");
+    }
+    let mut requests = args.requests;
+    if requests.is_none() && duration_s.is_none() {
+        let iterations = u64::from(args.iterations.unwrap_or(iterations).max(1));
+        requests = Some(match load {
+            LoadProfile::Sequential => iterations,
+            LoadProfile::Concurrency { concurrency } => iterations * u64::from(*concurrency),
+            LoadProfile::Rate { .. } => bail!("--rate needs a bound: add --requests N or --duration D"),
+        });
+    }
+    Ok(Bounds { requests, duration_s, warmup })
+}
+
+/// Build the plan of `velollm bench`.
+pub fn bench(args: &BenchArgs) -> Result<Plan, InputError> {
+    bench_inner(args).map_err(InputError)
+}
+
+fn bench_inner(args: &BenchArgs) -> Result<Plan> {
+    let backend = backend(&args.backend)?;
+    let url = args.url.clone().unwrap_or_else(|| match backend {
+        Backend::Dialect(d) if d.is_ollama() => "http://127.0.0.1:11434".into(),
+        _ => "http://127.0.0.1:8080".into(),
+    });
+    let api_key = match &args.api_key_env {
+        Some(var) => Some(Secret::new(std::env::var(var).map_err(|_| {
+            anyhow!("--api-key-env {var}: the environment variable {var} is not set (export {var}=… first)")
+        })?)),
+        None => None,
+    };
+    let timeouts = Timeouts {
+        connect: duration("--connect-timeout", &args.connect_timeout)?,
+        idle: duration("--idle-timeout", &args.idle_timeout)?,
+        total: duration("--timeout", &args.timeout)?,
+    };
+    let mut slo: Option<Slo> = None;
+    for spec in &args.slo {
+        let parsed: Slo = spec.parse().map_err(|e| anyhow!("--slo: {e}"))?;
+        slo.get_or_insert_with(Slo::default).extend(parsed);
+    }
+    if let Some(t) = args.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+        bail!("--temperature must be a non-negative number, got {t}");
+    }
+    if args.max_tokens == Some(0) {
+        bail!("--max-tokens must be at least 1");
+    }
+    if let Some(p) = args.tokenizer.as_ref().filter(|p| !p.exists()) {
+        bail!("--tokenizer '{}' does not exist (give the path of a Hugging Face tokenizer.json)", p.display());
+    }
+    let load = load(args)?;
+    let (steps, scenario_name) = match workload(args)? {
+        Some(w) => {
+            let name = match &w {
+                Workload::Prompts(_) => "prompts".to_string(),
+                Workload::Synthetic { prompt_tokens } => format!("synthetic-{prompt_tokens}"),
+            };
+            let step = StepPlan {
+                name: name.clone(),
+                workload: w,
+                system: args.system.clone(),
+                max_tokens: args.max_tokens.unwrap_or(128),
+                exact_output: args.exact_output,
+                temperature: args.temperature,
+                load,
+                bounds: bounds(args, &load, 1)?,
+            };
+            (vec![step], name)
+        }
+        None => {
+            let sc = scenario(&args.scenario)?;
+            let mut steps = Vec::new();
+            for s in &sc.steps {
+                steps.push(StepPlan {
+                    name: s.name.clone(),
+                    workload: s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?,
+                    system: args.system.clone().or_else(|| s.system.clone()),
+                    max_tokens: args.max_tokens.unwrap_or(s.max_tokens),
+                    exact_output: args.exact_output || s.exact_output,
+                    temperature: args.temperature.or(s.temperature),
+                    load,
+                    bounds: bounds(args, &load, s.iterations)?,
+                });
+            }
+            (steps, sc.name)
+        }
+    };
+    Ok(Plan {
+        options: BenchOptions {
+            url,
+            backend,
+            model: args.model.clone(),
+            api_key,
+            timeouts,
+            tokenizer: args.tokenizer.clone(),
+            keep_text: args.keep_text,
+        },
+        steps,
+        scenario: scenario_name,
+        seed: args.seed,
+        slo,
+        output: args.output.clone(),
+        records: args.records.clone(),
+        progress: !args.no_progress,
+    })
+}
+
+/// The arguments of `velollm bench` equivalent to the original `velollm benchmark`.
+pub fn legacy(args: &LegacyArgs) -> Result<BenchArgs, InputError> {
+    use clap::Parser;
+    let (backend, url, model) = match args.backend.to_ascii_lowercase().as_str() {
+        "ollama" => ("ollama", "http://127.0.0.1:11434", Some(args.model.clone())),
+        // The default model name is Ollama's; llama-server serves whatever model it loaded.
+        "llamacpp" | "llama.cpp" | "llama-server" => {
+            ("auto", "http://127.0.0.1:8080", Some(args.model.clone()).filter(|m| m != "llama3.2:3b"))
+        }
+        other => return Err(InputError(anyhow!("-b/--backend '{other}': use ollama or llamacpp"))),
+    };
+    let mut argv = vec!["velollm".to_string(), "bench".into(), "--backend".into(), backend.into()];
+    argv.extend(["--url".into(), args.url.clone().unwrap_or_else(|| url.to_string())]);
+    if let Some(m) = model {
+        argv.extend(["--model".into(), m]);
+    }
+    if let Some(o) = &args.output {
+        argv.extend(["--output".into(), o.display().to_string()]);
+    }
+    match crate::cli::Cli::try_parse_from(argv).map_err(|e| InputError(e.into()))?.command {
+        crate::cli::Command::Bench(b) => Ok(*b),
+        crate::cli::Command::Benchmark(_) => {
+            Err(InputError(anyhow!("internal: legacy arguments did not map to bench")))
+        }
+    }
+}
