@@ -130,10 +130,12 @@ pub enum ErrorClass {
     /// A timeout fired (connect, first token, idle between chunks, or total).
     Timeout,
     /// HTTP 4xx other than 429 (and any other non-2xx status that is not 429 or 5xx).
+    #[serde(rename = "http_4xx")]
     Http4xx,
     /// HTTP 429, with `Retry-After` when the server sent one.
     RateLimited,
     /// HTTP 5xx.
+    #[serde(rename = "http_5xx")]
     Http5xx,
     /// The stream broke or ended before the server said it was done.
     StreamBroken,
@@ -239,5 +241,17 @@ impl RequestRecord {
     /// Chunks that carry generated output, in arrival order.
     pub fn output_chunks(&self) -> impl Iterator<Item = &Chunk> {
         self.chunks.iter().filter(|c| c.channel.is_output())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorClass::*;
+
+    #[test]
+    fn error_class_names_agree_with_serde() {
+        for c in [Connect, Timeout, Http4xx, RateLimited, Http5xx, StreamBroken, ParseError, EmptyOutput, Cancelled] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 }

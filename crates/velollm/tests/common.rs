@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: run the real `velollm` binary and read what it wrote.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The path of the built `velollm` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_velollm"))
+}
+
+/// Run `velollm` with `args` (no progress bar, no inherited VELOLLM_URL).
+pub fn velollm(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_remove("VELOLLM_URL").output().expect("velollm runs")
+}
+
+/// Run `velollm` off the async runtime (the fake servers live on it).
+pub async fn velollm_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        velollm(&args)
+    })
+    .await
+    .expect("join")
+}
+
+/// Standard output and error as text.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Read a JSON file.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Read a JSONL file.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// The committed JSON Schema of the result document.
+pub fn schema_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/result-schema.json")
+}
+
+/// Validate a result document against the committed schema.
+pub fn assert_valid(doc: &serde_json::Value) {
+    let schema = json(&schema_path());
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "result does not match docs/result-schema.json: {errors:#?}");
+}
