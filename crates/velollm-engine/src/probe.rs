@@ -69,10 +69,10 @@ fn ok_json(r: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>) -> Op
 pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
     let url = target.endpoint.display().to_string();
     let version = get(target, "/api/version").await;
-    if let Err(e) = &version {
-        if e.class == ErrorClass::Connect || e.class == ErrorClass::Timeout {
-            return Err(ProbeError::Unreachable { url, detail: e.message.clone() });
-        }
+    if let Err(e) = &version
+        && (e.class == ErrorClass::Connect || e.class == ErrorClass::Timeout)
+    {
+        return Err(ProbeError::Unreachable { url, detail: e.message.clone() });
     }
     if let Some(v) = ok_json(&version).filter(|v| v.get("version").is_some()) {
         let models = ok_json(&get(target, "/api/tags").await)

@@ -142,17 +142,13 @@ impl StepCtx {
         if *self.cancel.borrow() {
             return false;
         }
-        if let Some(r) = self.step.bounds.requests {
-            if i >= self.warmup_requests() + r {
-                return false;
-            }
-        }
-        if let Some(d) = self.step.bounds.duration_s {
-            if at.saturating_sub(self.start) >= self.warmup_ns() + (d * 1e9) as Nanos {
-                return false;
-            }
-        }
-        true
+        let over_count = self.step.bounds.requests.is_some_and(|r| i >= self.warmup_requests() + r);
+        let over_time = self
+            .step
+            .bounds
+            .duration_s
+            .is_some_and(|d| at.saturating_sub(self.start) >= self.warmup_ns() + (d * 1e9) as Nanos);
+        !(over_count || over_time)
     }
 
     fn is_warmup(&self, i: u64, at: Nanos) -> bool {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what is missing, starts a real llama-server with
+# SmolLM2-135M on loopback (cached build and model), then runs formatting, lint and every test.
+#
+#   scripts/test.sh            # what CI runs (.ci/run)
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+port=${VELOLLM_TEST_PORT:-18080}
+scripts/llama-server.sh start "$port"
+trap 'scripts/llama-server.sh stop "$port"' EXIT
+export VELOLLM_TEST_SERVER_URL="http://127.0.0.1:$port"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (real server: $VELOLLM_TEST_SERVER_URL)"
+[ "${1:-}" = "--" ] && shift
+cargo test --workspace --locked "$@"
