@@ -192,3 +192,44 @@ fn error_message(v: &Value) -> Option<String> {
         e => Some(e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_string)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No server response can make a dialect panic: any bytes give a parse result or an error.
+        #[test]
+        fn parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            for d in DialectKind::ALL {
+                let _ = d.parse(&bytes);
+            }
+        }
+
+        #[test]
+        fn parsing_json_of_any_shape_never_panics(v in any::<u32>(), s in ".{0,20}") {
+            let shapes = [
+                format!(r#"{{"choices":[{{"delta":{{"content":{v},"tool_calls":"{s}"}}}}],"usage":{v}}}"#),
+                format!(r#"{{"choices":{v},"timings":{{"prompt_ms":"{s}"}}}}"#),
+                format!(r#"{{"message":{{"content":[{v}]}},"done":true,"eval_count":-{v}}}"#),
+                format!(r#"{{"content":{v},"stop":"{s}","tokens":{v}}}"#),
+                format!(r#"{{"error":{{"message":{v}}}}}"#),
+            ];
+            for shape in &shapes {
+                for d in DialectKind::ALL {
+                    let _ = d.parse(shape.as_bytes());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backend_names() {
+        for d in DialectKind::ALL {
+            assert_eq!(d.name().parse::<DialectKind>().unwrap(), d);
+        }
+        assert_eq!("ollama".parse::<DialectKind>().unwrap(), DialectKind::OllamaChat);
+        assert!("grpc".parse::<DialectKind>().unwrap_err().contains("use auto, openai-chat"));
+    }
+}
