@@ -5,7 +5,7 @@
 //!
 //! * [`transport`] — hyper HTTP/1.1 connections owned by one worker each; DNS, TCP connect and TLS timed;
 //!   the first request byte stamped as it is written.
-//! * [`wire`] — SSE and NDJSON framing; every message completed by one network read shares its instant.
+//! * [`wire`] — SSE and NDJSON framing; every message completed by one HTTP body frame shares its instant.
 //! * [`dialect`] — one file per API: OpenAI chat/completions, Ollama chat/generate, llama.cpp `/completion`.
 //! * [`exec`] — one request from connect to last byte, with timeouts and error classes.
 //! * [`runner`] — sequential, closed-loop and open-loop (constant / Poisson / gamma) load.

@@ -1,7 +1,7 @@
 //! Framing decoders: bytes as they arrive → complete protocol messages.
 //!
-//! Decoders never look at the clock: the transport stamps each network read, then feeds its bytes here, so
-//! every message completed by one read shares that read's arrival instant.
+//! Decoders never look at the clock: the engine stamps each HTTP body frame as it arrives, then feeds its
+//! bytes here, so every message completed by one frame shares that frame's arrival instant.
 
 pub mod ndjson;
 pub mod sse;
