@@ -3,7 +3,8 @@
 use crate::metrics::{Sample, StepRates};
 use crate::record::{ErrorClass, RequestRecord};
 use crate::result::{
-    ConnectionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, StepConfig, StepMetrics, StepResult,
+    ConnectionStats, CriterionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, QualityStats, StepConfig,
+    StepMetrics, StepResult,
 };
 use crate::slo::Slo;
 use crate::stats::Summary;
@@ -21,6 +22,9 @@ pub struct StepAccumulator {
     warmup: u64,
     errors: BTreeMap<ErrorClass, ErrorSummary>,
     connections: ConnectionStats,
+    criteria: Vec<CriterionStats>,
+    first_answers: (u64, u64),
+    corrections: u64,
 }
 
 impl StepAccumulator {
@@ -36,6 +40,9 @@ impl StepAccumulator {
             warmup: 0,
             errors: BTreeMap::new(),
             connections: ConnectionStats::default(),
+            criteria: Vec::new(),
+            first_answers: (0, 0),
+            corrections: 0,
         }
     }
 
@@ -70,7 +77,45 @@ impl StepAccumulator {
             self.server_decode_ms.extend(n.predicted_ms);
             self.server_load_ms.extend(n.load_ms);
         }
+        self.push_checks(r);
         self.samples.push(Sample::of(r));
+    }
+
+    fn push_checks(&mut self, r: &RequestRecord) {
+        if r.label.as_deref() == Some("correction") {
+            self.corrections += 1;
+        }
+        if r.checks.is_empty() {
+            return;
+        }
+        for c in &r.checks {
+            let i = match self.criteria.iter().position(|x| x.name == c.name) {
+                Some(i) => i,
+                None => {
+                    self.criteria.push(CriterionStats {
+                        name: c.name.clone(),
+                        passed: 0,
+                        total: 0,
+                        example: String::new(),
+                    });
+                    self.criteria.len() - 1
+                }
+            };
+            let s = &mut self.criteria[i];
+            s.total += 1;
+            if c.passed {
+                s.passed += 1;
+            } else if s.example.is_empty() {
+                s.example = c.detail.clone();
+            }
+        }
+        // A first answer is any answer that is not a correction of a previous one.
+        if r.label.as_deref() != Some("correction") {
+            self.first_answers.1 += 1;
+            if r.checks.iter().all(|c| c.passed) {
+                self.first_answers.0 += 1;
+            }
+        }
     }
 
     /// Measured requests so far.
@@ -130,7 +175,35 @@ impl StepAccumulator {
             errors: self.errors.clone(),
             token_sources,
             connections: self.connections.clone(),
+            quality: self.quality(),
         }
+    }
+}
+
+impl StepAccumulator {
+    /// The measured requests so far, for analyses.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    fn quality(&self) -> Option<QualityStats> {
+        if self.criteria.is_empty() {
+            return None;
+        }
+        let checked: Vec<(u32, u32)> =
+            self.samples.iter().filter(|s| s.ok && s.checks.1 > 0).map(|s| s.checks).collect();
+        let score = if checked.is_empty() {
+            0.0
+        } else {
+            checked.iter().map(|(p, t)| f64::from(*p) / f64::from(*t)).sum::<f64>() / checked.len() as f64
+        };
+        let (ok, all) = self.first_answers;
+        Some(QualityStats {
+            score,
+            first_try_rate: if all == 0 { 0.0 } else { ok as f64 / all as f64 },
+            corrections: self.corrections,
+            criteria: self.criteria.clone(),
+        })
     }
 }
 
@@ -172,6 +245,8 @@ mod tests {
             exact_output: false,
             load: LoadProfile::Sequential,
             bounds: Bounds::default(),
+            turns: None,
+            tags: Default::default(),
         }
     }
 

@@ -13,10 +13,15 @@
 //! * [`result`] — the versioned result document.
 //! * [`scenario`] — scenario files (TOML) and the built-in scenarios.
 //! * [`slo`] — service-level objectives used for goodput.
+//! * [`check`] — quality checks on answers (regex, contains, number, tool-call schema, command).
+//! * [`threshold`] — `ttft.p95 < 2s`-style thresholds and their ✅/❌ verdicts.
+//! * [`analysis`] — scenario figures: fits, per-turn degradation, cache acceleration, comparisons, drift.
 //!
 //! This crate has no async code and performs no I/O, so it is fast to compile and property-testable.
 
 pub mod aggregate;
+pub mod analysis;
+pub mod check;
 pub mod load;
 pub mod metrics;
 pub mod record;
@@ -24,3 +29,4 @@ pub mod result;
 pub mod scenario;
 pub mod slo;
 pub mod stats;
+pub mod threshold;

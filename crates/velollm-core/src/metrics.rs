@@ -237,7 +237,7 @@ pub struct StepRates {
     pub good_fraction: Option<f64>,
 }
 
-/// What step-level rates need to know about one measured request.
+/// What aggregates and analyses need to know about one measured request (the record without its chunks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// When the request was scheduled.
@@ -246,6 +246,20 @@ pub struct Sample {
     pub done: Option<Nanos>,
     /// Whether it succeeded.
     pub ok: bool,
+    /// Its error class, if it failed.
+    pub error: Option<ErrorClass>,
+    /// Conversation, for multi-turn steps.
+    pub conversation: Option<u64>,
+    /// Turn within the conversation.
+    pub turn: Option<u32>,
+    /// Turn label.
+    pub label: Option<String>,
+    /// Server-measured prefill time.
+    pub server_prefill_ms: Option<f64>,
+    /// Server-measured decode time.
+    pub server_decode_ms: Option<f64>,
+    /// Check outcomes: (passed, total).
+    pub checks: (u32, u32),
     /// Its derived metrics.
     pub metrics: RequestMetrics,
 }
@@ -253,7 +267,19 @@ pub struct Sample {
 impl Sample {
     /// Derive the sample of a record.
     pub fn of(r: &RequestRecord) -> Sample {
-        Sample { scheduled: r.scheduled, done: r.done, ok: r.succeeded(), metrics: RequestMetrics::of(r) }
+        Sample {
+            scheduled: r.scheduled,
+            done: r.done,
+            ok: r.succeeded(),
+            error: r.error.as_ref().map(|e| e.class),
+            conversation: r.conversation,
+            turn: r.turn,
+            label: r.label.clone(),
+            server_prefill_ms: r.native.as_ref().and_then(|n| n.prompt_ms),
+            server_decode_ms: r.native.as_ref().and_then(|n| n.predicted_ms),
+            checks: (r.checks.iter().filter(|c| c.passed).count() as u32, r.checks.len() as u32),
+            metrics: RequestMetrics::of(r),
+        }
     }
 }
 

@@ -183,6 +183,15 @@ pub struct RequestRecord {
     pub id: u64,
     /// Index of the scenario step the request belongs to.
     pub step: u32,
+    /// The conversation (session) this request belongs to, for multi-turn steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<u64>,
+    /// Turn index within the conversation (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
+    /// The turn's label in the scenario (`miss`, `hit`, `correction`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// True for warm-up requests, which are recorded but excluded from aggregates.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warmup: bool,
@@ -227,6 +236,12 @@ pub struct RequestRecord {
     /// The failure, if the request failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RequestError>,
+    /// Tool calls the model made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::check::ToolCall>,
+    /// Outcomes of the step's checks on this request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::check::CheckOutcome>,
     /// The generated text, when asked to keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,

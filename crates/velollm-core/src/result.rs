@@ -43,6 +43,12 @@ pub struct RunResult {
     pub steps: Vec<StepResult>,
     /// The original velollm's per-benchmark fields, one entry per step.
     pub benchmarks: Vec<LegacyBenchmark>,
+    /// Scenario analyses (fits, per-turn degradation, cache acceleration, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<crate::analysis::AnalysisResult>,
+    /// Every threshold of the scenario with its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::threshold::Verdict>,
 }
 
 /// Run metadata.
@@ -145,6 +151,36 @@ pub struct StepResult {
     pub token_sources: BTreeMap<String, u64>,
     /// Connections opened and reused.
     pub connections: ConnectionStats,
+    /// Check results, when the step has checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityStats>,
+}
+
+/// How the step's answers fared against its checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QualityStats {
+    /// Mean share of criteria passed per successful request (0–1).
+    pub score: f64,
+    /// Share of conversations whose first answer passed every check (0–1).
+    pub first_try_rate: f64,
+    /// Correction turns sent after failed checks.
+    pub corrections: u64,
+    /// Each criterion's pass count.
+    pub criteria: Vec<CriterionStats>,
+}
+
+/// One criterion over a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CriterionStats {
+    /// Criterion name.
+    pub name: String,
+    /// Requests that passed it.
+    pub passed: u64,
+    /// Requests it was checked on.
+    pub total: u64,
+    /// A failure detail seen, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub example: String,
 }
 
 /// What a step sent and how.
@@ -163,6 +199,12 @@ pub struct StepConfig {
     pub load: LoadProfile,
     /// Request count, duration and warm-up.
     pub bounds: Bounds,
+    /// Turns per conversation, for multi-turn steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u32>,
+    /// Tags (provider, task type, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Per-step metric summaries (milliseconds unless the name says otherwise).

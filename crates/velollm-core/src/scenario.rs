@@ -4,8 +4,12 @@
 //! the same format (`docs/scenarios.md`). Unknown fields are rejected, and parse errors name the file, the
 //! line and the field.
 
+use crate::analysis::AnalysisSpec;
+use crate::check::Check;
+use crate::threshold::Threshold;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A scenario: steps run in order against one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,8 +23,66 @@ pub struct Scenario {
     /// What the scenario measures.
     #[serde(default)]
     pub measures: String,
+    /// Scenario-level thresholds over analysis figures (e.g. `degradation < 20%`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
+    /// Figures computed from the steps once they have run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<AnalysisSpec>,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+}
+
+/// One turn of a conversation step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Turn {
+    /// The user's message. Earlier turns and the model's real answers to them are sent before it.
+    pub user: String,
+    /// A label used by analyses (`miss`, `hit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Start the message with a unique nonce so that no earlier request shares its prefix (a cache MISS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub salt: bool,
+}
+
+/// How a step uses connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// Reuse each worker's connection while the server keeps it open.
+    #[default]
+    KeepAlive,
+    /// Open a new connection for every request.
+    New,
+}
+
+/// A step's own load profile and bounds (command-line flags override them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepLoad {
+    /// Closed-loop workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Open-loop rate, requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// `constant`, `poisson` or `gamma`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<String>,
+    /// Gamma shape for `arrival = "gamma"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burstiness: Option<f64>,
+    /// Measured requests (conversations for multi-turn steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    /// Measurement duration (`30s`, `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Warm-up: a request count (`"2"`) or a duration (`"10s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<String>,
 }
 
 /// One step of a scenario: a workload sent `iterations` times (or under the run's load profile).
@@ -35,9 +97,15 @@ pub struct Step {
     /// Several user prompts, used in turn.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompts: Vec<String>,
+    /// A file of prompts, one per non-empty line (relative to the scenario file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_file: Option<String>,
     /// Synthetic prompts of about this many tokens, each one different (no accidental prefix caching).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u32>,
+    /// A conversation: the turns are sent in order, each with the real previous answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<Turn>,
     /// An optional system prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
@@ -49,9 +117,37 @@ pub struct Step {
     /// Sampling temperature (server default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
-    /// Sequential repetitions when the run gives no other load profile.
+    /// Sequential repetitions (conversations, for multi-turn steps) when no other load is given.
     #[serde(default = "one")]
     pub iterations: u32,
+    /// The step's own load profile and bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<StepLoad>,
+    /// Connection reuse.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub connection: ConnectionMode,
+    /// Unload the model before the step (Ollama `keep_alive: 0`), so its first request is a cold start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cold: bool,
+    /// Tool definitions (OpenAI `tools` format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<serde_json::Value>,
+    /// Checks applied to every answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// After an answer fails a check, send up to this many correction turns with the failure.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub retries: u32,
+    /// Thresholds over this step's aggregates (e.g. `ttft.p95 < 2s`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
+    /// Tags for plan breakdowns (`provider`, `task`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn one() -> u32 {
@@ -69,22 +165,41 @@ pub enum Workload {
         /// Target prompt length in tokens.
         prompt_tokens: u32,
     },
+    /// A multi-turn conversation.
+    Conversation(Vec<Turn>),
 }
 
 impl Step {
-    /// The step's workload; an error names what is missing.
+    /// The step's workload (prompt files are read by the caller); an error names what is wrong.
     pub fn workload(&self) -> Result<Workload, String> {
         let mut prompts = self.prompts.clone();
         if let Some(p) = &self.prompt {
             prompts.insert(0, p.clone());
         }
-        match (prompts.is_empty(), self.prompt_tokens) {
-            (false, None) => Ok(Workload::Prompts(prompts)),
-            (true, Some(n)) if n > 0 => Ok(Workload::Synthetic { prompt_tokens: n }),
-            (false, Some(_)) => {
-                Err(format!("step '{}' sets both prompts and prompt_tokens; keep one of them", self.name))
+        let kinds =
+            [!prompts.is_empty() || self.prompt_file.is_some(), self.prompt_tokens.is_some(), !self.turns.is_empty()];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
+                return Err(format!(
+                    "step '{}' has no workload: set `prompt`, `prompts`, `prompt_file`, `prompt_tokens` or `turns`",
+                    self.name
+                ));
             }
-            _ => Err(format!("step '{}' has no workload: set `prompt`, `prompts` or `prompt_tokens`", self.name)),
+            1 => {}
+            _ => {
+                return Err(format!(
+                    "step '{}' mixes workloads: keep one of prompts, prompt_tokens and turns",
+                    self.name
+                ));
+            }
+        }
+        if !self.turns.is_empty() {
+            return Ok(Workload::Conversation(self.turns.clone()));
+        }
+        match self.prompt_tokens {
+            Some(0) => Err(format!("step '{}': prompt_tokens must be at least 1", self.name)),
+            Some(n) => Ok(Workload::Synthetic { prompt_tokens: n }),
+            None => Ok(Workload::Prompts(prompts)),
         }
     }
 }
@@ -129,8 +244,30 @@ impl Scenario {
         if scenario.steps.is_empty() {
             return Err(invalid("the scenario has no [[steps]]".to_string()));
         }
+        let names: Vec<&str> = scenario.steps.iter().map(|s| s.name.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(invalid(format!("two steps are named '{n}': step names must be unique")));
+            }
+        }
+        for t in &scenario.thresholds {
+            t.parse::<Threshold>().map_err(|e| invalid(e.to_string()))?;
+        }
+        for a in &scenario.analyses {
+            for step in a.steps() {
+                if !names.contains(&step) {
+                    return Err(invalid(format!("an analysis names step '{step}', which the scenario does not have")));
+                }
+            }
+        }
         for step in &scenario.steps {
-            step.workload().map_err(invalid)?;
+            step.workload().map_err(&invalid)?;
+            for t in &step.thresholds {
+                t.parse::<Threshold>().map_err(|e| invalid(format!("step '{}': {e}", step.name)))?;
+            }
+            for c in &step.checks {
+                c.validate().map_err(|e| invalid(format!("step '{}': {e}", step.name)))?;
+            }
             if step.max_tokens == 0 {
                 return Err(invalid(format!("step '{}': max_tokens must be at least 1", step.name)));
             }

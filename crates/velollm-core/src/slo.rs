@@ -55,6 +55,8 @@ pub fn parse_ms(text: &str) -> Option<f64> {
         (n, 1e3)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60e3)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600e3)
     } else {
         (t, 1.0)
     };

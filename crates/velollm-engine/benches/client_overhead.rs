@@ -267,16 +267,7 @@ fn runtime(name: &str, workers: usize) -> Runtime {
 }
 
 fn plan(load: LoadProfile, bounds: Bounds) -> StepPlan {
-    StepPlan {
-        name: "bench".into(),
-        workload: Workload::Synthetic { prompt_tokens: PROMPT_TOKENS },
-        system: None,
-        max_tokens: TOKENS as u32,
-        exact_output: false,
-        temperature: None,
-        load,
-        bounds,
-    }
+    StepPlan::simple("bench", Workload::Synthetic { prompt_tokens: PROMPT_TOKENS }, TOKENS as u32, load, bounds)
 }
 
 fn accuracy_plan() -> StepPlan {
@@ -366,7 +357,8 @@ fn run_exact(client_rt: &Runtime, dialect: DialectKind) -> (StepResult, Lag) {
     let mut runner = Runner::new(Arc::new(target), "fake-model".into(), 1, None);
     let mut records = Records(Vec::new());
     let (_tx, cancel) = watch::channel(false);
-    let result = client_rt.block_on(runner.run_step(0, &accuracy_plan(), &mut records, &cancel)).expect("run the step");
+    let result =
+        client_rt.block_on(runner.run_step(0, &accuracy_plan(), &mut records, &cancel)).expect("run the step").0;
     let writes = server.writes.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut recs = records.0;
     recs.sort_by_key(|r| r.id);

@@ -95,16 +95,13 @@ impl BenchmarkRunner {
         let mut options = self.options.clone();
         options.model = Some(config.model.clone());
         let session = Session::connect(&options).await?;
-        let step = StepPlan {
-            name: config.name.clone(),
-            workload: Workload::Prompts(vec![config.prompt.clone()]),
-            system: None,
-            max_tokens: config.max_tokens,
-            exact_output: false,
-            temperature: None,
-            load: LoadProfile::Sequential,
-            bounds: Bounds { requests: Some(u64::from(config.iterations.max(1))), ..Bounds::default() },
-        };
+        let step = StepPlan::simple(
+            config.name.clone(),
+            Workload::Prompts(vec![config.prompt.clone()]),
+            config.max_tokens,
+            LoadProfile::Sequential,
+            Bounds { requests: Some(u64::from(config.iterations.max(1))), ..Bounds::default() },
+        );
         let (_tx, cancel) = tokio::sync::watch::channel(false);
         let mut results = session.run(std::slice::from_ref(&step), 0, None, &mut NoObserver, &cancel).await?;
         let step = results.remove(0);

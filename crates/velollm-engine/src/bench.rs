@@ -9,8 +9,10 @@ use crate::transport::{Clock, Endpoint, UrlError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
+use velollm_core::analysis::{AnalysisResult, AnalysisSpec, StepData};
 use velollm_core::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, StepResult, TargetInfo};
 use velollm_core::slo::Slo;
+use velollm_core::threshold::{Lookup, Threshold, Verdict};
 
 /// Which dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +159,8 @@ impl Session {
             },
             steps: Vec::new(),
             benchmarks: Vec::new(),
+            analyses: Vec::new(),
+            verdicts: Vec::new(),
         }
     }
 
@@ -170,16 +174,70 @@ impl Session {
         observer: &mut dyn Observer,
         cancel: &watch::Receiver<bool>,
     ) -> Result<Vec<StepResult>, BenchError> {
+        Ok(self.run_scenario(steps, &[], &[], seed, slo, observer, cancel).await?.steps)
+    }
+
+    /// Run `steps`, then the scenario's analyses and every threshold (the steps' and the scenario's).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_scenario(
+        &self,
+        steps: &[StepPlan],
+        analyses: &[AnalysisSpec],
+        thresholds: &[Threshold],
+        seed: u64,
+        slo: Option<Slo>,
+        observer: &mut dyn Observer,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<RunOutput, BenchError> {
         let mut runner = Runner::new(self.target.clone(), self.model.clone(), seed, slo);
-        let mut results = Vec::new();
+        let mut ran = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             if *cancel.borrow() {
                 break;
             }
-            results.push(runner.run_step(i, step, observer, cancel).await?);
+            ran.push(runner.run_step(i, step, observer, cancel).await?);
         }
-        Ok(results)
+        let data: Vec<StepData> = ran
+            .iter()
+            .zip(steps)
+            .map(|((result, acc), plan)| StepData {
+                name: &plan.name,
+                tags: &plan.tags,
+                result,
+                samples: acc.samples(),
+            })
+            .collect();
+        let mut specs: Vec<AnalysisSpec> = analyses.to_vec();
+        if steps.iter().any(|s| !s.tags.is_empty()) && !specs.contains(&AnalysisSpec::Plan) {
+            specs.push(AnalysisSpec::Plan);
+        }
+        let analyses: Vec<AnalysisResult> = specs.iter().map(|a| velollm_core::analysis::run(a, &data)).collect();
+        let mut verdicts = Vec::new();
+        for ((result, _), plan) in ran.iter().zip(steps) {
+            verdicts.extend(plan.thresholds.iter().map(|t| t.evaluate(&plan.name, result)));
+        }
+        for t in thresholds {
+            // A scenario threshold names an analysis figure, or else applies to every step.
+            if analyses.lookup(&t.target).is_some() {
+                verdicts.push(t.evaluate("run", &analyses));
+            } else {
+                verdicts.extend(ran.iter().map(|(result, _)| t.evaluate(&result.name, result)));
+            }
+        }
+        observer.finished(&analyses, &verdicts);
+        Ok(RunOutput { steps: ran.into_iter().map(|(r, _)| r).collect(), analyses, verdicts })
     }
+}
+
+/// What a scenario run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Per-step aggregates, in order.
+    pub steps: Vec<StepResult>,
+    /// Scenario analyses.
+    pub analyses: Vec<AnalysisResult>,
+    /// Threshold verdicts.
+    pub verdicts: Vec<Verdict>,
 }
 
 /// A unique, time-ordered run identifier.

@@ -197,6 +197,21 @@ struct StreamState {
     finish: Option<String>,
     usage: Option<Usage>,
     text: String,
+    tools: Vec<velollm_core::check::ToolCall>,
+}
+
+impl StreamState {
+    fn tool_delta(&mut self, index: usize, name: Option<String>, args: &str) {
+        if self.tools.len() <= index {
+            self.tools.resize_with(index.min(64) + 1, Default::default);
+        }
+        if let Some(t) = self.tools.get_mut(index) {
+            if let Some(n) = name {
+                t.name = n;
+            }
+            t.arguments.push_str(args);
+        }
+    }
 }
 
 /// Execute one generation request on `slot`, scheduled at `scheduled`; never fails, always returns a record.
@@ -290,7 +305,7 @@ async fn execute_inner(
     let mut body = resp.into_body();
     let mut decoder = Decoder::new(dialect.framing());
     let mut messages: Vec<Vec<u8>> = Vec::new();
-    let mut st = StreamState { done: false, finish: None, usage: None, text: String::new() };
+    let mut st = StreamState { done: false, finish: None, usage: None, text: String::new(), tools: Vec::new() };
     let mut ended = false;
     while !ended {
         let idle = deadline.min(Instant::now() + target.timeouts.idle);
@@ -352,6 +367,9 @@ async fn execute_inner(
                     }
                 }
             }
+            for (index, name, args) in p.tool_deltas {
+                st.tool_delta(index, name, &args);
+            }
             if let Some(u) = p.usage {
                 st.usage = Some(u);
             }
@@ -379,9 +397,10 @@ async fn execute_inner(
     if let Some(tok) = &target.tokenizer {
         record.tokenizer_output_tokens = Some(tok.count(&st.text));
     }
-    if target.keep_text {
-        record.text = Some(st.text);
-    }
+    record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
+    // The text is always returned: conversations and checks need it. The runner drops it from the record
+    // unless `keep_text` is set.
+    record.text = Some(st.text);
     if !st.done && record.finish_reason.is_none() {
         return Err(error(
             ErrorClass::StreamBroken,
@@ -424,14 +443,33 @@ async fn read_error_body(mut body: Incoming, deadline: Instant) -> String {
 
 /// A simple GET returning the status and body, used by the probe. Opens its own connection.
 pub async fn get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), RequestError> {
-    let deadline = Instant::now() + target.timeouts.connect + Duration::from_secs(10);
+    request(target, hyper::Method::GET, path, None).await
+}
+
+/// A non-streaming JSON request (e.g. Ollama's unload), returning the status and body.
+pub async fn send_json(
+    target: &Target,
+    method: hyper::Method,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, Vec<u8>), RequestError> {
+    request(target, method, path, Some(body)).await
+}
+
+async fn request(
+    target: &Target,
+    method: hyper::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, Vec<u8>), RequestError> {
+    let deadline = Instant::now() + target.timeouts.connect + target.timeouts.idle;
     let mut slot = Slot::default();
     let (conn, _) = slot.acquire(target, deadline).await?;
-    let req = http_request(target, hyper::Method::GET, path, None);
+    let req = http_request(target, method, path, body);
     let (resp, _) = match timeout_at(deadline, conn.send(req, target.clock)).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-        Err(_) => return Err(error(ErrorClass::Timeout, format!("GET {path} timed out"))),
+        Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
     };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
@@ -445,7 +483,7 @@ pub async fn get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), RequestE
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-            Err(_) => return Err(error(ErrorClass::Timeout, format!("GET {path} timed out"))),
+            Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
         }
     }
     Ok((status, buf))

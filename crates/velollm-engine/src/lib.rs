@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod checks;
 pub mod dialect;
 pub mod exec;
 pub mod host;

@@ -119,6 +119,17 @@ impl Observer for ResultWriter {
         }
     }
 
+    fn finished(
+        &mut self,
+        analyses: &[velollm_core::analysis::AnalysisResult],
+        verdicts: &[velollm_core::threshold::Verdict],
+    ) {
+        self.doc.analyses = analyses.to_vec();
+        self.doc.verdicts = verdicts.to_vec();
+        let res = self.flush_doc();
+        self.keep(res);
+    }
+
     fn step_finished(&mut self, index: usize, result: &StepResult) {
         self.set_step(index, result);
         let entry = legacy(result, &self.doc.meta.target.model, &jiff::Timestamp::now().to_string());

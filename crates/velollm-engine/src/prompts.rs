@@ -249,6 +249,7 @@ impl PromptSource {
             Workload::Synthetic { prompt_tokens } => {
                 synthetic(*prompt_tokens, self.seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), tokenizer)
             }
+            Workload::Conversation(turns) => turns.first().map(|t| t.user.clone()).unwrap_or_default(),
         }
     }
 }

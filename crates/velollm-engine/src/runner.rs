@@ -6,19 +6,24 @@
 //! latency from the schedule is measured even when the client had to wait (no coordinated omission).
 //! Records flow over a channel to the collector, which feeds the [`Observer`].
 
+use crate::checks::run_checks;
 use crate::dialect::GenRequest;
 use crate::exec::{Slot, Target, execute};
 use crate::prompts::PromptSource;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use velollm_core::aggregate::StepAccumulator;
+use velollm_core::analysis::AnalysisResult;
+use velollm_core::check::Check;
 use velollm_core::load::{ArrivalSchedule, Bounds, LoadProfile, ScheduleError, Warmup};
 use velollm_core::record::{Nanos, RequestRecord};
 use velollm_core::result::{StepConfig, StepResult};
-use velollm_core::scenario::Workload;
+use velollm_core::scenario::{ConnectionMode, Workload};
 use velollm_core::slo::Slo;
+use velollm_core::threshold::Verdict;
 
 /// One step to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +42,22 @@ pub struct StepPlan {
     pub temperature: Option<f64>,
     /// How requests are issued.
     pub load: LoadProfile,
-    /// How many, for how long, and the warm-up.
+    /// How many, for how long, and the warm-up (for conversations: how many conversations).
     pub bounds: Bounds,
+    /// Tool definitions sent with each request.
+    pub tools: Option<serde_json::Value>,
+    /// Checks applied to every answer.
+    pub checks: Vec<Check>,
+    /// Correction turns allowed after an answer fails a check.
+    pub retries: u32,
+    /// Connection reuse.
+    pub connection: ConnectionMode,
+    /// Unload the model first (Ollama), so the step starts cold.
+    pub cold: bool,
+    /// Tags (provider, task type).
+    pub tags: BTreeMap<String, String>,
+    /// Thresholds over the step's aggregates.
+    pub thresholds: Vec<velollm_core::threshold::Threshold>,
 }
 
 impl StepPlan {
@@ -49,6 +68,7 @@ impl StepPlan {
             Workload::Synthetic { prompt_tokens } => {
                 (format!("synthetic, {prompt_tokens} tokens, distinct per request"), Some(*prompt_tokens))
             }
+            Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
         };
         StepConfig {
             prompt,
@@ -57,6 +77,43 @@ impl StepPlan {
             exact_output: self.exact_output,
             load: self.load,
             bounds: self.bounds,
+            turns: self.turns(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    /// Turns per conversation, for multi-turn steps.
+    pub fn turns(&self) -> Option<u32> {
+        match &self.workload {
+            Workload::Conversation(t) => Some(t.len() as u32),
+            _ => None,
+        }
+    }
+
+    /// A single-turn step with default options.
+    pub fn simple(
+        name: impl Into<String>,
+        workload: Workload,
+        max_tokens: u32,
+        load: LoadProfile,
+        bounds: Bounds,
+    ) -> StepPlan {
+        StepPlan {
+            name: name.into(),
+            workload,
+            system: None,
+            max_tokens,
+            exact_output: false,
+            temperature: None,
+            load,
+            bounds,
+            tools: None,
+            checks: Vec::new(),
+            retries: 0,
+            connection: ConnectionMode::KeepAlive,
+            cold: false,
+            tags: BTreeMap::new(),
+            thresholds: Vec::new(),
         }
     }
 
@@ -67,8 +124,11 @@ impl StepPlan {
             Warmup::None => 0,
             Warmup::Seconds(_) => return None,
         };
+        if self.retries > 0 {
+            return None;
+        }
         match (self.bounds.requests, self.bounds.duration_s) {
-            (Some(r), None) => Some(r + warm),
+            (Some(r), None) => Some((r + warm) * u64::from(self.turns().unwrap_or(1))),
             _ => None,
         }
     }
@@ -84,6 +144,8 @@ pub trait Observer: Send {
     fn step_progress(&mut self, _index: usize, _partial: &StepResult) {}
     /// A step ended; `result.partial` says whether it was cut short.
     fn step_finished(&mut self, _index: usize, _result: &StepResult) {}
+    /// The scenario's analyses and threshold verdicts, once every step has run.
+    fn finished(&mut self, _analyses: &[AnalysisResult], _verdicts: &[Verdict]) {}
 }
 
 /// An observer that ignores everything.
@@ -107,13 +169,18 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.step_finished(i, r);
         self.1.step_finished(i, r);
     }
+    fn finished(&mut self, a: &[AnalysisResult], v: &[Verdict]) {
+        self.0.finished(a, v);
+        self.1.finished(a, v);
+    }
 }
 
 /// Shared state of one running step.
 struct StepCtx {
     target: Arc<Target>,
     index: u32,
-    first_id: u64,
+    next_id: AtomicU64,
+    nonce: u64,
     model: String,
     step: StepPlan,
     prompts: PromptSource,
@@ -155,25 +222,97 @@ impl StepCtx {
         i < self.warmup_requests() || at.saturating_sub(self.start) < self.warmup_ns()
     }
 
-    fn request(&self, i: u64) -> GenRequest {
+    fn request(&self, history: &[(String, String)], prompt: String) -> GenRequest {
         GenRequest {
             model: self.model.clone(),
             system: self.step.system.clone(),
-            prompt: self.prompts.prompt(i, self.target.tokenizer.as_deref()),
+            history: history.to_vec(),
+            prompt,
             max_tokens: self.step.max_tokens,
             exact_output: self.step.exact_output,
             temperature: self.step.temperature,
+            tools: self.step.tools.clone(),
         }
     }
 
     fn record(&self, i: u64, scheduled: Nanos) -> RequestRecord {
         RequestRecord {
-            id: self.first_id + i,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             step: self.index,
             warmup: self.is_warmup(i, scheduled),
             scheduled,
             ..RequestRecord::default()
         }
+    }
+
+    /// The user messages of session `i`: one prompt, or every turn of the conversation.
+    fn session_turns(&self, i: u64) -> Vec<(String, Option<String>)> {
+        match &self.step.workload {
+            Workload::Conversation(turns) => turns
+                .iter()
+                .map(|t| {
+                    let user = if t.salt {
+                        // Unique per run and conversation: no earlier request can share this prefix.
+                        format!("[session {:016x}] {}", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
+                    } else {
+                        t.user.clone()
+                    };
+                    (user, t.label.clone())
+                })
+                .collect(),
+            _ => vec![(self.prompts.prompt(i, self.target.tokenizer.as_deref()), None)],
+        }
+    }
+
+    /// Run session `i` (scheduled at `scheduled`): every turn in order, each carrying the real previous
+    /// answers, plus correction turns after failed checks. Returns false when the collector is gone.
+    async fn run_session(&self, slot: &mut Slot, i: u64, scheduled: Nanos, tx: &mpsc::Sender<RequestRecord>) -> bool {
+        let conversation = matches!(self.step.workload, Workload::Conversation(_)) || self.step.retries > 0;
+        let mut queue: VecDeque<(String, Option<String>)> = self.session_turns(i).into();
+        let mut history: Vec<(String, String)> = Vec::new();
+        let mut retries_left = self.step.retries;
+        let mut at = scheduled;
+        let mut turn = 0;
+        while let Some((prompt, label)) = queue.pop_front() {
+            let mut record = self.record(i, at);
+            if conversation {
+                record.conversation = Some(i);
+                record.turn = Some(turn);
+            }
+            record.label = label;
+            let req = self.request(&history, prompt.clone());
+            let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
+            if self.step.connection == ConnectionMode::New {
+                slot.discard();
+            }
+            let ok = record.succeeded();
+            if ok && !self.step.checks.is_empty() {
+                run_checks(&self.step.checks, &mut record).await;
+            }
+            let failed: Vec<String> = record
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| if c.detail.is_empty() { c.name.clone() } else { format!("{} ({})", c.name, c.detail) })
+                .collect();
+            let answer = if self.target.keep_text { record.text.clone() } else { record.text.take() };
+            if tx.send(record).await.is_err() {
+                return false;
+            }
+            if !ok || *self.cancel.borrow() {
+                break; // later turns would not carry a real answer
+            }
+            history.push((prompt, answer.unwrap_or_default()));
+            turn += 1;
+            if !failed.is_empty() && retries_left > 0 {
+                retries_left -= 1;
+                let fix =
+                    format!("Your answer failed these checks: {}. Please answer again, corrected.", failed.join("; "));
+                queue.push_front((fix, Some("correction".to_string())));
+            }
+            at = self.target.clock.now();
+        }
+        true
     }
 }
 
@@ -184,6 +323,7 @@ pub struct Runner {
     seed: u64,
     slo: Option<Slo>,
     next_id: u64,
+    nonce: u64,
 }
 
 /// Why a step could not start.
@@ -195,12 +335,28 @@ pub enum RunError {
     /// The step has neither a request count nor a duration.
     #[error("step '{0}' is unbounded: give --requests N or --duration D")]
     Unbounded(String),
+    /// A cold start was asked of a server velollm cannot unload.
+    #[error(
+        "step '{0}' needs a cold model, which velollm can only arrange on Ollama (keep_alive: 0); \
+         for another server, restart it before the run or pick another scenario"
+    )]
+    ColdUnsupported(String),
+    /// Unloading the model failed.
+    #[error("step '{step}': could not unload the model before a cold start: {message}")]
+    Unload {
+        /// Step name.
+        step: String,
+        /// What the server said.
+        message: String,
+    },
 }
 
 impl Runner {
     /// A runner for `model` on `target`, with every random choice derived from `seed`.
     pub fn new(target: Arc<Target>, model: String, seed: u64, slo: Option<Slo>) -> Runner {
-        Runner { target, model, seed, slo, next_id: 0 }
+        let wall =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Runner { target, model, seed, slo, next_id: 0, nonce: seed ^ wall.rotate_left(17) }
     }
 
     /// Run one step; stops early (and marks the result partial) when `cancel` becomes true.
@@ -210,9 +366,12 @@ impl Runner {
         step: &StepPlan,
         observer: &mut dyn Observer,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<StepResult, RunError> {
+    ) -> Result<(StepResult, StepAccumulator), RunError> {
         if !step.bounds.is_bounded() {
             return Err(RunError::Unbounded(step.name.clone()));
+        }
+        if step.cold {
+            self.unload(step).await?;
         }
         let step_seed = self.seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9));
         let schedule = match step.load {
@@ -223,7 +382,8 @@ impl Runner {
         let ctx = Arc::new(StepCtx {
             target: self.target.clone(),
             index: index as u32,
-            first_id: self.next_id,
+            next_id: AtomicU64::new(self.next_id),
+            nonce: self.nonce ^ (index as u64).rotate_left(32),
             model: self.model.clone(),
             step: step.clone(),
             prompts: PromptSource::new(step.workload.clone(), step_seed),
@@ -258,7 +418,23 @@ impl Runner {
         self.next_id += sent;
         let result = acc.result(self.slo.as_ref(), *cancel.borrow());
         observer.step_finished(index, &result);
-        Ok(result)
+        Ok((result, acc))
+    }
+
+    /// Unload the model so the next request loads it (Ollama: a request with `keep_alive: 0`).
+    async fn unload(&self, step: &StepPlan) -> Result<(), RunError> {
+        if !self.target.dialect.is_ollama() {
+            return Err(RunError::ColdUnsupported(step.name.clone()));
+        }
+        let body = serde_json::json!({"model": self.model, "keep_alive": 0});
+        match crate::exec::send_json(&self.target, hyper::Method::POST, "/api/generate", &body).await {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(RunError::Unload {
+                step: step.name.clone(),
+                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()),
+            }),
+            Err(e) => Err(RunError::Unload { step: step.name.clone(), message: e.message }),
+        }
     }
 }
 
@@ -272,12 +448,7 @@ async fn closed_loop(ctx: Arc<StepCtx>, workers: u32, tx: mpsc::Sender<RequestRe
             loop {
                 let i = ctx.counter.fetch_add(1, Ordering::Relaxed);
                 let now = ctx.target.clock.now();
-                if !ctx.admit(i, now) {
-                    break;
-                }
-                let req = ctx.request(i);
-                let record = execute(&ctx.target, &mut slot, &req, ctx.record(i, now), &ctx.cancel).await;
-                if tx.send(record).await.is_err() {
+                if !ctx.admit(i, now) || !ctx.run_session(&mut slot, i, now, &tx).await {
                     break;
                 }
             }
@@ -314,10 +485,8 @@ async fn open_loop(
                 None => None,
             };
             let mut slot = idle_slots.lock().await.pop().unwrap_or_default();
-            let req = ctx.request(i);
-            let record = execute(&ctx.target, &mut slot, &req, ctx.record(i, at), &ctx.cancel).await;
+            ctx.run_session(&mut slot, i, at, &tx).await;
             idle_slots.lock().await.push(slot);
-            let _ = tx.send(record).await;
         });
         // Reap finished tasks so the set does not grow with the run.
         while tasks.try_join_next().is_some() {}

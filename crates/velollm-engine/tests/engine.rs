@@ -30,16 +30,13 @@ fn script() -> Script {
 }
 
 fn step(requests: u64, load: LoadProfile) -> StepPlan {
-    StepPlan {
-        name: "s".into(),
-        workload: Workload::Prompts(vec!["hello".into()]),
-        system: None,
-        max_tokens: 6,
-        exact_output: false,
-        temperature: None,
+    StepPlan::simple(
+        "s",
+        Workload::Prompts(vec!["hello".into()]),
+        6,
         load,
-        bounds: Bounds { requests: Some(requests), ..Bounds::default() },
-    }
+        Bounds { requests: Some(requests), ..Bounds::default() },
+    )
 }
 
 async fn session(server: &FakeServer, backend: Backend) -> Session {

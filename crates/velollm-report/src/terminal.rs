@@ -3,8 +3,11 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
+use velollm_core::analysis::AnalysisResult;
 use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::scenario::Scenario;
 use velollm_core::stats::Summary;
+use velollm_core::threshold::{Unit, Verdict};
 
 /// Format a number with a precision suited to its size.
 fn num(v: f64) -> String {
@@ -105,10 +108,91 @@ pub fn render_step(step: &StepResult) -> String {
             num(n.mean * n.count as f64 / step.connections.opened.max(1) as f64)
         );
     }
+    if let Some(q) = &step.quality {
+        let _ = writeln!(
+            out,
+            "  quality: score {:.1}% · first try {:.1}%{}",
+            q.score * 100.0,
+            q.first_try_rate * 100.0,
+            if q.corrections > 0 { format!(" · {} corrections", q.corrections) } else { String::new() }
+        );
+        for c in &q.criteria {
+            let mark = if c.passed == c.total { "✅" } else { "❌" };
+            let example = if c.example.is_empty() { String::new() } else { format!(" ({})", c.example) };
+            let _ = writeln!(out, "    {mark} {} {}/{}{example}", c.name, c.passed, c.total);
+        }
+    }
     if !step.errors.is_empty() {
         let errors: Vec<String> =
             step.errors.iter().map(|(c, e)| format!("{} ×{} ({})", c.as_str(), e.count, e.example)).collect();
         let _ = writeln!(out, "  errors: {}", errors.join("; "));
+    }
+    out
+}
+
+fn value(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Ms => format!("{} ms", num(v)),
+        Unit::Percent => format!("{v:.1}%"),
+        Unit::Fraction => format!("{:.1}%", v * 100.0),
+        Unit::Plain => num(v),
+    }
+}
+
+/// Render one analysis: its figures, its table and its notes.
+pub fn render_analysis(a: &AnalysisResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", a.title);
+    for f in &a.figures {
+        let _ = writeln!(out, "  {:<22} {:>12}   {}", f.name, value(f.value, f.unit), f.label);
+    }
+    if let Some(t) = a.table.as_ref().filter(|t| !t.rows.is_empty()) {
+        let mut table = Table::new();
+        table.load_preset(NOTHING);
+        table.set_header(t.columns.clone());
+        for r in &t.rows {
+            let mut row = vec![Cell::new(&r.label)];
+            row.extend(r.values.iter().map(|v| Cell::new(v.map_or("–".to_string(), num))));
+            table.add_row(row);
+        }
+        for i in 1..t.columns.len() {
+            if let Some(col) = table.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        for line in table.to_string().lines() {
+            let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+        }
+    }
+    for n in &a.notes {
+        let _ = writeln!(out, "  • {n}");
+    }
+    out
+}
+
+/// Render threshold verdicts as ✅/❌ lines.
+pub fn render_verdicts(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    for v in verdicts {
+        let mark = if v.passed { "✅" } else { "❌" };
+        let measured = v.value.map_or(String::new(), |x| format!(" (measured {})", num(x)));
+        let detail = if v.detail.is_empty() { String::new() } else { format!(" — {}", v.detail) };
+        let _ = writeln!(out, "  {mark} {:<20} {}{measured}{detail}", v.scope, v.threshold);
+    }
+    out
+}
+
+/// The built-in scenarios as an aligned list.
+pub fn render_scenarios(scenarios: &[Scenario]) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(["scenario", "purpose", "measures"]);
+    for s in scenarios {
+        table.add_row([s.name.as_str(), s.description.as_str(), s.measures.as_str()]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        let _ = writeln!(out, "{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
     }
     out
 }
@@ -126,6 +210,15 @@ pub fn render_run(run: &RunResult) -> String {
     for step in &run.steps {
         let _ = writeln!(out);
         out.push_str(&render_step(step));
+    }
+    for a in &run.analyses {
+        let _ = writeln!(out);
+        out.push_str(&render_analysis(a));
+    }
+    if !run.verdicts.is_empty() {
+        let passed = run.verdicts.iter().filter(|v| v.passed).count();
+        let _ = writeln!(out, "\nthresholds: {passed}/{} passed", run.verdicts.len());
+        out.push_str(&render_verdicts(&run.verdicts));
     }
     match run.status {
         RunStatus::Complete => {}
@@ -165,6 +258,8 @@ mod tests {
                 exact_output: false,
                 load: LoadProfile::Sequential,
                 bounds: Bounds { requests: Some(5), ..Bounds::default() },
+                turns: None,
+                tags: Default::default(),
             },
             requests: 5,
             succeeded: 4,
@@ -199,6 +294,7 @@ mod tests {
             )]),
             token_sources: BTreeMap::from([("server_usage".to_string(), 4)]),
             connections: ConnectionStats { opened: 1, reused: 4 },
+            quality: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"
         short_completion  ·  sequential  ·  5 requests, 80.0% ok

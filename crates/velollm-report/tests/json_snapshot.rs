@@ -62,6 +62,8 @@ fn step_result_json() {
         exact_output: false,
         load: LoadProfile::Sequential,
         bounds: Bounds { requests: Some(3), ..Bounds::default() },
+        turns: None,
+        tags: Default::default(),
     };
     let mut acc = StepAccumulator::new("snap", config);
     acc.push(&record(0, 0));

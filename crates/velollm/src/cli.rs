@@ -6,8 +6,8 @@ use std::path::PathBuf;
 /// Measure LLM inference latency correctly and prove whether an optimization helped.
 #[derive(Debug, Parser)]
 #[command(name = "velollm", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 4 server unreachable or \
-unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
+#[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 3 a threshold failed (with \
+--check) · 4 server unreachable or unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -21,6 +21,24 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// The original velollm command: the standard suite against Ollama (or -b llamacpp).
     Benchmark(LegacyArgs),
+    /// Built-in scenarios: list them, or print one as an editable TOML file.
+    Scenario {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
+}
+
+/// `velollm scenario …`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Every built-in scenario: name, purpose, what it measures.
+    List,
+    /// Print a built-in scenario's TOML (`velollm scenario show long-conversation > mine.toml`).
+    Show {
+        /// Scenario name.
+        name: String,
+    },
 }
 
 /// `velollm bench`.
@@ -74,15 +92,18 @@ pub struct BenchArgs {
     /// Open-loop arrival rate in requests per second.
     #[arg(short, long, value_name = "R", help_heading = "Load")]
     pub rate: Option<f64>,
-    /// Arrival process for --rate: constant, poisson or gamma.
-    #[arg(long, default_value = "poisson", help_heading = "Load")]
-    pub arrival: String,
-    /// Gamma shape for --arrival gamma (1 = Poisson; < 1 burstier).
-    #[arg(long, default_value_t = 1.0, help_heading = "Load")]
-    pub burstiness: f64,
-    /// Sequential repetitions per step (overrides the scenario's iterations).
+    /// Arrival process for --rate: constant, poisson (default) or gamma.
+    #[arg(long, help_heading = "Load")]
+    pub arrival: Option<String>,
+    /// Gamma shape for --arrival gamma (1 = Poisson; < 1 burstier) [default: 1].
+    #[arg(long, help_heading = "Load")]
+    pub burstiness: Option<f64>,
+    /// Sequential repetitions per step (conversations, for multi-turn steps; overrides the scenario's).
     #[arg(short, long, value_name = "N", help_heading = "Load")]
     pub iterations: Option<u32>,
+    /// Turns per conversation in multi-turn steps (the scenario's turns are cycled to this length).
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub turns: Option<u32>,
     /// Measured requests per step.
     #[arg(short = 'n', long, value_name = "N", help_heading = "Load")]
     pub requests: Option<u64>,
@@ -111,6 +132,9 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+    /// Exit with code 3 when a scenario threshold fails (the scenario becomes an acceptance test).
+    #[arg(long, help_heading = "Output")]
+    pub check: bool,
 
     /// Timeout to open a connection.
     #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]

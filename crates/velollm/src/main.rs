@@ -19,6 +19,7 @@ mod exit {
     pub const OK: u8 = 0;
     pub const ERROR: u8 = 1;
     pub const INPUT: u8 = 2;
+    pub const THRESHOLD: u8 = 3;
     pub const UNREACHABLE: u8 = 4;
     pub const ALL_FAILED: u8 = 5;
     pub const INTERRUPTED: u8 = 130;
@@ -67,6 +68,33 @@ async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Bench(args) => bench(plan::bench(&args)?).await,
         Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?).await,
+        Command::Scenario { command } => scenario(command),
+    }
+}
+
+/// `velollm scenario list|show`.
+fn scenario(command: cli::ScenarioCommand) -> Result<u8> {
+    use velollm_core::scenario::{BUILTINS, Scenario, builtin};
+    match command {
+        cli::ScenarioCommand::List => {
+            let scenarios: Vec<Scenario> = BUILTINS.iter().filter_map(|(n, _)| Scenario::builtin(n)).collect();
+            print!("{}", velollm_report::terminal::render_scenarios(&scenarios));
+            Ok(exit::OK)
+        }
+        cli::ScenarioCommand::Show { name } => match builtin(&name) {
+            Some(text) => {
+                print!("{text}");
+                Ok(exit::OK)
+            }
+            None => {
+                let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+                Err(InputError(anyhow::anyhow!(
+                    "no built-in scenario '{name}'; the built-ins are: {}",
+                    names.join(", ")
+                ))
+                .into())
+            }
+        },
     }
 }
 
@@ -122,13 +150,25 @@ async fn bench(plan: Plan) -> Result<u8> {
     doc.meta.tokenizer = plan.options.tokenizer.as_ref().map(|p| p.display().to_string());
     let writer = ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?;
     let mut observers = (writer, progress::Progress::new(plan.progress));
-    let outcome = session.run(&plan.steps, plan.seed, plan.slo.clone(), &mut observers, &cancel).await;
+    let outcome = session
+        .run_scenario(
+            &plan.steps,
+            &plan.analyses,
+            &plan.thresholds,
+            plan.seed,
+            plan.slo.clone(),
+            &mut observers,
+            &cancel,
+        )
+        .await;
     let (writer, _) = observers;
     let interrupted = *cancel.borrow();
     let (status, reason) = match (&outcome, interrupted) {
         (Err(e), _) => (RunStatus::Interrupted, Some(format!("stopped by an error: {e}"))),
         (Ok(_), true) => (RunStatus::Interrupted, Some("interrupted by the user (Ctrl-C)".to_string())),
-        (Ok(steps), false) if steps.len() < plan.steps.len() => (RunStatus::Partial, Some("not every step ran".into())),
+        (Ok(out), false) if out.steps.len() < plan.steps.len() => {
+            (RunStatus::Partial, Some("not every step ran".into()))
+        }
         (Ok(_), false) => (RunStatus::Complete, None),
     };
     let doc = writer.finish(status, reason)?;
@@ -145,6 +185,11 @@ async fn bench(plan: Plan) -> Result<u8> {
     if measured > 0 && ok == 0 {
         eprintln!("velollm: every measured request failed; see the errors above");
         return Ok(exit::ALL_FAILED);
+    }
+    let failed = doc.verdicts.iter().filter(|v| !v.passed).count();
+    if plan.check && failed > 0 {
+        eprintln!("velollm: {failed} threshold(s) failed (--check)");
+        return Ok(exit::THRESHOLD);
     }
     Ok(exit::OK)
 }

@@ -5,9 +5,11 @@ use crate::cli::{BenchArgs, LegacyArgs};
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::PathBuf;
 use std::time::Duration;
+use velollm_core::analysis::AnalysisSpec;
 use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Scenario, Workload};
+use velollm_core::scenario::{Scenario, Step, StepLoad, Workload};
 use velollm_core::slo::Slo;
+use velollm_core::threshold::Threshold;
 use velollm_engine::dialect::DialectKind;
 use velollm_engine::exec::{Secret, Timeouts};
 use velollm_engine::runner::StepPlan;
@@ -43,6 +45,12 @@ pub struct Plan {
     pub records: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Scenario analyses.
+    pub analyses: Vec<AnalysisSpec>,
+    /// Scenario-level thresholds.
+    pub thresholds: Vec<Threshold>,
+    /// Exit 3 when a threshold fails.
+    pub check: bool,
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration> {
@@ -59,10 +67,11 @@ fn backend(name: &str) -> Result<Backend> {
     name.parse::<DialectKind>().map(Backend::Dialect).map_err(|e| anyhow!("--backend: {e}"))
 }
 
-/// Load the scenario named by `--scenario` (built-in name or file).
-fn scenario(name: &str) -> Result<Scenario> {
+/// Load the scenario named by `--scenario` (built-in name or file), with the folder its relative paths
+/// start from (none for built-ins).
+fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
     if let Some(s) = Scenario::builtin(name) {
-        return Ok(s);
+        return Ok((s, None));
     }
     let path = PathBuf::from(name);
     if !path.exists() {
@@ -70,7 +79,7 @@ fn scenario(name: &str) -> Result<Scenario> {
         bail!("--scenario '{name}' is neither a built-in scenario ({}) nor an existing file", names.join(", "));
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read scenario file '{name}'"))?;
-    Ok(Scenario::parse(name, &text)?)
+    Ok((Scenario::parse(name, &text)?, path.parent().map(PathBuf::from)))
 }
 
 fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
@@ -93,23 +102,54 @@ fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
     }
 }
 
-fn load(args: &BenchArgs) -> Result<LoadProfile> {
-    if args.concurrency == Some(0) {
+/// Load flags from the command line, which override a step's own `load`.
+fn cli_load(args: &BenchArgs) -> StepLoad {
+    StepLoad {
+        concurrency: args.concurrency,
+        rate: args.rate,
+        arrival: args.arrival.clone(),
+        burstiness: args.burstiness,
+        requests: args.requests,
+        duration: args.duration.clone(),
+        warmup: args.warmup.clone(),
+    }
+}
+
+/// The effective load of a step: the command line's profile if it gives one, else the step's; each bound
+/// likewise.
+fn merge_load(cli: &StepLoad, step: Option<&StepLoad>) -> StepLoad {
+    let step = step.cloned().unwrap_or_default();
+    let profile_from_cli = cli.concurrency.is_some() || cli.rate.is_some();
+    let p = if profile_from_cli { cli } else { &step };
+    StepLoad {
+        concurrency: p.concurrency,
+        rate: p.rate,
+        arrival: cli.arrival.clone().or(step.arrival.clone()),
+        burstiness: cli.burstiness.or(step.burstiness),
+        requests: cli.requests.or(step.requests),
+        duration: cli.duration.clone().or(step.duration.clone()),
+        warmup: cli.warmup.clone().or(step.warmup.clone()),
+    }
+}
+
+fn load(l: &StepLoad) -> Result<LoadProfile> {
+    if l.concurrency == Some(0) {
         bail!("--concurrency must be at least 1");
     }
-    Ok(match (args.rate, args.concurrency) {
+    Ok(match (l.rate, l.concurrency) {
         (Some(rate), max_concurrency) => {
             if !(rate.is_finite() && rate > 0.0) {
                 bail!("--rate must be a positive number of requests per second");
             }
-            let arrival = match args.arrival.to_ascii_lowercase().as_str() {
+            let arrival = match l.arrival.as_deref().unwrap_or("poisson").to_ascii_lowercase().as_str() {
                 "constant" | "uniform" => Arrival::Constant,
                 "poisson" => Arrival::Poisson,
                 "gamma" => {
-                    if !(args.burstiness.is_finite() && args.burstiness > 0.0) {
+                    let k = l.burstiness.unwrap_or(1.0);
+                    if !(k.is_finite() && k > 0.0) {
                         bail!("--burstiness must be a positive number (1 = Poisson)");
                     }
-                    Arrival::Gamma { burstiness: args.burstiness }
+                    Arrival::Gamma { burstiness: k }
                 }
                 other => bail!("--arrival '{other}': use constant, poisson or gamma"),
             };
@@ -120,9 +160,9 @@ fn load(args: &BenchArgs) -> Result<LoadProfile> {
     })
 }
 
-fn bounds(args: &BenchArgs, load: &LoadProfile, iterations: u32) -> Result<Bounds> {
-    let duration_s = args.duration.as_deref().map(|d| duration("--duration", d)).transpose()?.map(|d| d.as_secs_f64());
-    let warmup = match args.warmup.as_deref() {
+fn bounds(l: &StepLoad, load: &LoadProfile, iterations: u32) -> Result<Bounds> {
+    let duration_s = l.duration.as_deref().map(|d| duration("--duration", d)).transpose()?.map(|d| d.as_secs_f64());
+    let warmup = match l.warmup.as_deref() {
         None => Warmup::None,
         Some(w) => match w.trim().parse::<u64>() {
             Ok(0) => Warmup::None,
@@ -130,12 +170,12 @@ fn bounds(args: &BenchArgs, load: &LoadProfile, iterations: u32) -> Result<Bound
             Err(_) => Warmup::Seconds(duration("--warmup", w)?.as_secs_f64()),
         },
     };
-    if args.requests == Some(0) {
+    if l.requests == Some(0) {
         bail!("--requests must be at least 1");
     }
-    let mut requests = args.requests;
+    let mut requests = l.requests;
     if requests.is_none() && duration_s.is_none() {
-        let iterations = u64::from(args.iterations.unwrap_or(iterations).max(1));
+        let iterations = u64::from(iterations.max(1));
         requests = Some(match load {
             LoadProfile::Sequential => iterations,
             LoadProfile::Concurrency { concurrency } => iterations * u64::from(*concurrency),
@@ -143,6 +183,60 @@ fn bounds(args: &BenchArgs, load: &LoadProfile, iterations: u32) -> Result<Bound
         });
     }
     Ok(Bounds { requests, duration_s, warmup })
+}
+
+/// Read a step's `prompt_file` (relative to the scenario file) into its prompts.
+fn read_prompt_file(step: &Step, base: Option<&PathBuf>) -> Result<Vec<String>> {
+    let Some(file) = &step.prompt_file else { return Ok(Vec::new()) };
+    let path = match base {
+        Some(dir) => dir.join(file),
+        None => PathBuf::from(file),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("step '{}': cannot read prompt_file '{}'", step.name, path.display()))?;
+    let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    if prompts.is_empty() {
+        bail!("step '{}': prompt_file '{}' has no prompts (one per non-empty line)", step.name, path.display());
+    }
+    Ok(prompts)
+}
+
+/// A scenario step as a runnable plan, with the command line's overrides applied.
+fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepLoad) -> Result<StepPlan> {
+    let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?;
+    if let Workload::Prompts(p) = &mut workload {
+        p.extend(read_prompt_file(s, base)?);
+    }
+    if let (Workload::Conversation(turns), Some(n)) = (&mut workload, args.turns) {
+        if n == 0 {
+            bail!("--turns must be at least 1");
+        }
+        *turns = turns.iter().cycle().take(n as usize).cloned().collect();
+    }
+    let l = merge_load(cli, s.load.as_ref());
+    let profile = load(&l)?;
+    let thresholds = s
+        .thresholds
+        .iter()
+        .map(|t| t.parse::<Threshold>().map_err(|e| anyhow!("step '{}': {e}", s.name)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StepPlan {
+        name: s.name.clone(),
+        workload,
+        system: args.system.clone().or_else(|| s.system.clone()),
+        max_tokens: args.max_tokens.unwrap_or(s.max_tokens),
+        exact_output: args.exact_output || s.exact_output,
+        temperature: args.temperature.or(s.temperature),
+        load: profile,
+        bounds: bounds(&l, &profile, args.iterations.unwrap_or(s.iterations))?,
+        tools: s.tools.clone(),
+        checks: s.checks.clone(),
+        retries: s.retries,
+        connection: s.connection,
+        cold: s.cold,
+        tags: s.tags.clone(),
+        thresholds,
+    })
 }
 
 /// Build the plan of `velollm bench`.
@@ -181,41 +275,36 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     if let Some(p) = args.tokenizer.as_ref().filter(|p| !p.exists()) {
         bail!("--tokenizer '{}' does not exist (give the path of a Hugging Face tokenizer.json)", p.display());
     }
-    let load = load(args)?;
-    let (steps, scenario_name) = match workload(args)? {
+    let cli = cli_load(args);
+    let (steps, scenario_name, analyses, thresholds) = match workload(args)? {
         Some(w) => {
             let name = match &w {
-                Workload::Prompts(_) => "prompts".to_string(),
                 Workload::Synthetic { prompt_tokens } => format!("synthetic-{prompt_tokens}"),
+                _ => "prompts".to_string(),
             };
-            let step = StepPlan {
-                name: name.clone(),
-                workload: w,
-                system: args.system.clone(),
-                max_tokens: args.max_tokens.unwrap_or(128),
-                exact_output: args.exact_output,
-                temperature: args.temperature,
-                load,
-                bounds: bounds(args, &load, 1)?,
-            };
-            (vec![step], name)
+            let profile = load(&cli)?;
+            let mut step = StepPlan::simple(
+                name.clone(),
+                w,
+                args.max_tokens.unwrap_or(128),
+                profile,
+                bounds(&cli, &profile, args.iterations.unwrap_or(1))?,
+            );
+            step.system = args.system.clone();
+            step.exact_output = args.exact_output;
+            step.temperature = args.temperature;
+            (vec![step], name, Vec::new(), Vec::new())
         }
         None => {
-            let sc = scenario(&args.scenario)?;
-            let mut steps = Vec::new();
-            for s in &sc.steps {
-                steps.push(StepPlan {
-                    name: s.name.clone(),
-                    workload: s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?,
-                    system: args.system.clone().or_else(|| s.system.clone()),
-                    max_tokens: args.max_tokens.unwrap_or(s.max_tokens),
-                    exact_output: args.exact_output || s.exact_output,
-                    temperature: args.temperature.or(s.temperature),
-                    load,
-                    bounds: bounds(args, &load, s.iterations)?,
-                });
-            }
-            (steps, sc.name)
+            let (sc, base) = scenario(&args.scenario)?;
+            let steps =
+                sc.steps.iter().map(|s| scenario_step(args, s, base.as_ref(), &cli)).collect::<Result<Vec<_>>>()?;
+            let thresholds = sc
+                .thresholds
+                .iter()
+                .map(|t| t.parse::<Threshold>().map_err(|e| anyhow!("{e}")))
+                .collect::<Result<_>>()?;
+            (steps, sc.name, sc.analyses, thresholds)
         }
     };
     Ok(Plan {
@@ -235,6 +324,9 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         output: args.output.clone(),
         records: args.records.clone(),
         progress: !args.no_progress,
+        analyses,
+        thresholds,
+        check: args.check,
     })
 }
 
@@ -259,8 +351,6 @@ pub fn legacy(args: &LegacyArgs) -> Result<BenchArgs, InputError> {
     }
     match crate::cli::Cli::try_parse_from(argv).map_err(|e| InputError(e.into()))?.command {
         crate::cli::Command::Bench(b) => Ok(*b),
-        crate::cli::Command::Benchmark(_) => {
-            Err(InputError(anyhow!("internal: legacy arguments did not map to bench")))
-        }
+        _ => Err(InputError(anyhow!("internal: legacy arguments did not map to bench"))),
     }
 }

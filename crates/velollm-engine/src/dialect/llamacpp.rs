@@ -7,11 +7,7 @@ use velollm_core::record::{Channel, NativeTimings, Usage};
 
 /// Body of a streaming `/completion` request (the system prompt, if any, is prepended).
 pub(super) fn body(req: &GenRequest) -> Value {
-    let prompt = match &req.system {
-        Some(s) => format!("{s}\n\n{}", req.prompt),
-        None => req.prompt.clone(),
-    };
-    let mut b = json!({"prompt": prompt, "n_predict": req.max_tokens, "stream": true});
+    let mut b = json!({"prompt": req.flat_prompt(), "n_predict": req.max_tokens, "stream": true});
     if let Some(t) = req.temperature {
         b["temperature"] = json!(t);
     }

@@ -20,7 +20,9 @@ pub struct GenRequest {
     pub model: String,
     /// Optional system prompt.
     pub system: Option<String>,
-    /// The user prompt.
+    /// Earlier exchanges of the conversation, oldest first: (user message, the assistant's real answer).
+    pub history: Vec<(String, String)>,
+    /// The current user message.
     pub prompt: String,
     /// Maximum tokens to generate.
     pub max_tokens: u32,
@@ -28,6 +30,56 @@ pub struct GenRequest {
     pub exact_output: bool,
     /// Sampling temperature (server default when `None`).
     pub temperature: Option<f64>,
+    /// Tool definitions (OpenAI `tools` format), for chat dialects.
+    pub tools: Option<Value>,
+}
+
+impl GenRequest {
+    /// A single-turn request with no system prompt, history or tools.
+    pub fn new(model: impl Into<String>, prompt: impl Into<String>, max_tokens: u32) -> GenRequest {
+        GenRequest {
+            model: model.into(),
+            system: None,
+            history: Vec::new(),
+            prompt: prompt.into(),
+            max_tokens,
+            exact_output: false,
+            temperature: None,
+            tools: None,
+        }
+    }
+
+    /// Chat messages: system, then each earlier exchange, then the current user message.
+    fn messages(&self) -> Vec<Value> {
+        let mut m = Vec::with_capacity(2 + 2 * self.history.len());
+        if let Some(s) = &self.system {
+            m.push(serde_json::json!({"role": "system", "content": s}));
+        }
+        for (user, assistant) in &self.history {
+            m.push(serde_json::json!({"role": "user", "content": user}));
+            m.push(serde_json::json!({"role": "assistant", "content": assistant}));
+        }
+        m.push(serde_json::json!({"role": "user", "content": self.prompt}));
+        m
+    }
+
+    /// One prompt text for completion dialects: the system prompt, then a plain transcript of earlier turns.
+    fn flat_prompt(&self) -> String {
+        let mut p = String::new();
+        if let Some(s) = &self.system {
+            p.push_str(s);
+            p.push_str("\n\n");
+        }
+        if self.history.is_empty() {
+            p.push_str(&self.prompt);
+            return p;
+        }
+        for (user, assistant) in &self.history {
+            p.push_str(&format!("User: {user}\nAssistant: {assistant}\n"));
+        }
+        p.push_str(&format!("User: {}\nAssistant:", self.prompt));
+        p
+    }
 }
 
 /// What one stream message said.
@@ -47,6 +99,8 @@ pub struct Parsed {
     pub done: bool,
     /// An error reported by the server inside the stream.
     pub error: Option<String>,
+    /// Tool-call fragments: (call index, function name when given, arguments fragment).
+    pub tool_deltas: Vec<(usize, Option<String>, String)>,
 }
 
 impl Parsed {

@@ -17,16 +17,24 @@ fn options(req: &GenRequest) -> Value {
 
 /// Body of a streaming `/api/chat` request.
 pub(super) fn chat_body(req: &GenRequest) -> Value {
-    let mut messages = Vec::new();
-    if let Some(s) = &req.system {
-        messages.push(json!({"role": "system", "content": s}));
+    let mut body = json!({"model": req.model, "messages": req.messages(), "stream": true, "options": options(req)});
+    if let Some(tools) = &req.tools {
+        body["tools"] = tools.clone();
     }
-    messages.push(json!({"role": "user", "content": req.prompt}));
-    json!({"model": req.model, "messages": messages, "stream": true, "options": options(req)})
+    body
 }
 
 /// Body of a streaming `/api/generate` request.
 pub(super) fn generate_body(req: &GenRequest) -> Value {
+    if !req.history.is_empty() {
+        // /api/generate has no message list: earlier turns go into the prompt as a transcript.
+        let flat = GenRequest { system: None, ..req.clone() }.flat_prompt();
+        let mut body = json!({"model": req.model, "prompt": flat, "stream": true, "options": options(req)});
+        if let Some(s) = &req.system {
+            body["system"] = json!(s);
+        }
+        return body;
+    }
     let mut body = json!({"model": req.model, "prompt": req.prompt, "stream": true, "options": options(req)});
     if let Some(s) = &req.system {
         body["system"] = json!(s);
@@ -51,8 +59,17 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
         p.pieces.push((Channel::Content, t.to_string()));
     }
     if let Some(calls) = msg.and_then(|m| m.get("tool_calls")).and_then(Value::as_array).filter(|c| !c.is_empty()) {
-        let args: String = calls.iter().filter_map(|c| c.get("function").map(|f| f.to_string())).collect();
-        p.pieces.push((Channel::Tool, args));
+        let mut all = String::new();
+        for (i, c) in calls.iter().enumerate() {
+            let name = c.pointer("/function/name").and_then(Value::as_str).map(str::to_string);
+            let args = c.pointer("/function/arguments").map_or_else(String::new, |a| match a {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            all.push_str(&args);
+            p.tool_deltas.push((i, name, args));
+        }
+        p.pieces.push((Channel::Tool, all));
     }
     if v.get("done").and_then(Value::as_bool) == Some(true) {
         p.done = true;
@@ -85,14 +102,7 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let req = GenRequest {
-            model: "llama3.2:3b".into(),
-            system: None,
-            prompt: "hi".into(),
-            max_tokens: 50,
-            exact_output: false,
-            temperature: None,
-        };
+        let req = GenRequest::new("llama3.2:3b", "hi", 50);
         assert_eq!(
             chat_body(&req),
             json!({"model":"llama3.2:3b","messages":[{"role":"user","content":"hi"}],"stream":true,"options":{"num_predict":50}})

@@ -22,25 +22,19 @@ fn common(req: &GenRequest, body: &mut Map<String, Value>) {
 
 /// Body of a streaming chat completion.
 pub(super) fn chat_body(req: &GenRequest) -> Value {
-    let mut messages = Vec::new();
-    if let Some(s) = &req.system {
-        messages.push(json!({"role": "system", "content": s}));
-    }
-    messages.push(json!({"role": "user", "content": req.prompt}));
     let mut body = Map::new();
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), Value::Array(req.messages()));
     common(req, &mut body);
+    if let Some(tools) = &req.tools {
+        body.insert("tools".into(), tools.clone());
+    }
     Value::Object(body)
 }
 
 /// Body of a streaming text completion (the system prompt, if any, is prepended to the prompt).
 pub(super) fn completions_body(req: &GenRequest) -> Value {
-    let prompt = match &req.system {
-        Some(s) => format!("{s}\n\n{}", req.prompt),
-        None => req.prompt.clone(),
-    };
     let mut body = Map::new();
-    body.insert("prompt".into(), json!(prompt));
+    body.insert("prompt".into(), json!(req.flat_prompt()));
     common(req, &mut body);
     Value::Object(body)
 }
@@ -82,8 +76,14 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
             p.pieces.push((Channel::Content, c.to_string()));
         }
         if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array).filter(|c| !c.is_empty()) {
-            let args: String =
-                calls.iter().filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str)).collect();
+            let mut args = String::new();
+            for (i, c) in calls.iter().enumerate() {
+                let index = c.get("index").and_then(Value::as_u64).map_or(i, |x| x as usize);
+                let name = c.pointer("/function/name").and_then(Value::as_str).map(str::to_string);
+                let fragment = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+                args.push_str(fragment);
+                p.tool_deltas.push((index, name, fragment.to_string()));
+            }
             p.pieces.push((Channel::Tool, args));
         }
         if p.pieces.is_empty() && delta.get("role").is_some() {
@@ -99,12 +99,10 @@ mod tests {
 
     fn req() -> GenRequest {
         GenRequest {
-            model: "m".into(),
             system: Some("be brief".into()),
-            prompt: "hi".into(),
-            max_tokens: 8,
             exact_output: true,
             temperature: Some(0.0),
+            ..GenRequest::new("m", "hi", 8)
         }
     }
 
@@ -116,6 +114,14 @@ mod tests {
         assert_eq!(b["stream_options"], json!({"include_usage": true}));
         assert_eq!((b["ignore_eos"].clone(), b["min_tokens"].clone()), (json!(true), json!(8)));
         assert_eq!(completions_body(&req())["prompt"], json!("be brief\n\nhi"));
+        let turn2 = GenRequest { history: vec![("hi".into(), "hello".into())], prompt: "more".into(), ..req() };
+        let roles: Vec<_> =
+            chat_body(&turn2)["messages"].as_array().unwrap().iter().map(|m| m["role"].clone()).collect();
+        assert_eq!(roles, vec![json!("system"), json!("user"), json!("assistant"), json!("user")]);
+        assert_eq!(
+            completions_body(&turn2)["prompt"],
+            json!("be brief\n\nUser: hi\nAssistant: hello\nUser: more\nAssistant:")
+        );
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! Thresholds: `ttft.p95 < 2s`, `success_rate > 0.95`, `degradation < 20%` — parsed once, evaluated
+//! against a step's aggregates or a scenario's analysis figures, each giving a ✅/❌ verdict.
+
+use crate::result::StepResult;
+use crate::slo::parse_ms;
+use crate::stats::Summary;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl Op {
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Gt => a > b,
+            Op::Ge => a >= b,
+        }
+    }
+}
+
+/// The unit of a looked-up value, so `95%` and `2s` mean the right thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Milliseconds (threshold values may be written `2s`, `250ms`).
+    Ms,
+    /// A fraction in [0, 1] (threshold values may be written `95%`).
+    Fraction,
+    /// A percentage (threshold values `20%` or `20`).
+    Percent,
+    /// Anything else (counts, tokens/s, ratios).
+    Plain,
+}
+
+/// A parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The text as written.
+    pub text: String,
+    /// What is compared (`ttft.p95`, `success_rate`, `degradation`).
+    pub target: String,
+    op: Op,
+    value: String,
+}
+
+/// Why a threshold could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "invalid threshold '{0}': write it as 'METRIC OP VALUE', e.g. 'ttft.p95 < 2s', 'success_rate > 0.95', 'degradation < 20%'"
+)]
+pub struct ThresholdError(String);
+
+impl FromStr for Threshold {
+    type Err = ThresholdError;
+
+    fn from_str(s: &str) -> Result<Threshold, ThresholdError> {
+        let err = || ThresholdError(s.to_string());
+        let (i, op, len) = ["<=", ">=", "<", ">"]
+            .iter()
+            .filter_map(|o| s.find(o).map(|i| (i, *o, o.len())))
+            .min_by_key(|(i, _, len)| (*i, usize::MAX - len))
+            .ok_or_else(err)?;
+        let op = match op {
+            "<=" => Op::Le,
+            ">=" => Op::Ge,
+            "<" => Op::Lt,
+            _ => Op::Gt,
+        };
+        let target = s[..i].trim().to_string();
+        let value = s[i + len..].trim().to_string();
+        if target.is_empty() || value.is_empty() || !target.chars().all(|c| c.is_alphanumeric() || "._-".contains(c)) {
+            return Err(err());
+        }
+        let t = Threshold { text: s.trim().to_string(), target, op, value };
+        // Values must parse in at least one unit.
+        if t.bound(Unit::Plain).is_none() && t.bound(Unit::Ms).is_none() {
+            return Err(err());
+        }
+        Ok(t)
+    }
+}
+
+impl Threshold {
+    /// The bound in the unit of the looked-up value.
+    fn bound(&self, unit: Unit) -> Option<f64> {
+        let v = self.value.trim();
+        if let Some(p) = v.strip_suffix('%') {
+            let p: f64 = p.trim().parse().ok()?;
+            return Some(if unit == Unit::Fraction { p / 100.0 } else { p });
+        }
+        match unit {
+            Unit::Ms => parse_ms(v),
+            _ => v.parse().ok(),
+        }
+    }
+
+    /// Evaluate against a value source; `scope` names the step (or `run`) in the verdict.
+    pub fn evaluate(&self, scope: &str, source: &dyn Lookup) -> Verdict {
+        let (value, passed, detail) = match source.lookup(&self.target) {
+            None => (None, false, format!("'{}' was not measured here", self.target)),
+            Some((v, unit)) => match self.bound(unit) {
+                Some(b) => (Some(v), self.op.holds(v, b), String::new()),
+                None => (Some(v), false, format!("'{}' is not a value in {unit:?}", self.value)),
+            },
+        };
+        Verdict { scope: scope.to_string(), threshold: self.text.clone(), value, passed, detail }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// One threshold's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Verdict {
+    /// The step it applies to, or `run` for scenario figures.
+    pub scope: String,
+    /// The threshold as written.
+    pub threshold: String,
+    /// The measured value, when it was measured.
+    pub value: Option<f64>,
+    /// Whether the threshold holds.
+    pub passed: bool,
+    /// Why it could not be evaluated, when it could not.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// Something thresholds can be evaluated against.
+pub trait Lookup {
+    /// The value named `name` and its unit.
+    fn lookup(&self, name: &str) -> Option<(f64, Unit)>;
+}
+
+/// The summary a step metric name refers to (`ttft`, `e2e`, `tpot`, `itl`, …).
+pub fn step_metric<'a>(step: &'a StepResult, name: &str) -> Option<(&'a Summary, Unit)> {
+    let m = &step.metrics;
+    let (s, unit) = match name {
+        "ttft" => (&m.ttft_ms, Unit::Ms),
+        "ttft_content" => (&m.ttft_content_ms, Unit::Ms),
+        "ttfb" => (&m.ttfb_ms, Unit::Ms),
+        "e2e" | "ttr" | "latency" => (&m.e2e_ms, Unit::Ms),
+        "tpot" => (&m.tpot_ms, Unit::Ms),
+        "itl" | "itl_chunk" => (&m.itl_chunk_ms, Unit::Ms),
+        "itl_token" => (&m.itl_token_ms, Unit::Ms),
+        "queue" | "queue_delay" => (&m.queue_delay_ms, Unit::Ms),
+        "network" | "network_overhead" => (&m.network_overhead_ms, Unit::Ms),
+        "reasoning" => (&m.reasoning_ms, Unit::Ms),
+        "decode" | "decode_tokens_per_s" => (&m.decode_tokens_per_s, Unit::Plain),
+        "tokens_per_s" | "tok_s" => (&m.tokens_per_s, Unit::Plain),
+        "output_tokens" => (&m.output_tokens, Unit::Plain),
+        "prompt_tokens" => (&m.prompt_tokens, Unit::Plain),
+        "cached_tokens" => (&m.cached_tokens, Unit::Plain),
+        _ => return None,
+    };
+    s.as_ref().map(|s| (s, unit))
+}
+
+impl Lookup for StepResult {
+    fn lookup(&self, name: &str) -> Option<(f64, Unit)> {
+        let scalar = match name {
+            "success_rate" => Some((self.success_rate, Unit::Fraction)),
+            "requests" => Some((self.requests as f64, Unit::Plain)),
+            "failed" | "errors" => Some((self.failed as f64, Unit::Plain)),
+            "throughput" | "request_throughput" => Some((self.rates.request_throughput, Unit::Plain)),
+            "output_throughput" => Some((self.rates.output_token_throughput, Unit::Plain)),
+            "goodput" => self.rates.goodput.map(|g| (g, Unit::Plain)),
+            "good_fraction" => self.rates.good_fraction.map(|g| (g, Unit::Fraction)),
+            "score" => self.quality.as_ref().map(|q| (q.score * 100.0, Unit::Percent)),
+            "first_try" => self.quality.as_ref().map(|q| (q.first_try_rate * 100.0, Unit::Percent)),
+            _ => None,
+        };
+        if scalar.is_some() {
+            return scalar;
+        }
+        let (metric, stat) = name.rsplit_once('.').unwrap_or((name, "mean"));
+        let (summary, unit) = step_metric(self, metric)?;
+        summary.get(stat).map(|v| (v, unit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Vec<(&'static str, f64, Unit)>);
+    impl Lookup for Fixed {
+        fn lookup(&self, name: &str) -> Option<(f64, Unit)> {
+            self.0.iter().find(|(n, _, _)| *n == name).map(|(_, v, u)| (*v, *u))
+        }
+    }
+
+    #[test]
+    fn parses_and_evaluates_with_units() {
+        let src = Fixed(vec![
+            ("ttft.p95", 1500.0, Unit::Ms),
+            ("success_rate", 0.97, Unit::Fraction),
+            ("degradation", 13.7, Unit::Percent),
+        ]);
+        let cases = [
+            ("ttft.p95 < 2s", true),
+            ("ttft.p95 <= 1500ms", true),
+            ("ttft.p95 < 1.2s", false),
+            ("success_rate > 0.95", true),
+            ("success_rate > 95%", true),
+            ("success_rate >= 99%", false),
+            ("degradation < 20%", true),
+            ("degradation < 10", false),
+        ];
+        for (text, want) in cases {
+            let t: Threshold = text.parse().unwrap();
+            let v = t.evaluate("s", &src);
+            assert_eq!(v.passed, want, "{text}: {v:?}");
+        }
+        let missing = "tpot.p99 < 50ms".parse::<Threshold>().unwrap().evaluate("s", &src);
+        assert!(!missing.passed && missing.detail.contains("not measured"));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in ["ttft", "ttft.p95 2s", "< 2s", "ttft.p95 < soon", "a b < 3"] {
+            assert!(bad.parse::<Threshold>().is_err(), "{bad}");
+        }
+    }
+}
