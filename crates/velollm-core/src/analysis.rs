@@ -9,6 +9,7 @@
 //! | `compare` | mean of each metric in a baseline and a candidate step, their ratio and difference |
 //! | `drift` | TTFT and E2E trend over the run (ms per minute, % over the run), errors, and outages (a server that stopped answering and came back) |
 //! | `plan` | latency by tag (provider, task type): p50, p95, p99; the largest contributors to latency |
+//! | `stats` | mean, median, min, max and standard deviation of E2E, TTFT and tokens/s of one step |
 
 use crate::metrics::Sample;
 use crate::record::ErrorClass;
@@ -60,6 +61,11 @@ pub enum AnalysisSpec {
     },
     /// Latency broken down by step tags.
     Plan,
+    /// Descriptive statistics of one step.
+    Stats {
+        /// The step.
+        step: String,
+    },
 }
 
 impl AnalysisSpec {
@@ -67,7 +73,7 @@ impl AnalysisSpec {
     pub fn steps(&self) -> Vec<&str> {
         match self {
             AnalysisSpec::Fit { steps, .. } => steps.iter().map(String::as_str).collect(),
-            AnalysisSpec::Turns { step } | AnalysisSpec::Drift { step } => vec![step],
+            AnalysisSpec::Turns { step } | AnalysisSpec::Drift { step } | AnalysisSpec::Stats { step } => vec![step],
             AnalysisSpec::Cache { step, independent } => {
                 std::iter::once(step.as_str()).chain(independent.as_deref()).collect()
             }
@@ -212,7 +218,29 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
         },
         AnalysisSpec::Drift { step } => find(step).map_or_else(|| missing("drift", step), drift),
         AnalysisSpec::Plan => plan(steps),
+        AnalysisSpec::Stats { step } => find(step).map_or_else(|| missing("stats", step), stats),
     }
+}
+
+fn stats(s: &StepData<'_>) -> AnalysisResult {
+    let mut figures = Vec::new();
+    for (name, label, unit) in
+        [("e2e", "latency", Unit::Ms), ("ttft", "TTFT", Unit::Ms), ("tokens_per_s", "tokens/s", Unit::Plain)]
+    {
+        let Some((m, _)) = crate::threshold::step_metric(s.result, name) else { continue };
+        for (stat, v) in [("mean", m.mean), ("median", m.p50), ("min", m.min), ("max", m.max), ("stddev", m.stddev)] {
+            figures.push(fig(&format!("{name}_{stat}"), v, unit, &format!("{label} {stat}")));
+        }
+    }
+    let mut notes = Vec::new();
+    if let Some((m, _)) = crate::threshold::step_metric(s.result, "e2e").filter(|(m, _)| m.mean > 0.0) {
+        notes.push(format!(
+            "latency varies by {:.1}% (stddev ÷ mean) over {} requests",
+            m.stddev / m.mean * 100.0,
+            m.count
+        ));
+    }
+    AnalysisResult { kind: "stats".into(), title: format!("{}: statistics", s.name), figures, table: None, notes }
 }
 
 fn x_value(s: &Sample, x: &str) -> Option<f64> {
@@ -476,6 +504,7 @@ fn compare(b: &StepData<'_>, c: &StepData<'_>) -> AnalysisResult {
         ("e2e", "E2E ms"),
         ("network_overhead", "network overhead ms"),
         ("tokens_per_s", "tokens/s"),
+        ("server_load", "model load ms (server)"),
     ];
     let mut figures = Vec::new();
     let mut rows = Vec::new();

@@ -226,7 +226,20 @@ pub enum ScenarioError {
 }
 
 /// The built-in scenarios: `(name, TOML text)`.
-pub const BUILTINS: &[(&str, &str)] = &[("standard", include_str!("../../../scenarios/standard.toml"))];
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("standard", include_str!("../../../scenarios/standard.toml")),
+    ("warm", include_str!("../../../scenarios/warm.toml")),
+    ("cold-start", include_str!("../../../scenarios/cold-start.toml")),
+    ("context-size", include_str!("../../../scenarios/context-size.toml")),
+    ("max-tokens", include_str!("../../../scenarios/max-tokens.toml")),
+    ("prefix-cache", include_str!("../../../scenarios/prefix-cache.toml")),
+    ("long-conversation", include_str!("../../../scenarios/long-conversation.toml")),
+    ("reasoning", include_str!("../../../scenarios/reasoning.toml")),
+    ("tool-calling", include_str!("../../../scenarios/tool-calling.toml")),
+    ("stability", include_str!("../../../scenarios/stability.toml")),
+    ("load", include_str!("../../../scenarios/load.toml")),
+    ("connections", include_str!("../../../scenarios/connections.toml")),
+];
 
 /// The TOML text of a built-in scenario.
 pub fn builtin(name: &str) -> Option<&'static str> {

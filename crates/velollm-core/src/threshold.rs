@@ -169,6 +169,9 @@ pub fn step_metric<'a>(step: &'a StepResult, name: &str) -> Option<(&'a Summary,
         "output_tokens" => (&m.output_tokens, Unit::Plain),
         "prompt_tokens" => (&m.prompt_tokens, Unit::Plain),
         "cached_tokens" => (&m.cached_tokens, Unit::Plain),
+        "server_prefill" => (&m.server_prefill_ms, Unit::Ms),
+        "server_decode" => (&m.server_decode_ms, Unit::Ms),
+        "server_load" => (&m.server_load_ms, Unit::Ms),
         _ => return None,
     };
     s.as_ref().map(|s| (s, unit))
