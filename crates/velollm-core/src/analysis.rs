@@ -527,7 +527,9 @@ fn compare(b: &StepData<'_>, c: &StepData<'_>) -> AnalysisResult {
                 &format!("{label}: {} − {}", c.name, b.name),
             ));
         }
-        rows.push(TableRow { label: label.into(), values: vec![x, y, x.zip(y).map(|(x, y)| y - x)] });
+        if x.is_some() || y.is_some() {
+            rows.push(TableRow { label: label.into(), values: vec![x, y, x.zip(y).map(|(x, y)| y - x)] });
+        }
     }
     AnalysisResult {
         kind: "compare".into(),
@@ -631,29 +633,43 @@ fn plan(steps: &[StepData<'_>]) -> AnalysisResult {
             }
         })
         .collect();
-    // Where the time goes, over every successful request: mean per component, where measured.
-    let all: Vec<(&StepData, &Sample)> =
-        steps.iter().flat_map(|s| s.samples.iter().filter(|x| x.ok).map(move |x| (s, x))).collect();
-    let avg = |f: &dyn Fn(&Sample) -> Option<f64>| mean(&all.iter().filter_map(|(_, x)| f(x)).collect::<Vec<_>>());
-    let mut parts: Vec<(&str, f64)> = [
-        ("network", avg(&|x| x.metrics.network_overhead_ms)),
-        (
-            "client queue",
-            avg(&|x| x.metrics.queue_delay_ms.map(|q| (q - x.metrics.network_overhead_ms.unwrap_or(0.0)).max(0.0))),
-        ),
-        ("prefill", avg(&|x| x.server_prefill_ms)),
-        ("decode", avg(&|x| x.server_decode_ms)),
-    ]
+    // Where the time goes, over every successful request: mean per component. The engine's own prefill and
+    // decode times are used where the server reports them; otherwise the client's split (waiting for the first
+    // token = server queue + prefill, then generation) stands in.
+    let all: Vec<&Sample> = steps.iter().flat_map(|s| s.samples.iter().filter(|x| x.ok)).collect();
+    let avg = |f: &dyn Fn(&Sample) -> Option<f64>| mean(&all.iter().filter_map(|x| f(x)).collect::<Vec<_>>());
+    let queue =
+        |x: &Sample| x.metrics.queue_delay_ms.map(|q| (q - x.metrics.network_overhead_ms.unwrap_or(0.0)).max(0.0));
+    let server_split = all.iter().any(|x| x.server_prefill_ms.is_some());
+    let mut parts: Vec<(&str, f64)> = if server_split {
+        vec![
+            ("network", avg(&|x| x.metrics.network_overhead_ms)),
+            ("client queue", avg(&queue)),
+            ("server queue and transfer", avg(&|x| Some((x.metrics.ttft_ms? - x.server_prefill_ms?).max(0.0)))),
+            ("prefill", avg(&|x| x.server_prefill_ms)),
+            ("decode", avg(&|x| x.server_decode_ms)),
+        ]
+    } else {
+        vec![
+            ("network", avg(&|x| x.metrics.network_overhead_ms)),
+            ("client queue", avg(&queue)),
+            ("waiting for the first token", avg(&|x| x.metrics.ttft_ms)),
+            ("generation after the first token", avg(&|x| Some(x.metrics.e2e_ms? - x.metrics.ttft_ms?))),
+        ]
+    }
     .into_iter()
     .filter_map(|(n, v)| Some((n, v?)))
     .collect();
     parts.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut notes = Vec::new();
-    if parts.iter().any(|p| p.0 == "prefill") {
-        let top: Vec<String> = parts.iter().take(3).map(|(n, v)| format!("{n} {v:.1} ms")).collect();
+    let top: Vec<String> = parts.iter().take(3).map(|(n, v)| format!("{n} {v:.1} ms")).collect();
+    if !top.is_empty() {
         notes.push(format!("largest contributors to latency (mean per request): {}", top.join(", ")));
-    } else {
-        notes.push("the server reports no prefill/decode split: only network and client queue are known".into());
+    }
+    if !server_split {
+        notes.push(
+            "the server reports no prefill/decode times: the split is the client's (TTFT, then generation)".into(),
+        );
     }
     let figures = parts
         .iter()

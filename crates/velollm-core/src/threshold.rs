@@ -111,14 +111,14 @@ impl Threshold {
 
     /// Evaluate against a value source; `scope` names the step (or `run`) in the verdict.
     pub fn evaluate(&self, scope: &str, source: &dyn Lookup) -> Verdict {
-        let (value, passed, detail) = match source.lookup(&self.target) {
-            None => (None, false, format!("'{}' was not measured here", self.target)),
+        let (value, unit, passed, detail) = match source.lookup(&self.target) {
+            None => (None, Unit::Plain, false, format!("'{}' was not measured here", self.target)),
             Some((v, unit)) => match self.bound(unit) {
-                Some(b) => (Some(v), self.op.holds(v, b), String::new()),
-                None => (Some(v), false, format!("'{}' is not a value in {unit:?}", self.value)),
+                Some(b) => (Some(v), unit, self.op.holds(v, b), String::new()),
+                None => (Some(v), unit, false, format!("'{}' is not a value in {unit:?}", self.value)),
             },
         };
-        Verdict { scope: scope.to_string(), threshold: self.text.clone(), value, passed, detail }
+        Verdict { scope: scope.to_string(), threshold: self.text.clone(), value, unit, passed, detail }
     }
 }
 
@@ -137,6 +137,8 @@ pub struct Verdict {
     pub threshold: String,
     /// The measured value, when it was measured.
     pub value: Option<f64>,
+    /// The value's unit.
+    pub unit: Unit,
     /// Whether the threshold holds.
     pub passed: bool,
     /// Why it could not be evaluated, when it could not.

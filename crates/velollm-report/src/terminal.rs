@@ -175,7 +175,7 @@ pub fn render_verdicts(verdicts: &[Verdict]) -> String {
     let mut out = String::new();
     for v in verdicts {
         let mark = if v.passed { "✅" } else { "❌" };
-        let measured = v.value.map_or(String::new(), |x| format!(" (measured {})", num(x)));
+        let measured = v.value.map_or(String::new(), |x| format!(" (measured {})", value(x, v.unit)));
         let detail = if v.detail.is_empty() { String::new() } else { format!(" — {}", v.detail) };
         let _ = writeln!(out, "  {mark} {:<20} {}{measured}{detail}", v.scope, v.threshold);
     }
