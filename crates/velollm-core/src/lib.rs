@@ -29,4 +29,5 @@ pub mod result;
 pub mod scenario;
 pub mod slo;
 pub mod stats;
+pub mod sweep;
 pub mod threshold;

@@ -196,7 +196,8 @@ impl Lookup for StepResult {
         if scalar.is_some() {
             return scalar;
         }
-        let (metric, stat) = name.rsplit_once('.').unwrap_or((name, "mean"));
+        // Metric names have no dots; the statistic may (`p99.9`).
+        let (metric, stat) = name.split_once('.').unwrap_or((name, "mean"));
         let (summary, unit) = step_metric(self, metric)?;
         summary.get(stat).map(|v| (v, unit))
     }
@@ -237,6 +238,34 @@ mod tests {
         }
         let missing = "tpot.p99 < 50ms".parse::<Threshold>().unwrap().evaluate("s", &src);
         assert!(!missing.passed && missing.detail.contains("not measured"));
+    }
+
+    #[test]
+    fn looks_up_step_metrics_including_p99_9() {
+        use crate::aggregate::StepAccumulator;
+        use crate::record::{Channel, Chunk, RequestRecord};
+        let config = crate::result::StepConfig {
+            prompt: String::new(),
+            prompt_tokens: None,
+            max_tokens: 1,
+            exact_output: false,
+            load: crate::load::LoadProfile::Sequential,
+            bounds: crate::load::Bounds::default(),
+            turns: None,
+            tags: Default::default(),
+        };
+        let mut acc = StepAccumulator::new("s", config);
+        acc.push(&RequestRecord {
+            sent: Some(0),
+            done: Some(30_000_000),
+            chunks: vec![Chunk { t: 20_000_000, channel: Channel::Content, events: 1, tokens: None, bytes: 1 }],
+            ..Default::default()
+        });
+        let step = acc.result(None, false);
+        for (name, want) in [("ttft.p99.9", 20.0), ("ttft", 20.0), ("e2e.max", 30.0), ("success_rate", 1.0)] {
+            assert_eq!(step.lookup(name).map(|v| v.0), Some(want), "{name}");
+        }
+        assert!("ttft.p99.9 < 25ms".parse::<Threshold>().unwrap().evaluate("s", &step).passed);
     }
 
     #[test]

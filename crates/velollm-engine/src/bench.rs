@@ -218,10 +218,11 @@ impl Session {
         }
         for t in thresholds {
             // A scenario threshold names an analysis figure, or else applies to every step.
-            if analyses.lookup(&t.target).is_some() {
-                verdicts.push(t.evaluate("run", &analyses));
-            } else {
+            if analyses.lookup(&t.target).is_none() && ran.iter().any(|(r, _)| r.lookup(&t.target).is_some()) {
                 verdicts.extend(ran.iter().map(|(result, _)| t.evaluate(&result.name, result)));
+            } else {
+                // An analysis figure — or a name nothing measured, which one verdict says.
+                verdicts.push(t.evaluate("run", &analyses));
             }
         }
         observer.finished(&analyses, &verdicts);

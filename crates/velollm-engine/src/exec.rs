@@ -197,6 +197,7 @@ struct StreamState {
     finish: Option<String>,
     usage: Option<Usage>,
     text: String,
+    reasoning: String,
     tools: Vec<velollm_core::check::ToolCall>,
 }
 
@@ -305,7 +306,14 @@ async fn execute_inner(
     let mut body = resp.into_body();
     let mut decoder = Decoder::new(dialect.framing());
     let mut messages: Vec<Vec<u8>> = Vec::new();
-    let mut st = StreamState { done: false, finish: None, usage: None, text: String::new(), tools: Vec::new() };
+    let mut st = StreamState {
+        done: false,
+        finish: None,
+        usage: None,
+        text: String::new(),
+        reasoning: String::new(),
+        tools: Vec::new(),
+    };
     let mut ended = false;
     while !ended {
         let idle = deadline.min(Instant::now() + target.timeouts.idle);
@@ -362,8 +370,11 @@ async fn execute_inner(
             for (channel, text) in &p.pieces {
                 if channel.is_output() {
                     frame_chunks.add(t, *channel, text.len(), p.tokens);
-                    if *channel == Channel::Content || *channel == Channel::Reasoning {
-                        st.text.push_str(text);
+                    // The answer is what conversations carry and checks judge; reasoning only counts as output.
+                    match channel {
+                        Channel::Content => st.text.push_str(text),
+                        Channel::Reasoning => st.reasoning.push_str(text),
+                        _ => {}
                     }
                 }
             }
@@ -395,7 +406,7 @@ async fn execute_inner(
     record.usage = st.usage;
     record.finish_reason = st.finish;
     if let Some(tok) = &target.tokenizer {
-        record.tokenizer_output_tokens = Some(tok.count(&st.text));
+        record.tokenizer_output_tokens = Some(tok.count(&st.reasoning) + tok.count(&st.text));
     }
     record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
     // The text is always returned: conversations and checks need it. The runner drops it from the record

@@ -9,6 +9,7 @@
 //! * [`dialect`] — one file per API: OpenAI chat/completions, Ollama chat/generate, llama.cpp `/completion`.
 //! * [`exec`] — one request from connect to last byte, with timeouts and error classes.
 //! * [`runner`] — sequential, closed-loop and open-loop (constant / Poisson / gamma) load.
+//! * [`sweep`] — a capacity probe, then a ladder of rates or concurrency levels up to saturation.
 //! * [`probe`] — which API an endpoint speaks, which server it is, which models it has.
 //! * [`output`] — the result document and per-request records, written as the run goes.
 //! * [`bench`] and [`api`] — a session end to end, and the original velollm's `BenchmarkRunner` API.
@@ -23,6 +24,7 @@ pub mod output;
 pub mod probe;
 pub mod prompts;
 pub mod runner;
+pub mod sweep;
 pub mod tokenize;
 pub mod transport;
 pub mod wire;

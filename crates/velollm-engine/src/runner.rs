@@ -69,6 +69,16 @@ impl StepPlan {
                 (format!("synthetic, {prompt_tokens} tokens, distinct per request"), Some(*prompt_tokens))
             }
             Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
+            Workload::SyntheticDist(d) => (format!("synthetic, {}, distinct per request", d.describe()), d.constant()),
+            Workload::SharedPrefix { prefix, suffix } => (
+                format!("synthetic, {} + a distinct suffix of {}", prefix.describe(), suffix.describe()),
+                suffix.constant().map(|n| n.saturating_add(prefix.prefix_tokens)),
+            ),
+            Workload::Sessions(sessions) => {
+                let turns: usize = sessions.iter().map(Vec::len).sum();
+                let first = sessions.first().and_then(|s| s.first()).map_or("", |t| t.user.as_str());
+                (format!("dataset, {} conversations, {turns} user turns; first: {first}", sessions.len()), None)
+            }
         };
         StepConfig {
             prompt,
@@ -82,10 +92,14 @@ impl StepPlan {
         }
     }
 
-    /// Turns per conversation, for multi-turn steps.
+    /// Turns per conversation, for multi-turn steps (for a dataset: when every conversation has as many).
     pub fn turns(&self) -> Option<u32> {
         match &self.workload {
             Workload::Conversation(t) => Some(t.len() as u32),
+            Workload::Sessions(s) => {
+                let n = s.first().map(Vec::len)?;
+                s.iter().all(|t| t.len() == n).then_some(n as u32)
+            }
             _ => None,
         }
     }
@@ -245,29 +259,36 @@ impl StepCtx {
         }
     }
 
-    /// The user messages of session `i`: one prompt, or every turn of the conversation.
+    /// The user messages of session `i` with their labels: one prompt, or every turn of the conversation
+    /// (for a dataset: of record `i % len`).
     fn session_turns(&self, i: u64) -> Vec<(String, Option<String>)> {
-        match &self.step.workload {
-            Workload::Conversation(turns) => turns
-                .iter()
-                .map(|t| {
-                    let user = if t.salt {
-                        // Unique per run and conversation: no earlier request can share this prefix.
-                        format!("[session {:016x}] {}", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
-                    } else {
-                        t.user.clone()
-                    };
-                    (user, t.label.clone())
-                })
-                .collect(),
-            _ => vec![(self.prompts.prompt(i, self.target.tokenizer.as_deref()), None)],
+        let turns = match &self.step.workload {
+            Workload::Conversation(turns) => turns.as_slice(),
+            Workload::Sessions(_) => self.prompts.session(i),
+            _ => return vec![self.prompts.labelled(i, self.target.tokenizer.as_deref())],
+        };
+        if turns.is_empty() {
+            return vec![(String::new(), None)]; // an empty dataset: the failure shows in the records
         }
+        turns
+            .iter()
+            .map(|t| {
+                let user = if t.salt {
+                    // Unique per run and conversation: no earlier request can share this prefix.
+                    format!("[session {:016x}] {}", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
+                } else {
+                    t.user.clone()
+                };
+                (user, t.label.clone())
+            })
+            .collect()
     }
 
     /// Run session `i` (scheduled at `scheduled`): every turn in order, each carrying the real previous
     /// answers, plus correction turns after failed checks. Returns false when the collector is gone.
     async fn run_session(&self, slot: &mut Slot, i: u64, scheduled: Nanos, tx: &mpsc::Sender<RequestRecord>) -> bool {
-        let conversation = matches!(self.step.workload, Workload::Conversation(_)) || self.step.retries > 0;
+        let conversation =
+            matches!(self.step.workload, Workload::Conversation(_) | Workload::Sessions(_)) || self.step.retries > 0;
         let mut queue: VecDeque<(String, Option<String>)> = self.session_turns(i).into();
         let mut history: Vec<(String, String)> = Vec::new();
         let mut retries_left = self.step.retries;
@@ -378,6 +399,11 @@ impl Runner {
             LoadProfile::Rate { rate, arrival, .. } => Some(ArrivalSchedule::new(rate, arrival, step_seed)?),
             _ => None,
         };
+        let mut prompts = PromptSource::new(step.workload.clone(), step_seed).with_run(self.seed, self.nonce);
+        if prompts.is_synthetic() {
+            // Probed once per run (cached per target), before the step's clock starts.
+            prompts = prompts.with_server_lengths(crate::prompts::server_lengths(&self.target, &self.model).await);
+        }
         observer.step_started(index, step);
         let ctx = Arc::new(StepCtx {
             target: self.target.clone(),
@@ -386,7 +412,7 @@ impl Runner {
             nonce: self.nonce ^ (index as u64).rotate_left(32),
             model: self.model.clone(),
             step: step.clone(),
-            prompts: PromptSource::new(step.workload.clone(), step_seed),
+            prompts,
             start: self.target.clock.now(),
             counter: AtomicU64::new(0),
             cancel: cancel.clone(),
@@ -399,7 +425,11 @@ impl Runner {
                 tokio::spawn(closed_loop(ctx.clone(), workers, tx))
             }
         };
-        let mut acc = StepAccumulator::new(step.name.clone(), step.config());
+        let mut config = step.config();
+        if let Some(counting) = ctx.prompts.counting(self.target.tokenizer.is_some()) {
+            config.prompt = format!("{}; {counting}", config.prompt);
+        }
+        let mut acc = StepAccumulator::new(step.name.clone(), config);
         // Progress snapshots summarise everything so far, which costs more as the step grows: space them so
         // they take at most ~5% of the collector's time (and at least a second apart).
         let mut next_progress = Instant::now() + Duration::from_secs(1);

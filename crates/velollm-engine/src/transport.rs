@@ -236,17 +236,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> TimedIo<S> {
-    fn stamp(&self, wrote: &Poll<io::Result<usize>>) {
+    /// Record `before` (read just before the write) as the request's first byte, if this write is it. The
+    /// clock is read before writing so that a pause between the write and the stamp can only make latency
+    /// read longer than the truth, never shorter.
+    fn stamp(&self, before: Nanos, wrote: &Poll<io::Result<usize>>) {
         if matches!(wrote, Poll::Ready(Ok(n)) if *n > 0) && self.mark.armed.swap(false, Ordering::AcqRel) {
-            self.mark.at.store(self.clock.now() + 1, Ordering::Release);
+            self.mark.at.store(before + 1, Ordering::Release);
         }
+    }
+
+    fn armed(&self) -> bool {
+        self.mark.armed.load(Ordering::Acquire)
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let before = if self.armed() { self.clock.now() } else { 0 };
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.stamp(&r);
+        self.stamp(before, &r);
         r
     }
 
@@ -255,8 +263,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let before = if self.armed() { self.clock.now() } else { 0 };
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.stamp(&r);
+        self.stamp(before, &r);
         r
     }
 

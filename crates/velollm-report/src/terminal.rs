@@ -99,14 +99,16 @@ pub fn render_step(step: &StepResult) -> String {
         let _ =
             writeln!(out, "  server: prefill {} ms · decode {} ms (means, engine-reported)", num(p.mean), num(d.mean));
     }
-    if let Some(n) = m.network_overhead_ms.as_ref().filter(|n| n.max > 0.0) {
-        let _ = writeln!(
-            out,
-            "  connections: {} opened, {} reused · network overhead {} ms mean on new connections",
-            step.connections.opened,
-            step.connections.reused,
-            num(n.mean * n.count as f64 / step.connections.opened.max(1) as f64)
-        );
+    let c = &step.connections;
+    if c.opened + c.reused > 0 {
+        let overhead = match m.network_overhead_ms.as_ref().filter(|_| c.opened > 0) {
+            Some(n) => format!(
+                " · network overhead {} ms mean on new connections",
+                num(n.mean * n.count as f64 / c.opened as f64)
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  connections: {} opened, {} reused{overhead}", c.opened, c.reused);
     }
     if let Some(q) = &step.quality {
         let _ = writeln!(
@@ -308,6 +310,7 @@ mod tests {
           throughput: 2.05 req/s · 102.5 output tok/s · 166.2 total tok/s over 1.95 s
           tokens: output 50.0 mean of 50 max · prompt 31.0 mean · counted by server_usage ×4
           server: prefill 30.00 ms · decode 350.0 ms (means, engine-reported)
+          connections: 1 opened, 4 reused
           errors: http_5xx ×1 (HTTP 503: busy)
         ");
     }

@@ -10,6 +10,8 @@
 //!
 //! * message `j` (reasoning messages first, then content messages) is due at `ttft + j * itl`;
 //! * the OpenAI chat role chunk is due at `0` (sent together with the headers);
+//! * tool-call messages ([`Script::tool_calls`], chat dialects only) follow the content on the same
+//!   `itl` grid;
 //! * trailing messages (finish chunk, usage, `[DONE]`, final `done`/`stop` object) are due together
 //!   with the last message (or at `ttft` when there is no message at all).
 //!
@@ -108,6 +110,16 @@ pub struct Script {
     pub prompt_tokens: u64,
     /// Reported cached prompt token count (default 0).
     pub cached_tokens: u64,
+    /// Tool calls made after the content, as `(function name, arguments JSON text)` (default none).
+    ///
+    /// On OpenAI chat streams, call `i` is a first delta `{"index":i,"id":"call_i","type":"function",
+    /// "function":{"name":NAME,"arguments":""}}` followed by the arguments split into 2–3 fragment
+    /// deltas, each chunk one `itl` after the previous one, and the finish reason becomes
+    /// `"tool_calls"`. On Ollama `/api/chat` streams, one extra line (one `itl` after the content, before
+    /// the `done` line) carries every call as `message.tool_calls[].function{name, arguments}` with the
+    /// arguments parsed as JSON (kept as a string when they are not JSON). Non-streaming chat answers
+    /// carry them in `message.tool_calls`. Other dialects ignore them. Token counts are unchanged.
+    pub tool_calls: Vec<(String, String)>,
     /// Fault injected into every generation response (default [`Fault::None`]).
     pub fault: Fault,
 }
@@ -125,6 +137,7 @@ impl Default for Script {
             events_per_frame: 1,
             prompt_tokens: 12,
             cached_tokens: 0,
+            tool_calls: Vec::new(),
             fault: Fault::None,
         }
     }
@@ -352,6 +365,8 @@ enum Kind {
     Lead,
     /// A content chunk.
     Content,
+    /// A tool-call chunk: follows the content, not counted as content by faults.
+    Tool,
     /// Finish chunk, usage chunk, `[DONE]`, final `done`/`stop` object.
     Trailer,
 }
@@ -376,6 +391,8 @@ struct Gen<'a> {
     reasoning: usize,
     /// Number of content messages.
     content_msgs: usize,
+    /// Number of tool-call messages emitted by this dialect (after the content).
+    tool_msgs: usize,
 }
 
 fn token_text(i: usize) -> String {
@@ -384,6 +401,19 @@ fn token_text(i: usize) -> String {
 
 fn reasoning_text(i: usize) -> String {
     format!("r{i} ")
+}
+
+/// `arguments` split into 3 fragments (2 when it has fewer than 3 characters), on character boundaries.
+fn argument_fragments(arguments: &str) -> Vec<String> {
+    let chars: Vec<char> = arguments.chars().collect();
+    let n = if chars.len() >= 3 { 3 } else { 2 };
+    let size = chars.len().div_ceil(n).max(1);
+    (0..n).map(|k| chars.iter().skip(k * size).take(size).collect()).collect()
+}
+
+/// Tool-call arguments as Ollama sends them: a JSON value, or the raw text when it is not JSON.
+fn parsed_arguments(arguments: &str) -> Value {
+    serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -403,7 +433,22 @@ impl<'a> Gen<'a> {
         let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let reasoning = if dialect.supports_reasoning() { s.reasoning_tokens } else { 0 };
         let content_msgs = s.tokens.div_ceil(s.tokens_per_chunk.max(1));
-        Gen { s, dialect, include_usage, reasoning, content_msgs }
+        let tool_msgs = match dialect {
+            Dialect::OpenAiChat => s.tool_calls.iter().map(|(_, args)| 1 + argument_fragments(args).len()).sum(),
+            Dialect::OllamaChat => usize::from(!s.tool_calls.is_empty()),
+            _ => 0,
+        };
+        Gen { s, dialect, include_usage, reasoning, content_msgs, tool_msgs }
+    }
+
+    /// Whether this response carries tool calls.
+    fn has_tool_calls(&self) -> bool {
+        self.tool_msgs > 0
+    }
+
+    /// OpenAI finish reason.
+    fn finish_reason(&self) -> &'static str {
+        if self.has_tool_calls() { "tool_calls" } else { "length" }
     }
 
     /// Completion tokens reported in usage/counters.
@@ -411,9 +456,9 @@ impl<'a> Gen<'a> {
         self.s.tokens + self.reasoning
     }
 
-    /// Total number of reasoning + content messages.
+    /// Total number of reasoning + content + tool-call messages.
     fn messages(&self) -> usize {
-        self.reasoning + self.content_msgs
+        self.reasoning + self.content_msgs + self.tool_msgs
     }
 
     /// Due time of message `j`.
@@ -478,6 +523,15 @@ impl<'a> Gen<'a> {
         v[response_or_message.0] = response_or_message.1;
         v["done"] = Value::Bool(done);
         v
+    }
+
+    /// Ollama `message.tool_calls` of every scripted call.
+    fn ollama_tool_calls(&self) -> Value {
+        self.s
+            .tool_calls
+            .iter()
+            .map(|(name, args)| json!({ "function": { "name": name, "arguments": parsed_arguments(args) } }))
+            .collect()
     }
 
     fn chat_message(content: &str, thinking: Option<&str>) -> Value {
@@ -580,11 +634,37 @@ impl<'a> Gen<'a> {
         for c in 0..self.content_msgs {
             push(self.at(self.reasoning + c), self.wrap(&self.content_payload(c)), Kind::Content);
         }
+        if self.has_tool_calls() {
+            let mut j = self.reasoning + self.content_msgs;
+            let mut next = || {
+                j += 1;
+                self.at(j - 1)
+            };
+            if self.dialect == Dialect::OpenAiChat {
+                for (i, (name, args)) in self.s.tool_calls.iter().enumerate() {
+                    let first = json!({ "tool_calls": [{
+                        "index": i,
+                        "id": format!("call_{i}"),
+                        "type": "function",
+                        "function": { "name": name, "arguments": "" },
+                    }] });
+                    push(next(), self.wrap_value(&self.openai_chunk(first, None)), Kind::Tool);
+                    for fragment in argument_fragments(args) {
+                        let delta = json!({ "tool_calls": [{ "index": i, "function": { "arguments": fragment } }] });
+                        push(next(), self.wrap_value(&self.openai_chunk(delta, None)), Kind::Tool);
+                    }
+                }
+            } else {
+                let mut message = Self::chat_message("", None);
+                message["tool_calls"] = self.ollama_tool_calls();
+                push(next(), self.wrap_value(&self.ollama_line(("message", message), false)), Kind::Tool);
+            }
+        }
         let end = self.last_at();
         match self.dialect {
             Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
                 let finish = if self.dialect == Dialect::OpenAiChat {
-                    self.openai_chunk(json!({}), Some("length"))
+                    self.openai_chunk(json!({}), Some(self.finish_reason()))
                 } else {
                     self.completions_chunk("", Some("length"))
                 };
@@ -680,12 +760,28 @@ impl<'a> Gen<'a> {
                 if self.reasoning > 0 {
                     message["reasoning_content"] = json!(reasoning);
                 }
+                if self.has_tool_calls() {
+                    let calls: Vec<Value> = self
+                        .s
+                        .tool_calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, args))| {
+                            json!({
+                                "id": format!("call_{i}"),
+                                "type": "function",
+                                "function": { "name": name, "arguments": args },
+                            })
+                        })
+                        .collect();
+                    message["tool_calls"] = Value::Array(calls);
+                }
                 json!({
                     "id": "chatcmpl-1",
                     "object": "chat.completion",
                     "created": 0,
                     "model": self.s.model,
-                    "choices": [{ "index": 0, "message": message, "finish_reason": "length" }],
+                    "choices": [{ "index": 0, "message": message, "finish_reason": self.finish_reason() }],
                     "usage": self.usage(),
                 })
             }
@@ -703,7 +799,11 @@ impl<'a> Gen<'a> {
                     self.ollama_line(("response", json!(content)), true)
                 } else {
                     let thinking = (self.reasoning > 0).then_some(reasoning.as_str());
-                    self.ollama_line(("message", Self::chat_message(&content, thinking)), true)
+                    let mut message = Self::chat_message(&content, thinking);
+                    if self.has_tool_calls() {
+                        message["tool_calls"] = self.ollama_tool_calls();
+                    }
+                    self.ollama_line(("message", message), true)
                 };
                 self.ollama_stats(&mut v);
                 v

@@ -498,3 +498,108 @@ async fn invalid_json_body_is_recorded_and_rejected() {
     assert_eq!(resp.status, 400);
     assert_eq!(server.request_count(), 1);
 }
+
+fn weather_call() -> (String, String) {
+    ("get_weather".to_owned(), r#"{"city":"Paris","unit":"celsius"}"#.to_owned())
+}
+
+#[tokio::test]
+async fn openai_chat_streams_tool_call_deltas() {
+    let tool_calls = vec![weather_call(), ("get_time".to_owned(), "{}".to_owned())];
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 2, tool_calls, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let req = json!({ "model": "fake-model", "stream": true, "stream_options": { "include_usage": true } });
+    let resp = post(&server, "/v1/chat/completions", req).await;
+    assert!(resp.complete);
+    let frames: Vec<(Duration, Value)> = resp
+        .chunks
+        .iter()
+        .flat_map(|(at, f)| sse_events(f).into_iter().map(move |e| (*at, e)))
+        .map(|(at, e)| (at, if e == b"[DONE]" { json!("[DONE]") } else { serde_json::from_slice(&e).unwrap() }))
+        .collect();
+    // role, tok0, tok1, call 0 (name + 3 fragments), call 1 (name + 2 fragments), finish, usage, [DONE]
+    assert_eq!(frames.len(), 13, "{frames:#?}");
+    assert_eq!(frames[2].1["choices"][0]["delta"]["content"], "tok1 ");
+    let delta = |k: usize| frames[k].1["choices"][0]["delta"]["tool_calls"].clone();
+    assert_eq!(
+        delta(3),
+        json!([{ "index": 0, "id": "call_0", "type": "function",
+                 "function": { "name": "get_weather", "arguments": "" } }])
+    );
+    let args0: String = (4..7)
+        .map(|k| {
+            let d = delta(k);
+            assert_eq!(d[0]["index"], 0);
+            assert!(d[0].get("id").is_none() && d[0]["function"].get("name").is_none(), "{d}");
+            d[0]["function"]["arguments"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(args0, weather_call().1);
+    assert_eq!(delta(7)[0]["id"], "call_1");
+    assert_eq!(delta(7)[0]["function"]["name"], "get_time");
+    let frags1: Vec<Value> = (8..10).map(|k| delta(k)[0]["function"]["arguments"].clone()).collect();
+    assert_eq!(frags1, [json!("{"), json!("}")]);
+    assert!(frames[3..10].iter().all(|(_, f)| f["choices"][0]["finish_reason"].is_null()));
+    assert_eq!(frames[10].1["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(frames[11].1["usage"]["completion_tokens"], 2);
+    assert_eq!(frames[12].1, json!("[DONE]"));
+    // One itl apart: tool chunk k (k = 0..7) is due at ttft + (2 + k) * itl; the trailers with the last one.
+    for k in 0..7 {
+        let due = ms(10) + ms(5) * (2 + k) as u32;
+        assert!(frames[3 + k].0 >= due, "tool chunk {k} at {:?} before {due:?}", frames[3 + k].0);
+    }
+    assert!(frames[10].0 >= ms(40));
+
+    let resp = post(&server, "/v1/chat/completions", json!({ "stream": false })).await;
+    let v = resp.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0],
+        json!({ "id": "call_0", "type": "function",
+                "function": { "name": "get_weather", "arguments": weather_call().1 } })
+    );
+
+    // Without tool calls nothing changes, and other dialects ignore them.
+    let resp = post(&server, "/v1/completions", json!({ "stream": true })).await;
+    let events: Vec<Value> = resp.chunks.iter().map(|(_, f)| sse_events(f)).flatten_frames();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[2]["choices"][0]["finish_reason"], "length");
+}
+
+#[tokio::test]
+async fn ollama_chat_puts_tool_calls_in_a_line_before_done() {
+    let tool_calls = vec![weather_call(), ("raw".to_owned(), "not json".to_owned())];
+    let script = Script { ttft: ms(10), itl: ms(5), tokens: 2, tool_calls, ..Script::default() };
+    let server = FakeServer::start(Flavor::Ollama, script).await;
+    let resp = post(&server, "/api/chat", json!({ "model": "fake-model", "messages": [] })).await;
+    assert!(resp.complete);
+    assert_eq!(resp.chunks.len(), 4, "tok0, tok1, tool calls, done");
+    let lines = ndjson_lines(&resp.body());
+    assert_eq!(lines[1]["message"], json!({ "role": "assistant", "content": "tok1 " }));
+    assert_eq!(
+        lines[2],
+        json!({
+            "model": "fake-model",
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": { "role": "assistant", "content": "", "tool_calls": [
+                { "function": { "name": "get_weather", "arguments": { "city": "Paris", "unit": "celsius" } } },
+                { "function": { "name": "raw", "arguments": "not json" } },
+            ] },
+            "done": false,
+        })
+    );
+    assert!(resp.chunks[2].0 >= ms(20), "{:?}", resp.chunks[2].0);
+    assert_eq!(lines[3]["done"], true);
+    assert_eq!(lines[3]["message"], json!({ "role": "assistant", "content": "" }));
+    assert_eq!(lines[3]["eval_count"], 2);
+    assert_eq!(lines[3]["eval_duration"], 10_000_000u64);
+
+    let resp = post(&server, "/api/chat", json!({ "stream": false })).await;
+    let v = resp.json();
+    assert_eq!(v["message"]["content"], "tok0 tok1 ");
+    assert_eq!(v["message"]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
+
+    // /api/generate has no tool calls.
+    let lines = ndjson_lines(&post(&server, "/api/generate", json!({})).await.body());
+    assert_eq!(lines.len(), 3);
+}

@@ -1,6 +1,6 @@
 //! Command-line definitions (clap derive). Nothing here runs anything; `plan.rs` turns these into a plan.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Measure LLM inference latency correctly and prove whether an optimization helped.
@@ -120,6 +120,19 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SPEC", help_heading = "Load")]
     pub slo: Vec<String>,
 
+    /// Sweep the load in K steps after a capacity probe and report the throughput/latency curve, its knee
+    /// and over-saturation (one workload; --requests or --duration bound every step).
+    #[arg(long, value_name = "K", help_heading = "Sweep")]
+    pub sweep: Option<u32>,
+    /// What the sweep varies: rate (open-loop arrivals up to 1.2× the probe's throughput; --arrival applies)
+    /// or concurrency (workers from 1 to --sweep-max-concurrency).
+    #[arg(long, value_enum, default_value_t = SweepModeArg::Rate, requires = "sweep", help_heading = "Sweep")]
+    pub sweep_mode: SweepModeArg,
+    /// Workers of the sweep's capacity probe, the top of a concurrency sweep (a rate sweep allows twice as
+    /// many requests in flight).
+    #[arg(long, default_value_t = 32, value_name = "N", requires = "sweep", help_heading = "Sweep")]
+    pub sweep_max_concurrency: u32,
+
     /// Write the result document (JSON) here, updated as the run goes.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
@@ -145,6 +158,15 @@ pub struct BenchArgs {
     /// Timeout for a whole request.
     #[arg(long, default_value = "600s", value_name = "DURATION", help_heading = "Timeouts")]
     pub timeout: String,
+}
+
+/// What `--sweep` varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepModeArg {
+    /// Open-loop arrival rates anchored on the probe's throughput.
+    Rate,
+    /// Closed-loop worker counts.
+    Concurrency,
 }
 
 /// `velollm benchmark` — the original CLI.

@@ -10,8 +10,11 @@ use cli::{Cli, Command};
 use plan::{InputError, Plan};
 use std::process::ExitCode;
 use tokio::sync::watch;
+use velollm_core::load::Arrival;
 use velollm_core::result::RunStatus;
+use velollm_core::sweep::SweepMode;
 use velollm_engine::output::ResultWriter;
+use velollm_engine::sweep::{SweepPlan, run_sweep};
 use velollm_engine::{BenchError, Session};
 
 /// Documented exit codes.
@@ -66,8 +69,14 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Bench(args) => bench(plan::bench(&args)?).await,
-        Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?).await,
+        Command::Bench(args) => match args.sweep {
+            Some(k) => {
+                let (plan, sweep) = sweep_plan(&args, k)?;
+                bench(plan, Some(sweep)).await
+            }
+            None => bench(plan::bench(&args)?, None).await,
+        },
+        Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?, None).await,
         Command::Scenario { command } => scenario(command),
     }
 }
@@ -127,7 +136,68 @@ fn cancel_on_signal() -> watch::Receiver<bool> {
     rx
 }
 
-async fn bench(plan: Plan) -> Result<u8> {
+/// The plan of `velollm bench --sweep K`: one workload (the plan's only step) swept in K steps after a
+/// capacity probe, every step bounded by `--requests`/`--duration`.
+fn sweep_plan(args: &cli::BenchArgs, k: u32) -> Result<(Plan, SweepPlan), InputError> {
+    let input = |msg: String| InputError(anyhow::anyhow!(msg));
+    if k == 0 {
+        return Err(input("--sweep must be at least 1 (the number of load steps after the probe)".into()));
+    }
+    if args.sweep_max_concurrency == 0 {
+        return Err(input("--sweep-max-concurrency must be at least 1".into()));
+    }
+    if args.rate.is_some() || args.concurrency.is_some() {
+        return Err(input(
+            "--sweep chooses the load of each step itself: drop --rate/--concurrency (use --sweep-mode rate|concurrency \
+             and --sweep-max-concurrency N)"
+                .into(),
+        ));
+    }
+    if args.requests.is_none() && args.duration.is_none() {
+        return Err(input("--sweep needs a bound for every step: add --requests N or --duration D".into()));
+    }
+    let mode = match args.sweep_mode {
+        cli::SweepModeArg::Rate => SweepMode::Rate,
+        cli::SweepModeArg::Concurrency => SweepMode::Concurrency,
+    };
+    let arrival = match (args.arrival.as_deref().map(str::to_ascii_lowercase).as_deref(), mode) {
+        (None, _) => Arrival::Poisson,
+        (Some(_), SweepMode::Concurrency) => {
+            return Err(input("--arrival applies to a rate sweep: drop it or use --sweep-mode rate".into()));
+        }
+        (Some("constant" | "uniform"), _) => Arrival::Constant,
+        (Some("poisson"), _) => Arrival::Poisson,
+        (Some("gamma"), _) => match args.burstiness.unwrap_or(1.0) {
+            k if k.is_finite() && k > 0.0 => Arrival::Gamma { burstiness: k },
+            _ => return Err(input("--burstiness must be a positive number (1 = Poisson)".into())),
+        },
+        (Some(other), _) => return Err(input(format!("--arrival '{other}': use constant, poisson or gamma"))),
+    };
+    let mut plan = plan::bench(args)?;
+    if plan.steps.len() != 1 {
+        return Err(input(format!(
+            "--sweep works on one workload: pass --prompt/--prompt-file/--prompt-tokens (scenario '{}' has {} steps)",
+            plan.scenario,
+            plan.steps.len()
+        )));
+    }
+    if !plan.analyses.is_empty() {
+        eprintln!("velollm: note: the scenario's analyses do not apply to a sweep; the sweep analysis replaces them");
+    }
+    let sweep = SweepPlan {
+        base: plan.steps[0].clone(),
+        steps: k,
+        mode,
+        probe_concurrency: args.sweep_max_concurrency,
+        arrival,
+        thresholds: std::mem::take(&mut plan.thresholds),
+    };
+    plan.scenario = format!("{} ({mode} sweep, {k} steps)", plan.scenario);
+    Ok((plan, sweep))
+}
+
+/// Run a plan — or, with `sweep`, a sweep of its only step — writing and printing the result.
+async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
     let cancel = cancel_on_signal();
     let session = Session::connect(&plan.options).await?;
     let t = session.target_info();
@@ -143,6 +213,11 @@ async fn bench(plan: Plan) -> Result<u8> {
             _ => String::new(),
         }
     );
+    // A cold step needs a server velollm can unload: say so before anything is sent.
+    if let Some(step) = plan.steps.iter().find(|s| s.cold).filter(|_| !session.target.dialect.is_ollama()) {
+        let e = velollm_engine::runner::RunError::ColdUnsupported(step.name.clone());
+        return Err(InputError(anyhow::anyhow!("{e} (this target speaks {})", t.dialect)).into());
+    }
     if plan.steps.iter().any(|s| s.exact_output) && !session.target.dialect.supports_exact_output() {
         eprintln!("velollm: note: {} cannot force an exact output length; the achieved length is reported", t.dialect);
     }
@@ -150,25 +225,31 @@ async fn bench(plan: Plan) -> Result<u8> {
     doc.meta.tokenizer = plan.options.tokenizer.as_ref().map(|p| p.display().to_string());
     let writer = ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?;
     let mut observers = (writer, progress::Progress::new(plan.progress));
-    let outcome = session
-        .run_scenario(
-            &plan.steps,
-            &plan.analyses,
-            &plan.thresholds,
-            plan.seed,
-            plan.slo.clone(),
-            &mut observers,
-            &cancel,
-        )
-        .await;
+    // Ok(true) when the run ended without running every step it planned.
+    let outcome = match &sweep {
+        None => session
+            .run_scenario(
+                &plan.steps,
+                &plan.analyses,
+                &plan.thresholds,
+                plan.seed,
+                plan.slo.clone(),
+                &mut observers,
+                &cancel,
+            )
+            .await
+            .map(|out| out.steps.len() < plan.steps.len()),
+        // A sweep that stops at over-saturation is complete: stopping there is its purpose.
+        Some(sweep) => {
+            run_sweep(&session, sweep, plan.seed, plan.slo.clone(), &mut observers, &cancel).await.map(|_| false)
+        }
+    };
     let (writer, _) = observers;
     let interrupted = *cancel.borrow();
     let (status, reason) = match (&outcome, interrupted) {
         (Err(e), _) => (RunStatus::Interrupted, Some(format!("stopped by an error: {e}"))),
         (Ok(_), true) => (RunStatus::Interrupted, Some("interrupted by the user (Ctrl-C)".to_string())),
-        (Ok(out), false) if out.steps.len() < plan.steps.len() => {
-            (RunStatus::Partial, Some("not every step ran".into()))
-        }
+        (Ok(true), false) => (RunStatus::Partial, Some("not every step ran".into())),
         (Ok(_), false) => (RunStatus::Complete, None),
     };
     let doc = writer.finish(status, reason)?;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use velollm_core::analysis::AnalysisSpec;
 use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Scenario, Step, StepLoad, Workload};
+use velollm_core::scenario::{Dataset, Scenario, Step, StepLoad, Turn, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
 use velollm_engine::dialect::DialectKind;
@@ -201,17 +201,40 @@ fn read_prompt_file(step: &Step, base: Option<&PathBuf>) -> Result<Vec<String>> 
     Ok(prompts)
 }
 
+/// Read a step's `dataset` (JSON Lines, relative to the scenario file) into conversations; an error names
+/// the file and the line.
+fn read_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Vec<Vec<Turn>>> {
+    let Some(file) = &step.dataset else { return Ok(Vec::new()) };
+    let path = match base {
+        Some(dir) => dir.join(file),
+        None => PathBuf::from(file),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
+    let dataset = Dataset::parse(&text)
+        .map_err(|e| anyhow!("step '{}': dataset {}:{}: {}", step.name, path.display(), e.line, e.message))?;
+    if dataset.sessions.is_empty() {
+        bail!("step '{}': dataset '{}' has no conversations (one JSON record per line)", step.name, path.display());
+    }
+    Ok(dataset.sessions)
+}
+
 /// A scenario step as a runnable plan, with the command line's overrides applied.
 fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepLoad) -> Result<StepPlan> {
     let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?;
-    if let Workload::Prompts(p) = &mut workload {
-        p.extend(read_prompt_file(s, base)?);
+    match &mut workload {
+        Workload::Prompts(p) => p.extend(read_prompt_file(s, base)?),
+        Workload::Sessions(sessions) => *sessions = read_dataset(s, base)?,
+        _ => {}
     }
-    if let (Workload::Conversation(turns), Some(n)) = (&mut workload, args.turns) {
-        if n == 0 {
-            bail!("--turns must be at least 1");
-        }
-        *turns = turns.iter().cycle().take(n as usize).cloned().collect();
+    if let (Workload::Conversation(_) | Workload::Sessions(_), Some(0)) = (&workload, args.turns) {
+        bail!("--turns must be at least 1");
+    }
+    match (&mut workload, args.turns) {
+        (Workload::Conversation(turns), Some(n)) => *turns = turns.iter().cycle().take(n as usize).cloned().collect(),
+        // A dataset's conversations are cut to at most N turns, never repeated.
+        (Workload::Sessions(sessions), Some(n)) => sessions.iter_mut().for_each(|t| t.truncate(n as usize)),
+        _ => {}
     }
     let l = merge_load(cli, s.load.as_ref());
     let profile = load(&l)?;
