@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// The path of the built `velollm` binary.
 pub fn bin() -> PathBuf {
@@ -56,4 +59,30 @@ pub fn assert_valid(doc: &serde_json::Value) {
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
     assert!(errors.is_empty(), "result does not match docs/result-schema.json: {errors:#?}");
+}
+
+/// The real llama-server the end-to-end tests use (`VELOLLM_TEST_SERVER_URL`, default
+/// `http://127.0.0.1:8080`), if it answers `/health`. Without one the caller skips — except in CI
+/// (`CI=true`), where a missing server is a failure.
+pub fn server_url() -> Option<String> {
+    let url = std::env::var("VELOLLM_TEST_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let healthy = (|| {
+        let mut s = TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.starts_with("HTTP/1.1 200").then_some(())
+    })();
+    match healthy {
+        Some(()) => Some(url),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but no llama-server answers at {url}: run the tests with scripts/test.sh, which starts it")
+        }
+        None => {
+            eprintln!("skipped: no llama-server at {url} (start one with scripts/llama-server.sh start)");
+            None
+        }
+    }
 }

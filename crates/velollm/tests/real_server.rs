@@ -6,34 +6,8 @@
 
 mod common;
 
-use common::{assert_valid, json, jsonl, text, velollm};
+use common::{assert_valid, json, jsonl, server_url, text, velollm};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-fn server_url() -> Option<String> {
-    let url = std::env::var("VELOLLM_TEST_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let healthy = (|| {
-        let mut s = TcpStream::connect(&addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        buf.starts_with("HTTP/1.1 200").then_some(())
-    })();
-    match healthy {
-        Some(()) => Some(url),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but no llama-server answers at {url}: run the tests with scripts/test.sh, which starts it")
-        }
-        None => {
-            eprintln!("skipped: no llama-server at {url} (start one with scripts/llama-server.sh start)");
-            None
-        }
-    }
-}
 
 fn run(args: &[&str]) -> (Value, Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
