@@ -278,6 +278,7 @@ const TAG_LENGTH: u64 = 1;
 const TAG_GROUP: u64 = 2;
 const TAG_PREFIX: u64 = 3;
 const TAG_SUFFIX: u64 = 4;
+const TAG_WORDS: u64 = 5;
 /// Words at the start of a salted prefix that encode the nonce (226⁸ ≈ 2⁶² values).
 const NONCE_WORDS: usize = 8;
 /// Length of the sample prompt that checks the server calibration.
@@ -637,8 +638,10 @@ impl PromptSource {
     /// The prompt of the `i`-th request and the label recorded with it (`group-<g>` for shared prefixes).
     /// For conversations and datasets, the first turn.
     pub fn labelled(&self, i: u64, tokenizer: Option<&TokenCounter>) -> (String, Option<String>) {
-        // The nonce makes the words new in every run (a repeated run must not hit the prefix cache).
-        let words_seed = self.seed ^ self.nonce.rotate_left(29) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The nonce makes the words new in every run (a repeated run must not hit the prefix cache); each
+        // request's words are then derived from that per-run base with its own tag.
+        let run_words = self.seed ^ self.nonce.rotate_left(29);
+        let words_seed = mix(run_words, i, TAG_WORDS);
         match &self.workload {
             Workload::Prompts(p) if p.is_empty() => (String::new(), None),
             Workload::Prompts(p) => (p[(i % p.len() as u64) as usize].clone(), None),
@@ -653,7 +656,7 @@ impl PromptSource {
                 let g = self.group(i).unwrap_or(0);
                 let head = self.prefix(g, prefix.prefix_tokens, prefix.salt, tokenizer);
                 let n = self.length(i).unwrap_or(1);
-                let tail = synthetic_with(n, &[], mix(words_seed, i, TAG_SUFFIX), &self.count(tokenizer));
+                let tail = synthetic_with(n, &[], mix(run_words, i, TAG_SUFFIX), &self.count(tokenizer));
                 (format!("{head} {tail}"), Some(format!("group-{g}")))
             }
             Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
@@ -666,6 +669,16 @@ impl PromptSource {
 mod tests {
     use super::*;
     use velollm_core::scenario::{DistKind, SharedPrefix};
+
+    #[test]
+    fn every_run_gets_new_words_and_every_request_its_own() {
+        let run = |nonce| PromptSource::new(Workload::Synthetic { prompt_tokens: 32 }, 42).with_run(42, nonce);
+        let (a, b) = (run(1), run(2));
+        assert_ne!(a.prompt(0, None), b.prompt(0, None), "a repeated run must not repeat prompts");
+        assert_eq!(a.prompt(0, None).split(' ').count(), b.prompt(0, None).split(' ').count());
+        let prompts: std::collections::HashSet<String> = (0..50).map(|i| a.prompt(i, None)).collect();
+        assert_eq!(prompts.len(), 50);
+    }
 
     #[test]
     fn synthetic_prompts_are_seeded_and_distinct() {
