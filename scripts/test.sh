@@ -20,4 +20,4 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (real server: $VELOLLM_TEST_SERVER_URL)"
 [ "${1:-}" = "--" ] && shift
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

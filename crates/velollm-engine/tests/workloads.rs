@@ -149,10 +149,16 @@ async fn token_ids_alone_scale_the_word_count_within_two_percent() {
     let err = cal.check_error().unwrap();
     assert!(err.abs() <= 0.02, "{err}");
     let src = PromptSource::new(Workload::Synthetic { prompt_tokens: 2000 }, 1).with_server_lengths(Ok(cal));
-    for i in 0..10 {
-        let got = pieces(&src.prompt(i, None)).len() as f64;
-        assert!((got - 2000.0).abs() / 2000.0 <= 0.02, "{got}");
+    // With token ids only, the word count is scaled by the mean tokens per word, so each prompt's length is
+    // a random sum: here ~1,430 words costing 1 or 2 tokens, a standard deviation of about 0.9 %. The
+    // calibration error above is the measured ±2 % claim; single prompts are held to 4 % (over 4 sigma) and
+    // their mean to 1 %.
+    let got: Vec<f64> = (0..10).map(|i| pieces(&src.prompt(i, None)).len() as f64).collect();
+    for g in &got {
+        assert!((g - 2000.0).abs() / 2000.0 <= 0.04, "{got:?}");
     }
+    let mean = got.iter().sum::<f64>() / got.len() as f64;
+    assert!((mean - 2000.0).abs() / 2000.0 <= 0.01, "{mean} from {got:?}");
     assert!(src.counting(false).unwrap().contains("tokens per word"));
 }
 
