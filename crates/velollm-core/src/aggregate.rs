@@ -53,12 +53,14 @@ impl StepAccumulator {
             self.warmup += 1;
             return;
         }
-        if let Some(e) = r.error.as_ref().filter(|e| e.class == ErrorClass::Cancelled) {
+        if let Some(e) = &r.error {
             self.errors
                 .entry(e.class)
                 .and_modify(|s| s.count += 1)
                 .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
-            return;
+            if e.class == ErrorClass::Cancelled {
+                return;
+            }
         }
         if let Some(c) = &r.connection {
             if c.reused {
@@ -67,12 +69,7 @@ impl StepAccumulator {
                 self.connections.opened += 1;
             }
         }
-        if let Some(e) = &r.error {
-            self.errors
-                .entry(e.class)
-                .and_modify(|s| s.count += 1)
-                .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
-        } else if let Some(n) = &r.native {
+        if let (None, Some(n)) = (&r.error, &r.native) {
             self.server_prefill_ms.extend(n.prompt_ms);
             self.server_decode_ms.extend(n.predicted_ms);
             self.server_load_ms.extend(n.load_ms);

@@ -164,7 +164,8 @@ impl Lookup for Vec<AnalysisResult> {
     }
 }
 
-fn fig(name: &str, value: f64, unit: Unit, label: &str) -> Figure {
+/// A figure from its parts.
+pub(crate) fn fig(name: &str, value: f64, unit: Unit, label: &str) -> Figure {
     Figure { name: name.into(), value, unit, label: label.into() }
 }
 

@@ -21,7 +21,7 @@
 //! (1 when a ladder step was over-saturated, else 0). `knee_rate` and `knee_load` are absent when there
 //! is no knee.
 
-use crate::analysis::{AnalysisResult, Figure, Table, TableRow};
+use crate::analysis::{AnalysisResult, Table, TableRow, fig};
 use crate::result::StepResult;
 use crate::threshold::Unit;
 use std::fmt;
@@ -172,10 +172,6 @@ pub fn knee(points: &[SweepPoint]) -> Option<usize> {
             latency > KNEE_LATENCY_FACTOR * l0 && !grew
         })
         .map(|i| i - 1)
-}
-
-fn fig(name: &str, value: f64, unit: Unit, label: &str) -> Figure {
-    Figure { name: name.into(), value, unit, label: label.into() }
 }
 
 fn ms(v: Option<f64>) -> String {

@@ -85,13 +85,7 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
 fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
     let mut prompts = args.prompt.clone();
     if let Some(file) = &args.prompt_file {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("cannot read --prompt-file '{}'", file.display()))?;
-        let before = prompts.len();
-        prompts.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string));
-        if prompts.len() == before {
-            bail!("--prompt-file '{}' has no prompts (one per non-empty line)", file.display());
-        }
+        prompts.extend(prompt_lines(file).context("--prompt-file")?);
     }
     match (prompts.is_empty(), args.prompt_tokens) {
         (false, Some(_)) => bail!("--prompt/--prompt-file and --prompt-tokens are exclusive: keep one"),
@@ -192,11 +186,15 @@ fn read_prompt_file(step: &Step, base: Option<&PathBuf>) -> Result<Vec<String>> 
         Some(dir) => dir.join(file),
         None => PathBuf::from(file),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("step '{}': cannot read prompt_file '{}'", step.name, path.display()))?;
+    prompt_lines(&path).with_context(|| format!("step '{}': prompt_file", step.name))
+}
+
+/// The prompts of a file, one per non-empty line; an empty file is an error.
+fn prompt_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read '{}'", path.display()))?;
     let prompts: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if prompts.is_empty() {
-        bail!("step '{}': prompt_file '{}' has no prompts (one per non-empty line)", step.name, path.display());
+        bail!("'{}' has no prompts (one per non-empty line)", path.display());
     }
     Ok(prompts)
 }
