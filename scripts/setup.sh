@@ -1,32 +1,40 @@
 #!/usr/bin/env bash
 # Check and install what building velollm needs: a Rust toolchain (>= 1.88) with rustfmt and clippy, and a C
-# compiler for the crates that compile C (ring). System packages come from apt; nothing else is downloaded.
+# compiler for the crates that compile C (ring). Everything comes from apt: when no recent enough Rust is
+# installed, Debian's rustc-web / cargo-web / rustfmt-web / rust-web-clippy packages (Rust 1.9x on Debian 12)
+# provide one. A rustup toolchain, when present, is used as it is.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=
+apt_install() {
+  echo "setup: installing $* with apt-get" >&2
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+recent_rust() {
+  command -v cargo >/dev/null && command -v rustc >/dev/null || return 1
+  local version; version=$(rustc --version | awk '{print $2}')
+  [ "$(printf '%s\n1.88.0\n' "$version" | sort -V | head -n1)" = "1.88.0" ]
+}
 
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]} with apt-get" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
-if ! command -v cargo >/dev/null; then
-  echo "setup: no Rust toolchain found. Install one (https://rustup.rs: curl … | sh), then run this again." >&2
-  exit 1
-fi
-version=$(rustc --version | awk '{print $2}')
-if [ "$(printf '%s\n1.88.0\n' "$version" | sort -V | head -n1)" != "1.88.0" ]; then
-  echo "setup: rustc $version is too old; velollm needs 1.88 or newer (rustup update)." >&2
-  exit 1
-fi
-for component in rustfmt clippy; do
-  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
-    if command -v rustup >/dev/null; then rustup component add "$component"; else
-      echo "setup: cargo $component is missing (rustup component add $component)." >&2; exit 1; fi
+if ! recent_rust; then
+  if command -v rustup >/dev/null; then
+    rustup update stable
+  else
+    apt_install rustc-web cargo-web rustfmt-web rust-web-clippy
   fi
-done
+fi
+if ! recent_rust; then
+  echo "setup: no Rust 1.88 or newer could be installed (rustc: $(rustc --version 2>/dev/null || echo none))." >&2
+  exit 1
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then rustup component add rustfmt clippy; else apt_install rustfmt-web rust-web-clippy; fi
+fi
