@@ -4,7 +4,7 @@ use crate::metrics::{Sample, StepRates};
 use crate::record::{ErrorClass, RequestRecord};
 use crate::result::{
     ConnectionStats, CriterionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, QualityStats, StepConfig,
-    StepMetrics, StepResult,
+    StepMetrics, StepResult, StepSamples,
 };
 use crate::slo::Slo;
 use crate::stats::Summary;
@@ -173,6 +173,7 @@ impl StepAccumulator {
             token_sources,
             connections: self.connections.clone(),
             quality: self.quality(),
+            samples: self.columns(),
         }
     }
 }
@@ -181,6 +182,30 @@ impl StepAccumulator {
     /// The measured requests so far, for analyses.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
+    }
+
+    fn columns(&self) -> StepSamples {
+        let start = self.samples.iter().map(|s| s.scheduled).min().unwrap_or(0);
+        let us = |v: Option<f64>| v.map(|x| (x * 1e3).round() / 1e3);
+        let mut c = StepSamples::default();
+        for s in self.samples.iter().filter(|s| s.ok) {
+            let m = &s.metrics;
+            c.end_s.push(s.done.map_or(0.0, |d| ((d.saturating_sub(start)) as f64 / 1e6).round() / 1e3));
+            c.ttft_ms.push(us(m.ttft_ms));
+            c.e2e_ms.push(us(m.e2e_ms));
+            c.tpot_ms.push(us(m.tpot_ms));
+            c.queue_delay_ms.push(us(m.queue_delay_ms));
+            c.network_overhead_ms.push(us(m.network_overhead_ms));
+            c.decode_tokens_per_s.push(us(m.decode_tokens_per_s));
+            c.tokens_per_s.push(us(m.tokens_per_s));
+            c.prompt_tokens.push(m.prompt_tokens);
+            c.output_tokens.push(m.output_tokens);
+            c.cached_tokens.push(m.cached_tokens);
+            c.turn.push(s.turn);
+            c.server_prefill_ms.push(us(s.server_prefill_ms));
+            c.server_decode_ms.push(us(s.server_decode_ms));
+        }
+        c
     }
 
     fn quality(&self) -> Option<QualityStats> {

@@ -7,6 +7,7 @@
 //!   engine-native timings; the error class.
 //! * [`metrics`] — the single home of every metric formula (TTFT, TPOT, ITL, E2E, throughput, goodput…),
 //!   mirrored in `docs/metrics.md`.
+//! * [`names`] — metric names and aliases, their units and better direction.
 //! * [`stats`] — percentiles (one documented interpolation) and summaries.
 //! * [`load`] — load profiles and seeded arrival schedules (constant, Poisson, gamma).
 //! * [`aggregate`] — turns a step's records into the aggregates of the result document.
@@ -24,6 +25,7 @@ pub mod analysis;
 pub mod check;
 pub mod load;
 pub mod metrics;
+pub mod names;
 pub mod record;
 pub mod result;
 pub mod scenario;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the result document format. Bumped on incompatible changes.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// Whether the run finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -154,6 +154,90 @@ pub struct StepResult {
     /// Check results, when the step has checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualityStats>,
+    /// Per-request values of the successful requests, for comparisons and charts.
+    #[serde(default, skip_serializing_if = "StepSamples::is_empty")]
+    pub samples: StepSamples,
+}
+
+/// Per-request values of a step's successful measured requests, one column per metric, in completion order
+/// (index `i` of every column is the same request). `null` marks a value the request did not have.
+///
+/// These are what `velollm compare` resamples and what report charts plot; the summaries in
+/// [`StepMetrics`] are computed from the same values. Milliseconds are rounded to the microsecond.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepSamples {
+    /// Seconds from the step's first scheduled request to this request's end.
+    pub end_s: Vec<f64>,
+    /// Time to first output, ms.
+    pub ttft_ms: Vec<Option<f64>>,
+    /// End-to-end latency, ms.
+    pub e2e_ms: Vec<Option<f64>>,
+    /// Time per output token, ms.
+    pub tpot_ms: Vec<Option<f64>>,
+    /// Client queue delay, ms.
+    pub queue_delay_ms: Vec<Option<f64>>,
+    /// DNS + connect + TLS, ms (0 on a reused connection).
+    pub network_overhead_ms: Vec<Option<f64>>,
+    /// Decode speed, tokens/s.
+    pub decode_tokens_per_s: Vec<Option<f64>>,
+    /// Output tokens ÷ E2E, tokens/s.
+    pub tokens_per_s: Vec<Option<f64>>,
+    /// Prompt tokens.
+    pub prompt_tokens: Vec<Option<u64>>,
+    /// Output tokens.
+    pub output_tokens: Vec<u64>,
+    /// Cached prompt tokens, when reported.
+    #[serde(default, skip_serializing_if = "all_none")]
+    pub cached_tokens: Vec<Option<u64>>,
+    /// Turn within its conversation, for multi-turn steps.
+    #[serde(default, skip_serializing_if = "all_none")]
+    pub turn: Vec<Option<u32>>,
+    /// Server-measured prefill time, ms.
+    #[serde(default, skip_serializing_if = "all_none")]
+    pub server_prefill_ms: Vec<Option<f64>>,
+    /// Server-measured decode time, ms.
+    #[serde(default, skip_serializing_if = "all_none")]
+    pub server_decode_ms: Vec<Option<f64>>,
+}
+
+fn all_none<T>(v: &[Option<T>]) -> bool {
+    v.iter().all(Option::is_none)
+}
+
+impl StepSamples {
+    /// No request recorded.
+    pub fn is_empty(&self) -> bool {
+        self.end_s.is_empty()
+    }
+
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.end_s.len()
+    }
+
+    /// The values of a per-request metric (any name or alias of [`crate::names::metric`]), missing values
+    /// dropped; `None` when the metric has no column here.
+    pub fn values(&self, name: &str) -> Option<Vec<f64>> {
+        fn f(v: &[Option<f64>]) -> Vec<f64> {
+            v.iter().flatten().copied().collect()
+        }
+        let v = match crate::names::metric(name)?.canonical {
+            "ttft" => f(&self.ttft_ms),
+            "e2e" => f(&self.e2e_ms),
+            "tpot" => f(&self.tpot_ms),
+            "queue_delay" => f(&self.queue_delay_ms),
+            "network_overhead" => f(&self.network_overhead_ms),
+            "decode_tokens_per_s" => f(&self.decode_tokens_per_s),
+            "tokens_per_s" => f(&self.tokens_per_s),
+            "prompt_tokens" => self.prompt_tokens.iter().flatten().map(|&x| x as f64).collect(),
+            "output_tokens" => self.output_tokens.iter().map(|&x| x as f64).collect(),
+            "cached_tokens" => self.cached_tokens.iter().flatten().map(|&x| x as f64).collect(),
+            "server_prefill" => f(&self.server_prefill_ms),
+            "server_decode" => f(&self.server_decode_ms),
+            _ => return None,
+        };
+        Some(v)
+    }
 }
 
 /// How the step's answers fared against its checks.

@@ -33,19 +33,7 @@ impl Op {
     }
 }
 
-/// The unit of a looked-up value, so `95%` and `2s` mean the right thing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Milliseconds (threshold values may be written `2s`, `250ms`).
-    Ms,
-    /// A fraction in [0, 1] (threshold values may be written `95%`).
-    Fraction,
-    /// A percentage (threshold values `20%` or `20`).
-    Percent,
-    /// Anything else (counts, tokens/s, ratios).
-    Plain,
-}
+pub use crate::names::Unit;
 
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,52 +140,58 @@ pub trait Lookup {
     fn lookup(&self, name: &str) -> Option<(f64, Unit)>;
 }
 
-/// The summary a step metric name refers to (`ttft`, `e2e`, `tpot`, `itl`, …).
+/// The summary a step metric name refers to (`ttft`, `e2e`, `tpot`, `itl`, … and their aliases).
 pub fn step_metric<'a>(step: &'a StepResult, name: &str) -> Option<(&'a Summary, Unit)> {
     let m = &step.metrics;
-    let (s, unit) = match name {
-        "ttft" => (&m.ttft_ms, Unit::Ms),
-        "ttft_content" => (&m.ttft_content_ms, Unit::Ms),
-        "ttfb" => (&m.ttfb_ms, Unit::Ms),
-        "e2e" | "ttr" | "latency" => (&m.e2e_ms, Unit::Ms),
-        "tpot" => (&m.tpot_ms, Unit::Ms),
-        "itl" | "itl_chunk" => (&m.itl_chunk_ms, Unit::Ms),
-        "itl_token" => (&m.itl_token_ms, Unit::Ms),
-        "queue" | "queue_delay" => (&m.queue_delay_ms, Unit::Ms),
-        "network" | "network_overhead" => (&m.network_overhead_ms, Unit::Ms),
-        "reasoning" => (&m.reasoning_ms, Unit::Ms),
-        "decode" | "decode_tokens_per_s" => (&m.decode_tokens_per_s, Unit::Plain),
-        "tokens_per_s" | "tok_s" => (&m.tokens_per_s, Unit::Plain),
-        "output_tokens" => (&m.output_tokens, Unit::Plain),
-        "prompt_tokens" => (&m.prompt_tokens, Unit::Plain),
-        "cached_tokens" => (&m.cached_tokens, Unit::Plain),
-        "server_prefill" => (&m.server_prefill_ms, Unit::Ms),
-        "server_decode" => (&m.server_decode_ms, Unit::Ms),
-        "server_load" => (&m.server_load_ms, Unit::Ms),
+    let name = crate::names::metric(name)?;
+    let s = match name.canonical {
+        "ttft" => &m.ttft_ms,
+        "ttft_content" => &m.ttft_content_ms,
+        "ttfb" => &m.ttfb_ms,
+        "e2e" => &m.e2e_ms,
+        "tpot" => &m.tpot_ms,
+        "itl_chunk" => &m.itl_chunk_ms,
+        "itl_token" => &m.itl_token_ms,
+        "queue_delay" => &m.queue_delay_ms,
+        "network_overhead" => &m.network_overhead_ms,
+        "reasoning" => &m.reasoning_ms,
+        "decode_tokens_per_s" => &m.decode_tokens_per_s,
+        "tokens_per_s" => &m.tokens_per_s,
+        "output_tokens" => &m.output_tokens,
+        "prompt_tokens" => &m.prompt_tokens,
+        "cached_tokens" => &m.cached_tokens,
+        "server_prefill" => &m.server_prefill_ms,
+        "server_decode" => &m.server_decode_ms,
+        "server_load" => &m.server_load_ms,
         _ => return None,
     };
-    s.as_ref().map(|s| (s, unit))
+    s.as_ref().map(|s| (s, name.unit))
+}
+
+/// A per-step scalar (`success_rate`, `throughput`, `goodput`, `score`, …) and its unit.
+pub fn step_scalar(step: &StepResult, name: &str) -> Option<(f64, Unit)> {
+    let name = crate::names::metric(name)?;
+    let v = match name.canonical {
+        "success_rate" => step.success_rate,
+        "requests" => step.requests as f64,
+        "failed" => step.failed as f64,
+        "request_throughput" => step.rates.request_throughput,
+        "output_throughput" => step.rates.output_token_throughput,
+        "goodput" => step.rates.goodput?,
+        "good_fraction" => step.rates.good_fraction?,
+        "score" => step.quality.as_ref()?.score * 100.0,
+        "first_try" => step.quality.as_ref()?.first_try_rate * 100.0,
+        _ => return None,
+    };
+    Some((v, name.unit))
 }
 
 impl Lookup for StepResult {
     fn lookup(&self, name: &str) -> Option<(f64, Unit)> {
-        let scalar = match name {
-            "success_rate" => Some((self.success_rate, Unit::Fraction)),
-            "requests" => Some((self.requests as f64, Unit::Plain)),
-            "failed" | "errors" => Some((self.failed as f64, Unit::Plain)),
-            "throughput" | "request_throughput" => Some((self.rates.request_throughput, Unit::Plain)),
-            "output_throughput" => Some((self.rates.output_token_throughput, Unit::Plain)),
-            "goodput" => self.rates.goodput.map(|g| (g, Unit::Plain)),
-            "good_fraction" => self.rates.good_fraction.map(|g| (g, Unit::Fraction)),
-            "score" => self.quality.as_ref().map(|q| (q.score * 100.0, Unit::Percent)),
-            "first_try" => self.quality.as_ref().map(|q| (q.first_try_rate * 100.0, Unit::Percent)),
-            _ => None,
-        };
-        if scalar.is_some() {
-            return scalar;
+        if let Some(v) = step_scalar(self, name) {
+            return Some(v);
         }
-        // Metric names have no dots; the statistic may (`p99.9`).
-        let (metric, stat) = name.split_once('.').unwrap_or((name, "mean"));
+        let (metric, stat) = crate::names::split_stat(name);
         let (summary, unit) = step_metric(self, metric)?;
         summary.get(stat).map(|v| (v, unit))
     }

@@ -297,6 +297,7 @@ mod tests {
             token_sources: BTreeMap::from([("server_usage".to_string(), 4)]),
             connections: ConnectionStats { opened: 1, reused: 4 },
             quality: None,
+            samples: Default::default(),
         };
         insta::assert_snapshot!(render_step(&step), @r"
         short_completion  ·  sequential  ·  5 requests, 80.0% ok

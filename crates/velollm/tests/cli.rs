@@ -49,7 +49,9 @@ async fn standard_scenario_prints_a_summary_and_writes_a_valid_result() {
     let doc = json(&out);
     assert_valid(&doc);
     assert_eq!(doc["status"], "complete");
-    assert_eq!(doc["schema_version"], "1.0");
+    assert_eq!(doc["schema_version"], "1.1");
+    let samples = &doc["steps"][0]["samples"];
+    assert_eq!(samples["ttft_ms"].as_array().unwrap().len(), 5, "one sample per request");
     assert_eq!(doc["meta"]["target"]["server"], "llama.cpp");
     let requests: Vec<u64> = doc["steps"].as_array().unwrap().iter().map(|s| s["requests"].as_u64().unwrap()).collect();
     assert_eq!(requests, vec![5, 3, 3]);
