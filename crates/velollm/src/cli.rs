@@ -6,8 +6,8 @@ use std::path::PathBuf;
 /// Measure LLM inference latency correctly and prove whether an optimization helped.
 #[derive(Debug, Parser)]
 #[command(name = "velollm", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 3 a threshold failed (with \
---check) · 4 server unreachable or unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
+#[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 3 a threshold failed \
+(bench --check) or a compare gate failed · 4 server unreachable or unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -27,6 +27,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ScenarioCommand,
     },
+    /// Compare runs: per step and metric, Δ, 95 % confidence interval, p-value and a verdict; CI gates.
+    Compare(crate::compare::CompareArgs),
+    /// Render a result document: Markdown, self-contained HTML with charts, CSV exports.
+    Report(crate::report::ReportArgs),
+    /// Every run indexed in the history database: list, filter, trends over time.
+    History(crate::history::HistoryArgs),
 }
 
 /// `velollm scenario …`.

@@ -1,8 +1,11 @@
 //! `velollm` — the command-line tool. Thin: arguments → plan → engine → report.
 
 mod cli;
+mod compare;
+mod history;
 mod plan;
 mod progress;
+mod report;
 
 use anyhow::Result;
 use clap::Parser;
@@ -78,6 +81,9 @@ async fn run(cli: Cli) -> Result<u8> {
         },
         Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?, None).await,
         Command::Scenario { command } => scenario(command),
+        Command::Compare(args) => compare::run(args),
+        Command::Report(args) => report::run(args),
+        Command::History(args) => history::run(args),
     }
 }
 
