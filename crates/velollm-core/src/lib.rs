@@ -16,6 +16,9 @@
 //! * [`slo`] — service-level objectives used for goodput.
 //! * [`check`] — quality checks on answers (regex, contains, number, tool-call schema, command).
 //! * [`threshold`] — `ttft.p95 < 2s`-style thresholds and their ✅/❌ verdicts.
+//! * [`compare`] — before/after comparison: Δ, bootstrap intervals, rank-test p-values, verdicts.
+//! * [`criteria`] — the source documents' success criteria as presets (`--criteria prompt-caching`).
+//! * [`gate`] — `--fail-if` CI gates: absolute, relative or delta conditions on a candidate.
 //! * [`analysis`] — scenario figures: fits, per-turn degradation, cache acceleration, comparisons, drift.
 //!
 //! This crate has no async code and performs no I/O, so it is fast to compile and property-testable.
@@ -23,6 +26,11 @@
 pub mod aggregate;
 pub mod analysis;
 pub mod check;
+pub mod compare;
+pub mod criteria;
+#[cfg(test)]
+mod fixtures;
+pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod names;

@@ -1,4 +1,5 @@
-//! Descriptive statistics, computed one documented way.
+//! Statistics, computed one documented way: descriptive summaries, and the inference `velollm compare`
+//! relies on (Mann-Whitney U rank test, percentile bootstrap, two-proportion z-test).
 //!
 //! Percentiles use linear interpolation between closest ranks (the default of numpy's `percentile`, also
 //! called "type 7"): for sorted values `x[0..n]` and `q` in `[0, 1]`, the rank is `h = (n − 1)·q` and the
@@ -95,6 +96,141 @@ impl Summary {
     }
 }
 
+/// Result of a two-sided Mann-Whitney U test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankTest {
+    /// U statistic of the first sample (number of pairs where it is larger, ties counting one half).
+    pub u: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+    /// True when the exact null distribution was used (small samples without ties).
+    pub exact: bool,
+}
+
+/// Two-sided Mann-Whitney U test of `x` against `y`, computed as scipy's `mannwhitneyu(x, y)` with its
+/// defaults: the exact distribution when either sample has at most 8 values and there are no ties,
+/// otherwise the normal approximation with tie and continuity corrections. `None` when a sample is empty.
+pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Option<RankTest> {
+    let (n1, n2) = (x.len(), y.len());
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    // Ranks of the pooled sample, ties given their average rank.
+    let mut pooled: Vec<(f64, bool)> = x.iter().map(|&v| (v, true)).chain(y.iter().map(|&v| (v, false))).collect();
+    pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = pooled.len();
+    let (mut r1, mut tie_term, mut i) = (0.0, 0.0, 0);
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && pooled[j + 1].0 == pooled[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        r1 += rank * pooled[i..=j].iter().filter(|p| p.1).count() as f64;
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        i = j + 1;
+    }
+    let (f1, f2) = (n1 as f64, n2 as f64);
+    let u1 = r1 - f1 * (f1 + 1.0) / 2.0;
+    let u = u1.max(f1 * f2 - u1);
+    if n1.min(n2) <= 8 && tie_term == 0.0 {
+        let p = (2.0 * exact_u_sf(n1, n2, u)).min(1.0);
+        return Some(RankTest { u: u1, p, exact: true });
+    }
+    let nf = n as f64;
+    let sigma = (f1 * f2 / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)))).sqrt();
+    let p = if sigma > 0.0 {
+        let z = (u - f1 * f2 / 2.0 - 0.5) / sigma;
+        (2.0 * normal_sf(z)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Some(RankTest { u: u1, p, exact: false })
+}
+
+/// P(U ≥ u) under the null for samples of sizes `m` and `n` without ties. The counts of U are the
+/// coefficients of the Gaussian binomial ∏ᵢ₌₁..ₘ (1 − q^(n+i)) ÷ (1 − qⁱ), built one factor at a time.
+fn exact_u_sf(m: usize, n: usize, u: f64) -> f64 {
+    let (m, n) = (m.min(n), m.max(n));
+    let max = m * n;
+    let mut c = vec![0.0f64; max + 1];
+    c[0] = 1.0;
+    for i in 1..=m {
+        // Multiply by (1 − q^(n+i)) …
+        for k in (n + i..=max).rev() {
+            c[k] -= c[k - n - i];
+        }
+        // … and divide by (1 − q^i).
+        for k in i..=max {
+            c[k] += c[k - i];
+        }
+    }
+    let total: f64 = c.iter().sum();
+    let from = u.ceil().max(0.0) as usize;
+    c.iter().skip(from).sum::<f64>() / total
+}
+
+/// Upper tail of the standard normal distribution, P(Z > z).
+pub fn normal_sf(z: f64) -> f64 {
+    0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// Two-sided two-proportion z-test (pooled variance) of `k1/n1` against `k2/n2`; `None` when a sample is
+/// empty. The p-value is 1 when both proportions are 0 or both are 1.
+pub fn two_proportion_p(k1: u64, n1: u64, k2: u64, n2: u64) -> Option<f64> {
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let (p1, p2) = (k1 as f64 / n1 as f64, k2 as f64 / n2 as f64);
+    let pooled = (k1 + k2) as f64 / (n1 + n2) as f64;
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 as f64 + 1.0 / n2 as f64)).sqrt();
+    if se == 0.0 {
+        return Some(1.0);
+    }
+    Some((2.0 * normal_sf(((p1 - p2) / se).abs())).min(1.0))
+}
+
+/// The percentile (`q` in [0, 1], linear interpolation) of unsorted values, reordering them in place
+/// in O(n) instead of sorting.
+pub fn percentile_select(v: &mut [f64], q: f64) -> Option<f64> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let h = (n - 1) as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let (_, &mut a, upper) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let b = if h > lo as f64 { upper.iter().copied().fold(f64::INFINITY, f64::min) } else { a };
+    Some(a + (h - lo as f64) * (b - a))
+}
+
+/// A percentile bootstrap confidence interval of `stat(y) − stat(x)`, where `stat` is the `q` percentile:
+/// both samples are resampled with replacement `resamples` times from a generator seeded with `seed`, and
+/// the interval is the `(1 − level)/2` and `(1 + level)/2` percentiles of the resampled differences.
+/// `None` when a sample is empty.
+pub fn bootstrap_diff_ci(x: &[f64], y: &[f64], q: f64, level: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
+    use rand::{Rng, SeedableRng};
+    if x.is_empty() || y.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
+    let mut diffs = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for v in bx.iter_mut() {
+            *v = x[rng.random_range(0..x.len())];
+        }
+        for v in by.iter_mut() {
+            *v = y[rng.random_range(0..y.len())];
+        }
+        diffs.push(percentile_select(&mut by, q)? - percentile_select(&mut bx, q)?);
+    }
+    diffs.sort_by(f64::total_cmp);
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+    Some((percentile_sorted(&diffs, tail)?, percentile_sorted(&diffs, 1.0 - tail)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +261,52 @@ mod tests {
         assert_eq!(Summary::of([f64::NAN]), None);
     }
 
+    #[test]
+    fn mann_whitney_matches_scipy() {
+        // scipy 1.17 `mannwhitneyu(x, y)` (defaults: two-sided, method="auto", use_continuity=True).
+        let cases: [(&[f64], &[f64], f64, f64); 6] = [
+            (&[1., 2., 3., 4., 5.], &[6., 7., 8., 9., 10.], 0.0, 0.007936507936507936),
+            (&[1.1, 3.4, 2.2, 5.9, 4.0, 7.7], &[2.5, 6.1, 8.8, 9.0, 7.2, 10.5, 3.3], 10.0, 0.13752913752913754),
+            (&[1., 2., 2., 3., 4.], &[2., 3., 3., 5., 6., 7.], 6.0, 0.11390314458853068),
+            (
+                &[12.1, 15.3, 11.8, 14.2, 13.9, 16.5, 12.7, 15.1, 13.3, 14.8, 12.9, 15.7],
+                &[14.9, 17.2, 16.1, 18.4, 15.6, 17.9, 16.8, 19.1, 15.2, 17.5, 16.3, 18.0, 17.1],
+                11.0,
+                0.0002978955914813989,
+            ),
+            (
+                &[5., 5., 6., 7., 7., 7., 8., 9., 10., 10.],
+                &[6., 7., 8., 8., 9., 9., 10., 11., 12., 12., 12.],
+                26.0,
+                0.04282560923089135,
+            ),
+            (&[3., 1., 2., 5., 4., 6., 8., 7., 9., 10.], &[3., 1., 2., 5., 4., 6., 8., 7., 9., 10.], 50.0, 1.0),
+        ];
+        for (x, y, u, p) in cases {
+            let t = mann_whitney_u(x, y).unwrap();
+            assert_eq!(t.u, u, "{x:?} {y:?}");
+            assert!((t.p - p).abs() < 1e-9 * p.max(1e-3), "{x:?} {y:?}: {} != {p}", t.p);
+        }
+        assert!(mann_whitney_u(&[], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn two_proportions_and_normal_tail() {
+        // scipy: 2 * norm.sf(|z|) for 95/100 against 85/100, pooled.
+        assert!((two_proportion_p(95, 100, 85, 100).unwrap() - 0.018422125454099027).abs() < 1e-12);
+        assert!((normal_sf(1.959963984540054) - 0.025).abs() < 1e-12);
+        assert_eq!(two_proportion_p(10, 10, 5, 5), Some(1.0));
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_a_clear_shift() {
+        let x: Vec<f64> = (0..200).map(|i| 100.0 + (i % 17) as f64).collect();
+        let y: Vec<f64> = x.iter().map(|v| v + 50.0).collect();
+        let a = bootstrap_diff_ci(&x, &y, 0.5, 0.95, 1000, 7).unwrap();
+        assert_eq!(a, bootstrap_diff_ci(&x, &y, 0.5, 0.95, 1000, 7).unwrap());
+        assert!(a.0 <= 50.0 && 50.0 <= a.1 && a.0 > 40.0, "{a:?}");
+    }
+
     proptest! {
         #[test]
         fn percentiles_are_monotone_and_bounded(mut v in prop::collection::vec(-1e6f64..1e6, 1..200)) {
@@ -136,6 +318,44 @@ mod tests {
             }
             prop_assert_eq!(ps[0], v[0]);
             prop_assert_eq!(ps[ps.len() - 1], v[v.len() - 1]);
+        }
+
+        #[test]
+        fn rank_test_is_symmetric_and_bounded(
+            x in prop::collection::vec(0f64..1e3, 1..40),
+            y in prop::collection::vec(0f64..1e3, 1..40),
+        ) {
+            let a = mann_whitney_u(&x, &y).unwrap();
+            let b = mann_whitney_u(&y, &x).unwrap();
+            prop_assert!((0.0..=1.0).contains(&a.p));
+            prop_assert!((a.p - b.p).abs() < 1e-9);
+            prop_assert!((a.u + b.u - (x.len() * y.len()) as f64).abs() < 1e-9);
+            // A sample against itself is never significant.
+            prop_assert!(mann_whitney_u(&x, &x).unwrap().p > 0.9);
+        }
+
+        #[test]
+        fn bootstrap_shifts_with_the_data(
+            x in prop::collection::vec(0f64..1e3, 2..60),
+            y in prop::collection::vec(0f64..1e3, 2..60),
+            shift in -500f64..500.0,
+            q in prop::sample::select(vec![0.5, 0.95]),
+        ) {
+            let (lo, hi) = bootstrap_diff_ci(&x, &y, q, 0.95, 200, 1).unwrap();
+            prop_assert!(lo <= hi);
+            let span = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            let ((xmin, xmax), (ymin, ymax)) = (span(&x), span(&y));
+            prop_assert!(lo >= ymin - xmax - 1e-9 && hi <= ymax - xmin + 1e-9);
+            let shifted: Vec<f64> = y.iter().map(|v| v + shift).collect();
+            let (lo2, hi2) = bootstrap_diff_ci(&x, &shifted, q, 0.95, 200, 1).unwrap();
+            prop_assert!((lo2 - lo - shift).abs() < 1e-6 && (hi2 - hi - shift).abs() < 1e-6);
+        }
+
+        #[test]
+        fn select_matches_sort(mut v in prop::collection::vec(-1e6f64..1e6, 1..200), q in 0f64..=1.0) {
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            prop_assert_eq!(percentile_select(&mut v, q), percentile_sorted(&sorted, q));
         }
 
         #[test]

@@ -23,7 +23,8 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, a: f64, b: f64) -> bool {
+    /// Whether `a OP b`.
+    pub fn holds(self, a: f64, b: f64) -> bool {
         match self {
             Op::Lt => a < b,
             Op::Le => a <= b,
@@ -52,6 +53,13 @@ pub struct Threshold {
     "invalid threshold '{0}': write it as 'METRIC OP VALUE', e.g. 'ttft.p95 < 2s', 'success_rate > 0.95', 'degradation < 20%'"
 )]
 pub struct ThresholdError(String);
+
+impl ThresholdError {
+    /// The error for the text `s`.
+    pub fn new(s: &str) -> ThresholdError {
+        ThresholdError(s.to_string())
+    }
+}
 
 impl FromStr for Threshold {
     type Err = ThresholdError;
@@ -95,6 +103,21 @@ impl Threshold {
             Unit::Ms => parse_ms(v),
             _ => v.parse().ok(),
         }
+    }
+
+    /// The comparison operator.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The bound as written (`2s`, `95%`, `+10%`).
+    pub fn value_text(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether `value` (in `unit`) satisfies the threshold; `None` when the bound is not a value in `unit`.
+    pub fn holds(&self, value: f64, unit: Unit) -> Option<bool> {
+        Some(self.op.holds(value, self.bound(unit)?))
     }
 
     /// Evaluate against a value source; `scope` names the step (or `run`) in the verdict.
