@@ -121,6 +121,10 @@ pub fn evaluate(
 
 type Figure = (Option<f64>, Outcome, String);
 
+fn p_text(p: f64) -> String {
+    if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
+}
+
 /// Per-request values of the matched steps of both runs, pooled.
 struct Pooled<'a> {
     pairs: Vec<(&'a crate::result::StepResult, &'a crate::result::StepResult)>,
@@ -154,7 +158,7 @@ impl<'a> Pooled<'a> {
             return (None, Outcome::NotMeasured, format!("baseline {metric} is 0"));
         }
         let change = (b - a) / a * 100.0;
-        let detail = format!("median {a:.1} → {b:.1} ({change:+.1} %, p = {p:.3})");
+        let detail = format!("median {a:.1} → {b:.1} ({change:+.1} %, {})", p_text(p));
         let outcome = match (-change >= target, p < alpha) {
             (false, _) => Outcome::Fail,
             (true, true) => Outcome::Pass,

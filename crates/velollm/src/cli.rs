@@ -154,6 +154,12 @@ pub struct BenchArgs {
     /// Exit with code 3 when a scenario threshold fails (the scenario becomes an acceptance test).
     #[arg(long, help_heading = "Output")]
     pub check: bool,
+    /// After the run, compare it with this baseline result (as `velollm compare BASELINE RESULT`).
+    #[arg(long, value_name = "FILE", help_heading = "Compare")]
+    pub compare_to: Option<PathBuf>,
+    /// Gates and success criteria applied to the comparison (with --compare-to).
+    #[command(flatten)]
+    pub gates: crate::compare::GateArgs,
 
     /// Timeout to open a connection.
     #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]

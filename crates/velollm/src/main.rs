@@ -72,19 +72,64 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Bench(args) => match args.sweep {
-            Some(k) => {
-                let (plan, sweep) = sweep_plan(&args, k)?;
-                bench(plan, Some(sweep)).await
+        Command::Bench(args) => {
+            let baseline = baseline(&args)?;
+            let code = match args.sweep {
+                Some(k) => {
+                    let (plan, sweep) = sweep_plan(&args, k)?;
+                    bench(plan, Some(sweep)).await?
+                }
+                None => bench(plan::bench(&args)?, None).await?,
+            };
+            match baseline {
+                Some(b) if matches!(code, exit::OK | exit::THRESHOLD) => compare_run(b, &args, code),
+                _ => Ok(code),
             }
-            None => bench(plan::bench(&args)?, None).await,
-        },
+        }
         Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?, None).await,
         Command::Scenario { command } => scenario(command),
         Command::Compare(args) => compare::run(args),
         Command::Report(args) => report::run(args),
         Command::History(args) => history::run(args),
     }
+}
+
+/// The baseline of `bench --compare-to`, read and checked (with the gates) before anything is sent.
+fn baseline(args: &cli::BenchArgs) -> Result<Option<Baseline>> {
+    let Some(path) = &args.compare_to else {
+        if !args.gates.fail_if.is_empty() || !args.gates.criteria.is_empty() || args.gates.fail_on_regression {
+            return Err(InputError(anyhow::anyhow!(
+                "--fail-if, --fail-on-regression and --criteria need a baseline: add --compare-to BASELINE.json"
+            ))
+            .into());
+        }
+        return Ok(None);
+    };
+    if args.output.is_none() {
+        return Err(
+            InputError(anyhow::anyhow!("--compare-to needs the run's own result file: add -o RESULT.json")).into()
+        );
+    }
+    let gates = args.gates.parse()?;
+    Ok(Some(Baseline { path: path.clone(), result: compare::read_result(path)?, gates }))
+}
+
+/// A baseline read for `bench --compare-to`.
+struct Baseline {
+    path: std::path::PathBuf,
+    result: velollm_core::result::RunResult,
+    gates: Vec<velollm_core::gate::Gate>,
+}
+
+/// Compare the run just written with the baseline; the worse of the run's and the comparison's exit codes.
+fn compare_run(b: Baseline, args: &cli::BenchArgs, code: u8) -> Result<u8> {
+    let path = args.output.as_deref().expect("checked by baseline()");
+    let run = compare::read_result(path)?;
+    let name = |p: &std::path::Path| p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    println!();
+    let d =
+        compare::decide((&name(&b.path), &b.result), &[(name(path), run)], &b.gates, &args.gates, &Default::default());
+    Ok(code.max(compare::verdict_code(&d)))
 }
 
 /// `velollm scenario list|show`.

@@ -1,0 +1,196 @@
+//! A comparison of runs rendered as text: per step, one row per metric statistic with the change, its
+//! confidence interval, the p-value and the verdict; then gates and success criteria.
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, CellAlignment, Table};
+use std::fmt::Write;
+use velollm_core::compare::{Change, Comparison, Row};
+use velollm_core::criteria::CriterionOutcome;
+use velollm_core::gate::GateOutcome;
+use velollm_core::names::Unit;
+
+/// A value in its unit: `123.4 ms`, `99.0 %`, `42.10`.
+pub fn value(v: f64, unit: Unit) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    match unit {
+        Unit::Ms => format!("{} ms", num(v)),
+        Unit::Fraction => format!("{:.1} %", v * 100.0),
+        Unit::Percent => format!("{v:.1} %"),
+        Unit::Plain => num(v),
+    }
+}
+
+/// A signed change in its unit: `−35.2 ms`, `+1.5 %`.
+fn signed(v: f64, unit: Unit) -> String {
+    let s = value(v.abs(), unit);
+    if v < 0.0 { format!("−{s}") } else { format!("+{s}") }
+}
+
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v < 0.0 { format!("−{:.1} %", -v) } else { format!("+{v:.1} %") }
+}
+
+/// The verdict with its mark.
+pub fn verdict(change: Change) -> String {
+    let mark = match change {
+        Change::Improved => "✅",
+        Change::Regressed => "❌",
+        Change::Changed => "↕",
+        Change::NoSignificantChange => "·",
+        Change::TooFewSamples => "⚠",
+        Change::NotTested => "–",
+    };
+    format!("{mark} {}", change.label())
+}
+
+/// The human name of a metric statistic: `TTFT p50`, `success rate`.
+pub fn label(row: &Row) -> String {
+    let name = match row.metric.as_str() {
+        "ttft" => "TTFT",
+        "ttft_content" => "TTFT content",
+        "ttfb" => "TTFB",
+        "e2e" => "E2E",
+        "tpot" => "TPOT",
+        "itl_chunk" => "ITL/chunk",
+        "queue_delay" => "queue delay",
+        "network_overhead" => "network overhead",
+        "decode_tokens_per_s" => "decode tok/s",
+        "tokens_per_s" => "tok/s (E2E)",
+        "server_prefill" => "server prefill",
+        "server_decode" => "server decode",
+        "success_rate" => "success rate",
+        "output_throughput" => "output tok/s (step)",
+        "request_throughput" => "req/s (step)",
+        other => other,
+    };
+    if row.stat == "value" { name.to_string() } else { format!("{name} {}", row.stat) }
+}
+
+/// The change column: `−35.2 ms (−17.6 %)`.
+pub fn delta(row: &Row) -> String {
+    match row.delta_pct {
+        Some(p) if row.unit != Unit::Fraction => format!("{} ({})", signed(row.delta, row.unit), pct(p)),
+        _ => signed(row.delta, row.unit),
+    }
+}
+
+/// The interval column: `[−40.1, −30.2] %` relative to the baseline when possible.
+pub fn interval(row: &Row) -> String {
+    match (row.ci_pct, row.ci) {
+        (Some((lo, hi)), _) => format!("[{}, {}]", pct(lo), pct(hi)),
+        (None, Some((lo, hi))) => format!("[{}, {}]", signed(lo, row.unit), signed(hi, row.unit)),
+        _ => "–".into(),
+    }
+}
+
+/// Render one comparison.
+pub fn render_comparison(c: &Comparison) -> String {
+    let mut out = String::new();
+    let level = c.options.level * 100.0;
+    let _ = writeln!(out, "{} → {}", c.baseline, c.candidate);
+    for w in &c.warnings {
+        let _ = writeln!(out, "  ⚠ {w}");
+    }
+    for s in &c.steps {
+        let name = match &s.candidate_step {
+            Some(other) => format!("{} ↔ {other}", s.step),
+            None => s.step.clone(),
+        };
+        let n = s.rows.first().map(|r| format!("  ·  n = {} vs {}", r.n_baseline, r.n_candidate)).unwrap_or_default();
+        let _ = writeln!(out, "\n{name}{n}");
+        let mut table = Table::new();
+        table.load_preset(NOTHING);
+        table.set_header(["", "baseline", "candidate", "change", &format!("{level:.0}% CI"), "p", "verdict"]);
+        for r in &s.rows {
+            table.add_row([
+                Cell::new(label(r)),
+                Cell::new(value(r.baseline, r.unit)),
+                Cell::new(value(r.candidate, r.unit)),
+                Cell::new(delta(r)),
+                Cell::new(interval(r)),
+                Cell::new(
+                    r.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
+                ),
+                Cell::new(verdict(r.change)),
+            ]);
+        }
+        for i in 1..6 {
+            if let Some(col) = table.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        for line in table.to_string().lines() {
+            let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+        }
+        for r in s.rows.iter().filter(|r| !r.note.is_empty() && r.change == Change::TooFewSamples).take(1) {
+            let _ = writeln!(out, "  ⚠ {}", r.note);
+        }
+    }
+    if !c.unmatched.is_empty() {
+        let _ = writeln!(out, "\n  not compared: {}", c.unmatched.join(", "));
+    }
+    let improved = c.rows_with(Change::Improved).count();
+    let regressed = c.rows_with(Change::Regressed).count();
+    let _ = writeln!(
+        out,
+        "\n  {improved} improved · {regressed} regressed (α = {}, {} bootstrap resamples, seed {})",
+        c.options.alpha, c.options.resamples, c.options.seed
+    );
+    out
+}
+
+/// Render gate outcomes.
+pub fn render_gates(gates: &[GateOutcome]) -> String {
+    let mut out = String::from("Gates\n");
+    for g in gates {
+        let mark = if g.failed { "❌ FAIL" } else { "✅ pass" };
+        let shown = match (g.baseline, g.candidate) {
+            (Some(b), Some(c)) => format!("{} → {}", value(b, g.unit), value(c, g.unit)),
+            (None, Some(c)) => value(c, g.unit),
+            _ => String::new(),
+        };
+        let detail = if g.detail.is_empty() { String::new() } else { format!(" — {}", g.detail) };
+        let _ = writeln!(out, "  {mark}  {}  [{}]  {shown}{detail}", g.gate, g.step);
+    }
+    out
+}
+
+/// Render success-criteria outcomes.
+pub fn render_criteria(outcomes: &[CriterionOutcome]) -> String {
+    let mut out = String::new();
+    let mut preset = "";
+    for o in outcomes {
+        if o.preset != preset {
+            preset = &o.preset;
+            let _ = writeln!(out, "Success criteria: {preset}");
+        }
+        let _ = writeln!(out, "  {} {} — {}", o.outcome.mark(), o.criterion, o.detail);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_values_and_changes() {
+        assert_eq!(value(1234.5, Unit::Ms), "1234 ms");
+        assert_eq!(value(0.995, Unit::Fraction), "99.5 %");
+        assert_eq!(signed(-35.25, Unit::Ms), "−35.25 ms");
+        assert_eq!(pct(12.34), "+12.3 %");
+    }
+}
