@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check and install what building velollm needs: a Rust toolchain (>= 1.88) with rustfmt and clippy, and a C
-# compiler for the crates that compile C (ring). Everything comes from apt: when no recent enough Rust is
+# compiler for the crates that compile C (ring, SQLite), and Debian's Chromium, which the tests use to open
+# the HTML report headless. Everything comes from apt: when no recent enough Rust is
 # installed, Debian's rustc-web / cargo-web / rustfmt-web / rust-web-clippy packages (Rust 1.9x on Debian 12)
 # provide one. A rustup toolchain, when present, is used as it is.
 set -euo pipefail
@@ -22,6 +23,7 @@ missing=()
 command -v cc >/dev/null || missing+=(gcc)
 command -v make >/dev/null || missing+=(make)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 if ! recent_rust; then
