@@ -1,9 +1,29 @@
 //! # velollm-report — result documents rendered for people
 //!
-//! Renderers take `velollm-core` types and return text; they never touch the network or the clock, so
-//! they are snapshot-tested. This crate holds the terminal summary; Markdown and HTML reports build on it.
+//! Renderers take `velollm-core` types and return text; they never touch the network, the clock or the file
+//! system, so they are snapshot-tested. The caller writes the files.
+//!
+//! * [`terminal`] — the end-of-run terminal summary.
+//! * [`comparison`] — a comparison of runs (`velollm compare`) as text.
+//! * [`markdown`] — the Markdown report, with its charts as SVG files to write beside it.
+//! * [`html`] — one self-contained HTML report with inline SVG charts.
+//! * [`csv`] — per-step aggregates and per-request rows as CSV.
+//! * [`charts`] — the charts of one or several runs, and the before/after bars of a comparison.
+//! * [`svg`] — the dependency-free SVG chart toolkit the charts are drawn with.
+//! * [`target`] — the runs a report covers and their labels.
 
+pub mod charts;
 pub mod comparison;
+pub mod csv;
+mod document;
+pub mod html;
+pub mod markdown;
+pub mod svg;
+pub mod target;
 pub mod terminal;
 
+pub use charts::{BeforeAfter, CandidateValue, Chart, MetricBars, before_after_bars, run_charts};
+pub use html::render_html;
+pub use markdown::{MarkdownReport, render_markdown};
+pub use target::Target;
 pub use terminal::{render_run, render_step};

@@ -304,6 +304,7 @@ async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
         (Ok(_), false) => (RunStatus::Complete, None),
     };
     let doc = writer.finish(status, reason)?;
+    history::record(&doc, plan.output.as_deref());
     println!("{}", velollm_report::render_run(&doc));
     if let Some(p) = &plan.output {
         eprintln!("velollm: result written to {}", p.display());

@@ -1,18 +1,116 @@
-//! `velollm report`: a result document rendered as Markdown, self-contained HTML with SVG charts, and CSV.
+//! `velollm report`: result documents rendered as a terminal summary, Markdown, self-contained HTML with SVG
+//! charts, and CSV. Several result files overlay as targets in the charts.
 
-use anyhow::Result;
+use crate::plan::InputError;
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use velollm_core::result::RunResult;
+use velollm_report::Target;
 
 /// `velollm report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The result document (JSON written by `velollm bench -o`).
-    pub result: PathBuf,
+    /// Result documents (JSON written by `velollm bench -o`); several are overlaid in the charts, one series per
+    /// run.
+    #[arg(required = true, value_name = "RESULT")]
+    pub results: Vec<PathBuf>,
+    /// Write a self-contained HTML report (inline charts, no network access needed to view it).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write a Markdown report; its charts are written beside it as SVG files (`report.md` →
+    /// `report-ttft-cdf.svg`, …).
+    #[arg(long, value_name = "FILE")]
+    pub md: Option<PathBuf>,
+    /// Write per-step aggregates as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write one CSV row per successful measured request.
+    #[arg(long, value_name = "FILE")]
+    pub records_csv: Option<PathBuf>,
 }
 
 /// Run `velollm report`.
 pub fn run(args: ReportArgs) -> Result<u8> {
-    let _ = args;
-    anyhow::bail!("velollm report is not implemented yet")
+    let runs: Vec<RunResult> = args.results.iter().map(|p| load(p)).collect::<Result<_, InputError>>()?;
+    let names: Vec<String> = args.results.iter().map(|p| file_name(p)).collect();
+    let pairs: Vec<(&RunResult, &str)> = runs.iter().zip(&names).map(|(r, n)| (r, n.as_str())).collect();
+    let labels = velollm_report::target::labels(&pairs);
+    let targets: Vec<Target<'_>> = runs.iter().zip(&labels).map(|(run, label)| Target { label, run }).collect();
+
+    let writes_files = args.html.is_some() || args.md.is_some() || args.csv.is_some() || args.records_csv.is_some();
+    if !writes_files {
+        for (i, t) in targets.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            if targets.len() > 1 {
+                println!("── {} ({})", t.label, args.results[i].display());
+            }
+            print!("{}", velollm_report::render_run(t.run));
+        }
+        return Ok(crate::exit::OK);
+    }
+    if let Some(path) = &args.html {
+        write(path, &velollm_report::render_html(&targets))?;
+    }
+    if let Some(path) = &args.md {
+        let stem = path.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
+        let report = velollm_report::render_markdown(&targets, &stem);
+        write(path, &report.text)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for (name, svg) in &report.charts {
+            let path = dir.join(name);
+            std::fs::write(&path, svg)
+                .with_context(|| format!("cannot write {} (check that its folder is writable)", path.display()))?;
+        }
+        if !report.charts.is_empty() {
+            eprintln!("velollm: {} charts written beside {}", report.charts.len(), path.display());
+        }
+    }
+    if let Some(path) = &args.csv {
+        write(path, &velollm_report::csv::steps_csv(&targets))?;
+    }
+    if let Some(path) = &args.records_csv {
+        write(path, &velollm_report::csv::records_csv(&targets))?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write {} (check that its folder exists and is writable)", path.display()))?;
+    eprintln!("velollm: wrote {}", path.display());
+    Ok(())
+}
+
+/// Read and check one result document; every failure names the file and the fix.
+fn load(path: &Path) -> Result<RunResult, InputError> {
+    let p = path.display();
+    let fix = "pass a result file written by `velollm bench -o FILE`";
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError(match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow!("{p} does not exist: {fix}"),
+            _ => anyhow!("cannot read {p}: {e} ({fix})"),
+        })
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| InputError(anyhow!("{p} is not JSON ({e}): {fix}")))?;
+    let tool = value.pointer("/meta/tool").and_then(|v| v.as_str());
+    let version = value.get("schema_version").and_then(|v| v.as_str()).map(str::to_string);
+    let Some(version) = version.filter(|_| tool == Some("velollm")) else {
+        return Err(InputError(anyhow!("{p} is not a velollm result document (no velollm schema_version): {fix}")));
+    };
+    if version.split('.').next() != Some("1") {
+        return Err(InputError(anyhow!(
+            "{p} has result schema {version}, which this velollm ({}) cannot read: upgrade velollm",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| InputError(anyhow!("{p} does not match the velollm result format (schema {version}): {e}; {fix}")))
 }

@@ -215,7 +215,7 @@ async fn api_key_is_sent_but_never_written() {
         records.to_str().unwrap(),
     ]);
     let o = tokio::task::spawn_blocking(move || {
-        Command::new(common::bin()).args(&args).env("VELOLLM_TEST_KEY", secret).output().unwrap()
+        common::command().args(&args).env("VELOLLM_TEST_KEY", secret).output().unwrap()
     })
     .await
     .unwrap();
@@ -229,7 +229,7 @@ async fn api_key_is_sent_but_never_written() {
 
 /// Start `velollm` in the background against a slow server and return the child once it is running.
 fn spawn_slow_run(url: &str, out: &std::path::Path, records: &std::path::Path) -> std::process::Child {
-    Command::new(common::bin())
+    common::command()
         .args(["bench", "--url", url, "--prompt", "hi", "-n", "50", "--no-progress", "-o"])
         .arg(out)
         .arg("--records")

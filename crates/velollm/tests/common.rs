@@ -13,9 +13,17 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_velollm"))
 }
 
-/// Run `velollm` with `args` (no progress bar, no inherited VELOLLM_URL).
+/// A `velollm` command with the test defaults: no inherited VELOLLM_URL, nothing written to the user's history
+/// database (tests that check the history opt in with VELOLLM_DB).
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("VELOLLM_URL").env_remove("VELOLLM_DB").env("VELOLLM_NO_HISTORY", "1");
+    c
+}
+
+/// Run `velollm` with `args` (no progress bar, see [`command`] for the environment).
 pub fn velollm(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env_remove("VELOLLM_URL").output().expect("velollm runs")
+    command().args(args).output().expect("velollm runs")
 }
 
 /// Run `velollm` off the async runtime (the fake servers live on it).

@@ -1,0 +1,502 @@
+//! The charts of a report, drawn from result documents with [`crate::svg`]. Several runs ("targets") overlay,
+//! one series per run; a single run with several steps gets one series per step instead.
+//!
+//! | id | chart | drawn when |
+//! |---|---|---|
+//! | `ttft-histogram`, `ttft-cdf` | TTFT distribution: histogram and cumulative share | per-request samples exist |
+//! | `e2e-histogram`, `e2e-cdf` | E2E latency distribution: histogram and cumulative share | per-request samples exist |
+//! | `time-split` | mean client queue, network, prefill (TTFT − network) and decode (E2E − TTFT) per step | a step has TTFT and E2E |
+//! | `ttft-per-turn` | median and p95 TTFT per conversation turn | a step has samples of ≥ 2 turns |
+//! | `ttft-vs-prompt-tokens` | TTFT of each request against its prompt length, with the least-squares line | ≥ 2 distinct prompt lengths |
+//! | `e2e-vs-max-tokens` | mean E2E of each step against its `max_tokens`, with the least-squares line | ≥ 2 steps with distinct `max_tokens` |
+//! | `throughput-tokens`, `throughput-requests` | output token and request throughput against concurrency | ≥ 2 closed-loop steps with distinct concurrency |
+//!
+//! Lines are fitted with [`velollm_core::analysis::fit_line`] and percentiles come from
+//! [`velollm_core::stats`]; this module only arranges measured values. [`before_after_bars`] draws the
+//! baseline/candidate comparison of `velollm compare`.
+
+use crate::svg::{
+    self, Axis, Bar, BarGroup, BarPanel, BarPanels, Histogram, StackedBars, StackedRow, Style, XyChart, XySeries,
+};
+use crate::target::Target;
+use std::collections::BTreeMap;
+use velollm_core::analysis::fit_line;
+use velollm_core::load::LoadProfile;
+use velollm_core::names::Better;
+use velollm_core::result::StepResult;
+use velollm_core::stats::percentile_sorted;
+
+/// Most points drawn in a scatter or CDF; larger samples are thinned evenly (fits and percentiles still use
+/// every value).
+const MAX_POINTS: usize = 2000;
+
+/// One chart of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// Stable identifier, usable in a file name (`ttft-cdf`).
+    pub id: String,
+    /// Title (also the SVG's `<title>`).
+    pub title: String,
+    /// The standalone SVG document.
+    pub svg: String,
+}
+
+/// Every chart the targets have data for, in report order (see the module table).
+pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
+    let mut charts = Vec::new();
+    let groups = distribution_groups(targets);
+    for (metric, label, name) in [("ttft", "TTFT (ms)", "TTFT"), ("e2e", "E2E latency (ms)", "E2E latency")] {
+        let series: Vec<(String, Vec<f64>)> = groups
+            .iter()
+            .map(|(l, steps)| {
+                (l.clone(), steps.iter().flat_map(|s| s.samples.values(metric).unwrap_or_default()).collect())
+            })
+            .filter(|(_, v): &(String, Vec<f64>)| !v.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        charts.push(distribution_histogram(metric, label, name, &series));
+        charts.push(distribution_cdf(metric, label, name, &series));
+    }
+    charts.extend(time_split(targets));
+    charts.extend(ttft_per_turn(targets));
+    charts.extend(ttft_vs_prompt(targets));
+    charts.extend(e2e_vs_max_tokens(targets));
+    charts.extend(throughput_vs_concurrency(targets));
+    charts
+}
+
+/// One target with several steps: a series per step; otherwise a series per target, its steps pooled.
+fn distribution_groups<'a>(targets: &[Target<'a>]) -> Vec<(String, Vec<&'a StepResult>)> {
+    let with_samples =
+        |t: &Target<'a>| -> Vec<&'a StepResult> { t.run.steps.iter().filter(|s| !s.samples.is_empty()).collect() };
+    if let [t] = targets {
+        let steps = with_samples(t);
+        if (2..=svg::PALETTE.len()).contains(&steps.len()) {
+            return steps.into_iter().map(|s| (s.name.clone(), vec![s])).collect();
+        }
+    }
+    targets.iter().map(|t| (t.label.to_string(), with_samples(t))).filter(|(_, s)| !s.is_empty()).collect()
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn distribution_histogram(metric: &str, label: &str, name: &str, series: &[(String, Vec<f64>)]) -> Chart {
+    let notes = if series.len() <= 4 {
+        series
+            .iter()
+            .map(|(l, v)| {
+                let s = sorted(v);
+                let p = |q| percentile_sorted(&s, q).map_or("–".into(), svg::num);
+                format!("{l}: {} requests, median {} ms, p95 {} ms", s.len(), p(0.5), p(0.95))
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let title = format!("{name} distribution");
+    let svg = svg::histogram(&Histogram {
+        title: title.clone(),
+        notes,
+        x_label: label.into(),
+        y_label: "requests".into(),
+        series: series.to_vec(),
+    });
+    Chart { id: format!("{metric}-histogram"), title, svg }
+}
+
+/// Empirical CDF points `(value, share of requests ≤ value)`, thinned to at most [`MAX_POINTS`].
+fn cdf_points(values: &[f64]) -> Vec<(f64, f64)> {
+    let s = sorted(values);
+    let n = s.len();
+    if n == 0 {
+        return vec![];
+    }
+    let ranks: Vec<usize> = if n <= MAX_POINTS {
+        (0..n).collect()
+    } else {
+        (0..MAX_POINTS).map(|k| k * (n - 1) / (MAX_POINTS - 1)).collect()
+    };
+    let mut pts = vec![(s[0], 0.0)];
+    pts.extend(ranks.into_iter().map(|r| (s[r], (r + 1) as f64 / n as f64)));
+    pts
+}
+
+fn distribution_cdf(metric: &str, label: &str, name: &str, series: &[(String, Vec<f64>)]) -> Chart {
+    let title = format!("{name}: cumulative distribution");
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes: vec![format!("share of successful requests with a {name} at or below each value")],
+        x: Axis::new(label),
+        y: Axis::new("cumulative share").range(0.0, 1.0),
+        series: series
+            .iter()
+            .enumerate()
+            .map(|(i, (l, v))| XySeries {
+                name: l.clone(),
+                colour: i,
+                style: Style::Step,
+                points: cdf_points(v),
+                legend: true,
+            })
+            .collect(),
+    });
+    Chart { id: format!("{metric}-cdf"), title, svg }
+}
+
+/// Row label: the step alone for one target, `target · step` for several.
+fn row_label(targets: &[Target<'_>], t: &Target<'_>, step: &StepResult) -> String {
+    if targets.len() == 1 { step.name.clone() } else { format!("{} · {}", t.label, step.name) }
+}
+
+fn time_split(targets: &[Target<'_>]) -> Option<Chart> {
+    let mut rows = Vec::new();
+    for t in targets {
+        for s in &t.run.steps {
+            let m = &s.metrics;
+            let (Some(ttft), Some(e2e)) = (&m.ttft_ms, &m.e2e_ms) else { continue };
+            let queue = m.queue_delay_ms.as_ref().map_or(0.0, |q| q.mean);
+            let network = m.network_overhead_ms.as_ref().map_or(0.0, |n| n.mean);
+            rows.push(StackedRow {
+                label: row_label(targets, t, s),
+                values: vec![queue, network, (ttft.mean - network).max(0.0), (e2e.mean - ttft.mean).max(0.0)],
+            });
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let title = "Where the time goes, per step".to_string();
+    let svg = svg::stacked_bars(&StackedBars {
+        title: title.clone(),
+        notes: vec![
+            "means over successful requests; prefill includes server queueing and the first token's transfer".into(),
+        ],
+        x_label: "mean time per request (ms)".into(),
+        segments: vec![
+            "client queue".into(),
+            "network (DNS + connect + TLS)".into(),
+            "prefill (TTFT − network)".into(),
+            "decode (E2E − TTFT)".into(),
+        ],
+        rows,
+    });
+    Some(Chart { id: "time-split".into(), title, svg })
+}
+
+fn ttft_per_turn(targets: &[Target<'_>]) -> Option<Chart> {
+    // (label, median per turn, p95 per turn)
+    type Turns = (String, Vec<(f64, f64)>, Vec<(f64, f64)>);
+    let mut lines: Vec<Turns> = Vec::new();
+    for t in targets {
+        for s in &t.run.steps {
+            let mut by_turn: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+            for (turn, ttft) in s.samples.turn.iter().zip(&s.samples.ttft_ms) {
+                if let (Some(turn), Some(ttft)) = (turn, ttft) {
+                    by_turn.entry(*turn).or_default().push(*ttft);
+                }
+            }
+            if by_turn.len() < 2 {
+                continue;
+            }
+            let (mut median, mut p95) = (Vec::new(), Vec::new());
+            for (turn, v) in &by_turn {
+                let v = sorted(v);
+                let x = f64::from(*turn) + 1.0;
+                median.extend(percentile_sorted(&v, 0.5).map(|y| (x, y)));
+                p95.extend(percentile_sorted(&v, 0.95).map(|y| (x, y)));
+            }
+            lines.push((row_label(targets, t, s), median, p95));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let single = lines.len() == 1;
+    let mut series = Vec::new();
+    for (i, (label, median, p95)) in lines.into_iter().enumerate() {
+        let name = |stat: &str| if single { format!("{stat} TTFT") } else { format!("{label} {stat}") };
+        series.push(XySeries {
+            name: name("median"),
+            colour: i,
+            style: Style::LineMarkers,
+            points: median,
+            legend: true,
+        });
+        series.push(XySeries { name: name("p95"), colour: i, style: Style::DashedMarkers, points: p95, legend: true });
+    }
+    let title = "TTFT per conversation turn".to_string();
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes: vec!["solid: median, dashed: 95th percentile; each turn carries the previous answers".into()],
+        x: Axis::new("turn").integer(),
+        y: Axis::new("TTFT (ms)").from_zero(),
+        series,
+    });
+    Some(Chart { id: "ttft-per-turn".into(), title, svg })
+}
+
+/// A slope as a term of a sum: `+ 0.031`, `− 0.002`.
+fn signed(v: f64) -> String {
+    if v < 0.0 { format!("− {:.3}", -v) } else { format!("+ {v:.3}") }
+}
+
+/// Every `k`-th point so that at most [`MAX_POINTS`] remain.
+fn thin(points: Vec<(f64, f64)>) -> (Vec<(f64, f64)>, usize) {
+    let k = points.len().div_ceil(MAX_POINTS).max(1);
+    (points.into_iter().step_by(k).collect(), k)
+}
+
+fn fit_series(
+    series: &mut Vec<XySeries>,
+    notes: &mut Vec<String>,
+    colour: usize,
+    label: &str,
+    points: &[(f64, f64)],
+    describe: &dyn Fn(f64, f64) -> String,
+) {
+    let Some(line) = fit_line(points) else { return };
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    series.push(XySeries {
+        name: format!("{label} fit"),
+        colour,
+        style: Style::Dashed,
+        points: vec![(lo, line.intercept + line.slope * lo), (hi, line.intercept + line.slope * hi)],
+        legend: true,
+    });
+    notes.push(format!(
+        "{label}: {} (R² {:.3}, {} points)",
+        describe(line.intercept, line.slope),
+        line.r2,
+        points.len()
+    ));
+}
+
+fn ttft_vs_prompt(targets: &[Target<'_>]) -> Option<Chart> {
+    let mut series = Vec::new();
+    let mut notes = Vec::new();
+    let mut any_fit = false;
+    for (i, t) in targets.iter().enumerate() {
+        let points: Vec<(f64, f64)> = t
+            .run
+            .steps
+            .iter()
+            .flat_map(|s| s.samples.prompt_tokens.iter().zip(&s.samples.ttft_ms))
+            .filter_map(|(p, y)| Some((p.as_ref().copied()? as f64, y.as_ref().copied()?)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        any_fit |= fit_line(&points).is_some();
+        let (shown, k) = thin(points.clone());
+        if k > 1 {
+            notes.push(format!("{}: 1 request in {k} shown (the fit uses all)", t.label));
+        }
+        series.push(XySeries {
+            name: t.label.to_string(),
+            colour: i,
+            style: Style::Scatter,
+            points: shown,
+            legend: true,
+        });
+        fit_series(&mut series, &mut notes, i, t.label, &points, &|a, b| {
+            format!("TTFT ≈ {a:.1} ms {} ms × prompt tokens", signed(b))
+        });
+    }
+    if !any_fit {
+        return None;
+    }
+    let title = "TTFT against prompt length".to_string();
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes,
+        x: Axis::new("prompt length (tokens)").from_zero(),
+        y: Axis::new("TTFT (ms)").from_zero(),
+        series,
+    });
+    Some(Chart { id: "ttft-vs-prompt-tokens".into(), title, svg })
+}
+
+fn e2e_vs_max_tokens(targets: &[Target<'_>]) -> Option<Chart> {
+    let mut series = Vec::new();
+    let mut notes = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let points: Vec<(f64, f64)> = t
+            .run
+            .steps
+            .iter()
+            .filter_map(|s| Some((f64::from(s.config.max_tokens), s.metrics.e2e_ms.as_ref()?.mean)))
+            .collect();
+        let mut distinct: Vec<f64> = points.iter().map(|p| p.0).collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        if distinct.len() < 2 {
+            continue;
+        }
+        series.push(XySeries {
+            name: t.label.to_string(),
+            colour: i,
+            style: Style::Markers,
+            points: points.clone(),
+            legend: true,
+        });
+        fit_series(&mut series, &mut notes, i, t.label, &points, &|a, b| {
+            format!("mean E2E ≈ {a:.1} ms {} ms × max_tokens", signed(b))
+        });
+    }
+    if series.is_empty() {
+        return None;
+    }
+    let title = "Latency against max_tokens".to_string();
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes,
+        x: Axis::new("max_tokens requested (tokens)").from_zero(),
+        y: Axis::new("mean E2E latency (ms)").from_zero(),
+        series,
+    });
+    Some(Chart { id: "e2e-vs-max-tokens".into(), title, svg })
+}
+
+fn throughput_vs_concurrency(targets: &[Target<'_>]) -> Vec<Chart> {
+    // (colour, label, (concurrency, step) sorted by concurrency)
+    type Curve<'a> = (usize, &'a str, Vec<(f64, &'a StepResult)>);
+    let mut lines: Vec<Curve<'_>> = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let mut pts: Vec<(f64, &StepResult)> = t
+            .run
+            .steps
+            .iter()
+            .filter_map(|s| match s.config.load {
+                LoadProfile::Sequential => Some((1.0, s)),
+                LoadProfile::Concurrency { concurrency } => Some((f64::from(concurrency), s)),
+                LoadProfile::Rate { .. } => None,
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let closed = pts.iter().any(|(_, s)| matches!(s.config.load, LoadProfile::Concurrency { .. }));
+        let mut distinct: Vec<f64> = pts.iter().map(|p| p.0).collect();
+        distinct.dedup();
+        if closed && distinct.len() >= 2 {
+            lines.push((i, t.label, pts));
+        }
+    }
+    if lines.is_empty() {
+        return vec![];
+    }
+    let chart = |id: &str, title: &str, y: &str, f: &dyn Fn(&StepResult) -> f64| {
+        let series = lines
+            .iter()
+            .map(|(i, label, pts)| XySeries {
+                name: label.to_string(),
+                colour: *i,
+                style: Style::LineMarkers,
+                points: pts.iter().map(|(c, s)| (*c, f(s))).collect(),
+                legend: true,
+            })
+            .collect();
+        let svg = svg::xy_chart(&XyChart {
+            title: title.into(),
+            notes: vec!["closed-loop steps (sequential = 1 in flight); one point per step".into()],
+            x: Axis::new("concurrency (requests in flight)").integer().from_zero(),
+            y: Axis::new(y).from_zero(),
+            series,
+        });
+        Chart { id: id.into(), title: title.into(), svg }
+    };
+    vec![
+        chart("throughput-tokens", "Output token throughput against concurrency", "output throughput (tok/s)", &|s| {
+            s.rates.output_token_throughput
+        }),
+        chart("throughput-requests", "Request throughput against concurrency", "request throughput (req/s)", &|s| {
+            s.rates.request_throughput
+        }),
+    ]
+}
+
+/// The input of [`before_after_bars`]: a baseline run and one or more candidates, compared on several metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeforeAfter {
+    /// Chart title.
+    pub title: String,
+    /// Lines under the title, e.g. what the error bars are (`error bars: 95 % bootstrap confidence interval`).
+    pub notes: Vec<String>,
+    /// Label of the baseline run (legend).
+    pub baseline: String,
+    /// Labels of the candidate runs (legend), in the order of [`MetricBars::candidates`].
+    pub candidates: Vec<String>,
+    /// One panel per metric.
+    pub metrics: Vec<MetricBars>,
+}
+
+/// One metric of a [`BeforeAfter`] chart, drawn as its own panel with its own axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricBars {
+    /// Metric and statistic, e.g. `TTFT p95`.
+    pub label: String,
+    /// Unit for the axis, e.g. `ms`, `tok/s` (empty for none).
+    pub unit: String,
+    /// Which direction is an improvement (from [`velollm_core::names::metric`]); shown under the panel title.
+    pub better: Better,
+    /// The baseline's value.
+    pub baseline: f64,
+    /// The baseline value's confidence interval `(low, high)`, when known.
+    pub baseline_ci: Option<(f64, f64)>,
+    /// One entry per candidate, same order as [`BeforeAfter::candidates`]; `None` where a candidate lacks the
+    /// metric.
+    pub candidates: Vec<Option<CandidateValue>>,
+}
+
+/// A candidate's value of one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CandidateValue {
+    /// The candidate's value.
+    pub value: f64,
+    /// Confidence interval `(low, high)` of the candidate's value, in the metric's unit. For an interval of the
+    /// *difference* candidate − baseline, add the baseline value to both ends.
+    pub ci: Option<(f64, f64)>,
+}
+
+/// Grouped bars for a before/after comparison: one panel per metric (so each keeps its unit), a baseline bar
+/// and one bar per candidate with its confidence interval as an error bar, labelled with the value and the
+/// change from the baseline.
+pub fn before_after_bars(input: &BeforeAfter) -> String {
+    let mut names = vec![input.baseline.clone()];
+    names.extend(input.candidates.iter().cloned());
+    let panels = input
+        .metrics
+        .iter()
+        .map(|m| {
+            let mut bars = vec![Some(Bar { value: m.baseline, ci: m.baseline_ci, labels: vec![svg::num(m.baseline)] })];
+            for k in 0..input.candidates.len() {
+                let c = m.candidates.get(k).copied().flatten();
+                bars.push(c.map(|c| {
+                    let mut labels = Vec::new();
+                    if m.baseline != 0.0 && m.baseline.is_finite() {
+                        let pct = (c.value - m.baseline) / m.baseline.abs() * 100.0;
+                        labels.push(format!("{} ({pct:+.1}%)", svg::num(c.value)));
+                        labels.push(format!("{pct:+.1}%"));
+                    }
+                    labels.push(svg::num(c.value));
+                    Bar { value: c.value, ci: c.ci, labels }
+                }));
+            }
+            BarPanel {
+                title: m.label.clone(),
+                subtitle: match m.better {
+                    Better::Lower => "lower is better".into(),
+                    Better::Higher => "higher is better".into(),
+                    Better::Neither => String::new(),
+                },
+                y_label: if m.unit.is_empty() { m.label.clone() } else { format!("{} ({})", m.label, m.unit) },
+                groups: vec![BarGroup { label: String::new(), bars }],
+            }
+        })
+        .collect();
+    svg::bar_panels(&BarPanels { title: input.title.clone(), notes: input.notes.clone(), series: names, panels })
+}
