@@ -46,7 +46,7 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    fn new(head: &[&str], numeric_from: usize) -> Table {
+    pub(crate) fn new(head: &[&str], numeric_from: usize) -> Table {
         Table {
             head: head.iter().map(|h| h.to_string()).collect(),
             numeric: (0..head.len()).map(|i| i >= numeric_from).collect(),

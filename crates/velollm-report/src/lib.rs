@@ -5,6 +5,7 @@
 //!
 //! * [`terminal`] — the end-of-run terminal summary.
 //! * [`comparison`] — a comparison of runs (`velollm compare`) as text.
+//! * [`compare_report`] — a comparison as Markdown or HTML, with before/after bars.
 //! * [`markdown`] — the Markdown report, with its charts as SVG files to write beside it.
 //! * [`html`] — one self-contained HTML report with inline SVG charts.
 //! * [`csv`] — per-step aggregates and per-request rows as CSV.
@@ -13,6 +14,7 @@
 //! * [`target`] — the runs a report covers and their labels.
 
 pub mod charts;
+pub mod compare_report;
 pub mod comparison;
 pub mod csv;
 mod document;

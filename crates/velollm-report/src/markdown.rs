@@ -1,7 +1,7 @@
 //! The Markdown report (GitHub-flavoured): run metadata, summary table, ✅/❌ thresholds, errors, per-step
 //! tables, analyses, and the charts as SVG image files written beside the `.md` file.
 
-use crate::charts::run_charts;
+use crate::charts::{Chart, run_charts};
 use crate::document::{Block, Table, build};
 use crate::target::Target;
 use std::fmt::Write;
@@ -20,34 +20,40 @@ pub struct MarkdownReport {
 /// file's name without its extension).
 pub fn render_markdown(targets: &[Target<'_>], chart_stem: &str) -> MarkdownReport {
     let charts = run_charts(targets);
+    let blocks = build(targets, &charts);
+    render_blocks(&blocks, charts, chart_stem)
+}
+
+/// Markdown of `blocks`, with `charts` as files named `{chart_stem}-{chart id}.svg`.
+pub(crate) fn render_blocks(blocks: &[Block], charts: Vec<Chart>, chart_stem: &str) -> MarkdownReport {
     let files: Vec<String> = charts.iter().map(|c| format!("{chart_stem}-{}.svg", c.id)).collect();
     let mut text = String::new();
-    for block in build(targets, &charts) {
+    for block in blocks {
         match block {
             Block::Heading(level, t) => {
-                let _ = writeln!(text, "{} {}\n", "#".repeat(usize::from(level.clamp(1, 6))), escape(&t));
+                let _ = writeln!(text, "{} {}\n", "#".repeat(usize::from((*level).clamp(1, 6))), escape(t));
             }
             Block::Text(t) => {
-                let _ = writeln!(text, "{}\n", escape(&t));
+                let _ = writeln!(text, "{}\n", escape(t));
             }
             Block::Notice(t) => {
-                let _ = writeln!(text, "> **{}**\n", escape(&t));
+                let _ = writeln!(text, "> **{}**\n", escape(t));
             }
             Block::Facts(facts) => {
                 for (k, v) in facts {
-                    let _ = writeln!(text, "- **{}:** {}", escape(&k), escape(&v));
+                    let _ = writeln!(text, "- **{}:** {}", escape(k), escape(v));
                 }
                 text.push('\n');
             }
-            Block::Table(t) => table(&mut text, &t),
+            Block::Table(t) => table(&mut text, t),
             Block::List(items) => {
                 for i in items {
-                    let _ = writeln!(text, "- {}", escape(&i));
+                    let _ = writeln!(text, "- {}", escape(i));
                 }
                 text.push('\n');
             }
             Block::Chart(i) => {
-                let _ = writeln!(text, "![{}]({})\n", escape(&charts[i].title), link(&files[i]));
+                let _ = writeln!(text, "![{}]({})\n", escape(&charts[*i].title), link(&files[*i]));
             }
         }
     }

@@ -33,6 +33,12 @@ pub struct CompareArgs {
     /// Write the comparison as JSON (`-` for standard output).
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub json: Option<PathBuf>,
+    /// Write the comparison as a Markdown report; its charts are written beside it as SVG files.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub md: Option<PathBuf>,
+    /// Write the comparison as a self-contained HTML report with before/after charts.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub html: Option<PathBuf>,
 }
 
 /// Gates and criteria, shared by `velollm compare` and `velollm bench --compare-to`.
@@ -175,6 +181,23 @@ pub fn run(args: CompareArgs) -> Result<u8> {
     if let Some(path) = &args.json {
         write_json(path, &d)?;
     }
+    let report = velollm_report::compare_report::ComparisonReport {
+        comparisons: &d.comparisons,
+        gates: &d.gates,
+        criteria: &d.criteria,
+    };
+    if let Some(path) = &args.html {
+        write(path, &velollm_report::compare_report::render_comparison_html(&report))?;
+    }
+    if let Some(path) = &args.md {
+        let stem = path.file_stem().map_or("comparison".into(), |s| s.to_string_lossy().into_owned());
+        let md = velollm_report::compare_report::render_comparison_markdown(&report, &stem);
+        write(path, &md.text)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for (name, svg) in &md.charts {
+            write(&dir.join(name), svg)?;
+        }
+    }
     Ok(verdict_code(&d))
 }
 
@@ -193,6 +216,12 @@ pub fn write_json(path: &Path, d: &Decision) -> Result<()> {
     } else {
         std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("velollm: wrote {}", path.display());
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The path of the built `velollm` binary.
 pub fn bin() -> PathBuf {
@@ -93,4 +93,79 @@ pub fn server_url() -> Option<String> {
             None
         }
     }
+}
+
+/// Headless Chromium, when installed (in CI it must be).
+pub fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from))
+        .find(|p| p.exists());
+    match found {
+        Some(p) => Some(p),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but chromium is not installed: run scripts/setup.sh (Debian package `chromium`)")
+        }
+        None => {
+            eprintln!("skipped: chromium is not installed (run scripts/setup.sh to install it)");
+            None
+        }
+    }
+}
+
+/// Run Chromium headless on `url` with `args` (profile and output in `dir`); its standard output.
+pub fn run_chromium(bin: &Path, dir: &Path, args: &[&str], url: &str) -> String {
+    // Output goes to a file: a DOM dump outgrows a pipe's buffer, and nobody reads the pipe while we wait.
+    let stdout = dir.join("chromium-stdout.txt");
+    let mut child = Command::new(bin)
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000"])
+        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
+        .args(args)
+        .arg(url)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "chromium failed: {status:?}");
+    std::fs::read_to_string(&stdout).unwrap()
+}
+
+/// Open a velollm HTML report headless: the number of charts its page script saw rendered with a size. Fails
+/// when the script did not run or recorded an error.
+pub fn rendered_charts(bin: &Path, dir: &Path, url: &str) -> usize {
+    let dom = run_chromium(bin, dir, &["--dump-dom"], url);
+    let body = dom.split("<body").nth(1).and_then(|b| b.split('>').next()).expect("a <body> in the DOM");
+    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
+    body.split("data-charts=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("the page script did not run: <body{body}>"))
+}
+
+/// Take a screenshot of `url` into `target/test-artifacts/NAME` and check it is not blank.
+pub fn screenshot(bin: &Path, dir: &Path, url: &str, name: &str) {
+    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join(name);
+    let _ = std::fs::remove_file(&png);
+    run_chromium(bin, dir, &[&format!("--screenshot={}", png.display()), "--window-size=1280,2400"], url);
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 20_000, "the screenshot {} is missing or blank ({size} bytes)", png.display());
 }

@@ -87,10 +87,43 @@ async fn compare_finds_the_faster_run_and_gates_fail_the_slower() {
     assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
     assert!(text(&o).0.contains("❌ cache hit rate > 60 % — 0 of 12"), "{:?}", text(&o));
 
-    // Three runs: each candidate against the baseline.
-    let o = velollm(&["compare", p(&slow), p(&fast), p(&slow)]);
+    // Three runs: each candidate against the baseline, as terminal tables and as reports.
+    let (md, html) = (dir.path().join("cmp.md"), dir.path().join("cmp.html"));
+    let o = velollm(&[
+        "compare",
+        p(&slow),
+        p(&fast),
+        p(&slow),
+        "--md",
+        p(&md),
+        "--html",
+        p(&html),
+        "--fail-if",
+        "ttft.p50 > +10%",
+    ]);
     let (stdout, _) = text(&o);
     assert!(stdout.contains("slow.json → fast.json") && stdout.contains("slow.json → slow.json"), "{stdout}");
+    let md_text = std::fs::read_to_string(&md).unwrap();
+    for want in [
+        "## slow.json → fast.json",
+        "| TTFT p50 |",
+        "✅ improved",
+        "![Before and after: prompts](cmp-before-after-1.svg)",
+        "## 🚦 Gates",
+    ] {
+        assert!(md_text.contains(want), "{want} missing from:\n{md_text}");
+    }
+    let svg = std::fs::read_to_string(dir.path().join("cmp-before-after-1.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("fast.json"), "{svg}");
+    let html_text = std::fs::read_to_string(&html).unwrap();
+    for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html_text.contains(external), "the HTML fetches something: {external}");
+    }
+    if let Some(bin) = common::chromium() {
+        let url = format!("file://{}", html.display());
+        assert_eq!(common::rendered_charts(&bin, dir.path(), &url), 1);
+        common::screenshot(&bin, dir.path(), &url, "comparison.png");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

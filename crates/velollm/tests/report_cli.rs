@@ -6,8 +6,7 @@ mod common;
 
 use common::{json, text, velollm, velollm_async};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use velollm_testkit::{FakeServer, Flavor, Script};
 
 /// Distributions, conversation turns, several max_tokens and concurrency levels, thresholds and analyses: every
@@ -220,57 +219,9 @@ async fn an_unwritable_output_is_an_error_naming_the_path() {
     assert!(stderr.contains("cannot write") && stderr.contains("no-such-folder"), "{stderr}");
 }
 
-/// Headless Chromium, when installed (in CI it must be).
-fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(["/usr/bin/chromium", "/usr/bin/chromium-browser"].map(PathBuf::from))
-        .find(|p| p.exists());
-    match found {
-        Some(p) => Some(p),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but chromium is not installed: run scripts/setup.sh (Debian package `chromium`)")
-        }
-        None => {
-            eprintln!("skipped: chromium is not installed (run scripts/setup.sh to install it)");
-            None
-        }
-    }
-}
-
-/// Run Chromium headless on `url` with `args` (profile and output in `dir`); its standard output.
-fn run_chromium(bin: &Path, dir: &Path, args: &[&str], url: &str) -> String {
-    // Output goes to a file: a DOM dump outgrows a pipe's buffer, and nobody reads the pipe while we wait.
-    let stdout = dir.join("chromium-stdout.txt");
-    let mut child = Command::new(bin)
-        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000"])
-        .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
-        .args(args)
-        .arg(url)
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("chromium did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "chromium failed: {status:?}");
-    std::fs::read_to_string(&stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_renders_in_a_browser() {
-    let Some(bin) = chromium() else { return };
+    let Some(bin) = common::chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let run = bench(dir.path()).await;
     let html = dir.path().join("report.html");
@@ -278,25 +229,7 @@ async fn the_html_report_renders_in_a_browser() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
     let url = format!("file://{}", html.display());
 
-    let dom = run_chromium(&bin, dir.path(), &["--dump-dom"], &url);
-    let body = dom.split("<body").nth(1).and_then(|b| b.split('>').next()).expect("a <body> in the DOM");
-    let charts: usize = body
-        .split("data-charts=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("the page script did not run: <body{body}>"));
+    let charts = common::rendered_charts(&bin, dir.path(), &url);
     assert!(charts >= CHARTS.len(), "{charts} charts rendered, expected {}", CHARTS.len());
-    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
-
-    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let png = artifacts.join("report.png");
-    let _ = std::fs::remove_file(&png);
-    run_chromium(&bin, dir.path(), &[&format!("--screenshot={}", png.display()), "--window-size=1280,2400"], &url);
-    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 20_000, "the screenshot {} is missing or blank ({size} bytes)", png.display());
+    common::screenshot(&bin, dir.path(), &url, "report.png");
 }
