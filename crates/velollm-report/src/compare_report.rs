@@ -145,10 +145,10 @@ fn blocks(r: &ComparisonReport<'_>, charts: &[Chart]) -> Vec<Block> {
             if let Some(n) = notes.first() {
                 out.push(Block::Text(format!("⚠ {n}")));
             }
-            if let Some(i) = charts.iter().position(|ch| ch.title == format!("Before and after: {}", s.step)) {
-                if c.candidate == first.candidate {
-                    out.push(Block::Chart(i));
-                }
+            // The chart of a step shows every candidate: it goes under the first one's table.
+            let chart = charts.iter().position(|ch| ch.title == format!("Before and after: {}", s.step));
+            if let Some(i) = chart.filter(|_| c.candidate == first.candidate) {
+                out.push(Block::Chart(i));
             }
         }
         if !c.unmatched.is_empty() {

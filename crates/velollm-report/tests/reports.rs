@@ -618,3 +618,42 @@ fn grouped_bars_label_their_groups() {
     assert!(svg.contains(">short_completion</text>") && svg.contains("medium_comp"));
     assert_eq!(svg.matches("<rect x=").count(), 1 + 6 + 3, "background, six bars, three legend swatches");
 }
+
+/// The comparison of the two fixture runs, with a gate and a criteria preset: deterministic (seeded bootstrap).
+fn comparison() -> (
+    Vec<velollm_core::compare::Comparison>,
+    Vec<velollm_core::gate::GateOutcome>,
+    Vec<velollm_core::criteria::CriterionOutcome>,
+) {
+    let (a, b) = (baseline(), candidate());
+    let c = velollm_core::compare::compare(&a, &b, ("baseline.json", "candidate.json"), &Default::default());
+    let gate: velollm_core::gate::Gate = "ttft.p95 > +10%".parse().unwrap();
+    let gates =
+        velollm_core::compare::match_steps(&a, &b).0.iter().map(|(x, y)| gate.evaluate(&y.name, x, y)).collect();
+    let criteria = velollm_core::criteria::evaluate("prompt-caching", &a, &b, 0.05).unwrap();
+    (vec![c], gates, criteria)
+}
+
+#[test]
+fn comparison_exports() {
+    use velollm_report::compare_report::{ComparisonReport, render_comparison_html, render_comparison_markdown};
+    use velollm_report::comparison::{render_comparison, render_criteria, render_gates};
+    let (c, gates, criteria) = comparison();
+    let terminal = format!("{}\n{}\n{}", render_comparison(&c[0]), render_gates(&gates), render_criteria(&criteria));
+    insta::assert_snapshot!("comparison_terminal", terminal);
+    let report = ComparisonReport { comparisons: &c, gates: &gates, criteria: &criteria };
+    let md = render_comparison_markdown(&report, "cmp");
+    assert!(
+        !md.charts.is_empty()
+            && md.charts.iter().all(|(f, svg)| f.starts_with("cmp-before-after-") && svg.starts_with("<svg"))
+    );
+    for (name, svg) in &md.charts {
+        assert_readable(name, svg);
+    }
+    insta::assert_snapshot!("comparison_markdown", md.text);
+    let html = render_comparison_html(&report);
+    for banned in ["src=", "href=", "@import", "url(", "<link", "<img", "<iframe", "fetch("] {
+        assert!(!html.contains(banned), "the HTML must not load anything: found {banned}");
+    }
+    insta::assert_snapshot!("comparison_html", html);
+}
