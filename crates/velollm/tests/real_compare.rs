@@ -1,18 +1,24 @@
-//! `velollm compare` on two real runs against llama-server (SmolLM2-135M): a long prompt against a short
-//! one. Prefill time grows with the prompt, so the short-prompt run must come out significantly faster to
-//! the first token — the comparison has to see a real effect, with a confidence interval below zero.
+//! `velollm compare`, `report` and `history` on two real runs against llama-server (SmolLM2-135M): a long
+//! prompt against a short one. Prefill time grows with the prompt, so the short-prompt run must come out
+//! significantly faster to the first token — the comparison has to see a real effect, with a confidence
+//! interval below zero. Both runs are indexed in a temporary history database and rendered as reports.
 
 mod common;
 
 use common::{json, server_url, text, velollm};
+use std::process::Output;
 
 #[test]
 fn a_shorter_prompt_is_a_significant_ttft_improvement() {
     let Some(url) = server_url() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let indexed = |args: &[&str]| -> Output {
+        common::command().env_remove("VELOLLM_NO_HISTORY").env("VELOLLM_DB", &db).args(args).output().unwrap()
+    };
     let run = |name: &str, prompt_tokens: &str| {
         let out = dir.path().join(name);
-        let o = velollm(&[
+        let o = indexed(&[
             "bench",
             "--url",
             &url,
@@ -43,4 +49,21 @@ fn a_shorter_prompt_is_a_significant_ttft_improvement() {
     // Reversed and gated, the long prompt fails a 0 % TTFT budget.
     let o = velollm(&["compare", short.to_str().unwrap(), long.to_str().unwrap(), "--fail-if", "ttft.p50 > +0%"]);
     assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
+
+    // Every bench run was indexed; the trend shows both, oldest first.
+    let o = indexed(&["history", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("history --json");
+    assert_eq!(list["runs"].as_array().map(Vec::len), Some(2), "{list}");
+    let o = indexed(&["history", "--trend", "ttft.p50"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+
+    // The report of both runs overlays them in charts the browser renders.
+    let html = dir.path().join("report.html");
+    let o = velollm(&["report", long.to_str().unwrap(), short.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    if let Some(bin) = common::chromium() {
+        let charts = common::rendered_charts(&bin, dir.path(), &format!("file://{}", html.display()));
+        assert!(charts >= 4, "{charts} charts");
+    }
 }
