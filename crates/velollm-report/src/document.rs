@@ -1,6 +1,24 @@
-//! What a report says about its runs, as format-neutral blocks (headings, facts, tables, lists, charts).
-//! [`crate::markdown`] and [`crate::html`] render the same blocks, so both reports carry the same content.
-//! Every number comes from the result documents; nothing is computed here but formatting.
+//! The format-neutral document model: a report is a list of [`Block`]s (headings, text, notices, facts,
+//! tables, lists, charts) that [`crate::html::page`] and [`crate::markdown::render_blocks`] both render, so the
+//! HTML and the Markdown of a report carry the same content.
+//!
+//! The run report is built here from the result documents (every number comes from them; nothing is computed
+//! but formatting); other reports — the comparison report, or a caller's own — build their blocks themselves:
+//!
+//! ```
+//! use velollm_report::document::{Block, Table};
+//! use velollm_report::Chart;
+//!
+//! let mut table = Table::new(&["run", "TTFT (ms)"], 1);
+//! table.rows.push(vec!["a".into(), "123".into()]);
+//! let blocks = vec![Block::Heading(1, "My report".into()), Block::Table(table), Block::Chart(0)];
+//! let charts = vec![Chart { id: "ttft".into(), title: "TTFT".into(), svg: "<svg></svg>".into() }];
+//! let page = velollm_report::html::page(&blocks, &charts, "my runs");
+//! assert!(page.contains("<title>My report</title>") && page.contains(r#"<td class="n">123</td>"#));
+//! let md = velollm_report::markdown::render_blocks(&blocks, charts, "report");
+//! assert!(md.text.contains("| a | 123 |") && md.text.contains("(report-ttft.svg)"));
+//! assert_eq!(md.charts[0].0, "report-ttft.svg");
+//! ```
 
 use crate::charts::Chart;
 use crate::svg::num;
@@ -39,14 +57,19 @@ pub(crate) const STEP_METRICS: &[MetricField] = &[
 
 /// A table: header cells, which columns are numeric (right-aligned), rows of text cells.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Table {
-    pub(crate) head: Vec<String>,
-    pub(crate) numeric: Vec<bool>,
-    pub(crate) rows: Vec<Vec<String>>,
+pub struct Table {
+    /// The header cells, one per column.
+    pub head: Vec<String>,
+    /// Per column, whether it holds numbers (right-aligned); a column past the end is not numeric.
+    pub numeric: Vec<bool>,
+    /// The rows, each a list of cells in column order.
+    pub rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub(crate) fn new(head: &[&str], numeric_from: usize) -> Table {
+    /// An empty table with header `head`, whose columns from index `numeric_from` on are numeric (pass a
+    /// number past the last column for none); set [`Table::numeric`] directly for other layouts.
+    pub fn new(head: &[&str], numeric_from: usize) -> Table {
         Table {
             head: head.iter().map(|h| h.to_string()).collect(),
             numeric: (0..head.len()).map(|i| i >= numeric_from).collect(),
@@ -57,7 +80,7 @@ impl Table {
 
 /// One block of a report.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Block {
+pub enum Block {
     /// A heading of level 1–4.
     Heading(u8, String),
     /// A paragraph.
@@ -70,7 +93,8 @@ pub(crate) enum Block {
     Table(Table),
     /// A bulleted list.
     List(Vec<String>),
-    /// Chart `i` of the report's charts.
+    /// Chart `i` of the report's charts (the slice given to the renderer); an index without a chart shows
+    /// nothing.
     Chart(usize),
 }
 

@@ -1,5 +1,6 @@
 //! The HTML report: one self-contained file (inline CSS, inline SVG charts, no external fetches of any kind),
-//! readable in light and dark mode, with the same content as the Markdown report.
+//! readable in light and dark mode, with the same content as the Markdown report. [`page`] renders any
+//! [`crate::document`] blocks as such a page.
 //!
 //! A small inline script sets `data-charts` on `<body>` to the number of charts the browser rendered with a
 //! non-zero size and collects `window.onerror` messages into `data-errors`, so a headless browser can check the
@@ -75,8 +76,10 @@ pub fn render_html(targets: &[Target<'_>]) -> String {
     page(&blocks, &charts, &format!("run {generated}"))
 }
 
-/// One self-contained page of `blocks`; the footer names what it was generated from.
-pub(crate) fn page(blocks: &[Block], charts: &[Chart], generated_from: &str) -> String {
+/// One self-contained page of `blocks`, with the report CSS and the page script (see the module
+/// documentation); [`Block::Chart`] `i` inlines `charts[i]`. The title is the first level-1 heading's text, the
+/// footer says the page was generated from `generated_from` (`run 2026…`, `the history database`).
+pub fn page(blocks: &[Block], charts: &[Chart], generated_from: &str) -> String {
     let title = blocks
         .iter()
         .find_map(|b| match b {
@@ -113,7 +116,9 @@ pub(crate) fn page(blocks: &[Block], charts: &[Chart], generated_from: &str) -> 
                 body.push_str("</ul>\n");
             }
             Block::Chart(i) => {
-                let _ = write!(body, "<figure id=\"chart-{}\">\n{}</figure>\n", escape(&charts[*i].id), charts[*i].svg);
+                if let Some(c) = charts.get(*i) {
+                    let _ = write!(body, "<figure id=\"chart-{}\">\n{}</figure>\n", escape(&c.id), c.svg);
+                }
             }
         }
     }

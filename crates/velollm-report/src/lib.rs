@@ -6,6 +6,9 @@
 //! * [`terminal`] — the end-of-run terminal summary.
 //! * [`comparison`] — a comparison of runs (`velollm compare`) as text.
 //! * [`compare_report`] — a comparison as Markdown or HTML, with before/after bars.
+//! * [`document`] — the format-neutral document model ([`document::Block`], [`document::Table`]) that the
+//!   Markdown and HTML reports are built from; other reports (such as `velollm history`'s trend) build their
+//!   own blocks and render them with [`html::page`] and [`markdown::render_blocks`].
 //! * [`markdown`] — the Markdown report, with its charts as SVG files to write beside it.
 //! * [`html`] — one self-contained HTML report with inline SVG charts.
 //! * [`csv`] — per-step aggregates and per-request rows as CSV.
@@ -17,7 +20,7 @@ pub mod charts;
 pub mod compare_report;
 pub mod comparison;
 pub mod csv;
-mod document;
+pub mod document;
 pub mod html;
 pub mod markdown;
 pub mod svg;

@@ -1,5 +1,6 @@
 //! The Markdown report (GitHub-flavoured): run metadata, summary table, ✅/❌ thresholds, errors, per-step
-//! tables, analyses, and the charts as SVG image files written beside the `.md` file.
+//! tables, analyses, and the charts as SVG image files written beside the `.md` file. [`render_blocks`] renders
+//! any [`crate::document`] blocks the same way.
 
 use crate::charts::{Chart, run_charts};
 use crate::document::{Block, Table, build};
@@ -24,8 +25,10 @@ pub fn render_markdown(targets: &[Target<'_>], chart_stem: &str) -> MarkdownRepo
     render_blocks(&blocks, charts, chart_stem)
 }
 
-/// Markdown of `blocks`, with `charts` as files named `{chart_stem}-{chart id}.svg`.
-pub(crate) fn render_blocks(blocks: &[Block], charts: Vec<Chart>, chart_stem: &str) -> MarkdownReport {
+/// Markdown of `blocks`, with `charts` as files named `{chart_stem}-{chart id}.svg` (pass the Markdown file's
+/// name without its extension): [`Block::Chart`] `i` shows `charts[i]` as an image linking to its file, and
+/// every chart is returned in [`MarkdownReport::charts`] for the caller to write beside the Markdown file.
+pub fn render_blocks(blocks: &[Block], charts: Vec<Chart>, chart_stem: &str) -> MarkdownReport {
     let files: Vec<String> = charts.iter().map(|c| format!("{chart_stem}-{}.svg", c.id)).collect();
     let mut text = String::new();
     for block in blocks {
@@ -53,7 +56,9 @@ pub(crate) fn render_blocks(blocks: &[Block], charts: Vec<Chart>, chart_stem: &s
                 text.push('\n');
             }
             Block::Chart(i) => {
-                let _ = writeln!(text, "![{}]({})\n", escape(&charts[*i].title), link(&files[*i]));
+                if let (Some(c), Some(file)) = (charts.get(*i), files.get(*i)) {
+                    let _ = writeln!(text, "![{}]({})\n", escape(&c.title), link(file));
+                }
             }
         }
     }
@@ -129,5 +134,12 @@ mod tests {
         assert_eq!(escape("_x_ *y* a|b <b>"), "\\_x\\_ \\*y\\* a\\|b &lt;b&gt;");
         assert_eq!(escape("line\nbreak"), "line break");
         assert_eq!(link("my report-ttft.svg"), "my%20report-ttft.svg");
+    }
+
+    #[test]
+    fn a_chart_index_without_a_chart_shows_nothing() {
+        let blocks = [Block::Heading(1, "t".into()), Block::Chart(3)];
+        assert_eq!(render_blocks(&blocks, vec![], "r").text, "# t\n");
+        assert!(!crate::html::page(&blocks, &[], "x").contains("<figure"));
     }
 }

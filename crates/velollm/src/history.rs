@@ -215,10 +215,14 @@ fn trend(
     }
     if let Some(p) = &args.md {
         let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "trend".into());
-        let chart_name = format!("{stem}-trend.svg");
-        write(p, &report.markdown(&chart_name))?;
-        write(&p.with_file_name(&chart_name), &report.chart())?;
-        eprintln!("velollm: trend report written to {} (chart: {chart_name})", p.display());
+        let md = report.markdown(&stem);
+        write(p, &md.text)?;
+        // The chart files the text links to, beside it: `{stem}-trend.svg`.
+        for (name, svg) in &md.charts {
+            write(&p.with_file_name(name), svg)?;
+        }
+        let names: Vec<&str> = md.charts.iter().map(|(name, _)| name.as_str()).collect();
+        eprintln!("velollm: trend report written to {} (chart: {})", p.display(), names.join(", "));
     }
     Ok(0)
 }

@@ -155,10 +155,10 @@ async fn benchmarks_are_indexed_listed_filtered_trended_and_rebuilt() {
     let o = history(&db, &["--trend", "e2e.p50", "--html", html.to_str().unwrap(), "--md", md.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o).1);
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.starts_with("<!doctype html>") && page.contains("<svg") && page.contains(short(&a2)), "{page}");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg") && page.contains(short(&a2)), "{page}");
     assert!(!page.contains("<script src") && !page.contains("<link"), "self-contained");
     let markdown = std::fs::read_to_string(&md).unwrap();
-    assert!(markdown.contains("# Trend: e2e.p50 (ms)") && markdown.contains("(<trend-trend.svg>)"), "{markdown}");
+    assert!(markdown.contains("# Trend: e2e.p50 (ms)") && markdown.contains("](trend-trend.svg)"), "{markdown}");
     assert!(std::fs::read_to_string(dir.path().join("trend-trend.svg")).unwrap().contains("<svg"));
 
     // The database is an index: a fresh one is rebuilt from the result files, other JSON skipped.

@@ -3,10 +3,14 @@
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, Table};
+use jiff::tz::TimeZone;
 use std::fmt::Write;
 use std::path::Path;
 use velollm_core::names::Unit;
 use velollm_history::{Direction, Filter, Prices, RebuildReport, Roi, RoiOutcome, RunRow, Series, Trend, TrendPoint};
+use velollm_report::Chart;
+use velollm_report::document::{self, Block};
+use velollm_report::markdown::MarkdownReport;
 use velollm_report::svg::{self, Axis, Style, XyChart, XySeries};
 
 /// A value with a precision suited to its size.
@@ -14,10 +18,11 @@ fn num(v: f64) -> String {
     svg::num(v)
 }
 
-/// The start of a run in local time, `2026-01-31 12:00`; the recorded text when it does not parse.
-fn date(started_at: &str) -> String {
+/// The start of a run in time zone `tz` (the local one outside tests), `2026-01-31 12:00`; the recorded text
+/// when it does not parse.
+fn date(started_at: &str, tz: &TimeZone) -> String {
     match started_at.parse::<jiff::Timestamp>() {
-        Ok(t) => t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M").to_string(),
+        Ok(t) => t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M").to_string(),
         Err(_) => started_at.to_string(),
     }
 }
@@ -60,13 +65,18 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), num)
 }
 
-/// The run list, newest first.
+/// The run list, newest first, with start times in local time.
 pub fn runs_table(runs: &[RunRow]) -> String {
+    runs_table_in(runs, &TimeZone::system())
+}
+
+/// The run list with start times in `tz`.
+fn runs_table_in(runs: &[RunRow], tz: &TimeZone) -> String {
     let rows = runs
         .iter()
         .map(|r| {
             vec![
-                date(&r.started_at),
+                date(&r.started_at, tz),
                 short_id(&r.run_id).to_string(),
                 r.scenario.clone(),
                 r.model.clone(),
@@ -130,16 +140,27 @@ pub struct TrendReport<'a> {
     rois: Vec<Option<Roi>>,
     prices: Option<&'a Prices>,
     window: String,
+    /// The time zone dates are shown in.
+    tz: TimeZone,
 }
 
+/// The id of the trend chart, so the Markdown report's chart file is `{stem}-trend.svg`.
+const CHART_ID: &str = "trend";
+
 impl<'a> TrendReport<'a> {
-    /// Summaries and ROI of every series of `trend`; `filter` is described in the heading.
+    /// Summaries and ROI of every series of `trend`; `filter` is described in the heading. Dates are shown in
+    /// local time.
     pub fn new(trend: &'a Trend, prices: Option<&'a Prices>, filter: &Filter) -> TrendReport<'a> {
+        Self::in_zone(trend, prices, filter, TimeZone::system())
+    }
+
+    /// As [`TrendReport::new`], with dates shown in `tz`.
+    fn in_zone(trend: &'a Trend, prices: Option<&'a Prices>, filter: &Filter, tz: TimeZone) -> TrendReport<'a> {
         let series = trend.series();
         let rois = series.iter().map(|s| s.roi(&trend.metric, prices)).collect();
         let mut window = Vec::new();
         if let Some(t) = filter.since {
-            window.push(format!("since {}", date(&t.to_string())));
+            window.push(format!("since {}", date(&t.to_string(), &tz)));
         }
         for (k, v) in [("target", &filter.target), ("model", &filter.model), ("scenario", &filter.scenario)] {
             if let Some(v) = v {
@@ -152,7 +173,12 @@ impl<'a> TrendReport<'a> {
         if let Some(n) = filter.limit {
             window.push(format!("newest {n} runs"));
         }
-        TrendReport { trend, series, rois, prices, window: window.join(" · ") }
+        TrendReport { trend, series, rois, prices, window: window.join(" · "), tz }
+    }
+
+    /// A run's start in the report's time zone.
+    fn date(&self, started_at: &str) -> String {
+        date(started_at, &self.tz)
     }
 
     fn unit(&self) -> Unit {
@@ -199,7 +225,7 @@ impl<'a> TrendReport<'a> {
         let p = &self.trend.points;
         let mut h = format!("{} · {} run(s)", self.label(), self.runs());
         if let (Some(a), Some(b)) = (p.first(), p.last()) {
-            let _ = write!(h, " · {} → {}", date(&a.started_at), date(&b.started_at));
+            let _ = write!(h, " · {} → {}", self.date(&a.started_at), self.date(&b.started_at));
         }
         if !self.window.is_empty() {
             let _ = write!(h, " · {}", self.window);
@@ -245,7 +271,7 @@ impl<'a> TrendReport<'a> {
             .iter()
             .map(|p: &&TrendPoint| {
                 vec![
-                    date(&p.started_at),
+                    self.date(&p.started_at),
                     short_id(&p.run_id).to_string(),
                     p.model.clone(),
                     format!("{:?}", p.status).to_lowercase(),
@@ -355,7 +381,7 @@ impl<'a> TrendReport<'a> {
                 legend: true,
             })
             .collect();
-        let since = self.trend.points.first().map(|p| date(&p.started_at)).unwrap_or_default();
+        let since = self.trend.points.first().map(|p| self.date(&p.started_at)).unwrap_or_default();
         svg::xy_chart(&XyChart {
             title: format!("{} over time", self.trend.metric.name()),
             notes: vec![format!("{} run(s) · the first started {since}", self.runs())],
@@ -365,88 +391,51 @@ impl<'a> TrendReport<'a> {
         })
     }
 
-    /// A self-contained HTML page: heading, chart, and per series its change, ROI and points.
-    pub fn html(&self) -> String {
-        let e = svg::escape;
-        let mut body = format!("<h1>Trend: {}</h1>\n<p class=\"muted\">{}</p>\n", e(&self.label()), e(&self.heading()));
-        let _ = writeln!(body, "<figure>{}</figure>", self.chart());
-        for (s, roi) in self.series.iter().zip(&self.rois) {
-            let _ = writeln!(body, "<h2>{}</h2>", e(&Self::series_title(s)));
-            let (label, change) = self.change(s);
-            let _ = writeln!(body, "<p><strong>{label}:</strong> {}</p>", e(&change));
-            if let Some(roi) = roi {
-                let _ = writeln!(body, "<p><strong>ROI</strong> {}</p>", e(&self.roi_line(roi)));
-            }
-            body.push_str("<table>\n<tr>");
-            for (i, h) in self.point_header().iter().enumerate() {
-                let _ = write!(body, "<th{}>{}</th>", if i == 4 { " class=\"n\"" } else { "" }, e(h));
-            }
-            body.push_str("</tr>\n");
-            for row in self.point_rows(s) {
-                body.push_str("<tr>");
-                for (i, c) in row.iter().enumerate() {
-                    let _ = write!(body, "<td{}>{}</td>", if i == 4 { " class=\"n\"" } else { "" }, e(c));
-                }
-                body.push_str("</tr>\n");
-            }
-            body.push_str("</table>\n");
-        }
-        format!(
-            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>velollm trend: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\
-             <footer>velollm {} · from the history database</footer>\n</main>\n</body>\n</html>\n",
-            e(&self.trend.metric.name()),
-            env!("CARGO_PKG_VERSION")
-        )
+    /// The chart as the reports show it: [`TrendReport::chart`] with the id `trend`.
+    fn charts(&self) -> Vec<Chart> {
+        vec![Chart { id: CHART_ID.into(), title: format!("{} over time", self.trend.metric.name()), svg: self.chart() }]
     }
 
-    /// Markdown that shows the chart from `chart_file` (written beside it).
-    pub fn markdown(&self, chart_file: &str) -> String {
-        let e = velollm_report::markdown::escape;
-        let mut out = format!("# Trend: {}\n\n{}\n\n", e(&self.label()), e(&self.heading()));
-        let _ = writeln!(out, "![{} over time](<{chart_file}>)\n", e(&self.trend.metric.name()));
+    /// The report as format-neutral blocks: heading, chart, and per series its change, ROI and points.
+    fn blocks(&self) -> Vec<Block> {
+        let mut out =
+            vec![Block::Heading(1, format!("Trend: {}", self.label())), Block::Text(self.heading()), Block::Chart(0)];
+        let header = self.point_header();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
         for (s, roi) in self.series.iter().zip(&self.rois) {
-            let _ = writeln!(out, "## {}\n", e(&Self::series_title(s)));
+            out.push(Block::Heading(2, Self::series_title(s)));
             let (label, change) = self.change(s);
-            let _ = writeln!(out, "- **{label}:** {}", e(&change));
+            let mut facts = vec![(label.to_string(), change)];
             if let Some(roi) = roi {
-                let _ = writeln!(out, "- **ROI** {}", e(&self.roi_line(roi)));
+                facts.push(("ROI".to_string(), self.roi_line(roi)));
             }
-            out.push('\n');
-            let cells = |r: &[String]| format!("| {} |", r.iter().map(|c| e(c)).collect::<Vec<_>>().join(" | "));
-            let _ = writeln!(out, "{}", cells(&self.point_header()));
-            out.push_str("| --- | --- | --- | --- | ---: |\n");
-            for row in self.point_rows(s) {
-                let _ = writeln!(out, "{}", cells(&row));
-            }
-            out.push('\n');
+            out.push(Block::Facts(facts));
+            // The last column, the metric's value, is numeric.
+            let mut table = document::Table::new(&header, header.len() - 1);
+            table.rows = self.point_rows(s);
+            out.push(Block::Table(table));
         }
         out
     }
-}
 
-const CSS: &str = ":root { color-scheme: light dark; --fg: #1f2328; --muted: #59636e; --bg: #ffffff; --card: #f6f8fa; \
---border: #d0d7de; }
-@media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9198a1; --bg: #0d1117; --card: #161b22; \
---border: #30363d; } }
-body { margin: 0; background: var(--bg); color: var(--fg); \
-font: 15px/1.5 system-ui, -apple-system, \"Segoe UI\", Roboto, \"Helvetica Neue\", Arial, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 20px 64px; }
-h2 { font-size: 1.2em; margin: 1.6em 0 0.5em; padding-bottom: 0.25em; border-bottom: 1px solid var(--border); }
-.muted, footer { color: var(--muted); }
-footer { margin-top: 3em; font-size: 0.85em; }
-table { border-collapse: collapse; font-size: 0.9em; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid var(--border); padding: 4px 9px; text-align: left; }
-th { background: var(--card); }
-td.n, th.n { text-align: right; }
-figure { margin: 1em 0 1.6em; background: var(--card); border: 1px solid var(--border); border-radius: 8px; \
-padding: 8px; }
-figure svg { display: block; width: 100%; max-width: 760px; height: auto; margin: 0 auto; }";
+    /// A self-contained HTML page: heading, chart, and per series its change, ROI and points.
+    pub fn html(&self) -> String {
+        let from = format!("the history database (velollm {})", env!("CARGO_PKG_VERSION"));
+        velollm_report::html::page(&self.blocks(), &self.charts(), &from)
+    }
+
+    /// The same report as Markdown; its chart is a file named `{chart_stem}-trend.svg` (pass the Markdown file's
+    /// name without its extension) for the caller to write beside it.
+    pub fn markdown(&self, chart_stem: &str) -> MarkdownReport {
+        velollm_report::markdown::render_blocks(&self.blocks(), self.charts(), chart_stem)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use velollm_core::result::RunStatus;
+    use velollm_history::MetricSpec;
 
     #[test]
     fn short_ids_and_hosts() {
@@ -454,5 +443,131 @@ mod tests {
         assert_eq!(short_id("my-run"), "my-run");
         assert_eq!(host("http://127.0.0.1:8080/"), "127.0.0.1:8080");
         assert_eq!(host("gpu:8000"), "gpu:8000");
+    }
+
+    /// Run `r` of three, started on 2026-01-01, 03 and 06 at 10:00 UTC; the second is partial, the third uses
+    /// more output tokens. Prompt and output tokens and successes are over the whole run.
+    fn point(r: usize, step: &str, value: f64) -> TrendPoint {
+        TrendPoint {
+            started_at: ["2026-01-01T10:00:00Z", "2026-01-03T10:00:00Z", "2026-01-06T10:00:00Z"][r].into(),
+            run_id: ["20260101T100000Z-0a1b2c3d", "20260103T100000Z-4e5f6a7b", "20260106T100000Z-8c9d0e1f"][r].into(),
+            step: step.into(),
+            value,
+            target_url: "http://gpu-a:8000/".into(),
+            model: "llama3.2:3b".into(),
+            scenario: "chat".into(),
+            status: [RunStatus::Complete, RunStatus::Partial, RunStatus::Complete][r],
+            run_succeeded: 40,
+            run_prompt_tokens: Some(20_000.0),
+            run_output_tokens: Some([8_000.0, 8_000.0, 9_000.0][r]),
+            run_cost_usd: None,
+        }
+    }
+
+    /// `ttft.p95` of three runs with two steps each: `short` got faster, `long` slower.
+    fn trend() -> Trend {
+        let (short, long) = ([200.0, 180.0, 150.5], [900.0, 950.0, 920.0]);
+        Trend {
+            metric: MetricSpec::parse("ttft.p95").unwrap(),
+            points: (0..3).flat_map(|r| [point(r, "short", short[r]), point(r, "long", long[r])]).collect(),
+        }
+    }
+
+    fn report<'a>(trend: &'a Trend, prices: Option<&'a Prices>) -> TrendReport<'a> {
+        let filter = Filter { model: Some("llama3.2:3b".into()), ..Filter::default() };
+        TrendReport::in_zone(trend, prices, &filter, TimeZone::UTC)
+    }
+
+    /// The HTML page with the version in its footer replaced, so a release does not change the snapshot.
+    fn html(r: &TrendReport<'_>) -> String {
+        r.html().replace(concat!("velollm ", env!("CARGO_PKG_VERSION"), ")"), "velollm [version])")
+    }
+
+    #[test]
+    fn trend_without_prices() {
+        let trend = trend();
+        let r = report(&trend, None);
+        assert_eq!(r.series.len(), 2);
+        assert!(r.rois.iter().all(|roi| roi.is_some()), "a latency: every series has its ROI line");
+        insta::assert_snapshot!("trend_terminal", r.terminal());
+        insta::assert_snapshot!("trend_json", serde_json::to_string_pretty(&r.json()).unwrap());
+        let md = r.markdown("trend");
+        insta::assert_snapshot!("trend_markdown", md.text);
+        assert_eq!(md.charts, vec![("trend-trend.svg".to_string(), r.chart())]);
+        assert!(md.text.contains("![ttft.p95 over time](trend-trend.svg)"), "{}", md.text);
+        insta::assert_snapshot!("trend_html", html(&r));
+        insta::assert_snapshot!("trend_svg", r.chart());
+    }
+
+    #[test]
+    fn trend_with_prices() {
+        let trend = trend();
+        let prices = Prices::new(0.15, 0.6).unwrap();
+        let r = report(&trend, Some(&prices));
+        insta::assert_snapshot!("trend_terminal_prices", r.terminal());
+        insta::assert_snapshot!("trend_json_prices", serde_json::to_string_pretty(&r.json()).unwrap());
+        insta::assert_snapshot!("trend_markdown_prices", r.markdown("my trend").text);
+        insta::assert_snapshot!("trend_html_prices", html(&r));
+        assert_eq!(r.chart(), report(&trend, None).chart(), "prices do not change the chart");
+    }
+
+    #[test]
+    fn html_and_markdown_carry_the_same_blocks() {
+        let trend = trend();
+        let r = report(&trend, None);
+        let (page, md) = (r.html(), r.markdown("t").text);
+        for block in r.blocks() {
+            if let Block::Heading(_, t) = block {
+                assert!(page.contains(&svg::escape(&t)), "{t} not in the page");
+                assert!(md.contains(&velollm_report::markdown::escape(&t)), "{t} not in the Markdown");
+            }
+        }
+        assert!(page.contains("class=\"vl-chart\"") && page.contains("dataset.charts"), "the shared page shell");
+    }
+
+    #[test]
+    fn a_series_of_one_run_has_nothing_to_compare() {
+        let trend = Trend { metric: MetricSpec::parse("success_rate").unwrap(), points: vec![point(0, "only", 0.975)] };
+        let r = report(&trend, None);
+        assert_eq!(r.rois, vec![None], "no ROI for one run, nor for a metric that is not a latency");
+        let md = r.markdown("t").text;
+        assert!(md.contains("- **one run so far:** 97.5% (nothing to compare yet)"), "{md}");
+        assert!(!md.contains("ROI"), "{md}");
+    }
+
+    #[test]
+    fn run_list() {
+        let row = |r: usize, status: RunStatus, steps: u64, ttft: Option<f64>| RunRow {
+            run_id: ["20260101T100000Z-0a1b2c3d", "20260103T100000Z-4e5f6a7b", "my-run"][r].into(),
+            started_at: ["2026-01-01T10:00:00Z", "2026-01-03T10:00:00.5Z", "not a date"][r].into(),
+            finished_at: None,
+            status,
+            status_reason: None,
+            tool_version: "0.1.0".into(),
+            result_schema: "1".into(),
+            target_url: ["http://gpu-a:8000/", "https://api.example.com/v1", "gpu-b:9000"][r].into(),
+            model: "llama3.2:3b".into(),
+            dialect: "openai-chat".into(),
+            server: None,
+            server_version: None,
+            scenario: "chat".into(),
+            host: "bench-1".into(),
+            json_path: None,
+            steps,
+            requests: [40, 17, 0][r],
+            succeeded: [40, 16, 0][r],
+            prompt_tokens: None,
+            output_tokens: None,
+            ttft_p50_ms: ttft,
+            ttft_p95_ms: ttft.map(|t| t * 1.5),
+            e2e_p50_ms: ttft.map(|t| t * 4.0),
+            cost_usd: None,
+        };
+        let runs = [
+            row(1, RunStatus::Partial, 2, Some(123.456)),
+            row(0, RunStatus::Complete, 1, Some(98.0)),
+            row(2, RunStatus::Interrupted, 1, None),
+        ];
+        insta::assert_snapshot!("runs_table", runs_table_in(&runs, &TimeZone::UTC));
     }
 }
