@@ -148,20 +148,10 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{Bounds, LoadProfile};
     use crate::record::{Channel, Chunk, RequestRecord};
 
     fn step(ttft_ms: u64, ok: u64, failed: u64) -> StepResult {
-        let config = crate::result::StepConfig {
-            prompt: String::new(),
-            prompt_tokens: None,
-            max_tokens: 1,
-            exact_output: false,
-            load: LoadProfile::Sequential,
-            bounds: Bounds::default(),
-            turns: None,
-            tags: Default::default(),
-        };
+        let config = crate::fixtures::config();
         let mut acc = crate::aggregate::StepAccumulator::new("s", config);
         for _ in 0..ok {
             let t = ttft_ms * 1_000_000;

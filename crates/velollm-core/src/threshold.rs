@@ -261,16 +261,7 @@ mod tests {
     fn looks_up_step_metrics_including_p99_9() {
         use crate::aggregate::StepAccumulator;
         use crate::record::{Channel, Chunk, RequestRecord};
-        let config = crate::result::StepConfig {
-            prompt: String::new(),
-            prompt_tokens: None,
-            max_tokens: 1,
-            exact_output: false,
-            load: crate::load::LoadProfile::Sequential,
-            bounds: crate::load::Bounds::default(),
-            turns: None,
-            tags: Default::default(),
-        };
+        let config = crate::fixtures::config();
         let mut acc = StepAccumulator::new("s", config);
         acc.push(&RequestRecord {
             sent: Some(0),

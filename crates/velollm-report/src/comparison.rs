@@ -1,6 +1,7 @@
 //! A comparison of runs rendered as text: per step, one row per metric statistic with the change, its
 //! confidence interval, the p-value and the verdict; then gates and success criteria.
 
+pub use crate::format::value;
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
@@ -9,38 +10,14 @@ use velollm_core::criteria::CriterionOutcome;
 use velollm_core::gate::GateOutcome;
 use velollm_core::names::Unit;
 
-/// A value in its unit: `123.4 ms`, `99.0 %`, `42.10`.
-pub fn value(v: f64, unit: Unit) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    match unit {
-        Unit::Ms => format!("{} ms", num(v)),
-        Unit::Fraction => format!("{:.1} %", v * 100.0),
-        Unit::Percent => format!("{v:.1} %"),
-        Unit::Plain => num(v),
-    }
-}
-
 /// A signed change in its unit: `−35.2 ms`, `+1.5 %`.
 fn signed(v: f64, unit: Unit) -> String {
     let s = value(v.abs(), unit);
     if v < 0.0 { format!("−{s}") } else { format!("+{s}") }
 }
 
-fn num(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 fn pct(v: f64) -> String {
-    if v < 0.0 { format!("−{:.1} %", -v) } else { format!("+{v:.1} %") }
+    if v < 0.0 { format!("−{:.1}%", -v) } else { format!("+{v:.1}%") }
 }
 
 /// The verdict with its mark.
@@ -188,9 +165,7 @@ mod tests {
 
     #[test]
     fn formats_values_and_changes() {
-        assert_eq!(value(1234.5, Unit::Ms), "1234 ms");
-        assert_eq!(value(0.995, Unit::Fraction), "99.5 %");
         assert_eq!(signed(-35.25, Unit::Ms), "−35.25 ms");
-        assert_eq!(pct(12.34), "+12.3 %");
+        assert_eq!(pct(12.34), "+12.3%");
     }
 }

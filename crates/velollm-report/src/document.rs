@@ -21,12 +21,12 @@
 //! ```
 
 use crate::charts::Chart;
-use crate::svg::num;
+pub(crate) use crate::format::{num, value};
 use crate::target::Target;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::result::{RunResult, RunStatus, StepMetrics, StepResult};
 use velollm_core::stats::Summary;
-use velollm_core::threshold::{Unit, Verdict};
+use velollm_core::threshold::Verdict;
 
 /// The per-step metric summaries a report shows: result field name, label with unit, accessor.
 pub(crate) type MetricField = (&'static str, &'static str, fn(&StepMetrics) -> Option<&Summary>);
@@ -96,16 +96,6 @@ pub enum Block {
     /// Chart `i` of the report's charts (the slice given to the renderer); an index without a chart shows
     /// nothing.
     Chart(usize),
-}
-
-/// A value with its unit, as the terminal report writes it.
-pub(crate) fn value(v: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Ms => format!("{} ms", num(v)),
-        Unit::Percent => format!("{v:.1}%"),
-        Unit::Fraction => format!("{:.1}%", v * 100.0),
-        Unit::Plain => num(v),
-    }
 }
 
 fn pct(v: f64) -> String {

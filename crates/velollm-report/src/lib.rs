@@ -13,6 +13,7 @@
 //! * [`html`] — one self-contained HTML report with inline SVG charts.
 //! * [`csv`] — per-step aggregates and per-request rows as CSV.
 //! * [`charts`] — the charts of one or several runs, and the before/after bars of a comparison.
+//! * [`format`] — numbers and units, written one way in every report.
 //! * [`svg`] — the dependency-free SVG chart toolkit the charts are drawn with.
 //! * [`target`] — the runs a report covers and their labels.
 
@@ -21,6 +22,7 @@ pub mod compare_report;
 pub mod comparison;
 pub mod csv;
 pub mod document;
+pub mod format;
 pub mod html;
 pub mod markdown;
 pub mod svg;

@@ -88,18 +88,7 @@ fn c(v: f64) -> String {
     if s == "-0.0" { "0.0".into() } else { s }
 }
 
-/// A value with a precision suited to its size (the terminal report's convention).
-pub fn num(v: f64) -> String {
-    let a = v.abs();
-    let s = if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() { s[1..].to_string() } else { s }
-}
+pub use crate::format::num;
 
 /// Axis ticks: evenly spaced "nice" values covering a range.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,6 @@
 //! The end-of-run terminal summary: one aligned table per step, then throughput, tokens and errors.
 
+use crate::format::{num, value};
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
@@ -7,19 +8,7 @@ use velollm_core::analysis::AnalysisResult;
 use velollm_core::result::{RunResult, RunStatus, StepResult};
 use velollm_core::scenario::Scenario;
 use velollm_core::stats::Summary;
-use velollm_core::threshold::{Unit, Verdict};
-
-/// Format a number with a precision suited to its size.
-fn num(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
+use velollm_core::threshold::Verdict;
 
 fn metric_row(table: &mut Table, label: &str, s: Option<&Summary>) {
     let mut row = vec![Cell::new(label)];
@@ -130,15 +119,6 @@ pub fn render_step(step: &StepResult) -> String {
         let _ = writeln!(out, "  errors: {}", errors.join("; "));
     }
     out
-}
-
-fn value(v: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Ms => format!("{} ms", num(v)),
-        Unit::Percent => format!("{v:.1}%"),
-        Unit::Fraction => format!("{:.1}%", v * 100.0),
-        Unit::Plain => num(v),
-    }
 }
 
 /// Render one analysis: its figures, its table and its notes.

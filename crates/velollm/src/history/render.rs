@@ -13,10 +13,7 @@ use velollm_report::document::{self, Block};
 use velollm_report::markdown::MarkdownReport;
 use velollm_report::svg::{self, Axis, Style, XyChart, XySeries};
 
-/// A value with a precision suited to its size.
-fn num(v: f64) -> String {
-    svg::num(v)
-}
+use velollm_report::format::num;
 
 /// The start of a run in time zone `tz` (the local one outside tests), `2026-01-31 12:00`; the recorded text
 /// when it does not parse.
