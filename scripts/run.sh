@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: build velollm, install and start a local llama-server with
 # SmolLM2-135M-Instruct (cached after the first time), run the standard suite against it and print the summary.
-# The result document is written to results/standard.json; the server keeps running (stop it with
+# The result document is written to results/standard.json, with an HTML and a Markdown report beside it; when an
+# earlier run exists it is kept as results/previous.json and compared with the new one. Every run is also
+# indexed in the history database (`velollm history`). The server keeps running (stop it with
 # `scripts/llama-server.sh stop`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +13,16 @@ port=${VELOLLM_PORT:-8080}
 scripts/llama-server.sh start "$port"
 cargo build --release --locked -p velollm
 mkdir -p results
-exec target/release/velollm bench --url "http://127.0.0.1:$port" --model smollm2 --scenario standard \
-  -o results/standard.json --records results/standard.jsonl "$@"
+velollm=target/release/velollm
+[ -f results/standard.json ] && cp results/standard.json results/previous.json
+status=0
+"$velollm" bench --url "http://127.0.0.1:$port" --model smollm2 --scenario standard \
+  -o results/standard.json --records results/standard.jsonl "$@" || status=$?
+if [ -f results/standard.json ]; then
+  "$velollm" report results/standard.json --html results/standard.html --md results/standard.md
+  if [ -f results/previous.json ]; then
+    echo
+    "$velollm" compare results/previous.json results/standard.json || true
+  fi
+fi
+exit "$status"
