@@ -15,7 +15,7 @@
 
 use crate::names::{Better, Unit};
 use crate::result::{RunResult, StepResult};
-use crate::stats::{bootstrap_diff_ci, mann_whitney_u, percentile_select, two_proportion_p};
+use crate::stats::{bootstrap_diff_cis, mann_whitney_u, percentile_select, two_proportion_p};
 use crate::threshold::{step_metric, step_scalar};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -277,7 +277,13 @@ fn distribution_rows(metric: &str, unit: Unit, better: Better, x: &[f64], y: &[f
     let rank = mann_whitney_u(x, y);
     let (n1, n2) = (x.len(), y.len());
     let mut rows = Vec::new();
-    for (stat, q) in [("p50", 0.5), ("p95", 0.95)] {
+    // Both intervals from the same resamples; none when even the median has too few values.
+    let cis = if n1.min(n2) >= MIN_SAMPLES {
+        bootstrap_diff_cis(x, y, &[0.5, 0.95], o.level, o.resamples, o.seed)
+    } else {
+        None
+    };
+    for (i, (stat, q)) in [("p50", 0.5), ("p95", 0.95)].into_iter().enumerate() {
         let base = percentile_select(&mut x.to_vec(), q).unwrap_or(f64::NAN);
         let cand = percentile_select(&mut y.to_vec(), q).unwrap_or(f64::NAN);
         let delta = cand - base;
@@ -304,7 +310,7 @@ fn distribution_rows(metric: &str, unit: Unit, better: Better, x: &[f64], y: &[f
             rows.push(row);
             continue;
         }
-        let ci = bootstrap_diff_ci(x, y, q, o.level, o.resamples, o.seed);
+        let ci = cis.as_ref().map(|c| c[i]);
         row.ci = ci;
         row.ci_pct = ci.and_then(|(lo, hi)| Some((pct(lo, base)?, pct(hi, base)?)));
         let excludes_zero = ci.is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0);

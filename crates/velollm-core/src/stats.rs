@@ -210,13 +210,26 @@ pub fn percentile_select(v: &mut [f64], q: f64) -> Option<f64> {
 /// the interval is the `(1 − level)/2` and `(1 + level)/2` percentiles of the resampled differences.
 /// `None` when a sample is empty.
 pub fn bootstrap_diff_ci(x: &[f64], y: &[f64], q: f64, level: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
+    bootstrap_diff_cis(x, y, &[q], level, resamples, seed)?.pop()
+}
+
+/// [`bootstrap_diff_ci`] for several percentiles at once, from the same resamples (each interval is the one
+/// `bootstrap_diff_ci` gives alone with the same seed).
+pub fn bootstrap_diff_cis(
+    x: &[f64],
+    y: &[f64],
+    qs: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<Vec<(f64, f64)>> {
     use rand::{Rng, SeedableRng};
     if x.is_empty() || y.is_empty() || resamples == 0 {
         return None;
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
-    let mut diffs = Vec::with_capacity(resamples);
+    let mut diffs = vec![Vec::with_capacity(resamples); qs.len()];
     for _ in 0..resamples {
         for v in bx.iter_mut() {
             *v = x[rng.random_range(0..x.len())];
@@ -224,11 +237,19 @@ pub fn bootstrap_diff_ci(x: &[f64], y: &[f64], q: f64, level: f64, resamples: us
         for v in by.iter_mut() {
             *v = y[rng.random_range(0..y.len())];
         }
-        diffs.push(percentile_select(&mut by, q)? - percentile_select(&mut bx, q)?);
+        // Selecting reorders a resample but keeps its values, so every percentile reads the same resample.
+        for (d, &q) in diffs.iter_mut().zip(qs) {
+            d.push(percentile_select(&mut by, q)? - percentile_select(&mut bx, q)?);
+        }
     }
-    diffs.sort_by(f64::total_cmp);
     let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
-    Some((percentile_sorted(&diffs, tail)?, percentile_sorted(&diffs, 1.0 - tail)?))
+    diffs
+        .into_iter()
+        .map(|mut d| {
+            d.sort_by(f64::total_cmp);
+            Some((percentile_sorted(&d, tail)?, percentile_sorted(&d, 1.0 - tail)?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -305,6 +326,8 @@ mod tests {
         let a = bootstrap_diff_ci(&x, &y, 0.5, 0.95, 1000, 7).unwrap();
         assert_eq!(a, bootstrap_diff_ci(&x, &y, 0.5, 0.95, 1000, 7).unwrap());
         assert!(a.0 <= 50.0 && 50.0 <= a.1 && a.0 > 40.0, "{a:?}");
+        let both = bootstrap_diff_cis(&x, &y, &[0.5, 0.95], 0.95, 1000, 7).unwrap();
+        assert_eq!((both[0], both[1]), (a, bootstrap_diff_ci(&x, &y, 0.95, 0.95, 1000, 7).unwrap()));
     }
 
     proptest! {
