@@ -259,6 +259,31 @@ pub fn compare_steps(a: &StepResult, b: &StepResult, options: &CompareOptions) -
     rows
 }
 
+impl Row {
+    /// A row of `metric` (any name or alias) comparing `baseline` with `candidate` over `n` values, not yet
+    /// tested: no interval, no p-value, verdict [`Change::NotTested`].
+    fn new(metric: &str, stat: &str, unit: Unit, n: (u64, u64), baseline: f64, candidate: f64) -> Row {
+        let m = crate::names::metric(metric);
+        Row {
+            metric: m.map_or(metric, |m| m.canonical).to_string(),
+            stat: stat.to_string(),
+            unit,
+            better: m.map_or(Better::Neither, |m| m.better),
+            n_baseline: n.0,
+            n_candidate: n.1,
+            baseline,
+            candidate,
+            delta: candidate - baseline,
+            delta_pct: pct(candidate - baseline, baseline),
+            ci: None,
+            ci_pct: None,
+            p_value: None,
+            change: Change::NotTested,
+            note: String::new(),
+        }
+    }
+}
+
 fn pct(delta: f64, base: f64) -> Option<f64> {
     (base != 0.0 && base.is_finite()).then(|| delta / base.abs() * 100.0)
 }
@@ -286,25 +311,9 @@ fn distribution_rows(metric: &str, unit: Unit, better: Better, x: &[f64], y: &[f
     for (i, (stat, q)) in [("p50", 0.5), ("p95", 0.95)].into_iter().enumerate() {
         let base = percentile_select(&mut x.to_vec(), q).unwrap_or(f64::NAN);
         let cand = percentile_select(&mut y.to_vec(), q).unwrap_or(f64::NAN);
-        let delta = cand - base;
         let need = if stat == "p50" { MIN_SAMPLES } else { MIN_TAIL_SAMPLES };
-        let mut row = Row {
-            metric: metric.to_string(),
-            stat: stat.to_string(),
-            unit,
-            better,
-            n_baseline: n1 as u64,
-            n_candidate: n2 as u64,
-            baseline: base,
-            candidate: cand,
-            delta,
-            delta_pct: pct(delta, base),
-            ci: None,
-            ci_pct: None,
-            p_value: None,
-            change: Change::TooFewSamples,
-            note: String::new(),
-        };
+        let mut row = Row::new(metric, stat, unit, (n1 as u64, n2 as u64), base, cand);
+        row.change = Change::TooFewSamples;
         if n1.min(n2) < need {
             row.note = format!("n = {n1} vs {n2}: {stat} needs at least {need} requests per run");
             rows.push(row);
@@ -320,7 +329,7 @@ fn distribution_rows(metric: &str, unit: Unit, better: Better, x: &[f64], y: &[f
         } else {
             excludes_zero
         };
-        row.change = verdict(better, delta, significant);
+        row.change = verdict(better, row.delta, significant);
         rows.push(row);
     }
     rows
@@ -331,49 +340,19 @@ fn summary_rows(a: &StepResult, b: &StepResult, metric: &str) -> Vec<Row> {
     let (Some((sa, unit)), Some((sb, _))) = (step_metric(a, metric), step_metric(b, metric)) else {
         return Vec::new();
     };
-    let better = crate::names::metric(metric).map_or(Better::Neither, |m| m.better);
     [("p50", sa.p50, sb.p50), ("p95", sa.p95, sb.p95)]
         .into_iter()
         .map(|(stat, base, cand)| Row {
-            metric: metric.to_string(),
-            stat: stat.to_string(),
-            unit,
-            better,
-            n_baseline: sa.count,
-            n_candidate: sb.count,
-            baseline: base,
-            candidate: cand,
-            delta: cand - base,
-            delta_pct: pct(cand - base, base),
-            ci: None,
-            ci_pct: None,
-            p_value: None,
-            change: Change::NotTested,
             note: "no per-request samples in a result (schema 1.0): re-run with this velollm to test it".into(),
+            ..Row::new(metric, stat, unit, (sa.count, sb.count), base, cand)
         })
         .collect()
 }
 
 fn scalar_row(a: &StepResult, b: &StepResult, metric: &str) -> Option<Row> {
     let ((base, unit), (cand, _)) = (step_scalar(a, metric)?, step_scalar(b, metric)?);
-    let better = crate::names::metric(metric).map_or(Better::Neither, |m| m.better);
-    Some(Row {
-        metric: metric.to_string(),
-        stat: "value".into(),
-        unit,
-        better,
-        n_baseline: a.succeeded,
-        n_candidate: b.succeeded,
-        baseline: base,
-        candidate: cand,
-        delta: cand - base,
-        delta_pct: pct(cand - base, base),
-        ci: None,
-        ci_pct: None,
-        p_value: None,
-        change: Change::NotTested,
-        note: "one value per run".into(),
-    })
+    let n = (a.succeeded, b.succeeded);
+    Some(Row { note: "one value per run".into(), ..Row::new(metric, "value", unit, n, base, cand) })
 }
 
 fn success_row(a: &StepResult, b: &StepResult, alpha: f64) -> Option<Row> {
@@ -383,23 +362,9 @@ fn success_row(a: &StepResult, b: &StepResult, alpha: f64) -> Option<Row> {
     let half = 1.959963984540054 * (p1 * (1.0 - p1) / n1 + p2 * (1.0 - p2) / n2).sqrt();
     let delta = p2 - p1;
     let few = (a.requests as usize).min(b.requests as usize) < MIN_SAMPLES;
-    Some(Row {
-        metric: "success_rate".into(),
-        stat: "value".into(),
-        unit: Unit::Fraction,
-        better: Better::Higher,
-        n_baseline: a.requests,
-        n_candidate: b.requests,
-        baseline: p1,
-        candidate: p2,
-        delta,
-        delta_pct: pct(delta, p1),
-        ci: Some((delta - half, delta + half)),
-        ci_pct: None,
-        p_value: Some(p),
-        change: if few { Change::TooFewSamples } else { verdict(Better::Higher, delta, p < alpha && delta != 0.0) },
-        note: String::new(),
-    })
+    let row = Row::new("success_rate", "value", Unit::Fraction, (a.requests, b.requests), p1, p2);
+    let change = if few { Change::TooFewSamples } else { verdict(Better::Higher, delta, p < alpha && delta != 0.0) };
+    Some(Row { ci: Some((delta - half, delta + half)), p_value: Some(p), change, ..row })
 }
 
 #[cfg(test)]
