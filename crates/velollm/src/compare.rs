@@ -69,21 +69,7 @@ impl GateArgs {
     }
 }
 
-/// Read a result document, with errors that name the file and the fix.
-pub fn read_result(path: &Path) -> Result<RunResult, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        InputError(anyhow::anyhow!(
-            "cannot read {}: {e} (pass a result written by `velollm bench -o FILE`)",
-            path.display()
-        ))
-    })?;
-    serde_json::from_str(&text).map_err(|e| {
-        InputError(anyhow::anyhow!(
-            "{} is not a velollm result document ({e}); pass a file written by `velollm bench -o FILE`",
-            path.display()
-        ))
-    })
-}
+pub use crate::report::read_result;
 
 /// The label of a result in comparisons: its file name.
 fn label(path: &Path) -> String {

@@ -32,7 +32,7 @@ pub struct ReportArgs {
 
 /// Run `velollm report`.
 pub fn run(args: ReportArgs) -> Result<u8> {
-    let runs: Vec<RunResult> = args.results.iter().map(|p| load(p)).collect::<Result<_, InputError>>()?;
+    let runs: Vec<RunResult> = args.results.iter().map(|p| read_result(p)).collect::<Result<_, InputError>>()?;
     let names: Vec<String> = args.results.iter().map(|p| file_name(p)).collect();
     let pairs: Vec<(&RunResult, &str)> = runs.iter().zip(&names).map(|(r, n)| (r, n.as_str())).collect();
     let labels = velollm_report::target::labels(&pairs);
@@ -89,12 +89,14 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Read and check one result document; every failure names the file and the fix.
-fn load(path: &Path) -> Result<RunResult, InputError> {
+/// Read a result document, with errors that name the file and the fix (`compare` and `bench --compare-to`
+/// read theirs here too).
+pub fn read_result(path: &Path) -> Result<RunResult, InputError> {
     let p = path.display();
     let fix = "pass a result file written by `velollm bench -o FILE`";
     let text = std::fs::read_to_string(path).map_err(|e| {
         InputError(match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!("{p} does not exist: {fix}"),
+            std::io::ErrorKind::NotFound => anyhow!("cannot read {p}: {p} does not exist: {fix}"),
             _ => anyhow!("cannot read {p}: {e} ({fix})"),
         })
     })?;
