@@ -69,12 +69,8 @@ impl GateArgs {
     }
 }
 
+use crate::report::file_name as label;
 pub use crate::report::read_result;
-
-/// The label of a result in comparisons: its file name.
-fn label(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
 
 /// What a comparison decided.
 pub struct Decision {

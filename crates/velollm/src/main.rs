@@ -125,7 +125,7 @@ struct Baseline {
 fn compare_run(b: Baseline, args: &cli::BenchArgs, code: u8) -> Result<u8> {
     let path = args.output.as_deref().expect("checked by baseline()");
     let run = compare::read_result(path)?;
-    let name = |p: &std::path::Path| p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let name = report::file_name;
     println!();
     let d =
         compare::decide((&name(&b.path), &b.result), &[(name(path), run)], &b.gates, &args.gates, &Default::default());

@@ -77,7 +77,8 @@ pub fn run(args: ReportArgs) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
-fn file_name(p: &Path) -> String {
+/// How a result file is named in reports and comparisons: its file name.
+pub fn file_name(p: &Path) -> String {
     p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
