@@ -174,6 +174,7 @@ impl StepAccumulator {
             connections: self.connections.clone(),
             quality: self.quality(),
             samples: self.columns(),
+            server_metrics: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the result document format. Bumped on incompatible changes.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// Whether the run finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -49,6 +49,9 @@ pub struct RunResult {
     /// Every threshold of the scenario with its outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<crate::threshold::Verdict>,
+    /// What velollm observed of the server: launch, cold start, resources, metrics, health events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::server::ServerReport>,
 }
 
 /// Run metadata.
@@ -83,6 +86,9 @@ pub struct RunMeta {
     /// Local tokenizer file, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
+    /// The load-generating machine's hardware as `velollm detect` reports it (GPUs, CPU, memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<crate::hardware::Hardware>,
 }
 
 /// The endpoint under test.
@@ -157,6 +163,9 @@ pub struct StepResult {
     /// Per-request values of the successful requests, for comparisons and charts.
     #[serde(default, skip_serializing_if = "StepSamples::is_empty")]
     pub samples: StepSamples,
+    /// The server's own metrics over the step (Prometheus scrapes just before and just after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<crate::prom::ServerMetrics>,
 }
 
 /// Per-request values of a step's successful measured requests, one column per metric, in completion order

@@ -40,6 +40,10 @@ pub struct BenchOptions {
     pub tokenizer: Option<PathBuf>,
     /// Keep generated text in records.
     pub keep_text: bool,
+    /// Zero of the run's clock (a launched server's spawn); `None` = when the session connects.
+    pub origin: Option<std::time::Instant>,
+    /// Requests wait while this is false (a launched server being restarted).
+    pub gate: Option<watch::Receiver<bool>>,
 }
 
 impl BenchOptions {
@@ -53,6 +57,8 @@ impl BenchOptions {
             timeouts: Timeouts::default(),
             tokenizer: None,
             keep_text: false,
+            origin: None,
+            gate: None,
         }
     }
 }
@@ -87,14 +93,17 @@ pub struct Session {
     pub model: String,
     /// How the dialect was chosen.
     pub dialect_reason: String,
+    /// The server watcher, whose scrapes bracket every step (set after [`Session::connect`]).
+    pub monitor: Option<Arc<crate::health::Monitor>>,
 }
 
 impl Session {
     /// Probe the endpoint, choose the dialect and the model.
     pub async fn connect(opts: &BenchOptions) -> Result<Session, BenchError> {
         let endpoint = Endpoint::parse(&opts.url)?;
-        let clock = Clock::start();
+        let clock = opts.origin.map_or_else(Clock::start, Clock::since);
         let mut target = Target::new(endpoint, DialectKind::OpenAiChat, clock);
+        target.gate = opts.gate.clone();
         target.api_key = opts.api_key.clone();
         target.timeouts = opts.timeouts;
         target.keep_text = opts.keep_text;
@@ -121,7 +130,26 @@ impl Session {
         } else {
             resolve_model(opts.model.as_deref(), &server, &url).map_err(BenchError::Model)?
         };
-        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason })
+        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason, monitor: None })
+    }
+
+    /// Send the first request of `step` on its own, outside any step: the cold request of a server that
+    /// was just launched.
+    pub async fn first_request(&self, step: &StepPlan, seed: u64) -> velollm_core::record::RequestRecord {
+        let prompts = crate::prompts::PromptSource::new(step.workload.clone(), seed);
+        let req = crate::dialect::GenRequest {
+            model: self.model.clone(),
+            system: step.system.clone(),
+            history: Vec::new(),
+            prompt: prompts.prompt(0, self.target.tokenizer.as_deref()),
+            max_tokens: step.max_tokens,
+            exact_output: step.exact_output,
+            temperature: step.temperature,
+            tools: step.tools.clone(),
+        };
+        let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
+        let (_tx, never) = watch::channel(false);
+        crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, &never).await
     }
 
     /// The target description stored in results.
@@ -156,11 +184,13 @@ impl Session {
                 slo: slo.map(ToString::to_string),
                 token_policy: "server usage > engine-native count > local tokenizer > output chunk count".into(),
                 tokenizer: None,
+                hardware: None,
             },
             steps: Vec::new(),
             benchmarks: Vec::new(),
             analyses: Vec::new(),
             verdicts: Vec::new(),
+            server: None,
         }
     }
 
@@ -195,7 +225,19 @@ impl Session {
             if *cancel.borrow() {
                 break;
             }
+            if let Some(m) = &self.monitor {
+                m.step_started(&step.name).await;
+            }
             ran.push(runner.run_step(i, step, observer, cancel).await?);
+            if let Some(metrics) = match &self.monitor {
+                Some(m) => m.step_finished().await,
+                None => None,
+            } {
+                observer.server_metrics(i, &metrics);
+                if let Some((result, _)) = ran.last_mut() {
+                    result.server_metrics = Some(metrics);
+                }
+            }
         }
         let data: Vec<StepData> = ran
             .iter()

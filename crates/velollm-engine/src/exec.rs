@@ -49,6 +49,8 @@ pub struct Target {
     pub keep_text: bool,
     /// The run's clock.
     pub clock: Clock,
+    /// While this is false the server is being restarted and no request is sent (see `health`).
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
     next_conn: AtomicU64,
 }
 
@@ -63,6 +65,7 @@ impl Target {
             tokenizer: None,
             keep_text: false,
             clock,
+            gate: None,
             next_conn: AtomicU64::new(1),
         }
     }

@@ -80,6 +80,13 @@ impl ResultWriter {
         }
     }
 
+    /// Record what was observed of the server (launch, cold start, resources, events) and write it out.
+    pub fn set_server(&mut self, server: velollm_core::server::ServerReport) {
+        self.doc.server = (!server.is_empty()).then_some(server);
+        let res = self.flush_doc();
+        self.keep(res);
+    }
+
     /// End the run with `status`, write the final document, and return it. Fails if any write failed.
     pub fn finish(mut self, status: RunStatus, reason: Option<String>) -> io::Result<RunResult> {
         self.doc.status = status;
@@ -107,6 +114,14 @@ impl Observer for ResultWriter {
                 .map_err(io::Error::other)
                 .and_then(|_| w.write_all(b"\n"))
                 .and_then(|_| w.flush());
+            self.keep(res);
+        }
+    }
+
+    fn server_metrics(&mut self, index: usize, metrics: &velollm_core::prom::ServerMetrics) {
+        if let Some(step) = self.doc.steps.get_mut(index) {
+            step.server_metrics = Some(metrics.clone());
+            let res = self.flush_doc();
             self.keep(res);
         }
     }

@@ -158,6 +158,8 @@ pub trait Observer: Send {
     fn step_progress(&mut self, _index: usize, _partial: &StepResult) {}
     /// A step ended; `result.partial` says whether it was cut short.
     fn step_finished(&mut self, _index: usize, _result: &StepResult) {}
+    /// The server's own metrics over a step, scraped just before and just after it (after `step_finished`).
+    fn server_metrics(&mut self, _index: usize, _metrics: &velollm_core::prom::ServerMetrics) {}
     /// The scenario's analyses and threshold verdicts, once every step has run.
     fn finished(&mut self, _analyses: &[AnalysisResult], _verdicts: &[Verdict]) {}
 }
@@ -182,6 +184,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn step_finished(&mut self, i: usize, r: &StepResult) {
         self.0.step_finished(i, r);
         self.1.step_finished(i, r);
+    }
+    fn server_metrics(&mut self, i: usize, m: &velollm_core::prom::ServerMetrics) {
+        self.0.server_metrics(i, m);
+        self.1.server_metrics(i, m);
     }
     fn finished(&mut self, a: &[AnalysisResult], v: &[Verdict]) {
         self.0.finished(a, v);
@@ -295,6 +301,18 @@ impl StepCtx {
         let mut at = scheduled;
         let mut turn = 0;
         while let Some((prompt, label)) = queue.pop_front() {
+            if let Some(gate) = &self.target.gate
+                && !*gate.borrow()
+            {
+                // The server is being restarted: wait for it; the request counts from its return.
+                let mut gate = gate.clone();
+                let mut cancel = self.cancel.clone();
+                tokio::select! {
+                    _ = gate.wait_for(|open| *open) => {}
+                    _ = cancel.wait_for(|c| *c) => {}
+                }
+                at = self.target.clock.now();
+            }
             let mut record = self.record(i, at);
             if conversation {
                 record.conversation = Some(i);
@@ -303,6 +321,13 @@ impl StepCtx {
             record.label = label;
             let req = self.request(&history, prompt.clone());
             let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
+            if self.target.gate.is_some()
+                && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
+            {
+                // A launched server that refuses connections is dying or restarting: give the monitor a
+                // moment to close the gate instead of spinning through the step's requests.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             if self.step.connection == ConnectionMode::New {
                 slot.discard();
             }

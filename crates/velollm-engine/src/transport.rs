@@ -32,6 +32,11 @@ impl Clock {
         Clock { start: Instant::now() }
     }
 
+    /// A clock whose zero is `start` (e.g. a launched server's spawn).
+    pub fn since(start: Instant) -> Clock {
+        Clock { start }
+    }
+
     /// Nanoseconds since the start.
     pub fn now(&self) -> Nanos {
         self.at(Instant::now())

@@ -66,11 +66,13 @@ pub fn run(id: &str, started_at: &str, steps: &[(&str, f64)]) -> RunResult {
             slo: None,
             token_policy: "usage".into(),
             tokenizer: None,
+            hardware: None,
         },
         steps,
         benchmarks: Vec::new(),
         analyses: Vec::new(),
         verdicts: Vec::new(),
+        server: None,
     }
 }
 

@@ -278,6 +278,7 @@ mod tests {
             connections: ConnectionStats { opened: 1, reused: 4 },
             quality: None,
             samples: Default::default(),
+            server_metrics: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"
         short_completion  ·  sequential  ·  5 requests, 80.0% ok

@@ -123,6 +123,7 @@ fn step(spec: StepSpec, rng: &mut Lcg, speed: f64) -> StepResult {
         connections: ConnectionStats { opened: u64::from(workers), reused: succeeded - u64::from(workers) },
         quality: None,
         samples: s,
+        server_metrics: None,
     }
 }
 
@@ -221,6 +222,7 @@ fn run(model: &str, url: &str, speed: f64, seed: u64) -> RunResult {
             slo: None,
             token_policy: "server usage".into(),
             tokenizer: None,
+            hardware: None,
         },
         benchmarks: vec![],
         analyses: vec![
@@ -279,6 +281,7 @@ fn run(model: &str, url: &str, speed: f64, seed: u64) -> RunResult {
                 detail: "'cache_hit_rate' was not measured here".into(),
             },
         ],
+        server: None,
         steps,
     }
 }

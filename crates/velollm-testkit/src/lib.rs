@@ -122,6 +122,9 @@ pub struct Script {
     pub tool_calls: Vec<(String, String)>,
     /// Fault injected into every generation response (default [`Fault::None`]).
     pub fault: Fault,
+    /// llama.cpp flavor: for this long after start, `/health` and generation answer 503 "Loading model"
+    /// as llama-server does while it loads (default zero).
+    pub loading: Duration,
 }
 
 impl Default for Script {
@@ -139,6 +142,7 @@ impl Default for Script {
             cached_tokens: 0,
             tool_calls: Vec::new(),
             fault: Fault::None,
+            loading: Duration::ZERO,
         }
     }
 }
@@ -166,9 +170,14 @@ impl FakeServer {
     ///
     /// Panics if the listener cannot be bound.
     pub async fn start(flavor: Flavor, script: Script) -> FakeServer {
-        let shared = Arc::new(Shared { script, requests: Mutex::new(Vec::new()) });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake server on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake server local address");
+        FakeServer::bind("127.0.0.1:0", flavor, script).await.expect("bind fake server on 127.0.0.1:0")
+    }
+
+    /// Like [`FakeServer::start`], on a given address (`"127.0.0.1:8080"`).
+    pub async fn bind(addr: &str, flavor: Flavor, script: Script) -> io::Result<FakeServer> {
+        let shared = Arc::new(Shared { script, requests: Mutex::new(Vec::new()), started: Instant::now() });
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let listener = listener.tap_io(|tcp| {
             // Best effort: a failure only costs latency accuracy.
             let _ = tcp.set_nodelay(true);
@@ -177,7 +186,7 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeServer { addr, shared, task }
+        Ok(FakeServer { addr, shared, task })
     }
 
     /// Base URL of the server, e.g. `"http://127.0.0.1:40123"` (no trailing slash).
@@ -211,6 +220,38 @@ impl Drop for FakeServer {
 struct Shared {
     script: Script,
     requests: Mutex<Vec<(String, Value)>>,
+    started: Instant,
+}
+
+impl Shared {
+    fn loading(&self) -> bool {
+        self.started.elapsed() < self.script.loading
+    }
+}
+
+fn loading_response() -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "error": { "code": 503, "message": "Loading model", "type": "unavailable_error" } }),
+    )
+}
+
+/// llama.cpp-style Prometheus counters derived from the requests served so far.
+fn metrics_text(s: &Shared) -> String {
+    let n = s.requests.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
+    let prompt = n * s.script.prompt_tokens.saturating_sub(s.script.cached_tokens);
+    let cached = n * s.script.cached_tokens;
+    let predicted = n * s.script.tokens as u64;
+    format!(
+        "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed, excluding cached tokens\n\
+         # TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total {prompt}\n\
+         # HELP llamacpp:prompt_tokens_cached_total Number of prompt tokens reused from the cache\n\
+         # TYPE llamacpp:prompt_tokens_cached_total counter\nllamacpp:prompt_tokens_cached_total {cached}\n\
+         # HELP llamacpp:tokens_predicted_total Number of generation tokens processed\n\
+         # TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total {predicted}\n\
+         # HELP llamacpp:requests_processing Number of requests processing\n\
+         # TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 0\n"
+    )
 }
 
 type AppState = Arc<Shared>;
@@ -255,7 +296,22 @@ fn router(flavor: Flavor, shared: AppState) -> Router {
         Flavor::LlamaCpp => {
             app = app
                 .route("/v1/models", get(models))
-                .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+                .route(
+                    "/health",
+                    get(|State(s): State<AppState>| async move {
+                        if s.loading() {
+                            loading_response()
+                        } else {
+                            axum::Json(json!({ "status": "ok" })).into_response()
+                        }
+                    }),
+                )
+                .route(
+                    "/metrics",
+                    get(|State(s): State<AppState>| async move {
+                        raw_response(StatusCode::OK, "text/plain; version=0.0.4", Body::from(metrics_text(&s)))
+                    }),
+                )
                 .route(
                     "/props",
                     get(|| async {
@@ -302,6 +358,9 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
 
 async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request) -> Response {
     let start = Instant::now();
+    if shared.loading() {
+        return loading_response();
+    }
     let path = req.uri().path().to_owned();
     let raw = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
         Ok(b) => b,

@@ -33,6 +33,10 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Every run indexed in the history database: list, filter, trends over time.
     History(crate::history::HistoryArgs),
+    /// This machine's hardware: GPUs, CPU, memory, OS (text, or --json).
+    Detect(crate::detect::DetectArgs),
+    /// Recommended settings for Ollama, llama.cpp or vLLM on this machine, each with its reason.
+    Optimize(crate::optimize::OptimizeArgs),
 }
 
 /// `velollm scenario …`.
@@ -161,6 +165,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub gates: crate::compare::GateArgs,
 
+    /// Launch the server, watch it and stop it (see the Server options).
+    #[command(flatten)]
+    pub server: ServerArgs,
+
     /// Timeout to open a connection.
     #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]
     pub connect_timeout: String,
@@ -170,6 +178,42 @@ pub struct BenchArgs {
     /// Timeout for a whole request.
     #[arg(long, default_value = "600s", value_name = "DURATION", help_heading = "Timeouts")]
     pub timeout: String,
+}
+
+/// Launching and watching the server under test (`bench`, `tune`).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Start the server with this command, benchmark it, stop it: `{port}` becomes a free port, `{key}` a
+    /// --param value; its output goes to a log beside the result. Measures cold start and samples RSS/CPU.
+    #[arg(long, value_name = "CMD", conflicts_with = "url", help_heading = "Server")]
+    pub launch: Option<String>,
+    /// A value for a {key} of the --launch command (repeatable): --param n_ctx=2048.
+    #[arg(long, value_name = "KEY=VALUE", requires = "launch", help_heading = "Server")]
+    pub param: Vec<String>,
+    /// How long the launched server may take to become ready.
+    #[arg(long, default_value = "300s", value_name = "DURATION", help_heading = "Server")]
+    pub launch_timeout: String,
+    /// The launched server's log file [default: beside --output as NAME.server.log, else in the temp dir].
+    #[arg(long, value_name = "FILE", requires = "launch", help_heading = "Server")]
+    pub server_log: Option<PathBuf>,
+    /// Restart the launched server when it dies, and go on with the run (the gap is reported).
+    #[arg(long, requires = "launch", help_heading = "Server")]
+    pub restart_on_failure: bool,
+    /// Do not send the cold first request of a launched server (cold start is then spawn → ready only).
+    #[arg(long, requires = "launch", help_heading = "Server")]
+    pub no_cold_start: bool,
+    /// Sample RSS and CPU of this process and its children (a server velollm did not launch).
+    #[arg(long, value_name = "PID", conflicts_with = "launch", help_heading = "Server")]
+    pub server_pid: Option<u32>,
+    /// The server's Prometheus endpoint [default: URL/metrics when it answers].
+    #[arg(long, value_name = "URL", help_heading = "Server")]
+    pub metrics_url: Option<String>,
+    /// Do not scrape server metrics.
+    #[arg(long, conflicts_with = "metrics_url", help_heading = "Server")]
+    pub no_metrics: bool,
+    /// How often resources are sampled and health and metrics are checked.
+    #[arg(long, default_value = "500ms", value_name = "DURATION", help_heading = "Server")]
+    pub sample_interval: String,
 }
 
 /// What `--sweep` varies.

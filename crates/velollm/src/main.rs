@@ -2,10 +2,13 @@
 
 mod cli;
 mod compare;
+mod detect;
 mod history;
+mod optimize;
 mod plan;
 mod progress;
 mod report;
+mod server;
 
 use anyhow::Result;
 use clap::Parser;
@@ -16,6 +19,7 @@ use tokio::sync::watch;
 use velollm_core::load::Arrival;
 use velollm_core::result::RunStatus;
 use velollm_core::sweep::SweepMode;
+use velollm_engine::observe::{Completions, ServerWatch, WatchOptions};
 use velollm_engine::output::ResultWriter;
 use velollm_engine::sweep::{SweepPlan, run_sweep};
 use velollm_engine::{BenchError, Session};
@@ -74,23 +78,26 @@ async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Bench(args) => {
             let baseline = baseline(&args)?;
+            let watch = server::watch_options(&args.server, args.output.as_deref())?;
             let code = match args.sweep {
                 Some(k) => {
                     let (plan, sweep) = sweep_plan(&args, k)?;
-                    bench(plan, Some(sweep)).await?
+                    bench(plan, Some(sweep), watch).await?
                 }
-                None => bench(plan::bench(&args)?, None).await?,
+                None => bench(plan::bench(&args)?, None, watch).await?,
             };
             match baseline {
                 Some(b) if matches!(code, exit::OK | exit::THRESHOLD) => compare_run(b, &args, code),
                 _ => Ok(code),
             }
         }
-        Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?, None).await,
+        Command::Benchmark(args) => bench(plan::bench(&plan::legacy(&args)?)?, None, Default::default()).await,
         Command::Scenario { command } => scenario(command),
         Command::Compare(args) => compare::run(args),
         Command::Report(args) => report::run(args),
         Command::History(args) => history::run(args),
+        Command::Detect(args) => detect::run(args),
+        Command::Optimize(args) => optimize::run(args).await,
     }
 }
 
@@ -164,9 +171,10 @@ fn recorded_command() -> Vec<String> {
     std::env::args().map(|a| if a.contains("://") { velollm_engine::transport::redact_url(&a) } else { a }).collect()
 }
 
-/// Turn Ctrl-C (and SIGTERM) into a cancellation the runner sees.
-fn cancel_on_signal() -> watch::Receiver<bool> {
+/// Turn Ctrl-C (and SIGTERM) into a cancellation the runner sees; the sender lets a server death cancel too.
+fn cancel_on_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     let (tx, rx) = watch::channel(false);
+    let sender = tx.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -182,9 +190,10 @@ fn cancel_on_signal() -> watch::Receiver<bool> {
         eprintln!("\ninterrupted: stopping, keeping what was measured (Ctrl-C again to quit at once)");
         let _ = tx.send(true);
         let _ = tokio::signal::ctrl_c().await;
+        velollm_engine::launch::kill_all();
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    rx
+    (sender, rx)
 }
 
 /// The plan of `velollm bench --sweep K`: one workload (the plan's only step) swept in K steps after a
@@ -248,9 +257,23 @@ fn sweep_plan(args: &cli::BenchArgs, k: u32) -> Result<(Plan, SweepPlan), InputE
 }
 
 /// Run a plan — or, with `sweep`, a sweep of its only step — writing and printing the result.
-async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
-    let cancel = cancel_on_signal();
-    let session = Session::connect(&plan.options).await?;
+async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOptions) -> Result<u8> {
+    let (cancel_tx, cancel) = cancel_on_signal();
+    if let Some(l) = &watch_opts.launch {
+        eprintln!("velollm: launching the server (log: {})", l.log.display());
+    }
+    let mut server = ServerWatch::launch(watch_opts).await?;
+    if let Some(url) = &server.url {
+        plan.options.url = url.clone();
+        plan.options.origin = Some(server.origin);
+        plan.options.gate = server.gate();
+        let c = server.report().cold_start.map(|c| c.spawn_to_ready_ms).unwrap_or_default();
+        eprintln!(
+            "velollm: server ready on {url} after {}",
+            velollm_report::format::value(c, velollm_core::names::Unit::Ms)
+        );
+    }
+    let mut session = Session::connect(&plan.options).await?;
     let t = session.target_info();
     eprintln!(
         "velollm: {} · dialect {} ({}) · model {}{}",
@@ -274,8 +297,25 @@ async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
     }
     let mut doc = session.new_result(recorded_command(), &plan.scenario, plan.seed, plan.slo.as_ref());
     doc.meta.tokenizer = plan.options.tokenizer.as_ref().map(|p| p.display().to_string());
+    doc.meta.hardware = Some(velollm_engine::detect::detect());
+    server.attach(&mut session, plan.steps.first(), plan.seed, cancel_tx).await;
+    for note in server.notes() {
+        eprintln!("velollm: note: {note}");
+    }
+    if let Some(c) = server.report().cold_start.filter(|c| c.first_ttft_ms.is_some() || c.first_error.is_some()) {
+        match (&c.first_error, c.spawn_to_first_token_ms) {
+            (Some(e), _) => eprintln!("velollm: the cold first request failed: {e}"),
+            (None, Some(t)) => eprintln!(
+                "velollm: cold start: first token {} after spawn",
+                velollm_report::format::value(t, velollm_core::names::Unit::Ms)
+            ),
+            _ => {}
+        }
+    }
+    let server_report = server.report();
+    doc.server = (!server_report.is_empty()).then_some(server_report);
     let writer = ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?;
-    let mut observers = (writer, progress::Progress::new(plan.progress));
+    let mut observers = ((writer, progress::Progress::new(plan.progress)), Completions::default());
     // Ok(true) when the run ended without running every step it planned.
     let outcome = match &sweep {
         None => session
@@ -295,10 +335,13 @@ async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
             run_sweep(&session, sweep, plan.seed, plan.slo.clone(), &mut observers, &cancel).await.map(|_| false)
         }
     };
-    let (writer, _) = observers;
-    let interrupted = *cancel.borrow();
+    let ((mut writer, _), completions) = observers;
+    let death = server.death();
+    writer.set_server(server.finish(&mut session, &completions.0).await);
+    let interrupted = *cancel.borrow() && death.is_none();
     let (status, reason) = match (&outcome, interrupted) {
         (Err(e), _) => (RunStatus::Interrupted, Some(format!("stopped by an error: {e}"))),
+        (Ok(_), _) if death.is_some() => (RunStatus::Interrupted, death.clone()),
         (Ok(_), true) => (RunStatus::Interrupted, Some("interrupted by the user (Ctrl-C)".to_string())),
         (Ok(true), false) => (RunStatus::Partial, Some("not every step ran".into())),
         (Ok(_), false) => (RunStatus::Complete, None),
@@ -310,6 +353,10 @@ async fn bench(plan: Plan, sweep: Option<SweepPlan>) -> Result<u8> {
         eprintln!("velollm: result written to {}", p.display());
     }
     outcome?;
+    if let Some(d) = death {
+        eprintln!("velollm: {d}");
+        return Ok(exit::ERROR);
+    }
     if interrupted {
         return Ok(exit::INTERRUPTED);
     }

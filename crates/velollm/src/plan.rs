@@ -337,6 +337,8 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
             timeouts,
             tokenizer: args.tokenizer.clone(),
             keep_text: args.keep_text,
+            origin: None,
+            gate: None,
         },
         steps,
         scenario: scenario_name,

@@ -49,7 +49,12 @@ async fn standard_scenario_prints_a_summary_and_writes_a_valid_result() {
     let doc = json(&out);
     assert_valid(&doc);
     assert_eq!(doc["status"], "complete");
-    assert_eq!(doc["schema_version"], "1.1");
+    assert_eq!(doc["schema_version"], "1.2");
+    // The fake llama.cpp server exposes /metrics: each step carries the server's own token counts.
+    let sm = &doc["steps"][0]["server_metrics"];
+    assert_eq!(sm["engine"], "llamacpp", "{sm}");
+    assert_eq!(sm["generation_tokens"], 25.0, "5 requests × 5 tokens, as the server counted them: {sm}");
+    assert!(doc["meta"]["hardware"]["cpu"]["threads"].as_u64().unwrap() >= 1);
     let samples = &doc["steps"][0]["samples"];
     assert_eq!(samples["ttft_ms"].as_array().unwrap().len(), 5, "one sample per request");
     assert_eq!(doc["meta"]["target"]["server"], "llama.cpp");
