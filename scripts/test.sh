@@ -13,6 +13,9 @@ port=${VELOLLM_TEST_PORT:-18080}
 scripts/llama-server.sh start "$port"
 trap 'scripts/llama-server.sh stop "$port"' EXIT
 export VELOLLM_TEST_SERVER_URL="http://127.0.0.1:$port"
+# The binary and the model, for the tests in which velollm launches llama-server itself.
+eval "$(scripts/llama-server.sh env)"
+export LLAMA_SERVER_BIN SMOLLM2_MODEL
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -42,3 +42,10 @@ mod tests {
         assert_eq!(value(f64::NAN, Unit::Ms), "–");
     }
 }
+
+/// A byte count for people: MB with one decimal below 10 GB, GB above (decimal units, as `ps`/`top` do not
+/// agree on binary ones).
+pub fn bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 10e9 { format!("{:.1} GB", b / 1e9) } else { format!("{:.1} MB", b / 1e6) }
+}

@@ -28,6 +28,7 @@ pub mod markdown;
 pub mod svg;
 pub mod target;
 pub mod terminal;
+pub mod tune;
 
 pub use charts::{BeforeAfter, CandidateValue, Chart, MetricBars, before_after_bars, run_charts};
 pub use html::render_html;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "velollm", version, about, long_about = None, propagate_version = true)]
 #[command(after_help = "Exit codes: 0 ok · 1 error during the run · 2 invalid input · 3 a threshold failed \
-(bench --check) or a compare gate failed · 4 server unreachable or unrecognised · 5 every measured request failed · 130 interrupted (partial result kept)")]
+(bench --check) or a compare gate failed · 4 server unreachable, unrecognised, or a launched server did not start · 5 every measured request failed · 130 interrupted (partial result kept)")]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -33,6 +33,9 @@ pub enum Command {
     Report(crate::report::ReportArgs),
     /// Every run indexed in the history database: list, filter, trends over time.
     History(crate::history::HistoryArgs),
+    /// Launch the server in every configuration of a grid, benchmark each on the same workload and seed,
+    /// and name the best by an objective (trade-off table, margin with its confidence interval; resumable).
+    Tune(Box<TuneArgs>),
     /// This machine's hardware: GPUs, CPU, memory, OS (text, or --json).
     Detect(crate::detect::DetectArgs),
     /// Recommended settings for Ollama, llama.cpp or vLLM on this machine, each with its reason.
@@ -51,8 +54,27 @@ pub enum ScenarioCommand {
     },
 }
 
-/// `velollm bench`.
+/// `velollm tune`: the bench options (the workload, the load, --launch) plus the grid.
 #[derive(Debug, Args)]
+#[command(mut_arg("output", |a| a.help("Directory for every configuration's result and log, and the tune summary [default: tune]").value_name("DIR")))]
+pub struct TuneArgs {
+    /// The workload, the load and the server to launch, as for `velollm bench` (--launch is required).
+    #[command(flatten)]
+    pub bench: BenchArgs,
+    /// A placeholder of --launch and its values (repeatable; every combination runs): --grid n_ctx=1024,2048;
+    /// an empty value drops a flag: --grid cache=,--no-cache-prompt.
+    #[arg(long, value_name = "KEY=V1,V2,…", required = true, help_heading = "Tune")]
+    pub grid: Vec<String>,
+    /// What to optimise: a per-request metric and percentile over all of a configuration's requests.
+    #[arg(long, default_value = "ttft.p95", help_heading = "Tune")]
+    pub objective: String,
+    /// Measure every configuration again, even those with a complete result in the directory.
+    #[arg(long, help_heading = "Tune")]
+    pub rerun: bool,
+}
+
+/// `velollm bench`.
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Base URL of the server [default: http://127.0.0.1:11434 for Ollama, else http://127.0.0.1:8080].
     #[arg(long, env = "VELOLLM_URL", help_heading = "Target")]

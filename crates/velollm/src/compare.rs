@@ -42,7 +42,7 @@ pub struct CompareArgs {
 }
 
 /// Gates and criteria, shared by `velollm compare` and `velollm bench --compare-to`.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct GateArgs {
     /// Fail (exit 3) when this holds for a candidate, e.g. 'ttft.p95 > +10%' (relative to the baseline),
     /// 'e2e.p50 > +50ms' (absolute change), 'success_rate < 0.99' (the candidate's value); repeatable.

@@ -9,6 +9,7 @@ mod plan;
 mod progress;
 mod report;
 mod server;
+mod tune;
 
 use anyhow::Result;
 use clap::Parser;
@@ -57,6 +58,12 @@ fn main() -> ExitCode {
                 eprintln!("error: {e:#}");
                 if e.downcast_ref::<InputError>().is_some() {
                     exit::INPUT
+                } else if let Some(l) = e.downcast_ref::<velollm_engine::launch::LaunchError>() {
+                    match l {
+                        velollm_engine::launch::LaunchError::Template(_) => exit::INPUT,
+                        velollm_engine::launch::LaunchError::Io(_) => exit::ERROR,
+                        _ => exit::UNREACHABLE,
+                    }
                 } else if let Some(b) = e.downcast_ref::<BenchError>() {
                     match b {
                         BenchError::Probe(_) => exit::UNREACHABLE,
@@ -96,6 +103,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Compare(args) => compare::run(args),
         Command::Report(args) => report::run(args),
         Command::History(args) => history::run(args),
+        Command::Tune(args) => tune::run(*args).await,
         Command::Detect(args) => detect::run(args),
         Command::Optimize(args) => optimize::run(args).await,
     }
@@ -171,29 +179,46 @@ fn recorded_command() -> Vec<String> {
     std::env::args().map(|a| if a.contains("://") { velollm_engine::transport::redact_url(&a) } else { a }).collect()
 }
 
-/// Turn Ctrl-C (and SIGTERM) into a cancellation the runner sees; the sender lets a server death cancel too.
+/// Ctrl-C (and SIGTERM), once per process: the first stops runs cleanly, the second exits at once (after
+/// killing any launched server).
+fn interrupted() -> watch::Receiver<bool> {
+    static SIGNAL: std::sync::OnceLock<watch::Receiver<bool>> = std::sync::OnceLock::new();
+    SIGNAL
+        .get_or_init(|| {
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let mut term = signal(SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("\ninterrupted: stopping, keeping what was measured (Ctrl-C again to quit at once)");
+                let _ = tx.send(true);
+                let _ = tokio::signal::ctrl_c().await;
+                velollm_engine::launch::kill_all();
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            });
+            rx
+        })
+        .clone()
+}
+
+/// A cancellation for one run: set by Ctrl-C, or through the returned sender (a server that died).
 fn cancel_on_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
-    let (tx, rx) = watch::channel(false);
-    let sender = tx.clone();
+    let (tx, rx) = watch::channel(*interrupted().borrow());
+    let (forward, mut signal) = (tx.clone(), interrupted());
     tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
+        if signal.wait_for(|s| *s).await.is_ok() {
+            let _ = forward.send(true);
         }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("\ninterrupted: stopping, keeping what was measured (Ctrl-C again to quit at once)");
-        let _ = tx.send(true);
-        let _ = tokio::signal::ctrl_c().await;
-        velollm_engine::launch::kill_all();
-        std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    (sender, rx)
+    (tx, rx)
 }
 
 /// The plan of `velollm bench --sweep K`: one workload (the plan's only step) swept in K steps after a
