@@ -5,7 +5,8 @@
 #   scripts/llama-server.sh start [PORT]     install if needed, start on 127.0.0.1:PORT (default 8080), wait until ready
 #   scripts/llama-server.sh stop [PORT]      stop the server started by `start`
 #   scripts/llama-server.sh status [PORT]    say whether it is up
-#   scripts/llama-server.sh env              print LLAMA_SERVER_BIN and SMOLLM2_MODEL for `eval`
+#   scripts/llama-server.sh env              install if needed; print LLAMA_SERVER_BIN (a launcher that finds the
+#                                            server's libraries) and SMOLLM2_MODEL for `eval`
 #
 # The build (many minutes on 2 cores) and the model live under ${XDG_CACHE_HOME:-~/.cache}/velollm, keyed by
 # version, so every clone on this machine reuses them.
@@ -23,6 +24,9 @@ THREADS=${LLAMA_THREADS:-1}
 PARALLEL=${LLAMA_PARALLEL:-4}
 CTX=${LLAMA_CTX:-8192}
 RUN_DIR=$CACHE/run
+# The build links llama-server against shared libraries beside it; this wrapper finds them from anywhere
+# (`velollm bench --launch "$LLAMA_SERVER_BIN -m … --port {port}"`), and `exec`s so the PID stays the server's.
+LAUNCHER=$BUILD_DIR/llama-server
 
 log() { printf 'llama-server.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -92,6 +96,13 @@ install_model() {
 
 url_for() { printf 'http://127.0.0.1:%s' "$1"; }
 
+write_launcher() {
+  [ -x "$LAUNCHER" ] && return 0
+  printf '#!/bin/sh\n# llama-server with its shared libraries (written by velollm scripts/llama-server.sh)\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+    "$(dirname "$BIN")" "$BIN" >"$LAUNCHER.tmp"
+  chmod +x "$LAUNCHER.tmp" && mv "$LAUNCHER.tmp" "$LAUNCHER"
+}
+
 healthy() { curl -fsS --max-time 2 "$(url_for "$1")/health" >/dev/null 2>&1; }
 
 start() {
@@ -128,10 +139,11 @@ stop() {
 }
 
 case "${1:-start}" in
-  install) install_server; install_model ;;
+  install) install_server; install_model; write_launcher ;;
   start) start "${2:-8080}" ;;
   stop) stop "${2:-8080}" ;;
   status) if healthy "${2:-8080}"; then echo "up: $(url_for "${2:-8080}")"; else echo "down"; exit 1; fi ;;
-  env) printf 'LLAMA_SERVER_BIN=%q\nSMOLLM2_MODEL=%q\n' "$BIN" "$MODEL" ;;
+  env) install_server; install_model; write_launcher
+       printf 'LLAMA_SERVER_BIN=%q\nSMOLLM2_MODEL=%q\n' "$LAUNCHER" "$MODEL" ;;
   *) die "unknown command '$1' (use install, start, stop, status or env)" ;;
 esac

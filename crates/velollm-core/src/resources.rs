@@ -209,9 +209,26 @@ pub fn summarise(
         gpus: gpu_summaries(samples),
         rss_before_first_request_bytes: before,
         rss_after_first_request_bytes: after,
-        first_request_growth_bytes: before.zip(after).map(|(b, a)| a as i64 - b as i64),
+        first_request_growth_bytes: rss_growth(before, after),
         growth_per_request: growth,
         notes,
+    }
+}
+
+/// RSS after − RSS before, when both are known.
+fn rss_growth(before: Option<u64>, after: Option<u64>) -> Option<i64> {
+    before.zip(after).map(|(b, a)| a as i64 - b as i64)
+}
+
+impl ResourceReport {
+    /// Use an RSS reading taken just before the first request was sent when no periodic sample fell before
+    /// it (a server that became ready within one sampling interval); the first-request growth follows.
+    pub fn set_rss_before_first_request(&mut self, rss_bytes: u64) {
+        if self.rss_before_first_request_bytes.is_none() {
+            self.rss_before_first_request_bytes = Some(rss_bytes);
+            self.first_request_growth_bytes = rss_growth(Some(rss_bytes), self.rss_after_first_request_bytes);
+            self.notes.retain(|n| !n.starts_with("no resource sample before the first request"));
+        }
     }
 }
 

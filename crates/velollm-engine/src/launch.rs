@@ -222,6 +222,8 @@ pub struct Server {
 pub struct StopReport {
     /// Exit status, as text.
     pub status: String,
+    /// Whether SIGTERM was sent (false when the server had already exited).
+    pub terminated: bool,
     /// Whether SIGKILL was needed after the grace period.
     pub killed: bool,
     /// Time from SIGTERM to exit.
@@ -418,7 +420,7 @@ impl Server {
         if let Some(status) = self.exited() {
             self.stopped = true;
             register(self.pgid, false);
-            return StopReport { status, killed: false, took: Duration::ZERO };
+            return StopReport { status, terminated: false, killed: false, took: Duration::ZERO };
         }
         signal_group(self.pgid, Sig::Term);
         let (status, killed) = match tokio::time::timeout(grace, self.child.wait()).await {
@@ -434,7 +436,7 @@ impl Server {
         signal_group(self.pgid, Sig::Kill);
         self.stopped = true;
         register(self.pgid, false);
-        StopReport { status, killed, took: start.elapsed() }
+        StopReport { status, terminated: true, killed, took: start.elapsed() }
     }
 }
 

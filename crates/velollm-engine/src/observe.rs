@@ -69,6 +69,7 @@ pub struct ServerWatch {
     monitor: Option<Arc<Monitor>>,
     metrics_url: Option<String>,
     notes: Vec<String>,
+    rss_before_first: Option<u64>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -123,6 +124,7 @@ impl ServerWatch {
             monitor: None,
             metrics_url: None,
             notes: Vec::new(),
+            rss_before_first: None,
             opts,
         })
     }
@@ -148,6 +150,8 @@ impl ServerWatch {
         if self.opts.cold_start
             && let (Some(step), Some(cold)) = (first_step, self.cold.as_mut())
         {
+            let pid = self.server.as_ref().map(Server::pid);
+            self.rss_before_first = pid.and_then(crate::resources::sample_once).map(|u| u.rss_bytes);
             let record = session.first_request(step, seed).await;
             cold.record_first(&record);
             if let (Some(sent), Some(done)) = (record.sent, record.done) {
@@ -238,12 +242,11 @@ impl ServerWatch {
         if let Some(s) = server {
             let stop = s.stop(Duration::from_secs(10)).await;
             if let Some(l) = report.launch.as_mut() {
-                l.stop = Some(format!(
-                    "{} after {:.1} s{}",
-                    stop.status,
-                    stop.took.as_secs_f64(),
-                    if stop.killed { " (SIGKILL after the grace period)" } else { "" }
-                ));
+                l.stop = Some(match (stop.terminated, stop.killed) {
+                    (false, _) => format!("it had already exited: {}", stop.status),
+                    (true, false) => format!("SIGTERM: {} after {:.1} s", stop.status, stop.took.as_secs_f64()),
+                    (true, true) => format!("SIGTERM, then SIGKILL after the grace period: {}", stop.status),
+                });
             }
         }
         if let Some(sampler) = self.sampler.take() {
@@ -255,6 +258,9 @@ impl ServerWatch {
                 self.first,
                 completions_s,
             );
+            if let Some(rss) = self.rss_before_first {
+                r.set_rss_before_first_request(rss);
+            }
             r.notes.extend(sampler_notes);
             r.notes.extend(self.notes.iter().cloned());
             report.resources = Some(r);
