@@ -33,6 +33,25 @@ pub struct OptimizeArgs {
     /// Write the settings as a POSIX sh script to `source` before starting the server.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Prove it: launch the server as --launch says (before), then with the recommended flags appended
+    /// (llama.cpp, vLLM) or variables set (Ollama) (after), benchmark both the same way and compare them.
+    #[arg(long, requires = "launch", help_heading = "Verify")]
+    pub verify: bool,
+    /// The server command of --verify, as for `bench --launch` (`{port}` becomes a free port).
+    #[arg(long, value_name = "CMD", requires = "verify", help_heading = "Verify")]
+    pub launch: Option<String>,
+    /// The scenario of --verify (a built-in name or a TOML file).
+    #[arg(long, default_value = "standard", help_heading = "Verify")]
+    pub scenario: String,
+    /// Measured requests per step in --verify (the scenario's own counts when not given).
+    #[arg(short = 'n', long, value_name = "N", help_heading = "Verify")]
+    pub requests: Option<u64>,
+    /// Concurrent requests in --verify (the scenario's own load when not given).
+    #[arg(short = 'c', long, value_name = "N", help_heading = "Verify")]
+    pub concurrency: Option<u32>,
+    /// Where --verify keeps both results and server logs.
+    #[arg(long, default_value = "velollm-verify", value_name = "DIR", help_heading = "Verify")]
+    pub verify_dir: PathBuf,
 }
 
 /// Run `velollm optimize`.
@@ -41,6 +60,10 @@ pub async fn run(args: OptimizeArgs) -> Result<u8> {
     let model = model(&args)?;
     let hw = velollm_engine::detect::detect();
     let advice = recommend(&hw, model.as_ref(), engine);
+    if args.verify {
+        print!("{}", render(&hw, model.as_ref(), &advice, args.model.as_deref()));
+        return verify(&args, &advice).await;
+    }
     match (&args.output, args.dry_run) {
         (Some(path), false) => {
             std::fs::write(path, script(&hw, model.as_ref(), &advice, args.model.as_deref()))
@@ -287,4 +310,71 @@ mod tests {
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
         assert_eq!(clean("x\ny\rz"), "x y z");
     }
+}
+
+/// The --verify command with the advice applied: flags appended, or variables set through `env`.
+fn applied(command: &str, advice: &Advice) -> String {
+    let vars: Vec<String> =
+        advice.settings.iter().filter(|r| r.kind == SettingKind::Env).map(|r| sh_quote(&assignment(r))).collect();
+    let flags = flags(advice);
+    let mut out = String::new();
+    if !vars.is_empty() {
+        out = format!("env {} ", vars.join(" "));
+    }
+    out.push_str(command);
+    if !flags.is_empty() {
+        out = format!("{out} {flags}");
+    }
+    out
+}
+
+/// `--verify`: benchmark the server before and after the advice, the same way, and compare.
+async fn verify(args: &OptimizeArgs, advice: &Advice) -> Result<u8> {
+    let before = args.launch.clone().unwrap_or_default();
+    let after = applied(&before, advice);
+    if after == before {
+        return Err(InputError(anyhow!("--verify: there is no setting to apply, so nothing to compare")).into());
+    }
+    std::fs::create_dir_all(&args.verify_dir)
+        .map_err(|e| anyhow!("cannot create --verify-dir {}: {e}", args.verify_dir.display()))?;
+    let mut results = Vec::new();
+    for (name, command) in [("before", &before), ("after", &after)] {
+        let out = args.verify_dir.join(format!("{name}.json"));
+        eprintln!("\nvelollm optimize --verify: {name}: {command}");
+        let mut argv: Vec<String> =
+            ["velollm", "bench", "--launch", command, "--scenario", &args.scenario, "--no-progress"]
+                .map(String::from)
+                .to_vec();
+        argv.extend(["-o".into(), out.display().to_string()]);
+        if let Some(n) = args.requests {
+            argv.extend(["-n".into(), n.to_string()]);
+        }
+        if let Some(c) = args.concurrency {
+            argv.extend(["-c".into(), c.to_string()]);
+        }
+        let bench =
+            match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map_err(|e| InputError(e.into()))?.command {
+                crate::cli::Command::Bench(b) => *b,
+                _ => return Err(anyhow!("internal: --verify arguments did not map to bench")),
+            };
+        let plan = crate::plan::bench(&bench)?;
+        let watch = crate::server::watch_options(&bench.server, Some(&out))?;
+        let code = crate::bench(plan, None, watch).await?;
+        if code == crate::exit::INTERRUPTED {
+            return Ok(code);
+        }
+        results.push((name.to_string(), crate::report::read_result(&out)?));
+    }
+    let after_run = results.pop().expect("two runs");
+    let before_run = results.pop().expect("two runs");
+    println!();
+    let d = crate::compare::decide(
+        (&before_run.0, &before_run.1),
+        &[after_run],
+        &[],
+        &Default::default(),
+        &Default::default(),
+    );
+    eprintln!("velollm: both results are in {}", args.verify_dir.display());
+    Ok(crate::compare::verdict_code(&d))
 }

@@ -159,3 +159,34 @@ fn a_two_config_tune_on_the_real_llama_server() {
         assert!(std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err(), "port {port} still open");
     }
 }
+
+/// `optimize --verify`: the server launched as given, then with the advice applied, both benchmarked the
+/// same way, then compared.
+#[test]
+fn optimize_verify_benchmarks_before_and_after_the_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = format!("{} --port {{port}}", fake_server().display());
+    let v = dir.path().join("verify");
+    let o = velollm(&[
+        "optimize",
+        "--for",
+        "llama.cpp",
+        "--model-size",
+        "1b",
+        "--verify",
+        "--launch",
+        &launch,
+        "-n",
+        "5",
+        "--verify-dir",
+        v.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    let before = json(&v.join("before.json"));
+    let after = json(&v.join("after.json"));
+    let (b, a) = (&before["server"]["launch"]["command"], &after["server"]["launch"]["command"]);
+    assert!(a.as_str().unwrap().len() > b.as_str().unwrap().len(), "the advice's flags are appended: {b} → {a}");
+    assert!(a.as_str().unwrap().contains(" -t "), "{a}");
+    assert!(stdout.contains("baseline") && stdout.contains("candidate"), "a comparison is printed: {stdout}");
+}
