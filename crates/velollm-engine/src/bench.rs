@@ -135,7 +135,12 @@ impl Session {
 
     /// Send the first request of `step` on its own, outside any step: the cold request of a server that
     /// was just launched.
-    pub async fn first_request(&self, step: &StepPlan, seed: u64) -> velollm_core::record::RequestRecord {
+    pub async fn first_request(
+        &self,
+        step: &StepPlan,
+        seed: u64,
+        cancel: &watch::Receiver<bool>,
+    ) -> velollm_core::record::RequestRecord {
         let prompts = crate::prompts::PromptSource::new(step.workload.clone(), seed);
         let req = crate::dialect::GenRequest {
             model: self.model.clone(),
@@ -148,8 +153,7 @@ impl Session {
             tools: step.tools.clone(),
         };
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
-        let (_tx, never) = watch::channel(false);
-        crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, &never).await
+        crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, cancel).await
     }
 
     /// The target description stored in results.

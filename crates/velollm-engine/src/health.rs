@@ -39,6 +39,8 @@ pub struct MonitorOptions {
     pub gate: Option<watch::Sender<bool>>,
     /// Set to true to stop the run when the server dies and is not restarted.
     pub cancel: Option<watch::Sender<bool>>,
+    /// Where to put a relaunched server's process id (the resource sampler follows it).
+    pub follow_pid: Option<Arc<std::sync::atomic::AtomicU32>>,
 }
 
 #[derive(Default)]
@@ -49,6 +51,9 @@ struct State {
     before: Option<Scrape>,
     during: Vec<Scrape>,
     last: Option<Scrape>,
+    /// Scrapes kept for the whole-run figures: every step's two sides and both sides of every reset, so
+    /// that a restart in the middle of the run is counted like one inside a step.
+    points: Vec<Scrape>,
     restarts: u32,
     dead: Option<String>,
 }
@@ -104,6 +109,7 @@ impl Monitor {
         if let Some(s) = s {
             st.first.get_or_insert_with(|| s.clone());
             st.last = Some(s.clone());
+            st.points.push(s.clone());
             st.before = Some(s);
         }
     }
@@ -116,6 +122,7 @@ impl Monitor {
         let before = st.before.take()?;
         let after = after.or_else(|| st.last.clone())?;
         st.last = Some(after.clone());
+        st.points.push(after.clone());
         let during = std::mem::take(&mut st.during);
         Some(velollm_core::prom::step_metrics(&before, &after, &during))
     }
@@ -123,7 +130,7 @@ impl Monitor {
     /// Server metrics from the first scrape of the run to the last.
     pub fn run_metrics(&self) -> Option<ServerMetrics> {
         let st = lock(&self.state);
-        Some(velollm_core::prom::step_metrics(st.first.as_ref()?, st.last.as_ref()?, &[]))
+        Some(velollm_core::prom::step_metrics(st.first.as_ref()?, st.last.as_ref()?, &st.points))
     }
 
     /// The events so far.
@@ -162,6 +169,7 @@ struct LoopParts {
     restart: Option<Duration>,
     gate: Option<watch::Sender<bool>>,
     cancel: Option<watch::Sender<bool>>,
+    follow_pid: Option<Arc<std::sync::atomic::AtomicU32>>,
 }
 
 impl MonitorOptions {
@@ -173,6 +181,7 @@ impl MonitorOptions {
             restart: self.restart,
             gate: self.gate.clone(),
             cancel: self.cancel.clone(),
+            follow_pid: self.follow_pid.clone(),
         }
     }
 }
@@ -238,6 +247,9 @@ async fn watch_loop(
                                 Some(now() - died),
                             );
                             lock(&state).restarts += 1;
+                            if let Some(f) = &p.follow_pid {
+                                f.store(new.pid(), std::sync::atomic::Ordering::Relaxed);
+                            }
                             server = Some(new);
                             if let Some(g) = &p.gate {
                                 let _ = g.send(true);
@@ -262,6 +274,9 @@ async fn watch_loop(
                         s.log.display(),
                         s.tail()
                     ));
+                    // Requests in flight fail on their own as the sockets close: let them, so they keep their
+                    // real error class, before the run is stopped.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     if let Some(c) = &p.cancel {
                         let _ = c.send(true);
                     }
@@ -295,24 +310,32 @@ async fn watch_loop(
         if let Some(s) = &p.scraper
             && let Ok(scrape) = s.scrape().await
         {
-            let reset = {
-                let st = lock(&state);
+            let (went_down, relaunched) = {
+                let mut st = lock(&state);
+                if st.step.is_some() {
+                    st.during.push(mapped_only(&scrape));
+                }
+                let last = st.last.replace(scrape.clone());
+                let went_down =
+                    last.as_ref().is_some_and(|l| velollm_core::prom::step_metrics(l, &scrape, &[]).counter_reset);
+                if went_down {
+                    st.points.extend(last);
+                    st.points.push(scrape);
+                }
                 // After a relaunch by velollm the counters start again at 0: that restart is already stamped.
-                let relaunched = st.events.last().is_some_and(|e| e.kind == ServerEventKind::Relaunched);
-                !relaunched
-                    && st
-                        .last
-                        .as_ref()
-                        .is_some_and(|last| velollm_core::prom::step_metrics(last, &scrape, &[]).counter_reset)
+                (went_down, st.events.last().is_some_and(|e| e.kind == ServerEventKind::Relaunched))
             };
-            if reset {
+            if went_down && !relaunched {
                 event(ServerEventKind::Restarted, "the server's metrics counters went back down".into(), None);
             }
-            let mut st = lock(&state);
-            if st.step.is_some() {
-                st.during.push(scrape.clone());
-            }
-            st.last = Some(scrape);
         }
     }
+}
+
+/// A scrape reduced to the samples the mapping reads, so that a long step's scrapes stay small.
+fn mapped_only(s: &Scrape) -> Scrape {
+    let mut out = s.clone();
+    out.samples.retain(|x| velollm_core::prom::MAPPING.iter().any(|m| x.name.starts_with(m.source)));
+    out.help.clear();
+    out
 }

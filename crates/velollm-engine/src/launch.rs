@@ -37,6 +37,9 @@ pub enum LaunchError {
         /// The log's last lines.
         tail: String,
     },
+    /// The user interrupted the launch (Ctrl-C) before the server was ready.
+    #[error("interrupted while the server was starting; it was stopped")]
+    Interrupted,
     /// The server did not become ready in time.
     #[error(
         "the server was not ready after {waited:?} ({last}); raise --launch-timeout if it loads slowly; last lines of {log}:\n{tail}"
@@ -360,6 +363,24 @@ impl Server {
         Ok(())
     }
 
+    /// [`Server::wait_ready`], given up (and the group killed) as soon as `cancel` turns true.
+    pub async fn wait_ready_or_cancel(
+        &mut self,
+        timeout: Duration,
+        cancel: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), LaunchError> {
+        let mut cancel = cancel.clone();
+        let readiness = tokio::select! {
+            r = self.poll_ready(timeout) => r?,
+            _ = cancel.wait_for(|c| *c) => {
+                self.kill_now().await;
+                return Err(LaunchError::Interrupted);
+            }
+        };
+        self.readiness = readiness;
+        Ok(())
+    }
+
     async fn poll_ready(&mut self, timeout: Duration) -> Result<Readiness, LaunchError> {
         let endpoint = Endpoint::parse(&self.url).map_err(|e| LaunchError::Io(e.to_string()))?;
         let mut target = Target::new(endpoint, crate::dialect::DialectKind::OpenAiChat, Clock::start());
@@ -375,7 +396,16 @@ impl Server {
                 return Err(LaunchError::Exited { status, log: self.log.display().to_string(), tail: self.tail() });
             }
             for route in ["/health", "/v1/models", "/api/version"] {
-                match get(&target, route).await {
+                // A probe never outlives the deadline (a wedged server accepts and never answers).
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+                let answer = match tokio::time::timeout(left, get(&target, route)).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        last = format!("{route}: no answer");
+                        break;
+                    }
+                };
+                match answer {
                     Ok((200, _)) => {
                         return Ok(Readiness {
                             listening_after: listening_after.or(Some(self.spawned.elapsed())),

@@ -79,7 +79,7 @@ fn ms(d: Duration) -> f64 {
 impl ServerWatch {
     /// Launch the server when asked. Call before connecting the session: use [`ServerWatch::url`],
     /// [`ServerWatch::origin`] and [`ServerWatch::gate`] in its options.
-    pub async fn launch(opts: WatchOptions) -> Result<ServerWatch, LaunchError> {
+    pub async fn launch(opts: WatchOptions, cancel: &watch::Receiver<bool>) -> Result<ServerWatch, LaunchError> {
         let (gate, _) = watch::channel(true);
         let mut sampler = None;
         let (server, origin, launch) = match &opts.launch {
@@ -87,7 +87,7 @@ impl ServerWatch {
                 let mut s = Server::start(spec)?;
                 // Sampled from the spawn on: loading shows in the first samples.
                 sampler = Some(ResourceSampler::start(s.pid(), opts.interval, s.spawned));
-                s.wait_ready(spec.ready_timeout).await?;
+                s.wait_ready_or_cancel(spec.ready_timeout, cancel).await?;
                 let report = LaunchReport {
                     template: spec.template.clone(),
                     command: s.command.clone(),
@@ -143,6 +143,7 @@ impl ServerWatch {
         seed: u64,
         cancel: watch::Sender<bool>,
     ) {
+        let interrupted = cancel.subscribe();
         let clock = session.target.clock;
         if let (None, Some(pid)) = (&self.sampler, self.opts.server_pid) {
             self.sampler = Some(ResourceSampler::start(pid, self.opts.interval, self.origin));
@@ -152,7 +153,7 @@ impl ServerWatch {
         {
             let pid = self.server.as_ref().map(Server::pid);
             self.rss_before_first = pid.and_then(crate::resources::sample_once).map(|u| u.rss_bytes);
-            let record = session.first_request(step, seed).await;
+            let record = session.first_request(step, seed, &interrupted).await;
             cold.record_first(&record);
             if let (Some(sent), Some(done)) = (record.sent, record.done) {
                 self.first = Some((sent as f64 / 1e9, done as f64 / 1e9));
@@ -195,6 +196,7 @@ impl ServerWatch {
                     .flatten(),
                 gate: Some(self.gate.clone()),
                 cancel: Some(cancel),
+                follow_pid: self.sampler.as_ref().map(ResourceSampler::root),
             },
             clock,
         )
@@ -244,8 +246,8 @@ impl ServerWatch {
             if let Some(l) = report.launch.as_mut() {
                 l.stop = Some(match (stop.terminated, stop.killed) {
                     (false, _) => format!("it had already exited: {}", stop.status),
-                    (true, false) => format!("SIGTERM: {} after {:.1} s", stop.status, stop.took.as_secs_f64()),
-                    (true, true) => format!("SIGTERM, then SIGKILL after the grace period: {}", stop.status),
+                    (true, false) => format!("SIGTERM → {} after {:.1} s", stop.status, stop.took.as_secs_f64()),
+                    (true, true) => format!("SIGTERM, then SIGKILL after the grace period → {}", stop.status),
                 });
             }
         }

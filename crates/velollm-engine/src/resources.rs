@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, ThreadKind};
@@ -42,6 +43,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Debug)]
 pub struct ResourceSampler {
     shared: Arc<Mutex<Shared>>,
+    root: Arc<AtomicU32>,
     task: tokio::task::JoinHandle<()>,
     interval: Duration,
 }
@@ -82,8 +84,15 @@ impl ResourceSampler {
     fn start_with(root_pid: u32, interval: Duration, origin: Instant, gpu: Option<GpuCommand>) -> ResourceSampler {
         let interval = interval.max(Duration::from_millis(10));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let task = tokio::spawn(sample_loop(root_pid, interval, origin, gpu, Arc::clone(&shared)));
-        ResourceSampler { shared, task, interval }
+        let root = Arc::new(AtomicU32::new(root_pid));
+        let task = tokio::spawn(sample_loop(Arc::clone(&root), interval, origin, gpu, Arc::clone(&shared)));
+        ResourceSampler { shared, root, task, interval }
+    }
+
+    /// Where to set a new root process id, for a server that was restarted: sampling follows it from the
+    /// next tick on (a sampler whose root process is gone idles until then).
+    pub fn root(&self) -> Arc<AtomicU32> {
+        Arc::clone(&self.root)
     }
 
     /// The sampling interval.
@@ -120,7 +129,7 @@ impl Drop for ResourceSampler {
 
 /// The sampling task: a baseline reading, then one sample per tick, GPU lines read as they come.
 async fn sample_loop(
-    root: u32,
+    root_pid: Arc<AtomicU32>,
     interval: Duration,
     origin: Instant,
     gpu: Option<GpuCommand>,
@@ -135,13 +144,24 @@ async fn sample_loop(
         }
         None => None,
     };
+    let mut root = root_pid.load(Ordering::Relaxed);
     let mut tree = ProcessTreeSampler::new(root);
+    let mut gone = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: it takes the baseline reading, which has no CPU figure and is not recorded.
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                let now_root = root_pid.load(Ordering::Relaxed);
+                if now_root != root {
+                    // A restarted server: a new tree, whose first reading is a baseline again.
+                    (root, gone) = (now_root, false);
+                    tree = ProcessTreeSampler::new(root);
+                }
+                if gone {
+                    continue;
+                }
                 let joined = tokio::task::spawn_blocking(move || {
                     let reading = tree.sample();
                     (tree, reading)
@@ -154,7 +174,9 @@ async fn sample_loop(
                 };
                 let Some(reading) = reading else {
                     let at = origin.elapsed().as_secs_f64();
-                    return note(format!("the server process (pid {root}) was gone at {at:.1} s: resource sampling stopped"));
+                    note(format!("the server process (pid {root}) was gone at {at:.1} s: no samples until it is replaced"));
+                    gone = true;
+                    continue;
                 };
                 let Some(cpu_percent) = reading.cpu_percent else { continue };
                 let fresh_for = interval * 2 + Duration::from_secs(1);

@@ -10,16 +10,23 @@
 //! | `ttft-vs-prompt-tokens` | TTFT of each request against its prompt length, with the least-squares line | ≥ 2 distinct prompt lengths |
 //! | `e2e-vs-max-tokens` | mean E2E of each step against its `max_tokens`, with the least-squares line | ≥ 2 steps with distinct `max_tokens` |
 //! | `throughput-tokens`, `throughput-requests` | output token and request throughput against concurrency | ≥ 2 closed-loop steps with distinct concurrency |
+//! | `server-resources` | the server's RSS and CPU over time, server events as vertical lines | the run sampled the server's resources |
+//! | `server-gpu` | GPU memory in use and utilisation over time, one line per GPU, server events as vertical lines | the samples hold GPU readings |
+//!
+//! The server charts belong to one run: with several targets each run gets its own, their ids suffixed with
+//! the target's position (`server-resources-2`), see [`server_chart_ids`].
 //!
 //! Lines are fitted with [`velollm_core::analysis::fit_line`] and percentiles come from
 //! [`velollm_core::stats`]; this module only arranges measured values. [`before_after_bars`] draws the
 //! baseline/candidate comparison of `velollm compare`.
 
+use crate::format::byte_unit;
 use crate::svg::{
-    self, Axis, Bar, BarGroup, BarPanel, BarPanels, Histogram, StackedBars, StackedRow, Style, XyChart, XySeries,
+    self, Axis, Bar, BarGroup, BarPanel, BarPanels, Histogram, Marker, StackedBars, StackedRow, Style, Timeline,
+    TimelinePanel, XyChart, XySeries,
 };
 use crate::target::Target;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use velollm_core::analysis::fit_line;
 use velollm_core::load::LoadProfile;
 use velollm_core::names::Better;
@@ -64,6 +71,125 @@ pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
     charts.extend(ttft_vs_prompt(targets));
     charts.extend(e2e_vs_max_tokens(targets));
     charts.extend(throughput_vs_concurrency(targets));
+    for (i, t) in targets.iter().enumerate() {
+        charts.extend(server_charts(t, &server_chart_ids(targets.len(), i), targets.len() > 1));
+    }
+    charts
+}
+
+/// The ids of the server charts (resources, GPU) of target `i` of `n`: `server-resources` and `server-gpu`
+/// for one target, `server-resources-{i + 1}` and `server-gpu-{i + 1}` for several.
+pub fn server_chart_ids(n: usize, i: usize) -> [String; 2] {
+    let suffix = if n > 1 { format!("-{}", i + 1) } else { String::new() };
+    [format!("server-resources{suffix}"), format!("server-gpu{suffix}")]
+}
+
+/// The server's resources over time, and its GPUs' when sampled, with the server events as markers.
+fn server_charts(t: &Target<'_>, ids: &[String; 2], several: bool) -> Vec<Chart> {
+    let Some(server) = &t.run.server else { return vec![] };
+    let Some(r) = server.resources.as_ref().filter(|r| !r.samples.is_empty()) else { return vec![] };
+    let of = if several { format!(" ({})", t.label) } else { String::new() };
+    let x = Axis::new(if server.launch.is_some() {
+        "time since the server was spawned (s)"
+    } else {
+        "time since the run started (s)"
+    })
+    .from_zero();
+    let markers: Vec<Marker> = server
+        .events
+        .iter()
+        .map(|e| Marker {
+            x: e.t_s,
+            label: crate::server::event_label(e.kind).into(),
+            detail: crate::server::event_line(e),
+        })
+        .collect();
+    let mut notes = vec![format!("sampled {}", crate::server::sampling_text(r))];
+    if !markers.is_empty() {
+        notes.push("dashed vertical lines: server events (listed under Events)".into());
+    }
+    let line = |name: String, colour: usize, points: Vec<(f64, f64)>, legend: bool| XySeries {
+        name,
+        colour,
+        style: Style::Line,
+        points,
+        legend,
+    };
+    let (size, unit) = byte_unit(r.samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0) as f64);
+    let title = format!("Server memory and CPU over time{of}");
+    let resources = svg::timeline(&Timeline {
+        title: title.clone(),
+        notes: notes.clone(),
+        x: x.clone(),
+        panels: vec![
+            TimelinePanel {
+                y: Axis::new(format!("RSS ({unit})")).from_zero(),
+                series: vec![line(
+                    "RSS of the server's process tree".into(),
+                    0,
+                    r.samples.iter().map(|s| (s.t_s, s.rss_bytes as f64 / size)).collect(),
+                    true,
+                )],
+            },
+            TimelinePanel {
+                y: Axis::new("CPU (%)").from_zero(),
+                series: vec![line(
+                    "CPU (100% = one core)".into(),
+                    1,
+                    r.samples.iter().map(|s| (s.t_s, s.cpu_percent)).collect(),
+                    true,
+                )],
+            },
+        ],
+        markers: markers.clone(),
+    });
+    let mut charts = vec![Chart { id: ids[0].clone(), title, svg: resources }];
+
+    let gpus: BTreeSet<u32> = r.samples.iter().flat_map(|s| s.gpu.iter().map(|g| g.index)).collect();
+    if gpus.is_empty() {
+        return charts;
+    }
+    let readings = || r.samples.iter().flat_map(|s| s.gpu.iter().map(move |g| (s.t_s, g)));
+    let used_max = readings().filter_map(|(_, g)| g.memory_used_bytes).max().unwrap_or(0);
+    let total_max = readings().filter_map(|(_, g)| g.memory_total_bytes).max();
+    let (size, unit) = byte_unit(total_max.unwrap_or(used_max).max(used_max) as f64);
+    let mut memory = Vec::new();
+    let mut utilisation = Vec::new();
+    for (k, index) in gpus.iter().enumerate() {
+        let of_gpu = || readings().filter(|(_, g)| g.index == *index);
+        memory.push(line(
+            format!("GPU {index}"),
+            k,
+            of_gpu().filter_map(|(t, g)| Some((t, g.memory_used_bytes? as f64 / size))).collect(),
+            true,
+        ));
+        utilisation.push(line(
+            format!("GPU {index}"),
+            k,
+            of_gpu().filter_map(|(t, g)| Some((t, g.utilization_percent?))).collect(),
+            false,
+        ));
+    }
+    let memory_axis = Axis::new(format!("GPU memory used ({unit})"));
+    let memory_axis = match total_max {
+        Some(total) => memory_axis.range(0.0, total as f64 / size),
+        None => memory_axis.from_zero(),
+    };
+    notes.push(
+        "memory in use on the whole GPU (every process), up to its total; utilisation as nvidia-smi reports it".into(),
+    );
+    let title = format!("GPU memory and utilisation over time{of}");
+    let gpu = svg::timeline(&Timeline {
+        title: title.clone(),
+        notes,
+        x,
+        panels: vec![
+            TimelinePanel { y: memory_axis, series: memory },
+            TimelinePanel { y: Axis::new("GPU utilisation (%)").range(0.0, 100.0), series: utilisation },
+        ],
+        markers,
+    });
+    charts.push(Chart { id: ids[1].clone(), title, svg: gpu });
     charts
 }
 

@@ -20,10 +20,12 @@
 //! assert_eq!(md.charts[0].0, "report-ttft.svg");
 //! ```
 
-use crate::charts::Chart;
-pub(crate) use crate::format::{num, value};
+use crate::charts::{Chart, server_chart_ids};
+pub(crate) use crate::format::{num, seconds, value};
+use crate::server::{self as sv, METRIC_FIELDS};
 use crate::target::Target;
 use velollm_core::analysis::AnalysisResult;
+use velollm_core::prom::ServerMetrics;
 use velollm_core::result::{RunResult, RunStatus, StepMetrics, StepResult};
 use velollm_core::stats::Summary;
 use velollm_core::threshold::Verdict;
@@ -103,7 +105,7 @@ fn pct(v: f64) -> String {
 }
 
 /// `2026-11-23T18:27:39.209Z` → `2026-11-23 18:27:39 UTC`; anything else is shown as written.
-fn date(s: &str) -> String {
+pub(crate) fn date(s: &str) -> String {
     let b = s.as_bytes();
     let shape = b.len() >= 19 && b[10] == b'T' && s.is_char_boundary(19);
     if shape && s.ends_with('Z') { format!("{} {} UTC", &s[..10], &s[11..19]) } else { s.to_string() }
@@ -122,11 +124,18 @@ fn status(run: &RunResult) -> &'static str {
 /// charts overlaying them, then each run's section.
 pub(crate) fn build(targets: &[Target<'_>], charts: &[Chart]) -> Vec<Block> {
     let mut out = Vec::new();
+    // Server charts belong to their run's server section; the others to the charts section.
+    let is_server = |c: &Chart| c.id.starts_with("server-");
     let charts_section = |out: &mut Vec<Block>| {
-        if !charts.is_empty() {
+        let general: Vec<usize> = (0..charts.len()).filter(|i| !is_server(&charts[*i])).collect();
+        if !general.is_empty() {
             out.push(Block::Heading(2, "📈 Charts".into()));
-            out.extend((0..charts.len()).map(Block::Chart));
+            out.extend(general.into_iter().map(Block::Chart));
         }
+    };
+    let server_charts = |i: usize| -> Vec<usize> {
+        let ids = server_chart_ids(targets.len(), i);
+        (0..charts.len()).filter(|k| ids.contains(&charts[*k].id)).collect()
     };
     match targets {
         [t] => {
@@ -134,7 +143,7 @@ pub(crate) fn build(targets: &[Target<'_>], charts: &[Chart]) -> Vec<Block> {
             out.push(Block::Heading(1, format!("📊 velollm report: {} on {}", r.meta.scenario, r.meta.target.model)));
             run_overview(&mut out, r, 2);
             charts_section(&mut out);
-            run_details(&mut out, r, 2);
+            run_details(&mut out, r, 2, &server_charts(0));
         }
         _ => {
             out.push(Block::Heading(1, format!("📊 velollm report: {} runs", targets.len())));
@@ -153,10 +162,10 @@ pub(crate) fn build(targets: &[Target<'_>], charts: &[Chart]) -> Vec<Block> {
             }
             out.push(Block::Table(table));
             charts_section(&mut out);
-            for t in targets {
+            for (i, t) in targets.iter().enumerate() {
                 out.push(Block::Heading(2, t.label.to_string()));
                 run_overview(&mut out, t.run, 3);
-                run_details(&mut out, t.run, 3);
+                run_details(&mut out, t.run, 3, &server_charts(i));
             }
         }
     }
@@ -216,6 +225,9 @@ fn run_overview(out: &mut Vec<Block>, r: &RunResult, level: u8) {
     if !h.cpu.is_empty() || !h.os.is_empty() {
         facts.push(("load generator".into(), format!("{}, {} cores, {}", h.cpu, h.cpu_cores, h.os)));
     }
+    if let Some(hw) = &m.hardware {
+        facts.push(("hardware".into(), hw.summary()));
+    }
     facts.push(("seed".into(), m.seed.to_string()));
     if let Some(slo) = &m.slo {
         facts.push(("SLO".into(), slo.clone()));
@@ -232,8 +244,10 @@ fn run_overview(out: &mut Vec<Block>, r: &RunResult, level: u8) {
     }
 }
 
-/// Errors by class, per-step details and analyses.
-fn run_details(out: &mut Vec<Block>, r: &RunResult, level: u8) {
+/// The server section (with the run's server charts, indices into the report's charts), errors by class,
+/// per-step details and analyses.
+fn run_details(out: &mut Vec<Block>, r: &RunResult, level: u8, server_charts: &[usize]) {
+    server_section(out, r, level, server_charts);
     if r.steps.iter().any(|s| !s.errors.is_empty()) {
         out.push(Block::Heading(level, "Errors".into()));
         out.push(Block::Table(errors_table(&r.steps)));
@@ -438,4 +452,116 @@ fn analysis(out: &mut Vec<Block>, a: &AnalysisResult, level: u8) {
     if !a.notes.is_empty() {
         out.push(Block::List(a.notes.clone()));
     }
+}
+
+/// What velollm observed of the server: launch, cold start, the server's metrics per step, resources (with
+/// `charts`) and events. Nothing when the run holds none of it.
+fn server_section(out: &mut Vec<Block>, r: &RunResult, level: u8, charts: &[usize]) {
+    let server = r.server.as_ref().filter(|s| !s.is_empty());
+    let mut rows: Vec<(String, &ServerMetrics)> =
+        r.steps.iter().filter_map(|s| Some((s.name.clone(), s.server_metrics.as_ref()?))).collect();
+    if let Some(m) = server.and_then(|s| s.metrics.as_ref()) {
+        rows.push(("whole run".into(), m));
+    }
+    if server.is_none() && rows.is_empty() {
+        return;
+    }
+    out.push(Block::Heading(level, "Server".into()));
+    let sub = level + 1;
+    let mut facts = server.and_then(|s| s.launch.as_ref()).map(sv::launch_facts).unwrap_or_default();
+    let engine = rows.first().map(|(_, m)| m.engine.display_name());
+    match (server.and_then(|s| s.metrics_url.as_ref()), engine) {
+        (Some(u), Some(e)) => facts.push(("metrics".into(), format!("{u} ({e})"))),
+        (Some(u), None) => facts.push(("metrics".into(), u.clone())),
+        (None, Some(e)) => facts.push(("metrics".into(), e.to_string())),
+        (None, None) => {}
+    }
+    if !facts.is_empty() {
+        out.push(Block::Facts(facts));
+    }
+    if let Some(c) = server.and_then(|s| s.cold_start.as_ref()) {
+        out.push(Block::Heading(sub, "Cold start".into()));
+        out.push(Block::Facts(sv::cold_start_facts(c, sv::warm_ttft_p50(r))));
+        out.push(Block::Text(
+            "The first request is sent as soon as the server is ready, before any step and its warm-up, and is in \
+             no step's figures; warm p50 is the first step's TTFT median."
+                .into(),
+        ));
+    }
+    if !rows.is_empty() {
+        out.push(Block::Heading(sub, "Server metrics per step".into()));
+        out.push(Block::Text(
+            "From the server's own Prometheus metrics: counters are deltas between the scrape before and the scrape \
+             after each step; KV cache and queue lengths are over every scrape of the step."
+                .into(),
+        ));
+        out.push(Block::Table(server_metrics_table(&rows)));
+        if let Some(t) = raw_counters_table(&rows) {
+            out.push(Block::Heading(sub, "Server counters (raw deltas)".into()));
+            out.push(Block::Table(t));
+        }
+    }
+    if let Some(res) = server.and_then(|s| s.resources.as_ref()) {
+        out.push(Block::Heading(sub, "Resources".into()));
+        let mut facts = sv::resource_facts(res);
+        facts.extend(res.gpus.iter().map(|g| (format!("GPU {}", g.index), sv::gpu_text(g))));
+        facts.push(("sampling".into(), sv::sampling_text(res)));
+        out.push(Block::Facts(facts));
+        out.extend(charts.iter().copied().map(Block::Chart));
+        if !res.notes.is_empty() {
+            out.push(Block::List(res.notes.clone()));
+        }
+    }
+    if let Some(s) = server.filter(|s| !s.events.is_empty()) {
+        out.push(Block::Heading(sub, "Events".into()));
+        out.push(Block::List(s.events.iter().map(sv::event_line).collect()));
+        let down = s.downtime_s();
+        if down > 0.0 {
+            out.push(Block::Text(format!("Unavailable for {} in all.", seconds(down))));
+        }
+    }
+}
+
+/// One row per step with server metrics (and the whole run): the figures some row has, and a note where the
+/// server restarted.
+fn server_metrics_table(rows: &[(String, &ServerMetrics)]) -> Table {
+    let fields: Vec<_> = METRIC_FIELDS.iter().filter(|f| rows.iter().any(|(_, m)| (f.get)(m).is_some())).collect();
+    let reset = rows.iter().any(|(_, m)| m.counter_reset);
+    let mut head = vec!["step", "scrapes"];
+    head.extend(fields.iter().map(|f| f.head));
+    if reset {
+        head.push("note");
+    }
+    let mut t = Table::new(&head, 1);
+    if reset && let Some(n) = t.numeric.last_mut() {
+        *n = false;
+    }
+    for (name, m) in rows {
+        let mut row = vec![name.clone(), m.scrapes.to_string()];
+        row.extend(fields.iter().map(|f| f.cell(m).unwrap_or_else(|| "–".into())));
+        if reset {
+            row.push(if m.counter_reset { sv::COUNTER_RESET.into() } else { String::new() });
+        }
+        t.rows.push(row);
+    }
+    t
+}
+
+/// Every mapped counter's delta by its name on the server, one column per step; `None` when there are none.
+fn raw_counters_table(rows: &[(String, &ServerMetrics)]) -> Option<Table> {
+    let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|(_, m)| m.source_deltas.keys()).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut head = vec!["counter"];
+    head.extend(rows.iter().map(|(n, _)| n.as_str()));
+    let mut t = Table::new(&head, 1);
+    for name in names {
+        let mut row = vec![name.clone()];
+        // Token and request counters are whole; time counters (seconds) are not.
+        let cell = |v: f64| if v.fract() == 0.0 { crate::format::count(v) } else { num(v) };
+        row.extend(rows.iter().map(|(_, m)| m.source_deltas.get(name).map_or("–".into(), |v| cell(*v))));
+        t.rows.push(row);
+    }
+    Some(t)
 }

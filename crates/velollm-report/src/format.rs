@@ -1,4 +1,7 @@
 //! Numbers as every report writes them: a precision suited to the size, and units.
+//!
+//! Bytes are written in decimal units (1 kB = 10³ bytes, 1 MB = 10⁶, 1 GB = 10⁹), like `nvidia-smi`'s
+//! vendors and disk makers, not in binary KiB/MiB/GiB.
 
 use velollm_core::names::Unit;
 
@@ -12,7 +15,7 @@ pub fn num(v: f64) -> String {
     } else {
         format!("{v:.2}")
     };
-    if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() { s[1..].to_string() } else { s }
+    no_minus_zero(s)
 }
 
 /// A value with its unit: `123.4 ms`, `99.5%` (fractions are shown as percentages), `42.10`; `–` when it is
@@ -29,9 +32,79 @@ pub fn value(v: f64, unit: Unit) -> String {
     }
 }
 
+/// A whole count (tokens, requests): `240`, `1234` (`–` when it is not a number).
+pub fn count(v: f64) -> String {
+    if v.is_finite() { no_minus_zero(format!("{:.0}", v)) } else { "–".into() }
+}
+
+/// The unit bytes of magnitude `abs` are written in: its size in bytes and its name. Below 1 MB: kB; below
+/// 10 GB: MB; above: GB.
+pub fn byte_unit(abs: f64) -> (f64, &'static str) {
+    if abs < 1e6 {
+        (1e3, "kB")
+    } else if abs < 1e10 {
+        (1e6, "MB")
+    } else {
+        (1e9, "GB")
+    }
+}
+
+/// An amount of memory with one decimal in the unit of [`byte_unit`]: `412.3 MB`, `85.9 GB`, `12.0 kB`.
+pub fn bytes(b: u64) -> String {
+    bytes_f64(b as f64)
+}
+
+/// [`bytes`] of a possibly fractional or negative amount (a slope), `–` when it is not a number.
+pub fn bytes_f64(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let (size, unit) = byte_unit(v.abs());
+    format!("{} {unit}", no_minus_zero(format!("{:.1}", v / size)))
+}
+
+/// A change of memory with its sign: `+12.3 MB`, `-3.0 MB`, `+0.0 kB`.
+pub fn signed_bytes(v: f64) -> String {
+    let s = bytes_f64(v);
+    if s.starts_with('-') || !v.is_finite() { s } else { format!("+{s}") }
+}
+
+/// A duration given in milliseconds: `262.0 ms` below one second, `1.84 s` from one second on.
+pub fn duration_ms(ms: f64) -> String {
+    if ms.is_finite() && ms.abs() >= 1000.0 { format!("{} s", num(ms / 1000.0)) } else { value(ms, Unit::Ms) }
+}
+
+/// A time on a run's clock, or a gap, in seconds with one decimal: `12.4 s`.
+pub fn seconds(s: f64) -> String {
+    if s.is_finite() { format!("{} s", no_minus_zero(format!("{s:.1}"))) } else { "–".into() }
+}
+
+/// `-0`, `-0.0`, … without the sign.
+fn no_minus_zero(s: String) -> String {
+    if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() { s[1..].to_string() } else { s }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_counts_and_durations() {
+        assert_eq!(bytes(412_345_678), "412.3 MB");
+        assert_eq!(bytes(9_999_000_000), "9999.0 MB");
+        assert_eq!(bytes(85_899_345_920), "85.9 GB");
+        assert_eq!(bytes(12_000), "12.0 kB");
+        assert_eq!(signed_bytes(12_300_000.0), "+12.3 MB");
+        assert_eq!(signed_bytes(-3_000_000.0), "-3.0 MB");
+        assert_eq!(signed_bytes(-10.0), "+0.0 kB");
+        assert_eq!(bytes_f64(f64::NAN), "–");
+        assert_eq!(count(239.6), "240");
+        assert_eq!(count(-0.2), "0");
+        assert_eq!(duration_ms(262.04), "262.0 ms");
+        assert_eq!(duration_ms(1840.0), "1.84 s");
+        assert_eq!(seconds(12.44), "12.4 s");
+        assert_eq!(seconds(-0.01), "0.0 s");
+    }
 
     #[test]
     fn sizes_and_units() {
@@ -41,11 +114,4 @@ mod tests {
         assert_eq!(value(0.995, Unit::Fraction), "99.5%");
         assert_eq!(value(f64::NAN, Unit::Ms), "–");
     }
-}
-
-/// A byte count for people: MB with one decimal below 10 GB, GB above (decimal units, as `ps`/`top` do not
-/// agree on binary ones).
-pub fn bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 10e9 { format!("{:.1} GB", b / 1e9) } else { format!("{:.1} MB", b / 1e6) }
 }

@@ -13,7 +13,9 @@
 //! * [`html`] — one self-contained HTML report with inline SVG charts.
 //! * [`csv`] — per-step aggregates and per-request rows as CSV.
 //! * [`charts`] — the charts of one or several runs, and the before/after bars of a comparison.
-//! * [`format`] — numbers and units, written one way in every report.
+//! * [`server`] — what velollm observed of the server (launch, cold start, resources, metrics, events) as
+//!   the text every report shares.
+//! * [`format`](mod@format) — numbers and units, written one way in every report.
 //! * [`svg`] — the dependency-free SVG chart toolkit the charts are drawn with.
 //! * [`target`] — the runs a report covers and their labels.
 
@@ -25,6 +27,7 @@ pub mod document;
 pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod server;
 pub mod svg;
 pub mod target;
 pub mod terminal;
@@ -34,4 +37,4 @@ pub use charts::{BeforeAfter, CandidateValue, Chart, MetricBars, before_after_ba
 pub use html::render_html;
 pub use markdown::{MarkdownReport, render_markdown};
 pub use target::Target;
-pub use terminal::{render_run, render_step};
+pub use terminal::{render_run, render_server, render_step};

@@ -1,5 +1,5 @@
-//! A small, dependency-free SVG chart toolkit: line, scatter, step (CDF), histogram, bar panels with error bars
-//! and horizontal stacked bars.
+//! A small, dependency-free SVG chart toolkit: line, scatter, step (CDF), histogram, bar panels with error bars,
+//! horizontal stacked bars, and timelines (panels over one time axis, with event markers).
 //!
 //! Every chart is one standalone `<svg xmlns=… viewBox=… role="img"><title>…</title>…</svg>` that works inline in
 //! HTML and as a `.svg` file referenced from Markdown. Its colours follow the reader's light or dark scheme through
@@ -512,54 +512,65 @@ pub fn xy_chart(chart: &XyChart) -> String {
     let y = chart.y.ticks(all().map(|p| p.1), 6);
     let f = frame(&mut doc, top, x, y, &chart.x.label, &chart.y.label, true);
     for s in &chart.series {
-        let pts: Vec<(f64, f64)> = s.points.iter().filter(finite).copied().collect();
-        let col = colour(s.colour);
-        let line = |doc: &mut Doc, pts: &[(f64, f64)], dash: &str| {
-            if pts.len() > 1 {
-                let _ = writeln!(
-                    doc.body,
-                    r#"<polyline fill="none" stroke="{col}" stroke-width="2" stroke-linejoin="round"{dash} points="{}"/>"#,
-                    points_attr(&f, pts)
-                );
-            }
-        };
-        let markers = |doc: &mut Doc, r: f64, opacity: &str| {
-            for (x, y) in &pts {
-                let _ = writeln!(
-                    doc.body,
-                    r#"<circle cx="{}" cy="{}" r="{r}" fill="{col}"{opacity}/>"#,
-                    c(f.px(*x)),
-                    c(f.py(*y))
-                );
-            }
-        };
-        match s.style {
-            Style::Line => line(&mut doc, &pts, ""),
-            Style::LineMarkers => {
-                line(&mut doc, &pts, "");
-                markers(&mut doc, 3.5, "");
-            }
-            Style::Dashed => line(&mut doc, &pts, r#" stroke-dasharray="6 4""#),
-            Style::DashedMarkers => {
-                line(&mut doc, &pts, r#" stroke-dasharray="6 4""#);
-                markers(&mut doc, 3.0, "");
-            }
-            Style::Scatter => markers(&mut doc, 3.0, r#" fill-opacity="0.65""#),
-            Style::Markers => markers(&mut doc, 4.5, ""),
-            Style::Step => {
-                let mut stairs = Vec::with_capacity(pts.len() * 2);
-                for (i, p) in pts.iter().enumerate() {
-                    if i > 0 {
-                        stairs.push((p.0, pts[i - 1].1));
-                    }
-                    stairs.push(*p);
+        draw_series(&mut doc, &f, s);
+    }
+    let entries = legend_entries(&chart.series);
+    let bottom = legend(&mut doc, &entries, f.bottom + 48.0);
+    doc.finish(&chart.title, bottom + PAD)
+}
+
+/// Draw one x/y series in a plot area, in its style; non-finite points are skipped.
+fn draw_series(doc: &mut Doc, f: &Frame, s: &XySeries) {
+    let pts: Vec<(f64, f64)> = s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).copied().collect();
+    let col = colour(s.colour);
+    let line = |doc: &mut Doc, pts: &[(f64, f64)], dash: &str| {
+        if pts.len() > 1 {
+            let _ = writeln!(
+                doc.body,
+                r#"<polyline fill="none" stroke="{col}" stroke-width="2" stroke-linejoin="round"{dash} points="{}"/>"#,
+                points_attr(f, pts)
+            );
+        }
+    };
+    let markers = |doc: &mut Doc, r: f64, opacity: &str| {
+        for (x, y) in &pts {
+            let _ = writeln!(
+                doc.body,
+                r#"<circle cx="{}" cy="{}" r="{r}" fill="{col}"{opacity}/>"#,
+                c(f.px(*x)),
+                c(f.py(*y))
+            );
+        }
+    };
+    match s.style {
+        Style::Line => line(doc, &pts, ""),
+        Style::LineMarkers => {
+            line(doc, &pts, "");
+            markers(doc, 3.5, "");
+        }
+        Style::Dashed => line(doc, &pts, r#" stroke-dasharray="6 4""#),
+        Style::DashedMarkers => {
+            line(doc, &pts, r#" stroke-dasharray="6 4""#);
+            markers(doc, 3.0, "");
+        }
+        Style::Scatter => markers(doc, 3.0, r#" fill-opacity="0.65""#),
+        Style::Markers => markers(doc, 4.5, ""),
+        Style::Step => {
+            let mut stairs = Vec::with_capacity(pts.len() * 2);
+            for (i, p) in pts.iter().enumerate() {
+                if i > 0 {
+                    stairs.push((p.0, pts[i - 1].1));
                 }
-                line(&mut doc, &stairs, "");
+                stairs.push(*p);
             }
+            line(doc, &stairs, "");
         }
     }
-    let entries: Vec<(String, &str, Swatch)> = chart
-        .series
+}
+
+/// The legend entries of the series that want one, with a swatch matching their style.
+fn legend_entries(series: &[XySeries]) -> Vec<(String, &'static str, Swatch)> {
+    series
         .iter()
         .filter(|s| s.legend)
         .map(|s| {
@@ -570,9 +581,153 @@ pub fn xy_chart(chart: &XyChart) -> String {
             };
             (s.name.clone(), colour(s.colour), sw)
         })
+        .collect()
+}
+
+/// A vertical line across a [`Timeline`] at one instant (a server event), labelled above the plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    /// Where, on the horizontal axis.
+    pub x: f64,
+    /// A short label drawn above the plot (`exited`); left out when it would collide with another marker's.
+    pub label: String,
+    /// The longer description shown as the line's tooltip.
+    pub detail: String,
+}
+
+/// One panel of a [`Timeline`]: its own value axis and series over the shared horizontal axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePanel {
+    /// Value axis, its label with the unit (`RSS (MB)`).
+    pub y: Axis,
+    /// Series of this panel; those with `legend` set appear in the chart's one legend.
+    pub series: Vec<XySeries>,
+}
+
+/// Panels stacked over one shared horizontal axis (time), with vertical markers crossing them all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Title.
+    pub title: String,
+    /// Lines under the title.
+    pub notes: Vec<String>,
+    /// The shared horizontal axis, labelled under the last panel.
+    pub x: Axis,
+    /// Panels, top to bottom.
+    pub panels: Vec<TimelinePanel>,
+    /// Vertical markers (events), in any order.
+    pub markers: Vec<Marker>,
+}
+
+/// Draw a [`Timeline`]: each panel with its own value axis, one time axis under the last, marker labels in a
+/// band above the first panel (on up to two rows; a label that fits on neither is left out, its line and
+/// tooltip stay).
+pub fn timeline(chart: &Timeline) -> String {
+    const PANEL_PLOT: f64 = 150.0;
+    const PANEL_GAP: f64 = 26.0;
+    const MARK_ROW: f64 = 15.0;
+    const MARK_ROWS: usize = 2;
+    let mut doc = Doc::new();
+    let top = header(&mut doc, &chart.title, &chart.notes);
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let xs = chart
+        .panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().filter(finite).map(|p| p.0)))
+        .chain(chart.markers.iter().map(|m| m.x).filter(|x| x.is_finite()));
+    let x = chart.x.ticks(xs, 8);
+    let ys: Vec<Ticks> = chart
+        .panels
+        .iter()
+        .map(|p| p.y.ticks(p.series.iter().flat_map(|s| s.points.iter().filter(finite).map(|p| p.1)), 4))
         .collect();
-    let bottom = legend(&mut doc, &entries, f.bottom + 48.0);
-    doc.finish(&chart.title, bottom + PAD)
+    let y_w = ys.iter().flat_map(|t| t.values.iter().map(|v| text_width(&t.label(*v), TICK_FS))).fold(0.0, f64::max);
+    let left = PAD + LABEL_FS + 10.0 + y_w + 6.0;
+    let x_labels: Vec<String> = x.values.iter().map(|v| x.label(*v)).collect();
+    let last_w = x_labels.last().map_or(0.0, |l| text_width(l, TICK_FS));
+    let right = WIDTH - PAD - (last_w / 2.0).max(6.0);
+    let px = |v: f64| x.scale(v, left, right);
+
+    // Marker labels: left to right, each on the first row where it clears the previous label.
+    let mut order: Vec<&Marker> = chart.markers.iter().filter(|m| m.x.is_finite()).collect();
+    order.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let mut row_end = [f64::NEG_INFINITY; MARK_ROWS];
+    let mut placed: Vec<(usize, f64, String)> = Vec::new();
+    for m in &order {
+        let label = ellipsize(&m.label, right - left, NOTE_FS);
+        if label.is_empty() {
+            continue;
+        }
+        let w = text_width(&label, NOTE_FS);
+        let x0 = (px(m.x) - w / 2.0).clamp(left, (right - w).max(left));
+        if let Some(row) = (0..MARK_ROWS).find(|r| x0 >= row_end[*r] + 6.0) {
+            row_end[row] = x0 + w;
+            placed.push((row, x0, label));
+        }
+    }
+    let rows = placed.iter().map(|p| p.0 + 1).max().unwrap_or(0);
+    for (row, x0, label) in &placed {
+        doc.text(*x0, top + (*row as f64 + 1.0) * MARK_ROW - 3.0, Txt::new(NOTE_FS, "start", "vl-muted"), label);
+    }
+    let first_top = top + rows as f64 * MARK_ROW + if rows > 0 { 8.0 } else { 0.0 };
+
+    let mut frames = Vec::with_capacity(chart.panels.len());
+    for (k, (p, y)) in chart.panels.iter().zip(ys).enumerate() {
+        let ptop = first_top + k as f64 * (PANEL_PLOT + PANEL_GAP);
+        let f = Frame { left, right, top: ptop, bottom: ptop + PANEL_PLOT, x: x.clone(), y };
+        let spacing = PANEL_PLOT / (f.y.values.len().max(2) - 1) as f64;
+        let every = thin_every(TICK_FS, spacing);
+        for (i, v) in f.y.values.iter().enumerate() {
+            let py = f.py(*v);
+            doc.line(f.left, py, f.right, py, "vl-grid");
+            if i % every == 0 {
+                doc.text(f.left - 6.0, py + TICK_FS * 0.35, Txt::new(TICK_FS, "end", "vl-muted"), &f.y.label(*v));
+            }
+        }
+        doc.line(f.left, f.bottom, f.right, f.bottom, "vl-axis");
+        doc.line(f.left, f.top, f.left, f.bottom, "vl-axis");
+        let _ = writeln!(
+            doc.body,
+            r#"<text transform="translate({},{}) rotate(-90)" font-size="{LABEL_FS}" text-anchor="middle" class="vl-fg">{}</text>"#,
+            c(PAD + LABEL_FS - 2.0),
+            c((f.top + f.bottom) / 2.0),
+            escape(&ellipsize(&p.y.label, PANEL_PLOT, LABEL_FS))
+        );
+        for s in &p.series {
+            draw_series(&mut doc, &f, s);
+        }
+        frames.push(f);
+    }
+    let bottom = frames.last().map_or(first_top, |f| f.bottom);
+    for m in &order {
+        let _ = writeln!(
+            doc.body,
+            r#"<line x1="{x}" y1="{}" x2="{x}" y2="{}" class="vl-axis" stroke-width="1.5" stroke-dasharray="4 3"><title>{}</title></line>"#,
+            c(first_top),
+            c(bottom),
+            escape(&m.detail),
+            x = c(px(m.x)),
+        );
+    }
+    // The shared time axis.
+    let spacing = (right - left) / (x.values.len().max(2) - 1) as f64;
+    let widest = x_labels.iter().map(|l| text_width(l, TICK_FS)).fold(0.0, f64::max);
+    let every = thin_every(widest, spacing);
+    for (i, (v, l)) in x.values.iter().zip(&x_labels).enumerate() {
+        doc.line(px(*v), bottom, px(*v), bottom + 4.0, "vl-axis");
+        if i % every == 0 {
+            doc.text(px(*v), bottom + 16.0, Txt::new(TICK_FS, "middle", "vl-muted"), l);
+        }
+    }
+    doc.text(
+        (left + right) / 2.0,
+        bottom + 36.0,
+        Txt::new(LABEL_FS, "middle", "vl-fg"),
+        &ellipsize(&chart.x.label, right - left, LABEL_FS),
+    );
+    let series: Vec<XySeries> = chart.panels.iter().flat_map(|p| p.series.iter().cloned()).collect();
+    let end = legend(&mut doc, &legend_entries(&series), bottom + 48.0);
+    doc.finish(&chart.title, end + PAD)
 }
 
 /// A histogram of one or more series over shared bins.
@@ -955,6 +1110,34 @@ mod tests {
         let e = ellipsize("a very long category label", 60.0, 10.0);
         assert!(e.ends_with('…') && text_width(&e, 10.0) <= 60.0, "{e}");
         assert_eq!(ellipsize("abc", 5.0, 10.0), "");
+    }
+
+    #[test]
+    fn timeline_marker_labels_take_two_rows_then_give_way() {
+        let series = |colour| XySeries {
+            name: format!("s{colour}"),
+            colour,
+            style: Style::Line,
+            points: vec![(0.0, 1.0), (10.0, 3.0)],
+            legend: true,
+        };
+        let marker = |x: f64, label: &str| Marker { x, label: label.into(), detail: format!("{label} at {x}") };
+        let svg = timeline(&Timeline {
+            title: "t".into(),
+            notes: vec![],
+            x: Axis::new("time (s)").from_zero(),
+            panels: vec![
+                TimelinePanel { y: Axis::new("a"), series: vec![series(0)] },
+                TimelinePanel { y: Axis::new("b"), series: vec![series(1)] },
+            ],
+            markers: vec![marker(5.0, "exited"), marker(5.1, "relaunched"), marker(5.2, "down"), marker(9.0, "up")],
+        });
+        assert_eq!(svg.matches("<title>").count(), 1 + 4, "the chart's title and one tooltip per marker");
+        for shown in [">exited<", ">relaunched<", ">up<"] {
+            assert!(svg.contains(shown), "{shown}");
+        }
+        assert!(!svg.contains(">down<"), "a third label at the same place is left out");
+        assert_eq!(svg.matches("<polyline").count(), 2);
     }
 
     #[test]

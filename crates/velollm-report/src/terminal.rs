@@ -1,4 +1,6 @@
-//! The end-of-run terminal summary: one aligned table per step, then throughput, tokens and errors.
+//! The end-of-run terminal summary: one aligned table per step, then throughput, tokens and errors, and what
+//! velollm observed of the server (its `/metrics` per step; launch, cold start, resources and events at the
+//! end).
 
 use crate::format::{num, value};
 use comfy_table::presets::NOTHING;
@@ -7,6 +9,7 @@ use std::fmt::Write;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::result::{RunResult, RunStatus, StepResult};
 use velollm_core::scenario::Scenario;
+use velollm_core::server::ServerReport;
 use velollm_core::stats::Summary;
 use velollm_core::threshold::Verdict;
 
@@ -87,6 +90,13 @@ pub fn render_step(step: &StepResult) -> String {
     if let (Some(p), Some(d)) = (&m.server_prefill_ms, &m.server_decode_ms) {
         let _ =
             writeln!(out, "  server: prefill {} ms · decode {} ms (means, engine-reported)", num(p.mean), num(d.mean));
+    }
+    if let Some(sm) = &step.server_metrics {
+        let figures = crate::server::metrics_line(sm).unwrap_or_else(|| "no metric velollm knows".into());
+        let _ = writeln!(out, "  server /metrics ({}): {figures}", crate::server::metrics_source(sm));
+        if sm.counter_reset {
+            let _ = writeln!(out, "    {}", crate::server::COUNTER_RESET);
+        }
     }
     let c = &step.connections;
     if c.opened + c.reused > 0 {
@@ -179,6 +189,55 @@ pub fn render_scenarios(scenarios: &[Scenario]) -> String {
     out
 }
 
+/// Render what velollm observed of the server over a run: launch, cold start (its first TTFT against
+/// `warm_ttft_p50`, the first step's TTFT median), resources, whole-run metrics, events and notes.
+pub fn render_server(s: &ServerReport, warm_ttft_p50: Option<f64>) -> String {
+    use crate::server as sv;
+    let mut out = String::from("server\n");
+    let join = |facts: Vec<(String, String)>| facts.into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>();
+    if let Some(l) = &s.launch {
+        let mut parts = vec![l.command.clone(), format!("ready via {} on port {}", l.ready_route, l.port)];
+        if l.restarts > 0 {
+            parts.push(format!("{} restart{}", l.restarts, if l.restarts == 1 { "" } else { "s" }));
+        }
+        if let Some(stop) = &l.stop {
+            parts.push(format!("stopped: {stop}"));
+        }
+        parts.push(format!("log {}", l.log));
+        let _ = writeln!(out, "  launch: {}", parts.join(" · "));
+    }
+    if let Some(c) = &s.cold_start {
+        let _ = writeln!(out, "  cold start: {}", join(sv::cold_start_facts(c, warm_ttft_p50)).join(" · "));
+    }
+    if let Some(r) = &s.resources {
+        let facts = sv::resource_facts(r);
+        if !facts.is_empty() {
+            let _ = writeln!(out, "  resources: {}", join(facts).join(" · "));
+        }
+        for g in &r.gpus {
+            let _ = writeln!(out, "  GPU {}: {}", g.index, sv::gpu_text(g));
+        }
+    }
+    if let Some(m) = &s.metrics {
+        let url = s.metrics_url.as_deref().map_or(String::new(), |u| format!("{u} "));
+        let figures = sv::metrics_line(m).unwrap_or_else(|| "no metric velollm knows".into());
+        let _ = writeln!(out, "  metrics over the run: {url}({}): {figures}", sv::metrics_source(m));
+    } else if let Some(u) = &s.metrics_url {
+        let _ = writeln!(out, "  metrics: {u}");
+    }
+    if !s.events.is_empty() {
+        let _ = writeln!(out, "  events:");
+        for e in &s.events {
+            let _ = writeln!(out, "    {}", sv::event_line(e));
+        }
+    }
+    let notes = s.resources.as_ref().map_or(&[][..], |r| r.notes.as_slice());
+    for n in notes {
+        let _ = writeln!(out, "  • {n}");
+    }
+    out
+}
+
 /// Render the whole run: a header line, then every step.
 pub fn render_run(run: &RunResult) -> String {
     let mut out = String::new();
@@ -189,6 +248,9 @@ pub fn render_run(run: &RunResult) -> String {
         _ => String::new(),
     };
     let _ = writeln!(out, "velollm {} · {} · model {} · {}{}", run.meta.scenario, t.url, t.model, t.dialect, server);
+    if let Some(hw) = &run.meta.hardware {
+        let _ = writeln!(out, "hardware: {}", hw.summary());
+    }
     for step in &run.steps {
         let _ = writeln!(out);
         out.push_str(&render_step(step));
@@ -196,6 +258,10 @@ pub fn render_run(run: &RunResult) -> String {
     for a in &run.analyses {
         let _ = writeln!(out);
         out.push_str(&render_analysis(a));
+    }
+    if let Some(s) = run.server.as_ref().filter(|s| !s.is_empty()) {
+        let _ = writeln!(out);
+        out.push_str(&render_server(s, crate::server::warm_ttft_p50(run)));
     }
     if !run.verdicts.is_empty() {
         let passed = run.verdicts.iter().filter(|v| v.passed).count();

@@ -660,3 +660,313 @@ fn comparison_exports() {
     }
     insta::assert_snapshot!("comparison_html", html);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The second fixture: a run whose server velollm launched, sampled and scraped (schema 1.2).
+// ---------------------------------------------------------------------------------------------------------
+
+/// A llama.cpp `/metrics` page with the given counters and gauges (names as in the real capture,
+/// `velollm-core/testdata/prometheus/llamacpp.txt`, plus the older builds' KV-cache ratio).
+#[allow(clippy::too_many_arguments)]
+fn llamacpp_scrape(
+    prompt: u64,
+    cached: u64,
+    predicted: u64,
+    drafts: u64,
+    draft_tokens: u64,
+    accepted: u64,
+    kv: f64,
+    deferred: u64,
+    processing: u64,
+) -> velollm_core::prom::Scrape {
+    let counters = [
+        ("llamacpp:prompt_tokens_total", prompt as f64),
+        ("llamacpp:prompt_tokens_cached_total", cached as f64),
+        ("llamacpp:tokens_predicted_total", predicted as f64),
+        ("llamacpp:prompt_seconds_total", prompt as f64 / 2000.0),
+        ("llamacpp:tokens_predicted_seconds_total", predicted as f64 / 120.0),
+        ("llamacpp:spec_decode_num_drafts_total", drafts as f64),
+        ("llamacpp:spec_decode_num_draft_tokens_total", draft_tokens as f64),
+        ("llamacpp:spec_decode_num_accepted_tokens_total", accepted as f64),
+    ];
+    let gauges = [
+        ("llamacpp:kv_cache_usage_ratio", kv),
+        ("llamacpp:requests_deferred", deferred as f64),
+        ("llamacpp:requests_processing", processing as f64),
+    ];
+    let mut text = String::new();
+    for (name, v) in counters {
+        text.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
+    }
+    for (name, v) in gauges {
+        text.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
+    }
+    velollm_core::prom::parse(&text).unwrap()
+}
+
+/// Resource samples every ⅓ s from the spawn: the model loads (RSS and GPU memory climb), the cold first
+/// request (sent at 1.9 s, done at 2.2 s) adds 12 MB, each completed request a little more; the sampler
+/// stops when the server dies at 20.2 s. Summarised by `velollm_core::resources::summarise`.
+fn server_resources(completions: &[f64]) -> velollm_core::resources::ResourceReport {
+    use velollm_core::resources::{GpuSample, ResourceSample, summarise};
+    const MB: f64 = 1e6;
+    let mut rng = Lcg(99);
+    let samples: Vec<ResourceSample> = (1..=60)
+        .map(|k| {
+            let t = us(f64::from(k) / 3.0);
+            let loading = t < 1.84;
+            let done = completions.iter().filter(|c| **c <= t).count() as f64;
+            let rss = if loading {
+                40.0 * MB + 340.0 * MB * (t / 1.84)
+            } else {
+                380.0 * MB + if t >= 2.2 { 12.0 * MB } else { 0.0 } + 0.15 * MB * done + rng.next() * 0.3 * MB
+            };
+            let cpu = if loading { 120.0 + rng.next() * 70.0 } else { 85.0 + rng.next() * 15.0 };
+            let used = if loading { 0.5e9 + 19.9e9 * (t / 1.84) } else { 20.4e9 + done * 2.0e6 };
+            let util = if loading {
+                Some(0.0)
+            } else if k == 40 {
+                None // the driver said [N/A]
+            } else {
+                Some((60.0 + rng.next() * 35.0).round())
+            };
+            ResourceSample {
+                t_s: t,
+                rss_bytes: rss as u64,
+                cpu_percent: us(cpu),
+                processes: 1,
+                gpu: vec![GpuSample {
+                    index: 0,
+                    utilization_percent: util,
+                    memory_used_bytes: Some(used as u64),
+                    memory_total_bytes: Some(81_920 * 1024 * 1024),
+                }],
+            }
+        })
+        .collect();
+    let mut r = summarise(&samples, us(1.0 / 3.0), Some((1.9, 2.2)), completions);
+    r.notes.push("the server process (pid 41017) was gone at 20.3 s: resource sampling stopped".into());
+    r
+}
+
+/// The fixture run with a full server section: launch, cold start, resources with a GPU, metrics on two steps
+/// (the second with a counter reset), whole-run metrics, and events (an outage, a death and a relaunch).
+fn server_run() -> RunResult {
+    use velollm_core::hardware::{CpuInfo, GpuInfo, GpuVendor, Hardware, MemoryInfo};
+    use velollm_core::prom::step_metrics;
+    use velollm_core::server::{ColdStart, LaunchReport, ServerEvent, ServerEventKind, ServerReport};
+    let mut r = run("qwen2.5-7b-instruct-q4_k_m", "http://127.0.0.1:18080", 1.0, 23);
+    r.schema_version = "1.2".into();
+    r.steps = vec![r.steps[0].clone(), r.steps[2].clone()];
+    for s in &mut r.steps {
+        s.samples = StepSamples::default();
+    }
+    r.analyses.clear();
+    r.verdicts.clear();
+    r.meta.hardware = Some(Hardware {
+        os: "linux".into(),
+        os_version: Some("Linux 12 Debian GNU/Linux".into()),
+        kernel: Some("6.1.0".into()),
+        arch: "x86_64".into(),
+        cpu: CpuInfo {
+            model: Some("AMD EPYC 7B13".into()),
+            cores: Some(16),
+            threads: 32,
+            frequency_mhz: None,
+            max_frequency_mhz: None,
+        },
+        memory: MemoryInfo { total_bytes: 64 << 30, available_bytes: Some(50 << 30) },
+        gpus: vec![GpuInfo {
+            vendor: GpuVendor::Nvidia,
+            name: "NVIDIA H100 80GB HBM3".into(),
+            memory_bytes: Some(81_920 << 20),
+            driver: Some("550.54.15".into()),
+            unified_memory: false,
+            source: "nvidia-smi".into(),
+        }],
+    });
+
+    // Server metrics: step 1 plain; step 2 sees the server die and come back (counters back down).
+    let s0_before = llamacpp_scrape(31, 0, 50, 0, 0, 0, 0.01, 0, 0);
+    let s0_during = llamacpp_scrape(500, 400, 800, 150, 600, 430, 0.12, 0, 1);
+    let s0_after = llamacpp_scrape(961, 820, 1550, 300, 1200, 860, 0.02, 0, 0);
+    let s1_during = llamacpp_scrape(2000, 1900, 3500, 700, 2800, 2000, 0.35, 3, 4);
+    let s1_restarted = llamacpp_scrape(120, 90, 200, 40, 160, 110, 0.05, 0, 4);
+    let s1_after = llamacpp_scrape(900, 700, 1500, 300, 1200, 850, 0.08, 1, 2);
+    r.steps[0].server_metrics = Some(step_metrics(&s0_before, &s0_after, &[s0_during]));
+    r.steps[1].server_metrics = Some(step_metrics(&s0_after, &s1_after, &[s1_during, s1_restarted]));
+    assert!(r.steps[1].server_metrics.as_ref().unwrap().counter_reset);
+
+    // Completions on the run clock: step 1 from 2.6 s, step 2 from 8.6 s until the death at 20.2 s.
+    let completions: Vec<f64> =
+        (0..30).map(|i| us(2.6 + 0.18 * f64::from(i))).chain((0..40).map(|i| us(8.6 + 0.285 * f64::from(i)))).collect();
+    let template = "llama-server -m /models/qwen2.5-7b-instruct-q4_k_m.gguf --port {port} -ngl 99 --metrics";
+    r.server = Some(ServerReport {
+        launch: Some(LaunchReport {
+            template: template.into(),
+            command: template.replace("{port}", "18080"),
+            port: 18080,
+            log: "/tmp/velollm-server-18080.log".into(),
+            ready_route: "/health".into(),
+            spawned_at: "2026-01-02T03:04:03.100000Z".into(),
+            restarts: 1,
+            stop: Some("exit status: 0 after 0.4 s".into()),
+        }),
+        cold_start: Some(ColdStart {
+            spawn_to_listen_ms: Some(520.4),
+            spawn_to_ready_ms: 1840.2,
+            spawn_to_first_token_ms: Some(2162.0),
+            first_ttft_ms: Some(262.0),
+            first_e2e_ms: Some(310.5),
+            first_output_tokens: Some(50),
+            first_error: None,
+        }),
+        resources: Some(server_resources(&completions)),
+        metrics_url: Some("http://127.0.0.1:18080/metrics".into()),
+        metrics: Some(step_metrics(&s0_before, &s1_after, &[])),
+        events: vec![
+            ServerEvent {
+                t_s: 12.03,
+                kind: ServerEventKind::Down,
+                step: Some("concurrency_4".into()),
+                detail: "/health answered 503 {\"error\":{\"code\":503,\"message\":\"Loading model\"}}".into(),
+                gap_s: None,
+            },
+            ServerEvent {
+                t_s: 12.61,
+                kind: ServerEventKind::Up,
+                step: Some("concurrency_4".into()),
+                detail: String::new(),
+                gap_s: Some(0.58),
+            },
+            ServerEvent {
+                t_s: 20.21,
+                kind: ServerEventKind::Exited,
+                step: Some("concurrency_4".into()),
+                detail: "exit status: 134; last lines of /tmp/velollm-server-18080.log:\n\
+                         llama_decode: failed to decode, ret = -3\nAborted (core dumped)"
+                    .into(),
+                gap_s: None,
+            },
+            ServerEvent {
+                t_s: 23.43,
+                kind: ServerEventKind::Relaunched,
+                step: Some("concurrency_4".into()),
+                detail: "ready via /health".into(),
+                gap_s: Some(3.22),
+            },
+        ],
+    });
+    r
+}
+
+#[test]
+fn server_section_in_the_terminal() {
+    let r = server_run();
+    let text = velollm_report::render_run(&r);
+    assert!(text.contains("hardware: 16-core/32-thread AMD EPYC 7B13"), "{text}");
+    assert!(text.contains("the server restarted during the step; deltas counted from 0"));
+    assert!(text.contains("first request TTFT 262.0 ms vs warm p50"));
+    assert!(!text.contains("Aborted (core dumped)"), "only the first line of an event's details");
+    insta::assert_snapshot!("server_terminal", text);
+    // Without the server section, the run renders as before: no server line at all.
+    let mut plain = r.clone();
+    plain.server = None;
+    plain.meta.hardware = None;
+    for s in &mut plain.steps {
+        s.server_metrics = None;
+    }
+    let text = velollm_report::render_run(&plain);
+    assert!(!text.contains("server /metrics") && !text.contains("\nserver\n") && !text.contains("hardware"));
+}
+
+#[test]
+fn server_section_in_markdown() {
+    let r = server_run();
+    let md = render_markdown(&[Target { label: "launched", run: &r }], "report");
+    let files: Vec<&str> = md.charts.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "report-time-split.svg",
+            "report-e2e-vs-max-tokens.svg",
+            "report-throughput-tokens.svg",
+            "report-throughput-requests.svg",
+            "report-server-resources.svg",
+            "report-server-gpu.svg",
+        ]
+    );
+    for f in &files {
+        assert!(md.text.contains(&format!("]({f})")), "{f} is not referenced");
+    }
+    // The server charts sit in the server section, after the general charts.
+    let server_at = md.text.find("## Server").unwrap();
+    assert!(md.text.find("(report-server-resources.svg)").unwrap() > server_at);
+    assert!(md.text.find("(report-throughput-requests.svg)").unwrap() < server_at);
+    insta::assert_snapshot!("server_markdown", md.text);
+}
+
+#[test]
+fn server_section_in_html() {
+    let r = server_run();
+    let html = render_html(&[Target { label: "launched", run: &r }]);
+    assert_eq!(html.matches("<svg xmlns").count(), 6);
+    for banned in ["src=", "href=", "@import", "url(", "<link", "<img", "<iframe", "fetch(", "XMLHttpRequest"] {
+        assert!(!html.contains(banned), "the HTML must not load anything: found {banned}");
+    }
+    assert!(html.contains("<h2>Server</h2>") && html.contains("<h3>Server metrics per step</h3>"));
+    insta::assert_snapshot!("server_html", html);
+}
+
+#[test]
+fn server_charts_are_readable() {
+    let r = server_run();
+    let charts = run_charts(&[Target { label: "launched", run: &r }]);
+    let svg = |id: &str| charts.iter().find(|c| c.id == id).unwrap().svg.clone();
+    for id in ["server-resources", "server-gpu"] {
+        let s = svg(id);
+        assert_readable(id, &s);
+        assert!(!s.contains("NaN") && !s.contains("inf"), "{id}");
+        assert_eq!(s.matches("stroke-dasharray=\"4 3\"><title>").count(), 4, "{id}: one marker per event");
+    }
+    for l in ["RSS (MB)", "CPU (%)", "time since the server was spawned (s)", "exited", "relaunched"] {
+        assert!(svg("server-resources").contains(&format!(">{l}</text>")), "server-resources lacks {l}");
+    }
+    for l in ["GPU memory used (GB)", "GPU utilisation (%)", "GPU 0"] {
+        assert!(svg("server-gpu").contains(&format!(">{l}</text>")), "server-gpu lacks {l}");
+    }
+    insta::assert_snapshot!("server_resources_svg", svg("server-resources"));
+    insta::assert_snapshot!("server_gpu_svg", svg("server-gpu"));
+    // Several targets: each run keeps its own server charts, numbered by position.
+    let plain = baseline();
+    let t = [Target { label: "plain", run: &plain }, Target { label: "launched", run: &r }];
+    let ids: Vec<String> = run_charts(&t).into_iter().map(|c| c.id).filter(|i| i.starts_with("server-")).collect();
+    assert_eq!(ids, ["server-resources-2", "server-gpu-2"]);
+    let md = render_markdown(&t, "r").text;
+    let launched = md.find("## launched").unwrap();
+    assert!(md.find("(r-server-resources-2.svg)").unwrap() > launched);
+}
+
+#[test]
+fn step_server_metrics_alone_make_a_server_section() {
+    // A server velollm did not launch but whose /metrics it scraped.
+    let mut r = server_run();
+    r.server = None;
+    let md = render_markdown(&[Target { label: "x", run: &r }], "r").text;
+    assert!(md.contains("## Server") && md.contains("- **metrics:** llama.cpp"), "{md}");
+    assert!(!md.contains("Cold start") && !md.contains("whole run"));
+}
+
+#[test]
+fn hostile_server_text_is_escaped() {
+    let mut r = server_run();
+    let s = r.server.as_mut().unwrap();
+    s.launch.as_mut().unwrap().command = "<script>alert(1)</script> | x".into();
+    s.events[2].detail = "exit <b>1</b>\nmore".into();
+    let t = [Target { label: "x", run: &r }];
+    let html = render_html(&t);
+    assert!(!html.contains("<script>alert") && !html.contains("<b>1</b>"));
+    let md = render_markdown(&t, "r");
+    assert!(!md.text.contains("<script>") && md.text.contains("\\| x"));
+    assert!(md.charts.iter().all(|(_, svg)| !svg.contains("<b>1</b>")));
+}

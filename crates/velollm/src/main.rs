@@ -287,7 +287,14 @@ async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOption
     if let Some(l) = &watch_opts.launch {
         eprintln!("velollm: launching the server (log: {})", l.log.display());
     }
-    let mut server = ServerWatch::launch(watch_opts).await?;
+    let mut server = match ServerWatch::launch(watch_opts, &cancel).await {
+        Ok(s) => s,
+        Err(velollm_engine::launch::LaunchError::Interrupted) => {
+            eprintln!("velollm: interrupted while the server was starting; it was stopped, nothing was measured");
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(url) = &server.url {
         plan.options.url = url.clone();
         plan.options.origin = Some(server.origin);

@@ -218,6 +218,73 @@ pub fn script(hw: &Hardware, model: Option<&ModelInfo>, advice: &Advice, model_p
     s
 }
 
+/// The --verify command with the advice applied: flags appended, or variables set through `env`.
+fn applied(command: &str, advice: &Advice) -> String {
+    let vars: Vec<String> =
+        advice.settings.iter().filter(|r| r.kind == SettingKind::Env).map(|r| sh_quote(&assignment(r))).collect();
+    let flags = flags(advice);
+    let mut out = String::new();
+    if !vars.is_empty() {
+        out = format!("env {} ", vars.join(" "));
+    }
+    out.push_str(command);
+    if !flags.is_empty() {
+        out = format!("{out} {flags}");
+    }
+    out
+}
+
+/// `--verify`: benchmark the server before and after the advice, the same way, and compare.
+async fn verify(args: &OptimizeArgs, advice: &Advice) -> Result<u8> {
+    let before = args.launch.clone().unwrap_or_default();
+    let after = applied(&before, advice);
+    if after == before {
+        return Err(InputError(anyhow!("--verify: there is no setting to apply, so nothing to compare")).into());
+    }
+    std::fs::create_dir_all(&args.verify_dir)
+        .map_err(|e| anyhow!("cannot create --verify-dir {}: {e}", args.verify_dir.display()))?;
+    let mut results = Vec::new();
+    for (name, command) in [("before", &before), ("after", &after)] {
+        let out = args.verify_dir.join(format!("{name}.json"));
+        eprintln!("\nvelollm optimize --verify: {name}: {command}");
+        let mut argv: Vec<String> =
+            ["velollm", "bench", "--launch", command, "--scenario", &args.scenario, "--no-progress"]
+                .map(String::from)
+                .to_vec();
+        argv.extend(["-o".into(), out.display().to_string()]);
+        if let Some(n) = args.requests {
+            argv.extend(["-n".into(), n.to_string()]);
+        }
+        if let Some(c) = args.concurrency {
+            argv.extend(["-c".into(), c.to_string()]);
+        }
+        let bench =
+            match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map_err(|e| InputError(e.into()))?.command {
+                crate::cli::Command::Bench(b) => *b,
+                _ => return Err(anyhow!("internal: --verify arguments did not map to bench")),
+            };
+        let plan = crate::plan::bench(&bench)?;
+        let watch = crate::server::watch_options(&bench.server, Some(&out))?;
+        let code = crate::bench(plan, None, watch).await?;
+        if code == crate::exit::INTERRUPTED {
+            return Ok(code);
+        }
+        results.push((name.to_string(), crate::report::read_result(&out)?));
+    }
+    let after_run = results.pop().expect("two runs");
+    let before_run = results.pop().expect("two runs");
+    println!();
+    let d = crate::compare::decide(
+        (&before_run.0, &before_run.1),
+        &[after_run],
+        &[],
+        &Default::default(),
+        &Default::default(),
+    );
+    eprintln!("velollm: both results are in {}", args.verify_dir.display());
+    Ok(crate::compare::verdict_code(&d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,71 +377,4 @@ mod tests {
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
         assert_eq!(clean("x\ny\rz"), "x y z");
     }
-}
-
-/// The --verify command with the advice applied: flags appended, or variables set through `env`.
-fn applied(command: &str, advice: &Advice) -> String {
-    let vars: Vec<String> =
-        advice.settings.iter().filter(|r| r.kind == SettingKind::Env).map(|r| sh_quote(&assignment(r))).collect();
-    let flags = flags(advice);
-    let mut out = String::new();
-    if !vars.is_empty() {
-        out = format!("env {} ", vars.join(" "));
-    }
-    out.push_str(command);
-    if !flags.is_empty() {
-        out = format!("{out} {flags}");
-    }
-    out
-}
-
-/// `--verify`: benchmark the server before and after the advice, the same way, and compare.
-async fn verify(args: &OptimizeArgs, advice: &Advice) -> Result<u8> {
-    let before = args.launch.clone().unwrap_or_default();
-    let after = applied(&before, advice);
-    if after == before {
-        return Err(InputError(anyhow!("--verify: there is no setting to apply, so nothing to compare")).into());
-    }
-    std::fs::create_dir_all(&args.verify_dir)
-        .map_err(|e| anyhow!("cannot create --verify-dir {}: {e}", args.verify_dir.display()))?;
-    let mut results = Vec::new();
-    for (name, command) in [("before", &before), ("after", &after)] {
-        let out = args.verify_dir.join(format!("{name}.json"));
-        eprintln!("\nvelollm optimize --verify: {name}: {command}");
-        let mut argv: Vec<String> =
-            ["velollm", "bench", "--launch", command, "--scenario", &args.scenario, "--no-progress"]
-                .map(String::from)
-                .to_vec();
-        argv.extend(["-o".into(), out.display().to_string()]);
-        if let Some(n) = args.requests {
-            argv.extend(["-n".into(), n.to_string()]);
-        }
-        if let Some(c) = args.concurrency {
-            argv.extend(["-c".into(), c.to_string()]);
-        }
-        let bench =
-            match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map_err(|e| InputError(e.into()))?.command {
-                crate::cli::Command::Bench(b) => *b,
-                _ => return Err(anyhow!("internal: --verify arguments did not map to bench")),
-            };
-        let plan = crate::plan::bench(&bench)?;
-        let watch = crate::server::watch_options(&bench.server, Some(&out))?;
-        let code = crate::bench(plan, None, watch).await?;
-        if code == crate::exit::INTERRUPTED {
-            return Ok(code);
-        }
-        results.push((name.to_string(), crate::report::read_result(&out)?));
-    }
-    let after_run = results.pop().expect("two runs");
-    let before_run = results.pop().expect("two runs");
-    println!();
-    let d = crate::compare::decide(
-        (&before_run.0, &before_run.1),
-        &[after_run],
-        &[],
-        &Default::default(),
-        &Default::default(),
-    );
-    eprintln!("velollm: both results are in {}", args.verify_dir.display());
-    Ok(crate::compare::verdict_code(&d))
 }

@@ -169,3 +169,127 @@ pub fn screenshot(bin: &Path, dir: &Path, url: &str, name: &str) {
     let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
     assert!(size > 20_000, "the screenshot {} is missing or blank ({size} bytes)", png.display());
 }
+
+/// The `velollm-fake-server` program (a bin of `velollm-testkit`) beside the test's own target directory
+/// (`target/debug/deps/launch-…` → `target/debug/velollm-fake-server`); built once with cargo when missing
+/// (`cargo test -p velollm` alone does not build another package's binaries).
+pub fn fake_server_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/PROFILE/deps/TEST → target/PROFILE
+        let profile_dir = exe.parent().and_then(Path::parent).expect("the test executable is in target/PROFILE/deps");
+        let bin = profile_dir.join(format!("velollm-fake-server{}", std::env::consts::EXE_SUFFIX));
+        if bin.exists() {
+            return bin;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        let target_dir = profile_dir.parent().expect("target/PROFILE has a parent");
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "velollm-testkit", "--bin", "velollm-fake-server", "--manifest-path"]);
+        build.arg(&manifest).arg("--target-dir").arg(target_dir);
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(other) => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status().expect("cargo runs (to build velollm-fake-server)");
+        assert!(status.success(), "cargo build -p velollm-testkit --bin velollm-fake-server failed: {status}");
+        assert!(bin.exists(), "cargo built velollm-fake-server but it is not at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A marker unique to this call, to find the processes a test started (`--tag MARKER` on the fake server).
+pub fn unique_marker(what: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos());
+    format!("velollm-test-{what}-{}-{n}-{}", std::process::id(), nanos.unwrap_or(0))
+}
+
+/// Live processes (zombies excluded) whose command line contains every one of `needles` (arguments joined
+/// by spaces): `(pid, command line)`. Reads `/proc` on Linux; elsewhere asks `ps`.
+pub fn processes_with(needles: &[&str]) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if pid == me {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            // A zombie has an empty command line; its state is Z.
+            let zombie = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .unwrap_or(true);
+            if !zombie && needles.iter().all(|n| cmdline.contains(n)) {
+                found.push((pid, cmdline.trim_end().to_string()));
+            }
+        }
+        return found;
+    }
+    let out = Command::new("ps").args(["-A", "-o", "pid=,stat=,args="]).output().expect("ps runs");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(pid), Some(stat)) = (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next()) else {
+            continue;
+        };
+        let args: Vec<&str> = parts.collect();
+        let cmdline = args.join(" ");
+        if pid != me && !stat.starts_with('Z') && needles.iter().all(|n| cmdline.contains(n)) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Wait up to `within` for no live process to match `needles` (see [`processes_with`]); panics naming
+/// the survivors.
+pub fn assert_no_process(needles: &[&str], within: Duration) {
+    let start = Instant::now();
+    loop {
+        let left = processes_with(needles);
+        if left.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < within, "processes left running after {within:?}: {left:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether something accepts connections on `127.0.0.1:port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).is_ok()
+}
+
+/// llama.cpp's `llama-server` and the SmolLM2 model (`LLAMA_SERVER_BIN`, `SMOLLM2_MODEL`, exported by
+/// `scripts/test.sh` from `scripts/llama-server.sh env`), when both files exist. Without them the caller
+/// skips — except in CI (`CI=true`), where they are required.
+pub fn llama_server() -> Option<(PathBuf, PathBuf)> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let (bin, model) = (var("LLAMA_SERVER_BIN"), var("SMOLLM2_MODEL"));
+    let problem = match (&bin, &model) {
+        (None, _) | (_, None) => "LLAMA_SERVER_BIN and SMOLLM2_MODEL are not both set".to_string(),
+        (Some(b), _) if !b.is_file() => format!("LLAMA_SERVER_BIN={} does not exist", b.display()),
+        (_, Some(m)) if !m.is_file() => format!("SMOLLM2_MODEL={} does not exist", m.display()),
+        (Some(b), Some(m)) => return Some((b.clone(), m.clone())),
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "CI=true but {problem}: run the tests with scripts/test.sh, or \
+             eval \"$(scripts/llama-server.sh env)\" after scripts/llama-server.sh install"
+        );
+    }
+    eprintln!("skipped: {problem} (run scripts/llama-server.sh install, then eval \"$(scripts/llama-server.sh env)\")");
+    None
+}

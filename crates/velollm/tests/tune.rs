@@ -2,41 +2,7 @@
 
 mod common;
 
-use common::{json, text, velollm};
-use std::path::PathBuf;
-
-/// The fake server program of velollm-testkit (built with the workspace's tests; built here when missing).
-fn fake_server() -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = dir.join("velollm-fake-server");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "velollm-testkit", "--bin", "velollm-fake-server"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cannot build velollm-fake-server");
-    }
-    bin
-}
-
-/// The real llama-server binary and model (`scripts/test.sh` exports them). Skipped without them, except
-/// in CI, where they must exist.
-fn llama_server() -> Option<(String, String)> {
-    let found = (|| {
-        let bin = std::env::var("LLAMA_SERVER_BIN").ok().filter(|p| std::path::Path::new(p).exists())?;
-        let model = std::env::var("SMOLLM2_MODEL").ok().filter(|p| std::path::Path::new(p).exists())?;
-        Some((bin, model))
-    })();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but LLAMA_SERVER_BIN/SMOLLM2_MODEL are not set: run the tests with scripts/test.sh"
-        );
-        eprintln!("skipped: LLAMA_SERVER_BIN/SMOLLM2_MODEL not set (scripts/test.sh sets them)");
-    }
-    found
-}
+use common::{fake_server_bin as fake_server, json, llama_server, text, velollm};
 
 #[test]
 fn a_grid_of_fake_servers_names_the_faster_one_and_resumes() {
@@ -117,6 +83,7 @@ fn a_two_config_tune_on_the_real_llama_server() {
     let Some((bin, model)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tune");
+    let (bin, model) = (bin.display(), model.display());
     let launch = format!("{bin} -m {model} --port {{port}} -t 1 -np 1 -c {{n_ctx}} -b {{n_batch}} --metrics");
     let o = velollm(&[
         "tune",

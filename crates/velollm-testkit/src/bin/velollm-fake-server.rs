@@ -3,7 +3,7 @@
 //! ```text
 //! velollm-fake-server --port P [--flavor llamacpp|openai|ollama] [--mode serve|exit|hang]
 //!     [--loading-ms N] [--ttft-ms N] [--itl-ms N] [--tokens N] [--die-after-requests N]
-//!     [--grow-mb-per-request N] [--exit-code N]
+//!     [--grow-mb-per-request N] [--exit-code N] [--tag TEXT]
 //! ```
 //!
 //! * `serve` (default): the scripted fake server ([`velollm_testkit::FakeServer`]); with `--loading-ms`,
@@ -15,6 +15,8 @@
 //!   mid-run.
 //! * `--grow-mb-per-request N`: keep N MiB more memory (touched) for every request served — a leak with
 //!   a known slope.
+//! * `--tag TEXT`: ignored — a marker on the command line by which a test finds the process (and checks
+//!   that it is gone).
 
 use std::time::Duration;
 use velollm_testkit::{FakeServer, Flavor, Script};
