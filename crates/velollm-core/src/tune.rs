@@ -133,7 +133,7 @@ impl Objective {
 
     /// Every successful request's value of the metric in a run, all steps pooled.
     pub fn values(&self, run: &RunResult) -> Vec<f64> {
-        run.steps.iter().filter_map(|s| s.samples.values(&self.metric)).flatten().filter(|v| v.is_finite()).collect()
+        pooled(run, &self.metric)
     }
 
     /// The objective's value over a run.
@@ -148,6 +148,11 @@ impl Objective {
             _ => a < b,
         }
     }
+}
+
+/// Every successful request's value of a per-request metric in a run, all steps pooled.
+fn pooled(run: &RunResult, metric: &str) -> Vec<f64> {
+    run.steps.iter().filter_map(|s| s.samples.values(metric)).flatten().filter(|v| v.is_finite()).collect()
 }
 
 /// One configuration's row of the trade-off table.
@@ -195,10 +200,7 @@ impl TuneRow {
         run: &RunResult,
         o: &Objective,
     ) -> TuneRow {
-        let pooled = |m: &str, q: f64| -> Option<f64> {
-            let mut v: Vec<f64> = run.steps.iter().filter_map(|s| s.samples.values(m)).flatten().collect();
-            percentile_select(&mut v, q)
-        };
+        let pooled = |m: &str, q: f64| percentile_select(&mut pooled(run, m), q);
         let (tokens, seconds) = run.steps.iter().fold((0.0, 0.0), |(t, s), step| {
             (t + step.rates.output_token_throughput * step.rates.duration_s, s + step.rates.duration_s)
         });

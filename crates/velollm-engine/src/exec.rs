@@ -71,6 +71,17 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A target for control-plane requests (readiness, health, metrics): short timeouts, so a wedged server
+    /// never holds up the watcher for long.
+    pub fn control(endpoint: Endpoint) -> Target {
+        let mut t = Target::new(endpoint, DialectKind::OpenAiChat, Clock::start());
+        t.timeouts.connect = Duration::from_secs(2);
+        t.timeouts.idle = Duration::from_secs(5);
+        t
+    }
+}
+
 /// An API key. Its `Debug` output is redacted so it cannot leak through logs.
 #[derive(Clone)]
 pub struct Secret(String);

@@ -187,7 +187,7 @@ impl MonitorOptions {
 }
 
 async fn health_route(target: &Target) -> Option<&'static str> {
-    for route in ["/health", "/v1/models", "/api/version"] {
+    for route in crate::launch::READY_ROUTES {
         if let Ok((200, _)) = get(target, route).await {
             return Some(route);
         }

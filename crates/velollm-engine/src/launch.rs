@@ -8,7 +8,7 @@
 //! that drops a flag) behave as in a shell.
 
 use crate::exec::{Target, get};
-use crate::transport::{Clock, Endpoint};
+use crate::transport::Endpoint;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -143,6 +143,10 @@ fn fill(template: &str, value: &mut dyn FnMut(&str) -> Option<String>) -> Result
     out.push_str(rest);
     Ok(out)
 }
+
+/// The routes that say a server is ready, in the order they are tried: llama-server's and vLLM's health,
+/// any OpenAI-compatible server's model list, Ollama's version.
+pub const READY_ROUTES: [&str; 3] = ["/health", "/v1/models", "/api/version"];
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
 pub fn free_port() -> std::io::Result<u16> {
@@ -383,9 +387,7 @@ impl Server {
 
     async fn poll_ready(&mut self, timeout: Duration) -> Result<Readiness, LaunchError> {
         let endpoint = Endpoint::parse(&self.url).map_err(|e| LaunchError::Io(e.to_string()))?;
-        let mut target = Target::new(endpoint, crate::dialect::DialectKind::OpenAiChat, Clock::start());
-        target.timeouts.connect = Duration::from_secs(2);
-        target.timeouts.idle = Duration::from_secs(5);
+        let target = Target::control(endpoint);
         let deadline = self.spawned + timeout;
         let mut listening_after = None;
         let mut last = "the port never accepted a connection".to_string();
@@ -395,7 +397,7 @@ impl Server {
                 register(self.pgid, false);
                 return Err(LaunchError::Exited { status, log: self.log.display().to_string(), tail: self.tail() });
             }
-            for route in ["/health", "/v1/models", "/api/version"] {
+            for route in READY_ROUTES {
                 // A probe never outlives the deadline (a wedged server accepts and never answers).
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
                 let answer = match tokio::time::timeout(left, get(&target, route)).await {

@@ -9,6 +9,7 @@
 //! ```
 
 use crate::bench::Session;
+use crate::exec::Target;
 use crate::health::{Monitor, MonitorOptions};
 use crate::launch::{LaunchError, LaunchSpec, Server};
 use crate::resources::ResourceSampler;
@@ -184,7 +185,10 @@ impl ServerWatch {
             None
         };
         self.metrics_url = scraper.as_ref().map(|s| s.url().to_string());
-        let health = Some(session.target.clone());
+        // Health checks with short timeouts (a wedged server must not stall the watcher), same credentials.
+        let mut health = Target::control(session.target.endpoint.clone());
+        health.api_key = session.target.api_key.clone();
+        let health = Some(Arc::new(health));
         let monitor = Monitor::start(
             MonitorOptions {
                 server: self.server.take(),

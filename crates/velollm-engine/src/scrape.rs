@@ -1,9 +1,8 @@
 //! Scraping a server's Prometheus `/metrics` endpoint (parsed and mapped by `velollm_core::prom`).
 
 use crate::exec::{Target, get};
-use crate::transport::{Clock, Endpoint};
+use crate::transport::Endpoint;
 use std::sync::Arc;
-use std::time::Duration;
 use velollm_core::prom::{Scrape, parse};
 
 /// One metrics endpoint.
@@ -24,10 +23,7 @@ impl Scraper {
         };
         let origin = parsed.origin().ascii_serialization();
         let endpoint = Endpoint::parse(&origin).map_err(|e| format!("--metrics-url: {e}"))?;
-        let mut target = Target::new(endpoint, crate::dialect::DialectKind::OpenAiChat, Clock::start());
-        target.timeouts.connect = Duration::from_secs(2);
-        target.timeouts.idle = Duration::from_secs(5);
-        Ok(Scraper { target: Arc::new(target), path, url: crate::transport::redact_url(url) })
+        Ok(Scraper { target: Arc::new(Target::control(endpoint)), path, url: crate::transport::redact_url(url) })
     }
 
     /// The endpoint, credentials removed.
