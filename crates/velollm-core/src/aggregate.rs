@@ -1,5 +1,6 @@
 //! Turns a step's request records into the aggregates of the result document.
 
+use crate::cost::{Price, StepCost};
 use crate::metrics::{Sample, StepRates};
 use crate::record::{ErrorClass, RequestRecord};
 use crate::result::{
@@ -25,6 +26,7 @@ pub struct StepAccumulator {
     criteria: Vec<CriterionStats>,
     first_answers: (u64, u64),
     corrections: u64,
+    price: Option<(String, Price)>,
 }
 
 impl StepAccumulator {
@@ -43,7 +45,14 @@ impl StepAccumulator {
             criteria: Vec::new(),
             first_answers: (0, 0),
             corrections: 0,
+            price: None,
         }
+    }
+
+    /// Price the step's requests at `price` (in `currency`): results then carry the step's cost.
+    pub fn with_price(mut self, currency: &str, price: Price) -> StepAccumulator {
+        self.price = Some((currency.to_string(), price));
+        self
     }
 
     /// Add a finished request. Warm-up requests are only counted; cancelled requests (Ctrl-C) are counted
@@ -175,6 +184,7 @@ impl StepAccumulator {
             quality: self.quality(),
             samples: self.columns(),
             server_metrics: None,
+            cost: self.price.as_ref().map(|(currency, price)| StepCost::of(&self.samples, currency, price)),
         }
     }
 }

@@ -10,6 +10,13 @@
 //! | `drift` | TTFT and E2E trend over the run (ms per minute, % over the run), errors, and outages (a server that stopped answering and came back) |
 //! | `plan` | latency by tag (provider, task type): p50, p95, p99; the largest contributors to latency |
 //! | `stats` | mean, median, min, max and standard deviation of E2E, TTFT and tokens/s of one step |
+//! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria ([`prompt_cache`]) |
+//! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk ([`speculative`]) |
+//! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria ([`connections`]) |
+
+mod connections;
+mod prompt_cache;
+mod speculative;
 
 use crate::metrics::Sample;
 use crate::record::ErrorClass;
@@ -66,6 +73,29 @@ pub enum AnalysisSpec {
         /// The step.
         step: String,
     },
+    /// Prompt cache: hit rates by requests and tokens, TTFT and cost with and without the cache, breakpoint and
+    /// TTL variants, against the seed's criteria.
+    PromptCache {
+        /// The step whose requests can never be cached (each starts with a unique salt).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<String>,
+    },
+    /// Speculative decoding: acceptance rate and length, token-normalised ITL, per step.
+    Speculative,
+    /// Connections: persistent (keep-alive, HTTP/2) vs a new connection per request, and TLS resumption.
+    Connections {
+        /// The step opening a new connection for every request (the reference).
+        new: String,
+        /// The keep-alive step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_alive: Option<String>,
+        /// The HTTP/2 step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http2: Option<String>,
+        /// The step with TLS resumption off (a full handshake per request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full_tls: Option<String>,
+    },
 }
 
 impl AnalysisSpec {
@@ -93,7 +123,12 @@ impl AnalysisSpec {
                 std::iter::once(step.as_str()).chain(independent.as_deref()).collect()
             }
             AnalysisSpec::Compare { baseline, candidate } => vec![baseline, candidate],
-            AnalysisSpec::Plan => vec![],
+            AnalysisSpec::Plan | AnalysisSpec::Speculative => vec![],
+            AnalysisSpec::PromptCache { baseline } => baseline.iter().map(String::as_str).collect(),
+            AnalysisSpec::Connections { new, keep_alive, http2, full_tls } => {
+                let others = [keep_alive, http2, full_tls].into_iter().flatten().map(String::as_str);
+                std::iter::once(new.as_str()).chain(others).collect()
+            }
         }
     }
 }
@@ -235,6 +270,11 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
         AnalysisSpec::Drift { step } => find(step).map_or_else(|| missing("drift", step), drift),
         AnalysisSpec::Plan => plan(steps),
         AnalysisSpec::Stats { step } => find(step).map_or_else(|| missing("stats", step), stats),
+        AnalysisSpec::PromptCache { baseline } => prompt_cache::prompt_cache(steps, baseline.as_deref()),
+        AnalysisSpec::Speculative => speculative::speculative(steps),
+        AnalysisSpec::Connections { new, keep_alive, http2, full_tls } => {
+            connections::connections(steps, new, keep_alive.as_deref(), http2.as_deref(), full_tls.as_deref())
+        }
     }
 }
 

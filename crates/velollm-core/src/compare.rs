@@ -141,6 +141,9 @@ pub struct StepComparison {
     pub candidate_step: Option<String>,
     /// Compared statistics.
     pub rows: Vec<Row>,
+    /// Time saved (E2E median) against cost per request, when both runs were priced (`--prices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi: Option<crate::cost::Roi>,
 }
 
 /// A candidate run compared with the baseline.
@@ -215,6 +218,7 @@ pub fn compare(
             step: a.name.clone(),
             candidate_step: (a.name != b.name).then(|| b.name.clone()),
             rows: compare_steps(a, b, options),
+            roi: roi(a, b),
         })
         .collect();
     Comparison {
@@ -225,6 +229,13 @@ pub fn compare(
         unmatched,
         warnings,
     }
+}
+
+/// The ROI of the candidate step over the baseline step: E2E medians and costs per request.
+fn roi(a: &StepResult, b: &StepResult) -> Option<crate::cost::Roi> {
+    let (ca, cb) = (a.cost.as_ref()?, b.cost.as_ref()?);
+    let (ea, eb) = (a.metrics.e2e_ms.as_ref()?.p50, b.metrics.e2e_ms.as_ref()?.p50);
+    Some(crate::cost::Roi::between(ea, eb, ca, cb))
 }
 
 /// Every compared row of two steps.

@@ -4,12 +4,12 @@
 //! Each criterion is evaluated on a candidate against the baseline over all matched steps together: every
 //! successful request of those steps is pooled. A criterion passes only when its figure reaches the target
 //! **and**, for a change, the change is significant (Mann-Whitney U, `p < α`); a change that reaches the
-//! target without significance is *inconclusive*. What these results cannot show — costs before prices are
-//! recorded, routing and semantic-cache figures before velollm's proxy exists, speculative acceptance before
-//! server metrics are scraped — is *not measured*, with the reason, never a guess.
+//! target without significance is *inconclusive*. What these results cannot show — costs of runs without
+//! `--prices`, routing and semantic-cache figures before velollm's proxy exists, speculative acceptance from a
+//! server whose counters were not scraped — is *not measured*, with the reason, never a guess.
 
 use crate::compare::match_steps;
-use crate::result::RunResult;
+use crate::result::{RunResult, StepResult};
 use crate::stats::{mann_whitney_u, percentile_select};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -87,13 +87,12 @@ pub fn evaluate(
         detail,
     };
     let missing = |why: &str| (None, Outcome::NotMeasured, why.to_string());
-    const NO_COST: &str = "no cost data in these results: velollm records no prices yet";
     const NO_PROXY: &str = "needs routing figures from velollm's proxy, which these results do not contain";
     Ok(match preset {
         "prompt-caching" => vec![
             out("TTFT reduced by 30–60 %", p.reduction("ttft", 0.5, 30.0, alpha)),
             out("cache hit rate > 60 %", p.hit_rate(60.0)),
-            out("cost reduced by 40–50 %", missing(NO_COST)),
+            out("cost reduced by 40–50 %", p.cost_reduction(40.0)),
         ],
         "small-models" => vec![
             out("> 30 % of calls routed to the local model", missing(NO_PROXY)),
@@ -101,10 +100,7 @@ pub fn evaluate(
             out("local model accuracy > 95 %", p.accuracy(95.0)),
         ],
         "speculative" => vec![
-            out(
-                "draft acceptance rate > 70 %",
-                missing("needs the server's speculative-decoding counters, which these results do not contain"),
-            ),
+            out("draft acceptance rate > 70 %", p.acceptance(70.0)),
             out("decode speedup > 1.5×", p.speedup("decode_tokens_per_s", 1.5, alpha)),
         ],
         "semantic-cache" => vec![
@@ -216,6 +212,51 @@ impl<'a> Pooled<'a> {
         let rate = hits as f64 / reported.len() as f64 * 100.0;
         let outcome = if rate > target { Outcome::Pass } else { Outcome::Fail };
         (Some(rate), outcome, format!("{hits} of {} requests reused cached prompt tokens", reported.len()))
+    }
+
+    /// Cost per request fell by at least `target` percent (both runs priced with `--prices`).
+    fn cost_reduction(&self, target: f64) -> Figure {
+        let per_request = |candidate: bool| {
+            let (mut total, mut n) = (0.0, 0u64);
+            for (a, b) in &self.pairs {
+                let step: &StepResult = if candidate { b } else { a };
+                let c = step.cost.as_ref()?;
+                total += c.total;
+                n += c.priced_requests;
+            }
+            (n > 0).then(|| total / n as f64)
+        };
+        match (per_request(false), per_request(true)) {
+            (Some(a), Some(b)) if a > 0.0 => {
+                let change = (b - a) / a * 100.0;
+                let outcome = if -change >= target { Outcome::Pass } else { Outcome::Fail };
+                (Some(change), outcome, format!("cost per request {a:.6} → {b:.6} ({change:+.1} %)"))
+            }
+            _ => (None, Outcome::NotMeasured, "no cost in both results: run both with --prices FILE".into()),
+        }
+    }
+
+    /// The candidate's speculative acceptance rate, from the server's counters over its steps.
+    fn acceptance(&self, target: f64) -> Figure {
+        let (mut accepted, mut drafted) = (0.0, 0.0);
+        for (_, b) in &self.pairs {
+            if let Some(a) = crate::speculative::Acceptance::of_step(b, &[])
+                && let (Some(x), Some(d)) = (a.accepted_tokens, a.draft_tokens)
+            {
+                accepted += x;
+                drafted += d;
+            }
+        }
+        if drafted == 0.0 {
+            return (
+                None,
+                Outcome::NotMeasured,
+                "the candidate's server reported no draft tokens (scrape its /metrics: llama.cpp, vLLM)".into(),
+            );
+        }
+        let rate = accepted / drafted * 100.0;
+        let outcome = if rate > target { Outcome::Pass } else { Outcome::Fail };
+        (Some(rate), outcome, format!("{accepted:.0} of {drafted:.0} draft tokens accepted"))
     }
 
     /// The candidate's check score.

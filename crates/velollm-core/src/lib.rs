@@ -17,16 +17,20 @@
 //! * [`check`] — quality checks on answers (regex, contains, number, tool-call schema, command).
 //! * [`threshold`] — `ttft.p95 < 2s`-style thresholds and their ✅/❌ verdicts.
 //! * [`compare`] — before/after comparison: Δ, bootstrap intervals, rank-test p-values, verdicts.
+//! * [`paired`] and [`ab`] — paired A/B statistics (signed-rank test, bootstrap intervals, speedup) and the
+//!   `velollm ab` result document.
 //! * [`criteria`] — the source documents' success criteria as presets (`--criteria prompt-caching`).
 //! * [`gate`] — `--fail-if` CI gates: absolute, relative or delta conditions on a candidate.
 //! * [`analysis`] — scenario figures: fits, per-turn degradation, cache acceleration, comparisons, drift.
 //!
 //! This crate has no async code and performs no I/O, so it is fast to compile and property-testable.
 
+pub mod ab;
 pub mod aggregate;
 pub mod analysis;
 pub mod check;
 pub mod compare;
+pub mod cost;
 pub mod criteria;
 #[cfg(test)]
 mod fixtures;
@@ -37,6 +41,7 @@ pub mod load;
 pub mod metrics;
 pub mod names;
 pub mod optimize;
+pub mod paired;
 pub mod prom;
 pub mod record;
 pub mod resources;
@@ -44,6 +49,7 @@ pub mod result;
 pub mod scenario;
 pub mod server;
 pub mod slo;
+pub mod speculative;
 pub mod stats;
 pub mod sweep;
 pub mod threshold;

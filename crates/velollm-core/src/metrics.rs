@@ -134,6 +134,12 @@ pub struct RequestMetrics {
     pub prompt_tokens: Option<u64>,
     /// Cached prompt tokens, when reported.
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to the prompt cache, when reported (Anthropic).
+    pub cache_write_tokens: Option<u64>,
+    /// Speculative draft tokens proposed for this request (llama.cpp `draft_n`).
+    pub draft_tokens: Option<u64>,
+    /// Speculative draft tokens accepted (llama.cpp `draft_n_accepted`).
+    pub draft_accepted: Option<u64>,
     /// Time spent in reasoning before the first content chunk (first content − first reasoning).
     pub reasoning_ms: Option<f64>,
 }
@@ -192,6 +198,9 @@ impl RequestMetrics {
             token_source,
             prompt_tokens: prompt_tokens(r),
             cached_tokens: cached_tokens(r),
+            cache_write_tokens: r.usage.as_ref().and_then(|u| u.cache_write_tokens),
+            draft_tokens: r.native.as_ref().and_then(|n| n.draft_n),
+            draft_accepted: r.native.as_ref().and_then(|n| n.draft_accepted),
             reasoning_ms: match (first_reasoning, first_content) {
                 (Some(a), Some(b)) if b >= a => Some(ms(b - a)),
                 _ => None,
@@ -260,6 +269,8 @@ pub struct Sample {
     pub server_decode_ms: Option<f64>,
     /// Check outcomes: (passed, total).
     pub checks: (u32, u32),
+    /// How its connection was obtained (the `connections` analysis splits DNS, TCP and TLS).
+    pub connection: Option<crate::record::ConnectionInfo>,
     /// Its derived metrics.
     pub metrics: RequestMetrics,
 }
@@ -278,6 +289,7 @@ impl Sample {
             server_prefill_ms: r.native.as_ref().and_then(|n| n.prompt_ms),
             server_decode_ms: r.native.as_ref().and_then(|n| n.predicted_ms),
             checks: (r.checks.iter().filter(|c| c.passed).count() as u32, r.checks.len() as u32),
+            connection: r.connection.clone(),
             metrics: RequestMetrics::of(r),
         }
     }
@@ -355,6 +367,7 @@ mod tests {
                 dns_ns: Some(MS),
                 connect_ns: Some(MS / 2),
                 tls_ns: None,
+                ..Default::default()
             }),
             ..Default::default()
         }

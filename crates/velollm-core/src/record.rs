@@ -68,6 +68,35 @@ pub struct ConnectionInfo {
     /// TLS handshake time (ns), for a new https connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ns: Option<u64>,
+    /// For a new https connection: true when the TLS handshake resumed an earlier session (fewer round trips,
+    /// no certificate), false for a full handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_resumed: Option<bool>,
+    /// The HTTP version spoken on the connection (absent in records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<HttpProtocol>,
+}
+
+/// The HTTP version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum HttpProtocol {
+    /// HTTP/1.1: one request at a time per connection.
+    #[serde(rename = "http/1.1")]
+    Http1,
+    /// HTTP/2 (`h2` by ALPN over https, or by prior knowledge over plain http): streams multiplexed on one
+    /// connection.
+    #[serde(rename = "h2")]
+    H2,
+}
+
+impl HttpProtocol {
+    /// The name used in records and reports (`http/1.1`, `h2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpProtocol::Http1 => "http/1.1",
+            HttpProtocol::H2 => "h2",
+        }
+    }
 }
 
 /// Token usage reported by the server for one request.
@@ -79,9 +108,13 @@ pub struct Usage {
     /// Completion (output) tokens, reasoning included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u64>,
-    /// Prompt tokens served from the server's prefix cache.
+    /// Prompt tokens served from the server's prefix cache (Anthropic `cache_read_input_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to the prompt cache by this request (Anthropic `cache_creation_input_tokens`);
+    /// included in `prompt_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
     /// Reasoning tokens, when the server splits them out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
@@ -215,6 +248,10 @@ pub struct RequestRecord {
     /// HTTP status code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// A caching proxy's verdict on the response, as its header said (`x-cache`, `x-cache-status` or
+    /// `cf-cache-status`: `HIT`, `MISS`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_cache: Option<String>,
     /// Server-reported usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,

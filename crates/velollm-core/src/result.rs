@@ -166,6 +166,9 @@ pub struct StepResult {
     /// The server's own metrics over the step (Prometheus scrapes just before and just after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<crate::prom::ServerMetrics>,
+    /// The step's cost, when a prices file priced the model (`--prices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::StepCost>,
 }
 
 /// Per-request values of a step's successful measured requests, one column per metric, in completion order

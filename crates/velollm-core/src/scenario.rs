@@ -54,8 +54,85 @@ pub enum ConnectionMode {
     /// Reuse each worker's connection while the server keeps it open.
     #[default]
     KeepAlive,
-    /// Open a new connection for every request.
+    /// Open a new connection for every request (over https, TLS resumes the previous session when the
+    /// server allows it).
     New,
+    /// Open a new connection for every request with a full TLS handshake each time (session resumption off):
+    /// https only; on plain http the step is skipped with a note.
+    NewNoResume,
+    /// HTTP/2: one connection shared by every worker of the step, requests multiplexed as streams (ALPN `h2`
+    /// over https, falling back to HTTP/1.1 when the server does not offer it; prior knowledge (h2c) over
+    /// plain http). Runs only with `--http2`, since many servers (llama-server among them) speak HTTP/1.1 only.
+    Http2,
+}
+
+impl ConnectionMode {
+    /// The name used in scenario files (`keep-alive`, `new`, `new-no-resume`, `http2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionMode::KeepAlive => "keep-alive",
+            ConnectionMode::New => "new",
+            ConnectionMode::NewNoResume => "new-no-resume",
+            ConnectionMode::Http2 => "http2",
+        }
+    }
+
+    /// True for the modes that open a new connection for every request.
+    pub fn is_new(self) -> bool {
+        matches!(self, ConnectionMode::New | ConnectionMode::NewNoResume)
+    }
+}
+
+/// Where an explicit prompt-cache breakpoint goes (Anthropic `cache_control`): the end of one block of the
+/// request, numbered in the order they are sent. Everything up to a breakpoint can be cached and read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Breakpoint {
+    /// `1`: the end of the system prompt.
+    System,
+    /// `2`: the end of the step's reusable `context`.
+    Context,
+    /// `3`: the end of the last user message (the whole prompt).
+    Prompt,
+}
+
+impl Breakpoint {
+    /// Every breakpoint, in send order.
+    pub const ALL: [Breakpoint; 3] = [Breakpoint::System, Breakpoint::Context, Breakpoint::Prompt];
+
+    /// The number used on the command line (`--cache-breakpoints 1,2`).
+    pub fn number(self) -> u8 {
+        match self {
+            Breakpoint::System => 1,
+            Breakpoint::Context => 2,
+            Breakpoint::Prompt => 3,
+        }
+    }
+
+    /// The breakpoint numbered `n` (1 system, 2 context, 3 prompt).
+    pub fn from_number(n: u8) -> Option<Breakpoint> {
+        Breakpoint::ALL.into_iter().find(|b| b.number() == n)
+    }
+}
+
+/// Explicit prompt-cache hints for dialects that take them (Anthropic `cache_control`); servers that cache
+/// prefixes on their own (OpenAI, vLLM, SGLang, llama.cpp, Ollama) ignore them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheHints {
+    /// Blocks to mark with a cache breakpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakpoints: Vec<Breakpoint>,
+    /// Cache lifetime asked for at each breakpoint (Anthropic accepts `5m` and `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+impl CacheHints {
+    /// True when no hint is given.
+    pub fn is_empty(&self) -> bool {
+        self.breakpoints.is_empty() && self.ttl.is_none()
+    }
 }
 
 /// A step's own load profile and bounds (command-line flags override them).
@@ -127,6 +204,21 @@ pub struct Step {
     /// An optional system prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// A stable, reusable context (a document, instructions) sent at the start of every request's user
+    /// message, before the prompt: the part a prompt cache can reuse across requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// A synthetic reusable context of about this many tokens instead of `context` (same for every request
+    /// of the step, new in every step and every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<u32>,
+    /// Start every request with its own unique marker, so that nothing of it can be served from a prompt
+    /// cache: the uncached baseline of a prompt-cache study.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_context: bool,
+    /// Explicit prompt-cache hints, for dialects that take them (Anthropic `cache_control`).
+    #[serde(default, skip_serializing_if = "CacheHints::is_empty")]
+    pub cache: CacheHints,
     /// Maximum tokens to generate.
     pub max_tokens: u32,
     /// Ask the server to generate exactly `max_tokens` (`ignore_eos`/`min_tokens` where supported).
@@ -141,7 +233,7 @@ pub struct Step {
     /// The step's own load profile and bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<StepLoad>,
-    /// Connection reuse.
+    /// How requests get their connection: `keep-alive` (default), `new`, `new-no-resume` or `http2`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub connection: ConnectionMode,
     /// Unload the model before the step (Ollama `keep_alive: 0`), so its first request is a cold start.
@@ -565,6 +657,12 @@ impl Step {
         if self.prompt_tokens.is_some() && self.prompt_tokens_dist.is_some() {
             return Err(format!("step '{}': prompt_tokens and prompt_tokens_dist are exclusive: keep one", self.name));
         }
+        if self.context.is_some() && self.context_tokens.is_some() {
+            return Err(format!("step '{}': context and context_tokens are exclusive: keep one", self.name));
+        }
+        if self.context_tokens == Some(0) {
+            return Err(format!("step '{}': context_tokens must be at least 1", self.name));
+        }
         if self.shared_prefix.is_some() && !kinds[1] {
             return Err(format!(
                 "step '{}': shared_prefix needs prompt_tokens or prompt_tokens_dist (the length of each request's \
@@ -634,6 +732,8 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("stability", include_str!("../../../scenarios/stability.toml")),
     ("load", include_str!("../../../scenarios/load.toml")),
     ("connections", include_str!("../../../scenarios/connections.toml")),
+    ("prompt-cache", include_str!("../../../scenarios/prompt-cache.toml")),
+    ("speculative", include_str!("../../../scenarios/speculative.toml")),
 ];
 
 /// The TOML text of a built-in scenario.

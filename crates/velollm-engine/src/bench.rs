@@ -44,6 +44,8 @@ pub struct BenchOptions {
     pub origin: Option<std::time::Instant>,
     /// Requests wait while this is false (a launched server being restarted).
     pub gate: Option<watch::Receiver<bool>>,
+    /// A PEM certificate to trust besides the public roots (`--ca-cert`, e.g. a self-signed local server).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl BenchOptions {
@@ -59,6 +61,7 @@ impl BenchOptions {
             keep_text: false,
             origin: None,
             gate: None,
+            ca_cert: None,
         }
     }
 }
@@ -69,6 +72,9 @@ pub enum BenchError {
     /// The URL is invalid.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The `--ca-cert` file is unusable.
+    #[error("{0}")]
+    CaCert(String),
     /// The server is unreachable or unrecognised.
     #[error(transparent)]
     Probe(#[from] ProbeError),
@@ -95,14 +101,25 @@ pub struct Session {
     pub dialect_reason: String,
     /// The server watcher, whose scrapes bracket every step (set after [`Session::connect`]).
     pub monitor: Option<Arc<crate::health::Monitor>>,
+    /// Token prices: every step's result then carries its cost (set after [`Session::connect`]).
+    pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
 }
 
 impl Session {
     /// Probe the endpoint, choose the dialect and the model.
     pub async fn connect(opts: &BenchOptions) -> Result<Session, BenchError> {
-        let endpoint = Endpoint::parse(&opts.url)?;
+        let mut endpoint = Endpoint::parse(&opts.url)?;
+        if let Some(path) = &opts.ca_cert {
+            let certs = crate::transport::read_ca_cert(path).map_err(BenchError::CaCert)?;
+            endpoint.trust(&certs).map_err(BenchError::CaCert)?;
+        }
         let clock = opts.origin.map_or_else(Clock::start, Clock::since);
-        let mut target = Target::new(endpoint, DialectKind::OpenAiChat, clock);
+        // An explicit dialect already decides the probe's headers (Anthropic's `x-api-key`, `anthropic-version`).
+        let first = match opts.backend {
+            Backend::Dialect(d) => d,
+            Backend::Auto => DialectKind::OpenAiChat,
+        };
+        let mut target = Target::new(endpoint, first, clock);
         target.gate = opts.gate.clone();
         target.api_key = opts.api_key.clone();
         target.timeouts = opts.timeouts;
@@ -130,7 +147,7 @@ impl Session {
         } else {
             resolve_model(opts.model.as_deref(), &server, &url).map_err(BenchError::Model)?
         };
-        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason, monitor: None })
+        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason, monitor: None, prices: None })
     }
 
     /// Send the first request of `step` on its own, outside any step: the cold request of a server that
@@ -145,6 +162,10 @@ impl Session {
         let req = crate::dialect::GenRequest {
             model: self.model.clone(),
             system: step.system.clone(),
+            context: step.context.clone().or_else(|| {
+                step.context_tokens.map(|n| crate::prompts::synthetic(n, seed, self.target.tokenizer.as_deref()))
+            }),
+            cache: step.cache.clone(),
             history: Vec::new(),
             prompt: prompts.prompt(0, self.target.tokenizer.as_deref()),
             max_tokens: step.max_tokens,
@@ -224,6 +245,7 @@ impl Session {
         cancel: &watch::Receiver<bool>,
     ) -> Result<RunOutput, BenchError> {
         let mut runner = Runner::new(self.target.clone(), self.model.clone(), seed, slo);
+        runner.prices = self.prices.clone();
         let mut ran = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             if *cancel.borrow() {

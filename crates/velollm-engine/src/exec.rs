@@ -5,7 +5,7 @@
 
 use crate::dialect::{DialectKind, GenRequest};
 use crate::tokenize::TokenCounter;
-use crate::transport::{Clock, ConnectError, Connection, Endpoint};
+use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions};
 use crate::wire::Decoder;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use velollm_core::record::{Channel, Chunk, ConnectionInfo, ErrorClass, Nanos, RequestError, RequestRecord, Usage};
+use velollm_core::record::{
+    Channel, Chunk, ConnectionInfo, ErrorClass, HttpProtocol, Nanos, RequestError, RequestRecord, Usage,
+};
+use velollm_core::scenario::ConnectionMode;
 
 /// Request timeouts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,7 +42,7 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// How they are written and read.
     pub dialect: DialectKind,
-    /// `Authorization: Bearer …` value source; never stored or printed.
+    /// API key, sent as `Authorization: Bearer …` (as `x-api-key` to Anthropic); never stored or printed.
     pub api_key: Option<Secret>,
     /// Timeouts.
     pub timeouts: Timeouts,
@@ -124,19 +127,100 @@ pub fn http_request(
     if body.is_some() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
-    if let Some(Secret(key)) = &target.api_key {
-        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
-        if target.endpoint.is_https() || !key.is_empty() {
+    if target.dialect == DialectKind::Anthropic {
+        builder = builder.header("anthropic-version", crate::dialect::anthropic::API_VERSION);
+    }
+    match &target.api_key {
+        // Anthropic takes the key in `x-api-key` only.
+        Some(Secret(key)) if target.dialect == DialectKind::Anthropic => {
             builder = builder.header("x-api-key", key.as_str());
         }
+        Some(Secret(key)) => {
+            builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+            if target.endpoint.is_https() || !key.is_empty() {
+                builder = builder.header("x-api-key", key.as_str());
+            }
+        }
+        None => {}
     }
     builder.body(Full::new(bytes)).expect("a valid request")
 }
 
-/// A worker's connection slot: reused across requests while the server keeps it open.
+/// The connections of one step: its [`ConnectionMode`] and, for HTTP/2, the one connection every worker of
+/// the step shares.
+#[derive(Default)]
+pub struct StepConnections {
+    mode: ConnectionMode,
+    shared: tokio::sync::Mutex<SharedH2>,
+}
+
+/// The step's HTTP/2 connection, once opened.
+#[derive(Default)]
+struct SharedH2 {
+    conn: Option<Connection>,
+    /// The server answered ALPN with `http/1.1`: every worker opens its own HTTP/1.1 connection instead.
+    h1_only: bool,
+}
+
+impl StepConnections {
+    /// The connections of a step in `mode`.
+    pub fn new(mode: ConnectionMode) -> Arc<StepConnections> {
+        Arc::new(StepConnections { mode, shared: Default::default() })
+    }
+
+    /// The step's mode.
+    pub fn mode(&self) -> ConnectionMode {
+        self.mode
+    }
+
+    /// A worker's slot in this step.
+    pub fn slot(self: &Arc<Self>) -> Slot {
+        Slot { conn: None, step: Some(self.clone()) }
+    }
+
+    fn open_options(&self) -> OpenOptions {
+        OpenOptions { http2: self.mode == ConnectionMode::Http2, no_resume: self.mode == ConnectionMode::NewNoResume }
+    }
+}
+
+/// Apply the target's scheme and `--http2` to the steps' connection modes, before anything is sent. Returns a
+/// note for every step skipped or changed:
+///
+/// * a scenario with `http2` steps runs them only with `--http2` (many servers, llama-server among them,
+///   speak HTTP/1.1 only), the other steps keeping their modes; otherwise they are skipped;
+/// * a scenario without one runs every step over HTTP/2 with `--http2`;
+/// * `new-no-resume` steps need https (plain http has no TLS handshake to repeat): skipped on http.
+pub fn connection_plan(steps: &mut Vec<crate::runner::StepPlan>, https: bool, http2: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    let has_h2 = steps.iter().any(|s| s.connection == ConnectionMode::Http2);
+    if http2 && !has_h2 {
+        for s in steps.iter_mut() {
+            s.connection = ConnectionMode::Http2;
+        }
+        notes.push("--http2: every step shares one HTTP/2 connection among its workers".into());
+    }
+    steps.retain(|s| {
+        let why = match s.connection {
+            ConnectionMode::Http2 if !http2 => {
+                "it needs HTTP/2, which many servers (llama-server among them) do not speak: add --http2 to run it"
+            }
+            ConnectionMode::NewNoResume if !https => {
+                "a full TLS handshake per request needs an https:// target (plain http has no TLS to resume or not)"
+            }
+            _ => return true,
+        };
+        notes.push(format!("step '{}' ({}) skipped: {why}", s.name, s.connection.as_str()));
+        false
+    });
+    notes
+}
+
+/// A worker's connection slot: reused across requests while the server keeps it open (HTTP/1.1 keep-alive
+/// by default; see [`StepConnections`] for the other modes).
 #[derive(Default)]
 pub struct Slot {
     conn: Option<Connection>,
+    step: Option<Arc<StepConnections>>,
 }
 
 impl Slot {
@@ -150,31 +234,33 @@ impl Slot {
             // A closed connection fails `ready` at once; an idle one becomes ready as soon as its connection
             // task has seen the end of the previous response, which can take a scheduler tick on a busy machine.
             if matches!(tokio::time::timeout(target.timeouts.connect, c.ready()).await, Ok(Ok(()))) {
-                let info = ConnectionInfo { id: c.id, reused: true, ..Default::default() };
+                let info = reused_info(c);
                 return Ok((self.conn.as_mut().expect("just checked"), info));
             }
         }
         self.conn = None;
-        let id = target.next_conn.fetch_add(1, Ordering::Relaxed);
         let connect_deadline = deadline.min(Instant::now() + target.timeouts.connect);
-        let (conn, phases) =
-            match timeout_at(connect_deadline, Connection::open(&target.endpoint, target.clock, id)).await {
-                Ok(Ok(x)) => x,
-                Ok(Err(e)) => return Err(connect_error(&e)),
-                Err(_) => {
-                    return Err(error(
-                        ErrorClass::Timeout,
-                        format!("connect timeout after {:?} to {}", target.timeouts.connect, target.endpoint.display()),
-                    ));
-                }
+        let step = self.step.clone();
+        let opts = step.as_ref().map(|s| s.open_options()).unwrap_or_default();
+        if let Some(step) = step.filter(|_| opts.http2) {
+            // One HTTP/2 connection for the whole step: the first worker opens it while the others wait.
+            let Ok(mut shared) = timeout_at(connect_deadline, step.shared.lock()).await else {
+                return Err(connect_timeout(target));
             };
-        let info = ConnectionInfo {
-            id,
-            reused: false,
-            dns_ns: Some(phases.dns_ns),
-            connect_ns: Some(phases.connect_ns),
-            tls_ns: phases.tls_ns,
-        };
+            if !shared.h1_only {
+                if let Some(c) = shared.conn.as_ref().filter(|c| c.is_usable()).and_then(Connection::share) {
+                    let info = reused_info(&c);
+                    return Ok((self.conn.insert(c), info));
+                }
+                let (conn, info) = open(target, connect_deadline, opts).await?;
+                match conn.share() {
+                    Some(handle) => shared.conn = Some(handle),
+                    None => shared.h1_only = true,
+                }
+                return Ok((self.conn.insert(conn), info));
+            }
+        }
+        let (conn, info) = open(target, connect_deadline, opts).await?;
         Ok((self.conn.insert(conn), info))
     }
 
@@ -182,6 +268,42 @@ impl Slot {
     pub fn discard(&mut self) {
         self.conn = None;
     }
+}
+
+fn reused_info(c: &Connection) -> ConnectionInfo {
+    ConnectionInfo { id: c.id, reused: true, protocol: Some(c.protocol()), ..Default::default() }
+}
+
+fn connect_timeout(target: &Target) -> RequestError {
+    error(
+        ErrorClass::Timeout,
+        format!("connect timeout after {:?} to {}", target.timeouts.connect, target.endpoint.display()),
+    )
+}
+
+/// Open a new connection for `target` before `deadline`.
+async fn open(
+    target: &Target,
+    deadline: Instant,
+    opts: OpenOptions,
+) -> Result<(Connection, ConnectionInfo), RequestError> {
+    let id = target.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (conn, phases) =
+        match timeout_at(deadline, Connection::open_with(&target.endpoint, target.clock, id, opts)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return Err(connect_error(&e)),
+            Err(_) => return Err(connect_timeout(target)),
+        };
+    let info = ConnectionInfo {
+        id,
+        reused: false,
+        dns_ns: Some(phases.dns_ns),
+        connect_ns: Some(phases.connect_ns),
+        tls_ns: phases.tls_ns,
+        tls_resumed: phases.tls_resumed,
+        protocol: Some(phases.protocol),
+    };
+    Ok((conn, info))
 }
 
 /// Per-frame accumulation: events of one arrival merged per channel.
@@ -241,7 +363,8 @@ pub async fn execute(
     if let Some(tok) = &target.tokenizer {
         // The prompt as written, without the server's chat template.
         let system = req.system.as_deref().map_or(0, |s| tok.count(s));
-        record.tokenizer_prompt_tokens = Some(system + tok.count(&req.prompt));
+        let context = req.context.as_deref().map_or(0, |c| tok.count(c));
+        record.tokenizer_prompt_tokens = Some(system + context + tok.count(&req.prompt));
     }
     let mut cancel = cancel.clone();
     let deadline = Instant::now() + target.timeouts.total;
@@ -274,7 +397,7 @@ async fn execute_inner(
     let (resp, sent) = loop {
         attempt += 1;
         let (conn, info) = slot.acquire(target, deadline).await?;
-        let reused = info.reused;
+        let (reused, conn_protocol) = (info.reused, info.protocol);
         record.connection = Some(info);
         let http = http_request(target, hyper::Method::POST, dialect.path(), Some(&body));
         let idle = deadline.min(Instant::now() + target.timeouts.idle);
@@ -287,7 +410,12 @@ async fn execute_inner(
             }
             Ok(Err(e)) => {
                 record.sent = Some(clock.now());
-                return Err(error(ErrorClass::StreamBroken, format!("request failed before a response: {e}")));
+                let hint = if !reused && !target.endpoint.is_https() && conn_protocol == Some(HttpProtocol::H2) {
+                    " (the server may not speak HTTP/2 over plain http (h2c): run without --http2)"
+                } else {
+                    ""
+                };
+                return Err(error(ErrorClass::StreamBroken, format!("request failed before a response: {e}{hint}")));
             }
             Err(_) => {
                 return Err(error(
@@ -301,6 +429,10 @@ async fn execute_inner(
     record.headers = Some(clock.now());
     let status = resp.status();
     record.status = Some(status.as_u16());
+    // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
+    record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
+        .iter()
+        .find_map(|h| resp.headers().get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
     if !status.is_success() {
         let retry_after = resp
             .headers()
@@ -310,9 +442,13 @@ async fn execute_inner(
         let text = read_error_body(resp.into_body(), deadline.min(Instant::now() + target.timeouts.idle)).await;
         record.done = Some(clock.now());
         let class = velollm_core::metrics::classify_status(status.as_u16());
+        let hint = match status.as_u16() {
+            401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
+            _ => "",
+        };
         return Err(RequestError {
             class,
-            message: format!("HTTP {}: {}", status.as_u16(), text),
+            message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
             retry_after_s: retry_after,
         });
     }
@@ -396,7 +532,7 @@ async fn execute_inner(
                 st.tool_delta(index, name, &args);
             }
             if let Some(u) = p.usage {
-                st.usage = Some(u);
+                st.usage = Some(merge_usage(st.usage.take(), u));
             }
             if let Some(n) = p.native {
                 record.native = Some(n);
@@ -436,6 +572,21 @@ async fn execute_inner(
         return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
     }
     Ok(())
+}
+
+/// Usage reported in several messages (Anthropic `message_start` then `message_delta`), merged field by field:
+/// a later value wins, a field the later message leaves out keeps its earlier value.
+fn merge_usage(earlier: Option<Usage>, later: Usage) -> Usage {
+    let Some(e) = earlier else {
+        return later;
+    };
+    Usage {
+        prompt_tokens: later.prompt_tokens.or(e.prompt_tokens),
+        completion_tokens: later.completion_tokens.or(e.completion_tokens),
+        cached_tokens: later.cached_tokens.or(e.cached_tokens),
+        cache_write_tokens: later.cache_write_tokens.or(e.cache_write_tokens),
+        reasoning_tokens: later.reasoning_tokens.or(e.reasoning_tokens),
+    }
 }
 
 async fn drain(body: &mut Incoming) {
@@ -512,4 +663,67 @@ async fn request(
         }
     }
     Ok((status, buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(dialect: DialectKind) -> Target {
+        let mut t = Target::new(Endpoint::parse("http://127.0.0.1:9").unwrap(), dialect, Clock::start());
+        t.api_key = Some(Secret::new("k-123".into()));
+        t
+    }
+
+    #[test]
+    fn the_key_header_depends_on_the_dialect() {
+        let r = http_request(&target(DialectKind::Anthropic), hyper::Method::POST, "/v1/messages", None);
+        let h = r.headers();
+        assert_eq!(h["x-api-key"].to_str().unwrap(), "k-123");
+        assert_eq!(h["anthropic-version"].to_str().unwrap(), "2023-06-01");
+        assert!(h.get(hyper::header::AUTHORIZATION).is_none());
+        let r = http_request(&target(DialectKind::OpenAiChat), hyper::Method::POST, "/v1/chat/completions", None);
+        assert_eq!(r.headers()[hyper::header::AUTHORIZATION].to_str().unwrap(), "Bearer k-123");
+        assert!(r.headers().get("anthropic-version").is_none());
+    }
+
+    #[test]
+    fn usage_merges_field_by_field() {
+        let start =
+            Usage { prompt_tokens: Some(30), cached_tokens: Some(20), completion_tokens: Some(1), ..Usage::default() };
+        let delta = Usage { completion_tokens: Some(15), ..Usage::default() };
+        let merged = merge_usage(Some(start), delta);
+        let counts = (merged.prompt_tokens, merged.cached_tokens, merged.completion_tokens);
+        assert_eq!(counts, (Some(30), Some(20), Some(15)));
+    }
+
+    #[test]
+    fn connection_plan_skips_and_switches_steps() {
+        use crate::runner::StepPlan;
+        use velollm_core::load::{Bounds, LoadProfile};
+        let step = |name: &str, mode| {
+            let w = velollm_core::scenario::Workload::Prompts(vec!["hi".into()]);
+            let mut s = StepPlan::simple(name, w, 1, LoadProfile::Sequential, Bounds::default());
+            s.connection = mode;
+            s
+        };
+        let modes = |steps: &[StepPlan]| steps.iter().map(|s| (s.name.clone(), s.connection)).collect::<Vec<_>>();
+        use ConnectionMode::*;
+        let scenario = || vec![step("k", KeepAlive), step("n", New), step("f", NewNoResume), step("h", Http2)];
+        // Plain http without --http2: the full-TLS and HTTP/2 steps are skipped, each with its reason.
+        let mut steps = scenario();
+        let notes = connection_plan(&mut steps, false, false);
+        assert_eq!(modes(&steps), [("k".into(), KeepAlive), ("n".into(), New)]);
+        assert!(notes[0].contains("step 'f' (new-no-resume) skipped") && notes[0].contains("https://"), "{notes:?}");
+        assert!(notes[1].contains("step 'h' (http2) skipped") && notes[1].contains("add --http2"), "{notes:?}");
+        // https with --http2: everything runs, the modes as written.
+        let mut steps = scenario();
+        assert!(connection_plan(&mut steps, true, true).is_empty());
+        assert_eq!(modes(&steps).len(), 4);
+        // --http2 on a scenario without an HTTP/2 step: every step over HTTP/2.
+        let mut steps = vec![step("a", KeepAlive), step("b", New)];
+        let notes = connection_plan(&mut steps, false, true);
+        assert_eq!(modes(&steps), [("a".into(), Http2), ("b".into(), Http2)]);
+        assert_eq!(notes.len(), 1);
+    }
 }

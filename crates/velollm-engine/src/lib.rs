@@ -12,8 +12,10 @@
 //! * [`sweep`] — a capacity probe, then a ladder of rates or concurrency levels up to saturation.
 //! * [`probe`] — which API an endpoint speaks, which server it is, which models it has.
 //! * [`output`] — the result document and per-request records, written as the run goes.
+//! * [`ab`] — paired A/B runs: the same requests to two targets in alternating order.
 //! * [`bench`] and [`api`] — a session end to end, and the original velollm's `BenchmarkRunner` API.
 
+pub mod ab;
 pub mod api;
 pub mod bench;
 pub mod checks;

@@ -1,8 +1,11 @@
 //! Probing an endpoint: which API it speaks, what server it is, which models it serves.
 //!
-//! Order: Ollama's `/api/version` (Ollama also serves `/v1`, but its native API carries server durations),
-//! then `/v1/models` (OpenAI-compatible), then llama.cpp's `/props` and vLLM's `/version` to name the
-//! server. A server that answers none of them is an error that says which flag to pass.
+//! Order: a host under `anthropic.com` is Anthropic without asking; otherwise Ollama's `/api/version`
+//! (Ollama also serves `/v1`, but its native API carries server durations), then `/v1/models`
+//! (OpenAI-compatible, or Anthropic when the answer has Anthropic's shape: a model list of `"type": "model"`
+//! objects, or an error `{"type": "error", "error": {"type", "message"}}`), then llama.cpp's `/props` and
+//! vLLM's `/version` to name the server. A server that answers none of them is an error that says which flag
+//! to pass.
 
 use crate::dialect::DialectKind;
 use crate::exec::{Target, get};
@@ -43,8 +46,8 @@ pub enum ProbeError {
     /// Something answers but speaks no known API.
     #[error(
         "{url} answers, but not like an LLM server ({detail}).\n  Pass the dialect explicitly with --backend \
-         (openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp), or check the URL (base URL, \
-         without /chat/completions)."
+         (openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp, anthropic), or check the URL \
+         (base URL, without /chat/completions)."
     )]
     Unrecognised {
         /// The URL.
@@ -65,9 +68,46 @@ fn ok_json(r: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>) -> Op
     }
 }
 
-/// Probe the target. `target.dialect` is ignored; the result says what the endpoint speaks.
+/// The host of an `authority` (`host`, `host:port`, `[v6]:port`), lower-cased.
+fn host_of(authority: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => authority,
+    };
+    host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a response body has the shape only Anthropic's API gives: an error object with a top-level
+/// `"type": "error"`, or a model list whose entries are `"type": "model"` objects (OpenAI's have `"object"`).
+fn anthropic_shaped(body: &Value) -> bool {
+    let error = body.get("type").and_then(Value::as_str) == Some("error")
+        && body.pointer("/error/type").is_some_and(Value::is_string);
+    let first = body.get("data").and_then(Value::as_array).and_then(|d| d.first());
+    let models =
+        first.is_some_and(|m| m.get("type").and_then(Value::as_str) == Some("model") && m.get("object").is_none());
+    error || models
+}
+
+/// What the probe says about an Anthropic endpoint. Its model list is not used: it is paged and omits the
+/// model aliases (`claude-sonnet-4-5`) the API accepts, so `--model` is taken as given.
+fn anthropic(reason: String) -> ServerInfo {
+    ServerInfo {
+        dialect: Some(DialectKind::Anthropic),
+        reason,
+        server: Some("anthropic".into()),
+        version: None,
+        models: Vec::new(),
+    }
+}
+
+/// Probe the target. `target.dialect` only decides the request headers; the result says what the endpoint
+/// speaks.
 pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
     let url = target.endpoint.display().to_string();
+    let host = host_of(&target.endpoint.authority());
+    if host == "anthropic.com" || host.ends_with(".anthropic.com") {
+        return Ok(anthropic(format!("auto: the host {host} is Anthropic's (Messages API)")));
+    }
     let version = get(target, "/api/version").await;
     if let Err(e) = &version
         && (e.class == ErrorClass::Connect || e.class == ErrorClass::Timeout)
@@ -91,6 +131,16 @@ pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
         });
     }
     let models_resp = get(target, "/v1/models").await;
+    let answered = |r: &Result<(u16, Vec<u8>), _>| match r {
+        Ok((status, body)) => json(body).filter(anthropic_shaped).map(|_| *status),
+        Err(_) => None,
+    };
+    if let Some(status) = answered(&models_resp) {
+        return Ok(anthropic(format!("auto: /v1/models answered like Anthropic's API (HTTP {status})")));
+    }
+    if let Some(status) = answered(&version) {
+        return Ok(anthropic(format!("auto: /api/version answered with an Anthropic API error (HTTP {status})")));
+    }
     let Some(models) = ok_json(&models_resp).filter(|m| m.get("data").is_some()) else {
         let detail = match (&version, &models_resp) {
             (_, Ok((status, _))) => format!("GET /api/version and /v1/models gave HTTP {status}"),
@@ -159,6 +209,31 @@ pub fn resolve_model(requested: Option<&str>, info: &ServerInfo, url: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anthropic_shapes_and_hosts() {
+        let error = serde_json::json!({"type": "error", "error": {"type": "authentication_error", "message": "x"}});
+        let models = serde_json::json!({"data": [{"type": "model", "id": "claude-x", "display_name": "X"}],
+            "has_more": false, "first_id": "claude-x", "last_id": "claude-x"});
+        let openai = serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "o"}]});
+        let openai_error = serde_json::json!({"error": {"message": "no", "type": "invalid_request_error"}});
+        assert!(anthropic_shaped(&error) && anthropic_shaped(&models));
+        assert!(!anthropic_shaped(&openai) && !anthropic_shaped(&openai_error));
+        assert_eq!(host_of("api.anthropic.com"), "api.anthropic.com");
+        assert_eq!(host_of("API.Anthropic.com:443"), "api.anthropic.com");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+    }
+
+    #[test]
+    fn an_anthropic_host_needs_no_request() {
+        let endpoint = crate::transport::Endpoint::parse("https://API.anthropic.com").unwrap();
+        let target = Target::new(endpoint, DialectKind::OpenAiChat, crate::transport::Clock::start());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let info = rt.block_on(probe(&target)).unwrap();
+        assert_eq!((info.dialect, info.server.as_deref()), (Some(DialectKind::Anthropic), Some("anthropic")));
+        assert!(info.reason.contains("api.anthropic.com"), "{}", info.reason);
+        assert!(info.models.is_empty());
+    }
 
     #[test]
     fn model_resolution() {

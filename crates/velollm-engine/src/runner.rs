@@ -8,7 +8,7 @@
 
 use crate::checks::run_checks;
 use crate::dialect::GenRequest;
-use crate::exec::{Slot, Target, execute};
+use crate::exec::{Slot, StepConnections, Target, execute};
 use crate::prompts::PromptSource;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use velollm_core::check::Check;
 use velollm_core::load::{ArrivalSchedule, Bounds, LoadProfile, ScheduleError, Warmup};
 use velollm_core::record::{Nanos, RequestRecord};
 use velollm_core::result::{StepConfig, StepResult};
-use velollm_core::scenario::{ConnectionMode, Workload};
+use velollm_core::scenario::{CacheHints, ConnectionMode, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Verdict;
 
@@ -34,6 +34,14 @@ pub struct StepPlan {
     pub workload: Workload,
     /// Optional system prompt.
     pub system: Option<String>,
+    /// Stable context sent before every prompt, in the same user message.
+    pub context: Option<String>,
+    /// A synthetic stable context of about this many tokens, generated per step (instead of `context`).
+    pub context_tokens: Option<u32>,
+    /// Start every request with a unique marker so nothing of it can be cached (an uncached baseline).
+    pub fresh_context: bool,
+    /// Explicit prompt-cache hints (Anthropic `cache_control`).
+    pub cache: CacheHints,
     /// Maximum tokens to generate.
     pub max_tokens: u32,
     /// Ask for exactly `max_tokens`.
@@ -116,6 +124,10 @@ impl StepPlan {
             name: name.into(),
             workload,
             system: None,
+            context: None,
+            context_tokens: None,
+            fresh_context: false,
+            cache: CacheHints::default(),
             max_tokens,
             exact_output: false,
             temperature: None,
@@ -204,9 +216,12 @@ struct StepCtx {
     model: String,
     step: StepPlan,
     prompts: PromptSource,
+    /// The step's reusable context (given, or synthetic and generated once for the step).
+    context: Option<String>,
     start: Nanos,
     counter: AtomicU64,
     cancel: watch::Receiver<bool>,
+    connections: Arc<StepConnections>,
 }
 
 impl StepCtx {
@@ -242,10 +257,28 @@ impl StepCtx {
         i < self.warmup_requests() || at.saturating_sub(self.start) < self.warmup_ns()
     }
 
-    fn request(&self, history: &[(String, String)], prompt: String) -> GenRequest {
+    /// The request of session `i`. A step with a reusable context starts every request with a marker unique to
+    /// the step (and, with `fresh_context`, to the request), at the very start of the prompt, so that no other
+    /// step, run or request shares its cacheable prefix.
+    fn request(&self, i: u64, history: &[(String, String)], prompt: String) -> GenRequest {
+        let (mut system, mut context) = (self.step.system.clone(), self.context.clone());
+        if context.is_some() || self.step.fresh_context {
+            let marker = if self.step.fresh_context {
+                format!("[session {:016x}]", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            } else {
+                format!("[session {:016x}]", self.nonce)
+            };
+            match (&mut system, &mut context) {
+                (Some(s), _) => *s = format!("{marker} {s}"),
+                (None, Some(c)) => *c = format!("{marker} {c}"),
+                (None, None) => context = Some(marker),
+            }
+        }
         GenRequest {
             model: self.model.clone(),
-            system: self.step.system.clone(),
+            system,
+            context,
+            cache: self.step.cache.clone(),
             history: history.to_vec(),
             prompt,
             max_tokens: self.step.max_tokens,
@@ -319,7 +352,7 @@ impl StepCtx {
                 record.turn = Some(turn);
             }
             record.label = label;
-            let req = self.request(&history, prompt.clone());
+            let req = self.request(i, &history, prompt.clone());
             let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
             if self.target.gate.is_some()
                 && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
@@ -328,7 +361,7 @@ impl StepCtx {
                 // moment to close the gate instead of spinning through the step's requests.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if self.step.connection == ConnectionMode::New {
+            if self.step.connection.is_new() {
                 slot.discard();
             }
             let ok = record.succeeded();
@@ -370,6 +403,8 @@ pub struct Runner {
     slo: Option<Slo>,
     next_id: u64,
     nonce: u64,
+    /// Token prices: step results carry their cost when the model is priced.
+    pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
 }
 
 /// Why a step could not start.
@@ -402,7 +437,7 @@ impl Runner {
     pub fn new(target: Arc<Target>, model: String, seed: u64, slo: Option<Slo>) -> Runner {
         let wall =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Runner { target, model, seed, slo, next_id: 0, nonce: seed ^ wall.rotate_left(17) }
+        Runner { target, model, seed, slo, next_id: 0, nonce: seed ^ wall.rotate_left(17), prices: None }
     }
 
     /// Run one step; stops early (and marks the result partial) when `cancel` becomes true.
@@ -430,17 +465,24 @@ impl Runner {
             prompts = prompts.with_server_lengths(crate::prompts::server_lengths(&self.target, &self.model).await);
         }
         observer.step_started(index, step);
+        let step_nonce = self.nonce ^ (index as u64).rotate_left(32);
+        let context = match step.context_tokens {
+            Some(n) => Some(crate::prompts::synthetic(n, step_nonce, self.target.tokenizer.as_deref())),
+            None => step.context.clone(),
+        };
         let ctx = Arc::new(StepCtx {
             target: self.target.clone(),
             index: index as u32,
             next_id: AtomicU64::new(self.next_id),
-            nonce: self.nonce ^ (index as u64).rotate_left(32),
+            nonce: step_nonce,
             model: self.model.clone(),
             step: step.clone(),
             prompts,
+            context,
             start: self.target.clock.now(),
             counter: AtomicU64::new(0),
             cancel: cancel.clone(),
+            connections: StepConnections::new(step.connection),
         });
         let (tx, mut rx) = mpsc::channel::<RequestRecord>(1024);
         let driver = match schedule {
@@ -455,6 +497,9 @@ impl Runner {
             config.prompt = format!("{}; {counting}", config.prompt);
         }
         let mut acc = StepAccumulator::new(step.name.clone(), config);
+        if let Some(price) = self.prices.as_ref().and_then(|p| Some((p, p.get(&self.model)?))) {
+            acc = acc.with_price(&price.0.currency, *price.1);
+        }
         // Progress snapshots summarise everything so far, which costs more as the step grows: space them so
         // they take at most ~5% of the collector's time (and at least a second apart).
         let mut next_progress = Instant::now() + Duration::from_secs(1);
@@ -499,7 +544,7 @@ async fn closed_loop(ctx: Arc<StepCtx>, workers: u32, tx: mpsc::Sender<RequestRe
         let ctx = ctx.clone();
         let tx = tx.clone();
         tasks.spawn(async move {
-            let mut slot = Slot::default();
+            let mut slot = ctx.connections.slot();
             loop {
                 let i = ctx.counter.fetch_add(1, Ordering::Relaxed);
                 let now = ctx.target.clock.now();
@@ -539,7 +584,7 @@ async fn open_loop(
                 Some(s) => s.clone().acquire_owned().await.ok(),
                 None => None,
             };
-            let mut slot = idle_slots.lock().await.pop().unwrap_or_default();
+            let mut slot = idle_slots.lock().await.pop().unwrap_or_else(|| ctx.connections.slot());
             ctx.run_session(&mut slot, i, at, &tx).await;
             idle_slots.lock().await.push(slot);
         });

@@ -123,6 +123,7 @@ pub async fn run_sweep(
     cancel: &watch::Receiver<bool>,
 ) -> Result<SweepOutput, BenchError> {
     let mut runner = Runner::new(session.target.clone(), session.model.clone(), seed, slo);
+    runner.prices = session.prices.clone();
     let probe_plan = plan.probe_step();
     let mut steps = Vec::new();
     let mut plans = Vec::new();

@@ -1,14 +1,23 @@
 //! The HTTP transport that owns timing.
 //!
 //! Each load worker owns its connection (hyper's low-level `http1` client, as oha does), so every request
-//! knows exactly whether it opened a connection — and how long DNS, TCP connect and TLS took — or reused
-//! one. The socket is wrapped in [`TimedIo`], which stamps the instant the first byte of a request is
-//! written; headers and every body frame are stamped by the reader in [`crate::exec`].
+//! knows exactly whether it opened a connection — and how long DNS, TCP connect and TLS took, and whether
+//! the TLS handshake resumed an earlier session — or reused one. The socket is wrapped in [`TimedIo`], which
+//! stamps the instant the first byte of a request is written; headers and every body frame are stamped by
+//! the reader in [`crate::exec`].
+//!
+//! HTTP/2 ([`OpenOptions::http2`]: ALPN `h2` over https, prior knowledge over plain http) multiplexes the
+//! requests of every worker of a step on one connection. Its frames are written by hyper's connection task,
+//! interleaved across streams, so the first write of one request cannot be told from another's: over HTTP/2
+//! `sent` is read on the client's clock just before the request is handed to the connection (an upper
+//! bound of the true send instant by the hand-off, microseconds; TTFT can only read longer, never shorter).
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use velollm_core::record::Nanos;
+use velollm_core::record::{HttpProtocol, Nanos};
 
 /// The run's monotonic clock: nanoseconds since the run started.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +70,70 @@ pub struct Endpoint {
     port: u16,
     base_path: String,
     display: String,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<Arc<TlsConfigs>>,
+}
+
+/// The TLS client settings of an https endpoint, one per kind of connection. Each keeps rustls's own
+/// in-memory session store, so sessions resume within a kind, never across kinds.
+struct TlsConfigs {
+    /// HTTP/1.1 (ALPN `http/1.1`), sessions resumed.
+    h1: Arc<rustls::ClientConfig>,
+    /// HTTP/1.1 with resumption off: a full handshake every time.
+    fresh: Arc<rustls::ClientConfig>,
+    /// ALPN `h2`, then `http/1.1`, sessions resumed.
+    h2: Arc<rustls::ClientConfig>,
+}
+
+impl TlsConfigs {
+    /// The configurations trusting the public web roots plus `extra` (certificates from `--ca-cert`).
+    fn new(extra: &[CertificateDer<'static>]) -> Result<TlsConfigs, String> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for cert in extra {
+            roots.add(cert.clone()).map_err(|e| format!("the certificate cannot be used as a trust anchor: {e}"))?;
+        }
+        let roots = Arc::new(roots);
+        let config = |alpn: &[&[u8]], resume: bool| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            if !resume {
+                config.resumption = rustls::client::Resumption::disabled();
+            }
+            Arc::new(config)
+        };
+        Ok(TlsConfigs {
+            h1: config(&[b"http/1.1"], true),
+            fresh: config(&[b"http/1.1"], false),
+            h2: config(&[b"h2", b"http/1.1"], true),
+        })
+    }
+
+    fn pick(&self, opts: OpenOptions) -> Arc<rustls::ClientConfig> {
+        match (opts.http2, opts.no_resume) {
+            (true, _) => self.h2.clone(),
+            (false, true) => self.fresh.clone(),
+            (false, false) => self.h1.clone(),
+        }
+    }
+}
+
+/// Read the PEM certificates of `--ca-cert FILE`; the error names the file and what is wrong with it.
+pub fn read_ca_cert(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("--ca-cert '{}': cannot read it: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--ca-cert '{}': not a valid PEM file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--ca-cert '{}' holds no certificate (expected PEM blocks '-----BEGIN CERTIFICATE-----')",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -96,17 +168,10 @@ impl Endpoint {
         if base_path.ends_with("/v1") {
             base_path.truncate(base_path.len() - 3);
         }
-        let tls = https.then(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        });
+        let tls = match https {
+            true => Some(Arc::new(TlsConfigs::new(&[]).map_err(|e| err(&e))?)),
+            false => None,
+        };
         let display =
             format!("{}://{}:{}{}", if https { "https" } else { "http" }, u.host_str().unwrap_or(""), port, base_path);
         Ok(Endpoint { https, host, port, base_path, display, tls })
@@ -132,6 +197,20 @@ impl Endpoint {
     /// True for https.
     pub fn is_https(&self) -> bool {
         self.https
+    }
+
+    /// Trust `certs` (from [`read_ca_cert`]) besides the public web roots, e.g. a local server's self-signed
+    /// certificate. Verification stays on. Nothing changes for plain http.
+    pub fn trust(&mut self, certs: &[CertificateDer<'static>]) -> Result<(), String> {
+        if self.https {
+            self.tls = Some(Arc::new(TlsConfigs::new(certs).map_err(|e| format!("--ca-cert: {e}"))?));
+        }
+        Ok(())
+    }
+
+    /// `scheme://host:port`, the origin written into HTTP/2 requests (`:scheme` and `:authority`).
+    fn origin(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.authority())
     }
 }
 
@@ -161,8 +240,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Phase timings of a new connection.
+/// How to open a connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Speak HTTP/2: offer ALPN `h2` (then `http/1.1`) over https; prior knowledge (h2c) over plain http.
+    pub http2: bool,
+    /// Over https: no TLS session resumption (a full handshake).
+    pub no_resume: bool,
+}
+
+/// Phase timings of a new connection, and what was negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Phases {
     /// DNS resolution.
     pub dns_ns: u64,
@@ -170,6 +258,10 @@ pub struct Phases {
     pub connect_ns: u64,
     /// TLS handshake (https only).
     pub tls_ns: Option<u64>,
+    /// Whether the TLS handshake resumed an earlier session (https only).
+    pub tls_resumed: Option<bool>,
+    /// The HTTP version spoken.
+    pub protocol: HttpProtocol,
 }
 
 /// Why a connection could not be opened.
@@ -192,12 +284,14 @@ pub enum ConnectError {
         source: io::Error,
     },
     /// TLS handshake failed.
-    #[error("TLS handshake with {host} failed: {source}")]
+    #[error("TLS handshake with {host} failed: {source}{hint}")]
     Tls {
         /// Host name.
         host: String,
         /// TLS error.
         source: io::Error,
+        /// What to do about it, when known (an untrusted certificate: `--ca-cert`).
+        hint: &'static str,
     },
     /// HTTP handshake failed.
     #[error("HTTP handshake failed: {0}")]
@@ -287,19 +381,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     }
 }
 
-/// An open HTTP/1.1 connection owned by one worker.
+/// The request side of an open connection.
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// An open connection: HTTP/1.1 owned by one worker, or a handle on an HTTP/2 connection shared by a step.
 pub struct Connection {
     /// Identifier within the run.
     pub id: u64,
-    /// Requests sent on it so far.
+    /// Requests sent on it so far (through this handle).
     pub uses: u64,
-    sender: http1::SendRequest<Full<Bytes>>,
+    sender: Sender,
     mark: Arc<WriteMark>,
+    origin: String,
+}
+
+/// The certificate hint of a failed TLS handshake.
+fn tls_hint(e: &io::Error) -> &'static str {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            " (a self-signed or private-CA certificate? trust it with --ca-cert FILE, its PEM certificate; \
+             verification is never turned off)"
+        }
+        _ => "",
+    }
 }
 
 impl Connection {
-    /// Open a connection, timing DNS, TCP connect and TLS.
+    /// Open an HTTP/1.1 connection with TLS session resumption, timing DNS, TCP connect and TLS.
     pub async fn open(endpoint: &Endpoint, clock: Clock, id: u64) -> Result<(Connection, Phases), ConnectError> {
+        Connection::open_with(endpoint, clock, id, OpenOptions::default()).await
+    }
+
+    /// Open a connection as `opts` says, timing DNS, TCP connect and TLS.
+    pub async fn open_with(
+        endpoint: &Endpoint,
+        clock: Clock,
+        id: u64,
+        opts: OpenOptions,
+    ) -> Result<(Connection, Phases), ConnectError> {
         let t0 = Instant::now();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
             .await
@@ -332,49 +454,112 @@ impl Connection {
             dns_ns: t1.duration_since(t0).as_nanos() as u64,
             connect_ns: t2.duration_since(t1).as_nanos() as u64,
             tls_ns: None,
+            tls_resumed: None,
+            protocol: HttpProtocol::Http1,
         };
         let sender = match &endpoint.tls {
-            Some(config) => {
+            Some(configs) => {
+                let tls_err = |source: io::Error| ConnectError::Tls {
+                    host: endpoint.host.clone(),
+                    hint: tls_hint(&source),
+                    source,
+                };
                 let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
-                    .map_err(|e| ConnectError::Tls { host: endpoint.host.clone(), source: io::Error::other(e) })?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .map_err(|e| tls_err(io::Error::other(e)))?;
+                let tls = tokio_rustls::TlsConnector::from(configs.pick(opts))
                     .connect(name, stream)
                     .await
-                    .map_err(|source| ConnectError::Tls { host: endpoint.host.clone(), source })?;
+                    .map_err(tls_err)?;
                 phases.tls_ns = Some(t2.elapsed().as_nanos() as u64);
-                handshake(TimedIo { inner: tls, mark: mark.clone(), clock }).await?
+                let session = tls.get_ref().1;
+                phases.tls_resumed = Some(session.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+                if session.alpn_protocol() == Some(b"h2") {
+                    phases.protocol = HttpProtocol::H2;
+                    handshake_h2(tls).await?
+                } else {
+                    handshake(TimedIo { inner: tls, mark: mark.clone(), clock }).await?
+                }
+            }
+            None if opts.http2 => {
+                phases.protocol = HttpProtocol::H2;
+                handshake_h2(stream).await?
             }
             None => handshake(TimedIo { inner: stream, mark: mark.clone(), clock }).await?,
         };
-        Ok((Connection { id, uses: 0, sender, mark }, phases))
+        Ok((Connection { id, uses: 0, sender, mark, origin: endpoint.origin() }, phases))
+    }
+
+    /// The HTTP version spoken.
+    pub fn protocol(&self) -> HttpProtocol {
+        match self.sender {
+            Sender::H1(_) => HttpProtocol::Http1,
+            Sender::H2(_) => HttpProtocol::H2,
+        }
+    }
+
+    /// Another handle on the same HTTP/2 connection (its requests are multiplexed with this one's); `None`
+    /// for HTTP/1.1, which carries one request at a time.
+    pub fn share(&self) -> Option<Connection> {
+        match &self.sender {
+            Sender::H2(s) => Some(Connection {
+                id: self.id,
+                uses: 0,
+                sender: Sender::H2(s.clone()),
+                mark: self.mark.clone(),
+                origin: self.origin.clone(),
+            }),
+            Sender::H1(_) => None,
+        }
     }
 
     /// True when the connection can carry another request.
     pub fn is_usable(&self) -> bool {
-        !self.sender.is_closed()
+        match &self.sender {
+            Sender::H1(s) => !s.is_closed(),
+            Sender::H2(s) => !s.is_closed(),
+        }
     }
 
     /// Wait until the connection can send.
     pub async fn ready(&mut self) -> Result<(), hyper::Error> {
-        self.sender.ready().await
+        match &mut self.sender {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
     }
 
-    /// Send a request. Returns the response (headers) and the instant its first byte was written.
+    /// Send a request. Returns the response (headers) and the instant its first byte was written (over
+    /// HTTP/2: the instant it was handed to the connection, see the module documentation).
     pub async fn send(
         &mut self,
-        req: hyper::Request<Full<Bytes>>,
+        mut req: hyper::Request<Full<Bytes>>,
         clock: Clock,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, Nanos), hyper::Error> {
         self.uses += 1;
-        let before = clock.now();
-        self.mark.arm();
-        let resp = self.sender.send_request(req).await?;
-        let sent = self.mark.take().unwrap_or(before);
-        Ok((resp, sent))
+        match &mut self.sender {
+            Sender::H1(sender) => {
+                let before = clock.now();
+                self.mark.arm();
+                let resp = sender.send_request(req).await?;
+                let sent = self.mark.take().unwrap_or(before);
+                Ok((resp, sent))
+            }
+            Sender::H2(sender) => {
+                // HTTP/2 carries the scheme and authority as pseudo-headers, taken from an absolute URI.
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                if let Ok(uri) = format!("{}{path}", self.origin).parse() {
+                    *req.uri_mut() = uri;
+                }
+                req.headers_mut().remove(hyper::header::HOST);
+                let sent = clock.now();
+                let resp = sender.send_request(req).await?;
+                Ok((resp, sent))
+            }
+        }
     }
 }
 
-async fn handshake<S>(io: TimedIo<S>) -> Result<http1::SendRequest<Full<Bytes>>, hyper::Error>
+async fn handshake<S>(io: TimedIo<S>) -> Result<Sender, hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -382,7 +567,18 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(sender)
+    Ok(Sender::H1(sender))
+}
+
+async fn handshake_h2<S>(io: S) -> Result<Sender, hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Sender::H2(sender))
 }
 
 #[cfg(test)]
@@ -402,6 +598,60 @@ mod tests {
         let e = Endpoint::parse("localhost:11434/ollama").unwrap();
         assert_eq!(e.path("/api/chat"), "/ollama/api/chat");
         assert!(Endpoint::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn ca_cert_errors_name_the_flag_and_the_file() {
+        let dir = std::env::temp_dir().join(format!("velollm-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = read_ca_cert(&dir.join("missing.pem")).unwrap_err();
+        assert!(missing.starts_with("--ca-cert '") && missing.contains("cannot read it"), "{missing}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "nothing here\n").unwrap();
+        let e = read_ca_cert(&empty).unwrap_err();
+        assert!(e.contains("holds no certificate") && e.contains("BEGIN CERTIFICATE"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Open a connection to the https fake and send one request on it, reading the whole response (TLS 1.3
+    /// session tickets arrive after the handshake, with the response).
+    async fn open_and_use(e: &Endpoint, opts: OpenOptions) -> (Phases, u16) {
+        let clock = Clock::start();
+        let (mut c, phases) = Connection::open_with(e, clock, 1, opts).await.unwrap();
+        let req = hyper::Request::get(e.path("/v1/models"))
+            .header(hyper::header::HOST, e.authority())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (resp, _) = c.send(req, clock).await.unwrap();
+        let status = resp.status().as_u16();
+        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        (phases, status)
+    }
+
+    #[tokio::test]
+    async fn alpn_resumption_and_trust() {
+        use velollm_testkit::{FakeServer, Flavor, Script};
+        let (server, pem) = FakeServer::start_tls(Flavor::OpenAi, Script::default()).await;
+        let mut e = Endpoint::parse(&server.url()).unwrap();
+        // The public roots do not know the fake's authority: the error says how to trust it.
+        let err = Connection::open(&e, Clock::start(), 1).await.err().unwrap().to_string();
+        assert!(err.contains("certificate") && err.contains("--ca-cert FILE"), "{err}");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().unwrap();
+        e.trust(&certs).unwrap();
+
+        let h1 = OpenOptions::default();
+        let (first, status) = open_and_use(&e, h1).await;
+        assert_eq!((first.protocol, first.tls_resumed, status), (HttpProtocol::Http1, Some(false), 200));
+        assert!(first.tls_ns.is_some_and(|t| t > 0));
+        let (second, _) = open_and_use(&e, h1).await;
+        assert_eq!(second.tls_resumed, Some(true), "the second handshake resumes the first session");
+        let fresh = OpenOptions { no_resume: true, ..h1 };
+        let (full, _) = open_and_use(&e, fresh).await;
+        assert_eq!(full.tls_resumed, Some(false), "resumption off: a full handshake");
+        let h2 = OpenOptions { http2: true, ..h1 };
+        let (phases, status) = open_and_use(&e, h2).await;
+        assert_eq!((phases.protocol, status), (HttpProtocol::H2, 200));
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl History {
                 requests, succeeded, prompt_tokens, output_tokens, ttft_p50_ms, ttft_p95_ms, e2e_p50_ms, cost_usd,
                 indexed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                ?22, ?23, ?24, NULL, ?25)
+                ?22, ?23, ?24, ?26, ?25)
              ON CONFLICT (run_id) DO UPDATE SET started_at = excluded.started_at, started_ms = excluded.started_ms,
                 finished_at = excluded.finished_at, status = excluded.status, status_reason = excluded.status_reason,
                 tool_version = excluded.tool_version, result_schema = excluded.result_schema,
@@ -73,7 +73,8 @@ impl History {
                 steps = excluded.steps, requests = excluded.requests, succeeded = excluded.succeeded,
                 prompt_tokens = excluded.prompt_tokens, output_tokens = excluded.output_tokens,
                 ttft_p50_ms = excluded.ttft_p50_ms, ttft_p95_ms = excluded.ttft_p95_ms,
-                e2e_p50_ms = excluded.e2e_p50_ms, indexed_at = excluded.indexed_at",
+                e2e_p50_ms = excluded.e2e_p50_ms, cost_usd = coalesce(excluded.cost_usd, runs.cost_usd),
+                indexed_at = excluded.indexed_at",
             params![
                 m.run_id,
                 m.started_at,
@@ -100,6 +101,7 @@ impl History {
                 facts.ttft_p95_ms,
                 facts.e2e_p50_ms,
                 jiff::Timestamp::now().to_string(),
+                recorded_cost_usd(run),
             ],
         )
         .map_err(db)?;
@@ -219,4 +221,14 @@ impl History {
 /// `p` made absolute (resolving links when it exists).
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The cost a run recorded (`--prices` in US dollars): the sum over its steps, when every step was priced.
+fn recorded_cost_usd(run: &RunResult) -> Option<f64> {
+    let mut total = 0.0;
+    for s in &run.steps {
+        let c = s.cost.as_ref().filter(|c| c.currency == "USD")?;
+        total += c.total;
+    }
+    (!run.steps.is_empty()).then_some(total)
 }

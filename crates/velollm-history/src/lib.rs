@@ -13,7 +13,8 @@
 //! - `runs`: one row per run id — start and end times (`started_at` as recorded, `started_ms` for ordering),
 //!   status, tool version, target URL, model, dialect, server and its version, scenario, host, the result
 //!   file's path, step/request/success counts, token totals, headline TTFT p50/p95 and E2E p50, and
-//!   `cost_usd` (NULL until a cost is recorded with [`History::set_cost`]).
+//!   `cost_usd` (the sum of the steps' costs when the run was priced with `--prices` in USD, else NULL until a
+//!   cost is recorded with [`History::set_cost`]).
 //! - `step_metrics`: long and narrow, `(run_id, step_index, step, metric, stat, value)` — every statistic
 //!   ([`metric::STATS`]) of every per-request distribution ([`metric::DISTRIBUTIONS`]) and every per-step
 //!   scalar ([`metric::SCALARS`], stat `value`) of every step, so a trend of any metric is one query.

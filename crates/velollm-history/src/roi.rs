@@ -60,29 +60,7 @@ impl CostChange {
     }
 }
 
-/// What the change bought.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum RoiOutcome {
-    /// A cost is missing for one of the runs, so no ROI: never invented.
-    NoCostData {
-        /// Which cost is missing.
-        why: String,
-    },
-    /// Faster and cheaper.
-    SavesTimeAndMoney,
-    /// Faster at the same cost.
-    SavesTimeAtSameCost,
-    /// Faster for more money: seconds saved per 1000 requests ÷ extra dollars per 1000 requests.
-    SecondsPerDollar {
-        /// The ROI, seconds saved per extra dollar.
-        seconds_per_dollar: f64,
-    },
-    /// Slower, but cheaper.
-    CheaperButSlower,
-    /// Neither faster nor cheaper.
-    NoReturn,
-}
+pub use velollm_core::cost::RoiOutcome;
 
 /// The return on investment between an earlier and a later run of the same target, scenario and step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,14 +108,7 @@ impl Roi {
         let (cost, outcome) = match cost {
             Err(why) => (None, RoiOutcome::NoCostData { why }),
             Ok(c) => {
-                let extra = c.extra_usd_per_1000();
-                let outcome = match (latency_saved_ms > 0.0, extra) {
-                    (true, x) if x < 0.0 => RoiOutcome::SavesTimeAndMoney,
-                    (true, 0.0) => RoiOutcome::SavesTimeAtSameCost,
-                    (true, x) => RoiOutcome::SecondsPerDollar { seconds_per_dollar: latency_saved_ms / x },
-                    (false, x) if x < 0.0 => RoiOutcome::CheaperButSlower,
-                    (false, _) => RoiOutcome::NoReturn,
-                };
+                let outcome = RoiOutcome::of(latency_saved_ms, c.later_usd_per_request - c.earlier_usd_per_request);
                 (Some(c), outcome)
             }
         };

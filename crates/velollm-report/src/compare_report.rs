@@ -145,6 +145,9 @@ fn blocks(r: &ComparisonReport<'_>, charts: &[Chart]) -> Vec<Block> {
             if let Some(n) = notes.first() {
                 out.push(Block::Text(format!("⚠ {n}")));
             }
+            if let Some(roi) = &s.roi {
+                out.push(Block::Text(crate::format::roi_line(roi)));
+            }
             // The chart of a step shows every candidate: it goes under the first one's table.
             let chart = charts.iter().position(|ch| ch.title == format!("Before and after: {}", s.step));
             if let Some(i) = chart.filter(|_| c.candidate == first.candidate) {

@@ -115,6 +115,9 @@ pub fn render_comparison(c: &Comparison) -> String {
         for r in s.rows.iter().filter(|r| !r.note.is_empty() && r.change == Change::TooFewSamples).take(1) {
             let _ = writeln!(out, "  ⚠ {}", r.note);
         }
+        if let Some(roi) = &s.roi {
+            let _ = writeln!(out, "  {}", crate::format::roi_line(roi));
+        }
     }
     if !c.unmatched.is_empty() {
         let _ = writeln!(out, "\n  not compared: {}", c.unmatched.join(", "));

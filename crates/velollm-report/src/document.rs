@@ -407,6 +407,9 @@ fn step_detail(out: &mut Vec<Block>, s: &StepResult, level: u8) {
     if cn.opened + cn.reused > 0 {
         lines.push(format!("connections: {} opened, {} reused", cn.opened, cn.reused));
     }
+    if let Some(c) = &s.cost {
+        lines.push(crate::format::cost_line(c));
+    }
     if !s.token_sources.is_empty() {
         let src: Vec<String> = s.token_sources.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
         lines.push(format!("output tokens counted by: {}", src.join(", ")));

@@ -84,6 +84,62 @@ fn no_minus_zero(s: String) -> String {
     if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() { s[1..].to_string() } else { s }
 }
 
+/// An amount of money with a precision suited to small amounts (`$0.003600`, `$1.25`, `€120`).
+pub fn money(v: f64, currency: &str) -> String {
+    let sign = if v < 0.0 { "-" } else { "" };
+    let a = v.abs();
+    let digits = if a >= 100.0 {
+        0
+    } else if a >= 1.0 {
+        2
+    } else if a >= 0.01 {
+        4
+    } else {
+        6
+    };
+    match currency {
+        "USD" => format!("{sign}${a:.digits$}"),
+        "EUR" => format!("{sign}€{a:.digits$}"),
+        c => format!("{sign}{a:.digits$} {c}"),
+    }
+}
+
+/// A step's cost in one line: per request, total, and the cache's saving when there is one.
+pub fn cost_line(c: &velollm_core::cost::StepCost) -> String {
+    let mut l = format!(
+        "cost: {} per request · {} for {} requests",
+        money(c.per_request, &c.currency),
+        money(c.total, &c.currency),
+        c.priced_requests
+    );
+    if c.tokens.cache_read + c.tokens.cache_write > 0 {
+        l.push_str(&format!(
+            " · without the cache {} ({:+.1} %)",
+            money(c.without_cache, &c.currency),
+            -c.cache_saving * 100.0
+        ));
+    }
+    if c.unpriced_requests > 0 {
+        l.push_str(&format!(" · {} unpriced (failed or no token counts)", c.unpriced_requests));
+    }
+    l
+}
+
+/// The ROI of a comparison in one line: E2E saved, cost per request on both sides, and the verdict.
+pub fn roi_line(r: &velollm_core::cost::Roi) -> String {
+    let saved = if r.latency_saved_ms >= 0.0 {
+        format!("{} saved per request", duration_ms(r.latency_saved_ms))
+    } else {
+        format!("{} lost per request", duration_ms(-r.latency_saved_ms))
+    };
+    format!(
+        "ROI: {saved} (E2E median) · cost per request {} → {} · {}",
+        money(r.baseline_per_request, &r.currency),
+        money(r.candidate_per_request, &r.currency),
+        r.outcome
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! system, so they are snapshot-tested. The caller writes the files.
 //!
 //! * [`terminal`] — the end-of-run terminal summary.
+//! * [`ab`](mod@ab) — the paired A/B report of `velollm ab` (terminal and Markdown).
 //! * [`comparison`] — a comparison of runs (`velollm compare`) as text.
 //! * [`compare_report`] — a comparison as Markdown or HTML, with before/after bars.
 //! * [`document`] — the format-neutral document model ([`document::Block`], [`document::Table`]) that the
@@ -19,6 +20,7 @@
 //! * [`svg`] — the dependency-free SVG chart toolkit the charts are drawn with.
 //! * [`target`] — the runs a report covers and their labels.
 
+pub mod ab;
 pub mod charts;
 pub mod compare_report;
 pub mod comparison;

@@ -109,6 +109,9 @@ pub fn render_step(step: &StepResult) -> String {
         };
         let _ = writeln!(out, "  connections: {} opened, {} reused{overhead}", c.opened, c.reused);
     }
+    if let Some(cost) = &step.cost {
+        let _ = writeln!(out, "  {}", crate::format::cost_line(cost));
+    }
     if let Some(q) = &step.quality {
         let _ = writeln!(
             out,
@@ -345,6 +348,7 @@ mod tests {
             quality: None,
             samples: Default::default(),
             server_metrics: None,
+            cost: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"
         short_completion  ·  sequential  ·  5 requests, 80.0% ok

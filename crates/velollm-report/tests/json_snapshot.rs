@@ -31,12 +31,14 @@ fn record(id: u64, start: u64) -> RequestRecord {
             dns_ns: Some(MS / 10),
             connect_ns: Some(MS / 5),
             tls_ns: None,
+            ..Default::default()
         }),
         status: Some(200),
         usage: Some(Usage {
             prompt_tokens: Some(20),
             completion_tokens: Some(4),
             cached_tokens: Some(0),
+            cache_write_tokens: None,
             reasoning_tokens: None,
         }),
         native: Some(NativeTimings {

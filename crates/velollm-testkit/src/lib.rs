@@ -1,21 +1,28 @@
 //! Scripted in-process fake LLM servers for velollm's tests.
 //!
 //! A [`FakeServer`] listens on `127.0.0.1` (random port) and speaks every generation dialect velollm
-//! supports: OpenAI chat / completions (SSE), llama.cpp `/completion` (SSE) and Ollama
-//! `/api/generate` / `/api/chat` (NDJSON). Which *discovery* routes exist depends on the [`Flavor`].
+//! supports: OpenAI chat / completions (SSE), llama.cpp `/completion` (SSE), Ollama
+//! `/api/generate` / `/api/chat` (NDJSON) and Anthropic `/v1/messages` (SSE with named events). Which
+//! *discovery* routes exist depends on the [`Flavor`].
 //!
 //! The response timeline is driven by a [`Script`]: every content chunk is sent as its own HTTP body
 //! frame (chunked transfer encoding) exactly when its deadline elapses. Deadlines are absolute and
 //! anchored at request arrival, so scheduling jitter never accumulates:
 //!
 //! * message `j` (reasoning messages first, then content messages) is due at `ttft + j * itl`;
-//! * the OpenAI chat role chunk is due at `0` (sent together with the headers);
+//! * the OpenAI chat role chunk, and Anthropic's `message_start`, first `content_block_start` and `ping`,
+//!   are due at `0` (sent together with the headers);
 //! * tool-call messages ([`Script::tool_calls`], chat dialects only) follow the content on the same
 //!   `itl` grid;
 //! * trailing messages (finish chunk, usage, `[DONE]`, final `done`/`stop` object) are due together
 //!   with the last message (or at `ttft` when there is no message at all).
 //!
 //! Faults ([`Fault`]) simulate HTTP errors, connection resets, malformed payloads and stalls.
+//!
+//! With [`Script::cache`] set, the server simulates a prompt cache (see [`CacheSim`]): prompt tokens are
+//! counted from the request, cached tokens are reported in each dialect's own usage fields, and the first
+//! token comes later the more prompt tokens are not cached. With [`Script::api_key`] set, generation
+//! requests without the key are refused with 401, in the dialect's own error shape.
 
 #![deny(missing_docs)]
 
@@ -50,6 +57,10 @@ pub enum Flavor {
     Ollama,
     /// llama.cpp `llama-server`: `GET /v1/models`, `GET /health`, `GET /props`; `/api/*` is 404.
     LlamaCpp,
+    /// Anthropic API: `GET /v1/models` in Anthropic's shape (`{"data": [{"type": "model", "id", …}],
+    /// "has_more", "first_id", "last_id"}`, 401 without the key when [`Script::api_key`] is set); every
+    /// other unknown route is a 404 with Anthropic's error shape (`{"type": "error", "error": {…}}`).
+    Anthropic,
 }
 
 /// A fault injected into every generation response.
@@ -125,6 +136,48 @@ pub struct Script {
     /// llama.cpp flavor: for this long after start, `/health` and generation answer 503 "Loading model"
     /// as llama-server does while it loads (default zero).
     pub loading: Duration,
+    /// The API key generation requests must carry (default none: no key needed). Anthropic
+    /// `/v1/messages` (and the Anthropic flavor's `/v1/models`) read it from `x-api-key`, the other
+    /// dialects from `Authorization: Bearer`. A missing or wrong key is answered with 401 in the
+    /// dialect's error shape (Anthropic: `{"type": "error", "error": {"type": "authentication_error",
+    /// "message": …}}`).
+    pub api_key: Option<String>,
+    /// Simulate a prompt cache (default none: `prompt_tokens` and `cached_tokens` are reported as set).
+    pub cache: Option<CacheSim>,
+}
+
+/// A simulated prompt cache, shared by every dialect of one server.
+///
+/// Prompt tokens are counted deterministically: one per whitespace-separated word of the request's text
+/// parts, in send order (system prompt, then each message's text; `prompt` for the completion
+/// dialects; tool definitions are not counted).
+///
+/// * OpenAI, llama.cpp and Ollama cache prefixes on their own: a request's cached tokens are the longest
+///   token prefix it shares with an earlier prompt whose entry has not expired, and every prompt becomes
+///   an entry. Reported as `usage.prompt_tokens_details.cached_tokens` (OpenAI), `timings.cache_n` with
+///   `prompt_n` = uncached tokens (llama.cpp), `prompt_eval_cached_count` with `prompt_eval_count` =
+///   uncached tokens (Ollama).
+/// * Anthropic caches only prefixes that end at a block carrying `cache_control`: a request reads the
+///   longest live cached breakpoint prefix (`cache_read_input_tokens`), writes each of its longer
+///   breakpoint prefixes (`cache_creation_input_tokens` = tokens from the read prefix to the last
+///   breakpoint), and `input_tokens` is the rest. An entry lives for its block's `cache_control.ttl` (any
+///   duration such as `500ms`, `2s`, `5m`, `1h`; an invalid one is a 400), else [`CacheSim::ttl`]; a read
+///   renews it.
+///
+/// Entries of the automatic caches live [`CacheSim::ttl`] after their last use. The first token is due
+/// at `Script::ttft + uncached prompt tokens × prefill_per_token`, so a hit is measurably faster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSim {
+    /// How long an entry lives after its last use (default 5 minutes).
+    pub ttl: Duration,
+    /// Time added to the TTFT per prompt token that is not read from the cache (default 200 µs).
+    pub prefill_per_token: Duration,
+}
+
+impl Default for CacheSim {
+    fn default() -> Self {
+        CacheSim { ttl: Duration::from_secs(300), prefill_per_token: Duration::from_micros(200) }
+    }
 }
 
 impl Default for Script {
@@ -143,6 +196,8 @@ impl Default for Script {
             tool_calls: Vec::new(),
             fault: Fault::None,
             loading: Duration::ZERO,
+            api_key: None,
+            cache: None,
         }
     }
 }
@@ -154,6 +209,8 @@ pub struct FakeServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    /// `http`, or `https` for [`FakeServer::start_tls`].
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for FakeServer {
@@ -175,7 +232,13 @@ impl FakeServer {
 
     /// Like [`FakeServer::start`], on a given address (`"127.0.0.1:8080"`).
     pub async fn bind(addr: &str, flavor: Flavor, script: Script) -> io::Result<FakeServer> {
-        let shared = Arc::new(Shared { script, requests: Mutex::new(Vec::new()), started: Instant::now() });
+        let shared = Arc::new(Shared {
+            script,
+            requests: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
+            cache: Mutex::new(CacheState::default()),
+            started: Instant::now(),
+        });
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let listener = listener.tap_io(|tcp| {
@@ -186,12 +249,13 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(FakeServer { addr, shared, task })
+        Ok(FakeServer { addr, shared, task, scheme: "http" })
     }
 
-    /// Base URL of the server, e.g. `"http://127.0.0.1:40123"` (no trailing slash).
+    /// Base URL of the server, e.g. `"http://127.0.0.1:40123"` (no trailing slash; `https://` for
+    /// [`FakeServer::start_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `(path, parsed JSON body)` of every generation request received so far, in arrival order.
@@ -204,6 +268,12 @@ impl FakeServer {
     /// Number of generation requests received so far.
     pub fn request_count(&self) -> usize {
         self.shared.requests.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The headers of every generation request received so far, in the order of [`FakeServer::requests`]:
+    /// `(lower-case name, value)` pairs as sent.
+    pub fn request_headers(&self) -> Vec<Vec<(String, String)>> {
+        self.shared.headers.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -220,6 +290,8 @@ impl Drop for FakeServer {
 struct Shared {
     script: Script,
     requests: Mutex<Vec<(String, Value)>>,
+    headers: Mutex<Vec<Vec<(String, String)>>>,
+    cache: Mutex<CacheState>,
     started: Instant,
 }
 
@@ -239,8 +311,12 @@ fn loading_response() -> Response {
 /// llama.cpp-style Prometheus counters derived from the requests served so far.
 fn metrics_text(s: &Shared) -> String {
     let n = s.requests.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
-    let prompt = n * s.script.prompt_tokens.saturating_sub(s.script.cached_tokens);
-    let cached = n * s.script.cached_tokens;
+    let (prompt, cached) = if s.script.cache.is_some() {
+        let c = s.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        (c.uncached_total, c.cached_total)
+    } else {
+        (n * s.script.prompt_tokens.saturating_sub(s.script.cached_tokens), n * s.script.cached_tokens)
+    };
     let predicted = n * s.script.tokens as u64;
     format!(
         "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed, excluding cached tokens\n\
@@ -263,6 +339,7 @@ enum Dialect {
     LlamaCompletion,
     OllamaGenerate,
     OllamaChat,
+    AnthropicMessages,
 }
 
 impl Dialect {
@@ -271,8 +348,40 @@ impl Dialect {
     }
 
     fn supports_reasoning(self) -> bool {
-        matches!(self, Dialect::OpenAiChat | Dialect::OllamaChat)
+        matches!(self, Dialect::OpenAiChat | Dialect::OllamaChat | Dialect::AnthropicMessages)
     }
+
+    /// An error body in the dialect's shape; `kind` is the OpenAI/Anthropic error type.
+    fn error(self, kind: &str, message: &str) -> Value {
+        match self {
+            Dialect::OllamaGenerate | Dialect::OllamaChat => json!({ "error": message }),
+            Dialect::AnthropicMessages => anthropic_error(kind, message),
+            _ => json!({ "error": { "message": message, "type": kind } }),
+        }
+    }
+}
+
+/// Anthropic's error shape.
+fn anthropic_error(kind: &str, message: &str) -> Value {
+    json!({ "type": "error", "error": { "type": kind, "message": message }, "request_id": "req_fake" })
+}
+
+/// The key check of [`Script::api_key`]: `None` when the request may go on, else the 401 answer.
+fn unauthorized(script: &Script, dialect: Dialect, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let key = script.api_key.as_deref()?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (given, missing, wrong) = if dialect == Dialect::AnthropicMessages {
+        (header("x-api-key"), "x-api-key header is required", "invalid x-api-key")
+    } else {
+        let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+        (bearer, "missing API key (Authorization: Bearer)", "incorrect API key provided")
+    };
+    let message = match given {
+        Some(k) if k == key => return None,
+        Some(_) => wrong,
+        None => missing,
+    };
+    Some(json_response(StatusCode::UNAUTHORIZED, &dialect.error("authentication_error", message)))
 }
 
 fn router(flavor: Flavor, shared: AppState) -> Router {
@@ -281,7 +390,8 @@ fn router(flavor: Flavor, shared: AppState) -> Router {
         .route("/v1/completions", post(|s: State<AppState>, r: Request| generate(s, Dialect::OpenAiCompletions, r)))
         .route("/completion", post(|s: State<AppState>, r: Request| generate(s, Dialect::LlamaCompletion, r)))
         .route("/api/generate", post(|s: State<AppState>, r: Request| generate(s, Dialect::OllamaGenerate, r)))
-        .route("/api/chat", post(|s: State<AppState>, r: Request| generate(s, Dialect::OllamaChat, r)));
+        .route("/api/chat", post(|s: State<AppState>, r: Request| generate(s, Dialect::OllamaChat, r)))
+        .route("/v1/messages", post(|s: State<AppState>, r: Request| generate(s, Dialect::AnthropicMessages, r)));
 
     let models = |State(s): State<AppState>| async move {
         axum::Json(json!({
@@ -323,6 +433,19 @@ fn router(flavor: Flavor, shared: AppState) -> Router {
                     }),
                 );
         }
+        Flavor::Anthropic => {
+            let models = |State(s): State<AppState>, headers: axum::http::HeaderMap| async move {
+                if let Some(r) = unauthorized(&s.script, Dialect::AnthropicMessages, &headers) {
+                    return r;
+                }
+                let m = &s.script.model;
+                let model = json!({ "type": "model", "id": m, "display_name": "Fake", "created_at": CREATED_AT });
+                axum::Json(json!({ "data": [model], "has_more": false, "first_id": m, "last_id": m })).into_response()
+            };
+            app = app.route("/v1/models", get(models)).fallback(|| async {
+                json_response(StatusCode::NOT_FOUND, &anthropic_error("not_found_error", "Not found"))
+            });
+        }
         Flavor::Ollama => {
             app = app.route("/api/version", get(|| async { axum::Json(json!({ "version": "0.12.0" })) })).route(
                 "/api/tags",
@@ -362,31 +485,38 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         return loading_response();
     }
     let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
     let raw = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
         Ok(b) => b,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let body: Value =
         serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
-    shared.requests.lock().unwrap_or_else(PoisonError::into_inner).push((path, body.clone()));
+    {
+        // Both locks in one order, so `requests` and `request_headers` always line up.
+        let mut requests = shared.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let names = headers.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()));
+        shared.headers.lock().unwrap_or_else(PoisonError::into_inner).push(names.collect());
+        requests.push((path, body.clone()));
+    }
     let script = &shared.script;
 
+    if let Some(r) = unauthorized(script, dialect, &headers) {
+        return r;
+    }
     if !body.is_object() {
-        let msg = "request body is not a JSON object";
-        let err = if dialect.is_ollama() {
-            json!({ "error": msg })
-        } else {
-            json!({ "error": { "message": msg, "type": "invalid_request_error" } })
-        };
+        let err = dialect.error("invalid_request_error", "request body is not a JSON object");
         return json_response(StatusCode::BAD_REQUEST, &err);
     }
     if let Some(m) = body.get("model").and_then(Value::as_str)
         && m != script.model
     {
-        let err = if dialect.is_ollama() {
-            json!({ "error": format!("model \"{m}\" not found, try pulling it first") })
-        } else {
-            json!({ "error": { "message": format!("model '{m}' not found"), "type": "not_found_error" } })
+        let err = match dialect {
+            Dialect::OllamaGenerate | Dialect::OllamaChat => {
+                json!({ "error": format!("model \"{m}\" not found, try pulling it first") })
+            }
+            Dialect::AnthropicMessages => anthropic_error("not_found_error", &format!("model: {m}")),
+            _ => json!({ "error": { "message": format!("model '{m}' not found"), "type": "not_found_error" } }),
         };
         return json_response(StatusCode::NOT_FOUND, &err);
     }
@@ -399,7 +529,11 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         return resp;
     }
 
-    let generator = Gen::new(script, dialect, &body);
+    let prompt = match shared.count_prompt(dialect, &body) {
+        Ok(p) => p,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &dialect.error("invalid_request_error", &e)),
+    };
+    let generator = Gen::new(script, dialect, &body, prompt);
     let resp = if body.get("stream").and_then(Value::as_bool) == Some(false) {
         generator.non_streaming(start).await
     } else {
@@ -412,6 +546,213 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         sleep_until(start + d).await;
     }
     resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompt cache simulation
+// ---------------------------------------------------------------------------------------------
+
+/// Prompt token counts reported for one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PromptCount {
+    /// Every prompt token.
+    total: u64,
+    /// Tokens read from the cache.
+    cached: u64,
+    /// Tokens written to the cache (Anthropic `cache_creation_input_tokens`; included in `total`).
+    written: u64,
+}
+
+impl PromptCount {
+    /// Tokens the server had to evaluate.
+    fn uncached(self) -> u64 {
+        self.total.saturating_sub(self.cached)
+    }
+}
+
+/// One cached prefix.
+struct CacheEntry {
+    tokens: Vec<String>,
+    ttl: Duration,
+    expires: Instant,
+}
+
+/// The simulated cache, with the totals the llama.cpp `/metrics` counters report.
+#[derive(Default)]
+struct CacheState {
+    entries: Vec<CacheEntry>,
+    uncached_total: u64,
+    cached_total: u64,
+}
+
+/// Entries kept at most; the one closest to expiry goes first.
+const MAX_CACHE_ENTRIES: usize = 4096;
+
+/// A text block of a request: its words and, when it carries `cache_control`, its breakpoint's TTL
+/// (`Some(None)`: the default).
+struct TextBlock {
+    words: Vec<String>,
+    breakpoint: Option<Option<Duration>>,
+}
+
+/// Parse a duration such as `500ms`, `2s`, `5m`, `1h`, `1h 30m`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let n: u32 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match rest[..unit_len].trim() {
+            "ms" => Duration::from_millis(1),
+            "s" | "sec" | "secs" => Duration::from_secs(1),
+            "m" | "min" | "mins" => Duration::from_secs(60),
+            "h" | "hr" | "hour" | "hours" => Duration::from_secs(3600),
+            "d" | "day" | "days" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        total = total.checked_add(unit.checked_mul(n)?)?;
+        rest = rest[unit_len..].trim_start();
+    }
+    Some(total)
+}
+
+/// The text blocks of a message `content` (a string, or an array of blocks with `text`) or of a `system`
+/// field, with their `cache_control`.
+fn content_blocks(content: &Value, out: &mut Vec<TextBlock>) -> Result<(), String> {
+    let words = |t: &str| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    match content {
+        Value::String(t) => out.push(TextBlock { words: words(t), breakpoint: None }),
+        Value::Array(parts) => {
+            for part in parts {
+                let Some(text) = part.get("text").and_then(Value::as_str) else {
+                    continue;
+                };
+                let breakpoint = match part.get("cache_control").filter(|c| c.is_object()) {
+                    None => None,
+                    Some(c) => match c.get("ttl").and_then(Value::as_str) {
+                        None => Some(None),
+                        Some(t) => Some(Some(
+                            parse_duration(t).ok_or_else(|| format!("cache_control.ttl: invalid duration '{t}'"))?,
+                        )),
+                    },
+                };
+                out.push(TextBlock { words: words(text), breakpoint });
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The text blocks of a generation request, in send order.
+fn request_blocks(dialect: Dialect, body: &Value) -> Result<Vec<TextBlock>, String> {
+    let mut out = Vec::new();
+    let field = |name: &str| body.get(name).unwrap_or(&Value::Null);
+    match dialect {
+        Dialect::OpenAiCompletions | Dialect::LlamaCompletion => content_blocks(field("prompt"), &mut out)?,
+        Dialect::OllamaGenerate => {
+            content_blocks(field("system"), &mut out)?;
+            content_blocks(field("prompt"), &mut out)?;
+        }
+        Dialect::OpenAiChat | Dialect::OllamaChat | Dialect::AnthropicMessages => {
+            if dialect == Dialect::AnthropicMessages {
+                content_blocks(field("system"), &mut out)?;
+            }
+            for m in field("messages").as_array().into_iter().flatten() {
+                content_blocks(m.get("content").unwrap_or(&Value::Null), &mut out)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl CacheState {
+    /// Drop expired entries, then the ones closest to expiry beyond the size limit.
+    fn purge(&mut self, now: Instant) {
+        self.entries.retain(|e| e.expires > now);
+        if self.entries.len() > MAX_CACHE_ENTRIES {
+            self.entries.sort_by_key(|e| std::cmp::Reverse(e.expires));
+            self.entries.truncate(MAX_CACHE_ENTRIES);
+        }
+    }
+
+    /// Keep `tokens` as an entry (or renew the one there is).
+    fn store(&mut self, tokens: &[String], ttl: Duration, now: Instant) {
+        match self.entries.iter_mut().find(|e| e.tokens == tokens) {
+            Some(e) => e.expires = now + e.ttl,
+            None => self.entries.push(CacheEntry { tokens: tokens.to_vec(), ttl, expires: now + ttl }),
+        }
+    }
+
+    /// Automatic prefix caching: the longest prefix shared with a live entry is read (and renewed).
+    fn automatic(&mut self, tokens: &[String], ttl: Duration, now: Instant) -> PromptCount {
+        let shared = |e: &CacheEntry| e.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let best = self.entries.iter_mut().map(|e| (shared(e), e)).max_by_key(|(n, _)| *n);
+        let cached = match best {
+            Some((n, e)) if n > 0 => {
+                e.expires = now + e.ttl;
+                n
+            }
+            _ => 0,
+        };
+        self.store(tokens, ttl, now);
+        PromptCount { total: tokens.len() as u64, cached: cached as u64, written: 0 }
+    }
+
+    /// Anthropic's explicit caching: only prefixes ending at a breakpoint are read or written.
+    fn explicit(&mut self, blocks: &[TextBlock], default_ttl: Duration, now: Instant) -> PromptCount {
+        let tokens: Vec<String> = blocks.iter().flat_map(|b| b.words.iter().cloned()).collect();
+        let mut end = 0;
+        let mut breakpoints = Vec::new();
+        for b in blocks {
+            end += b.words.len();
+            if let Some(ttl) = b.breakpoint {
+                breakpoints.push((end, ttl.unwrap_or(default_ttl)));
+            }
+        }
+        let mut read = 0;
+        for &(end, _) in &breakpoints {
+            if end > read && self.entries.iter().any(|e| e.tokens[..] == tokens[..end]) {
+                read = end;
+            }
+        }
+        if let Some(e) = self.entries.iter_mut().find(|e| read > 0 && e.tokens[..] == tokens[..read]) {
+            e.expires = now + e.ttl;
+        }
+        let last = breakpoints.iter().map(|(end, _)| *end).max().unwrap_or(0);
+        for &(end, ttl) in breakpoints.iter().filter(|(end, _)| *end > read) {
+            self.store(&tokens[..end], ttl, now);
+        }
+        PromptCount { total: tokens.len() as u64, cached: read as u64, written: last.saturating_sub(read) as u64 }
+    }
+}
+
+impl Shared {
+    /// The prompt token counts of a request, through the cache simulation when there is one.
+    fn count_prompt(&self, dialect: Dialect, body: &Value) -> Result<PromptCount, String> {
+        let Some(sim) = &self.script.cache else {
+            let (total, cached) = (self.script.prompt_tokens, self.script.cached_tokens);
+            return Ok(PromptCount { total, cached, written: 0 });
+        };
+        let blocks = request_blocks(dialect, body)?;
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.purge(now);
+        let count = if dialect == Dialect::AnthropicMessages {
+            cache.explicit(&blocks, sim.ttl, now)
+        } else {
+            let tokens: Vec<String> = blocks.into_iter().flat_map(|b| b.words).collect();
+            cache.automatic(&tokens, sim.ttl, now)
+        };
+        cache.uncached_total += count.uncached();
+        cache.cached_total += count.cached;
+        Ok(count)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,6 +786,10 @@ enum Step {
 struct Gen<'a> {
     s: &'a Script,
     dialect: Dialect,
+    /// Prompt token counts reported for this request.
+    prompt: PromptCount,
+    /// When the first reasoning/content message is due.
+    ttft: Duration,
     include_usage: bool,
     /// Reasoning tokens actually emitted by this dialect.
     reasoning: usize,
@@ -488,16 +833,22 @@ fn ratio(num: f64, den: f64) -> f64 {
 }
 
 impl<'a> Gen<'a> {
-    fn new(s: &'a Script, dialect: Dialect, body: &Value) -> Self {
+    fn new(s: &'a Script, dialect: Dialect, body: &Value, prompt: PromptCount) -> Self {
         let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let reasoning = if dialect.supports_reasoning() { s.reasoning_tokens } else { 0 };
         let content_msgs = s.tokens.div_ceil(s.tokens_per_chunk.max(1));
         let tool_msgs = match dialect {
-            Dialect::OpenAiChat => s.tool_calls.iter().map(|(_, args)| 1 + argument_fragments(args).len()).sum(),
+            Dialect::OpenAiChat | Dialect::AnthropicMessages => {
+                s.tool_calls.iter().map(|(_, args)| 1 + argument_fragments(args).len()).sum()
+            }
             Dialect::OllamaChat => usize::from(!s.tool_calls.is_empty()),
             _ => 0,
         };
-        Gen { s, dialect, include_usage, reasoning, content_msgs, tool_msgs }
+        let prefill = s.cache.as_ref().map_or(Duration::ZERO, |c| {
+            c.prefill_per_token.saturating_mul(u32::try_from(prompt.uncached()).unwrap_or(u32::MAX))
+        });
+        let ttft = s.ttft.saturating_add(prefill);
+        Gen { s, dialect, prompt, ttft, include_usage, reasoning, content_msgs, tool_msgs }
     }
 
     /// Whether this response carries tool calls.
@@ -522,7 +873,7 @@ impl<'a> Gen<'a> {
 
     /// Due time of message `j`.
     fn at(&self, j: usize) -> Duration {
-        self.s.ttft + self.s.itl * u32::try_from(j).unwrap_or(u32::MAX)
+        self.ttft + self.s.itl * u32::try_from(j).unwrap_or(u32::MAX)
     }
 
     /// Due time of the last message (or `ttft` when nothing is emitted); trailers are sent then.
@@ -532,7 +883,7 @@ impl<'a> Gen<'a> {
 
     /// Time between the first and the last message, reported as generation time.
     fn gen_time(&self) -> Duration {
-        self.last_at() - self.s.ttft
+        self.last_at() - self.ttft
     }
 
     fn content_range(&self, c: usize) -> std::ops::Range<usize> {
@@ -546,11 +897,47 @@ impl<'a> Gen<'a> {
             v.push(b'\n');
             v
         } else {
-            let mut v = b"data: ".to_vec();
+            let mut v = Vec::with_capacity(json.len() + 40);
+            if self.dialect == Dialect::AnthropicMessages {
+                // The `event:` line repeats the payload's `type` (a faulty payload replaces a content delta).
+                let kind = serde_json::from_slice::<Value>(json)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| "content_block_delta".to_owned());
+                v.extend_from_slice(format!("event: {kind}\n").as_bytes());
+            }
+            v.extend_from_slice(b"data: ");
             v.extend_from_slice(json);
             v.extend_from_slice(b"\n\n");
             v
         }
+    }
+
+    /// Anthropic: the index of the text block (the thinking block, when there is one, is block 0).
+    fn text_index(&self) -> usize {
+        usize::from(self.reasoning > 0)
+    }
+
+    /// Anthropic `stop_reason`.
+    fn stop_reason(&self) -> &'static str {
+        if self.has_tool_calls() { "tool_use" } else { "max_tokens" }
+    }
+
+    /// Anthropic `message_start`.
+    fn message_start(&self) -> Value {
+        json!({
+            "type": "message_start",
+            "message": {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": self.s.model,
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": self.anthropic_usage(1),
+            },
+        })
     }
 
     fn wrap_value(&self, v: &Value) -> Vec<u8> {
@@ -602,13 +989,24 @@ impl<'a> Gen<'a> {
     }
 
     fn usage(&self) -> Value {
-        let p = self.s.prompt_tokens;
+        let p = self.prompt.total;
         let n = self.completion_tokens() as u64;
         json!({
             "prompt_tokens": p,
             "completion_tokens": n,
             "total_tokens": p + n,
-            "prompt_tokens_details": { "cached_tokens": self.s.cached_tokens },
+            "prompt_tokens_details": { "cached_tokens": self.prompt.cached },
+        })
+    }
+
+    /// Anthropic `usage` (`input_tokens` excludes the tokens read from or written to the cache).
+    fn anthropic_usage(&self, output_tokens: usize) -> Value {
+        let PromptCount { total, cached, written } = self.prompt;
+        json!({
+            "input_tokens": total.saturating_sub(cached).saturating_sub(written),
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": cached,
+            "output_tokens": output_tokens,
         })
     }
 
@@ -616,16 +1014,23 @@ impl<'a> Gen<'a> {
         v["done_reason"] = json!("length");
         v["total_duration"] = json!(ns(self.last_at()));
         v["load_duration"] = json!(1_000_000u64);
-        v["prompt_eval_count"] = json!(self.s.prompt_tokens);
-        v["prompt_eval_duration"] = json!(ns(self.s.ttft));
+        if self.s.cache.is_some() {
+            v["prompt_eval_count"] = json!(self.prompt.uncached());
+            v["prompt_eval_cached_count"] = json!(self.prompt.cached);
+        } else {
+            v["prompt_eval_count"] = json!(self.prompt.total);
+        }
+        v["prompt_eval_duration"] = json!(ns(self.ttft));
         v["eval_count"] = json!(self.completion_tokens());
         v["eval_duration"] = json!(ns(self.gen_time()));
     }
 
     fn llama_final(&self, content: &str) -> Value {
-        let p = self.s.prompt_tokens;
+        let p = self.prompt.total;
+        // With the cache simulation `prompt_n` counts the evaluated (uncached) tokens, as llama-server does.
+        let prompt_n = if self.s.cache.is_some() { self.prompt.uncached() } else { p };
         let n = self.completion_tokens();
-        let prompt_ms = ms(self.s.ttft);
+        let prompt_ms = ms(self.ttft);
         let predicted_ms = ms(self.gen_time());
         json!({
             "content": content,
@@ -635,11 +1040,11 @@ impl<'a> Gen<'a> {
             "tokens_predicted": n,
             "tokens_evaluated": p,
             "timings": {
-                "cache_n": self.s.cached_tokens,
-                "prompt_n": p,
+                "cache_n": self.prompt.cached,
+                "prompt_n": prompt_n,
                 "prompt_ms": prompt_ms,
-                "prompt_per_token_ms": ratio(prompt_ms, p as f64),
-                "prompt_per_second": ratio(p as f64 * 1000.0, prompt_ms),
+                "prompt_per_token_ms": ratio(prompt_ms, prompt_n as f64),
+                "prompt_per_second": ratio(prompt_n as f64 * 1000.0, prompt_ms),
                 "predicted_n": n,
                 "predicted_ms": predicted_ms,
                 "predicted_per_token_ms": ratio(predicted_ms, n as f64),
@@ -659,6 +1064,11 @@ impl<'a> Gen<'a> {
             }
             Dialect::OllamaGenerate => self.ollama_line(("response", json!(text)), false),
             Dialect::OllamaChat => self.ollama_line(("message", Self::chat_message(text, None)), false),
+            Dialect::AnthropicMessages => json!({
+                "type": "content_block_delta",
+                "index": self.text_index(),
+                "delta": { "type": "text_delta", "text": text },
+            }),
         }
     }
 
@@ -682,13 +1092,43 @@ impl<'a> Gen<'a> {
             let v = self.openai_chunk(json!({ "role": "assistant", "content": "" }), None);
             push(Duration::ZERO, self.wrap_value(&v), Kind::Lead);
         }
+        let anthropic = self.dialect == Dialect::AnthropicMessages;
+        if anthropic {
+            push(Duration::ZERO, self.wrap_value(&self.message_start()), Kind::Lead);
+            let first = if self.reasoning > 0 {
+                json!({ "type": "thinking", "thinking": "" })
+            } else {
+                json!({ "type": "text", "text": "" })
+            };
+            let start = json!({ "type": "content_block_start", "index": 0, "content_block": first });
+            push(Duration::ZERO, self.wrap_value(&start), Kind::Lead);
+            push(Duration::ZERO, self.wrap_value(&json!({ "type": "ping" })), Kind::Lead);
+        }
         for r in 0..self.reasoning {
             let t = reasoning_text(r);
             let v = match self.dialect {
                 Dialect::OpenAiChat => self.openai_chunk(json!({ "reasoning_content": t }), None),
+                Dialect::AnthropicMessages => json!({
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": { "type": "thinking_delta", "thinking": t },
+                }),
                 _ => self.ollama_line(("message", Self::chat_message("", Some(&t))), false),
             };
             push(self.at(r), self.wrap_value(&v), Kind::Lead);
+        }
+        if anthropic && self.reasoning > 0 {
+            // The thinking block ends (with its signature) and the text block starts when the text is due.
+            let at = self.at(self.reasoning).min(self.last_at());
+            let signature = json!({ "type": "signature_delta", "signature": "fake-signature" });
+            let events = [
+                json!({ "type": "content_block_delta", "index": 0, "delta": signature }),
+                json!({ "type": "content_block_stop", "index": 0 }),
+                json!({ "type": "content_block_start", "index": 1, "content_block": { "type": "text", "text": "" } }),
+            ];
+            for e in &events {
+                push(at, self.wrap_value(e), Kind::Lead);
+            }
         }
         for c in 0..self.content_msgs {
             push(self.at(self.reasoning + c), self.wrap(&self.content_payload(c)), Kind::Content);
@@ -711,6 +1151,24 @@ impl<'a> Gen<'a> {
                     for fragment in argument_fragments(args) {
                         let delta = json!({ "tool_calls": [{ "index": i, "function": { "arguments": fragment } }] });
                         push(next(), self.wrap_value(&self.openai_chunk(delta, None)), Kind::Tool);
+                    }
+                }
+            } else if anthropic {
+                let mut index = self.text_index();
+                for (i, (name, args)) in self.s.tool_calls.iter().enumerate() {
+                    let at = next();
+                    push(at, self.wrap_value(&json!({ "type": "content_block_stop", "index": index })), Kind::Tool);
+                    index += 1;
+                    let block = json!({ "type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": {} });
+                    let start = json!({ "type": "content_block_start", "index": index, "content_block": block });
+                    push(at, self.wrap_value(&start), Kind::Tool);
+                    for fragment in argument_fragments(args) {
+                        let delta = json!({
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": { "type": "input_json_delta", "partial_json": fragment },
+                        });
+                        push(next(), self.wrap_value(&delta), Kind::Tool);
                     }
                 }
             } else {
@@ -755,6 +1213,19 @@ impl<'a> Gen<'a> {
                 };
                 self.ollama_stats(&mut v);
                 push(end, self.wrap_value(&v), Kind::Trailer);
+            }
+            Dialect::AnthropicMessages => {
+                let last = self.text_index() + if self.has_tool_calls() { self.s.tool_calls.len() } else { 0 };
+                let delta = json!({
+                    "type": "message_delta",
+                    "delta": { "stop_reason": self.stop_reason(), "stop_sequence": null },
+                    "usage": { "output_tokens": self.completion_tokens() },
+                });
+                for v in
+                    [json!({ "type": "content_block_stop", "index": last }), delta, json!({ "type": "message_stop" })]
+                {
+                    push(end, self.wrap_value(&v), Kind::Trailer);
+                }
             }
         }
         ev
@@ -867,6 +1338,31 @@ impl<'a> Gen<'a> {
                 self.ollama_stats(&mut v);
                 v
             }
+            Dialect::AnthropicMessages => {
+                let mut blocks = Vec::new();
+                if self.reasoning > 0 {
+                    blocks.push(json!({ "type": "thinking", "thinking": reasoning, "signature": "fake-signature" }));
+                }
+                blocks.push(json!({ "type": "text", "text": content }));
+                if self.has_tool_calls() {
+                    for (i, (name, args)) in self.s.tool_calls.iter().enumerate() {
+                        let input = parsed_arguments(args);
+                        blocks.push(
+                            json!({ "type": "tool_use", "id": format!("toolu_{i}"), "name": name, "input": input }),
+                        );
+                    }
+                }
+                json!({
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.s.model,
+                    "content": blocks,
+                    "stop_reason": self.stop_reason(),
+                    "stop_sequence": null,
+                    "usage": self.anthropic_usage(self.completion_tokens()),
+                })
+            }
         };
         let payload = match self.s.fault {
             Fault::MalformedJsonAt(_) => MALFORMED_JSON.to_vec(),
@@ -933,3 +1429,6 @@ fn body_from_steps(start: Instant, steps: Vec<Step>) -> Body {
 
 #[cfg(test)]
 mod tests;
+
+mod tls;
+pub use tls::TlsOptions;

@@ -46,10 +46,25 @@ fn addr(server: &FakeServer) -> String {
 /// Sends one request with `Connection: close` and reads the response, timestamping each chunk.
 /// Gives up (returning what was read, `complete == false`) after `limit`.
 async fn send(server: &FakeServer, method: &str, path: &str, body: Option<&Value>, limit: Duration) -> Resp {
+    send_with(server, method, path, body, &[], limit).await
+}
+
+/// [`send`] with extra request headers.
+async fn send_with(
+    server: &FakeServer,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> Resp {
     let mut stream = TcpStream::connect(addr(server)).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", addr(server));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
     if method == "POST" {
         req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
@@ -602,4 +617,330 @@ async fn ollama_chat_puts_tool_calls_in_a_line_before_done() {
     // /api/generate has no tool calls.
     let lines = ndjson_lines(&post(&server, "/api/generate", json!({})).await.body());
     assert_eq!(lines.len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic Messages
+// ---------------------------------------------------------------------------------------------
+
+/// `(event name, data JSON)` of every Anthropic SSE event in a body, with the arrival time of its frame.
+fn anthropic_events(resp: &Resp) -> Vec<(Duration, String, Value)> {
+    let mut out = Vec::new();
+    for (at, frame) in &resp.chunks {
+        let text = std::str::from_utf8(frame).expect("UTF-8 frame");
+        for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+            let (name, data) = event.split_once('\n').expect("event and data lines");
+            let name = name.strip_prefix("event: ").expect("event: line").to_owned();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").expect("data: line")).unwrap();
+            assert_eq!(data["type"], name.as_str(), "the event line repeats the type");
+            out.push((*at, name, data));
+        }
+    }
+    out
+}
+
+fn messages_body(blocks: Value) -> Value {
+    json!({ "model": "fake-model", "max_tokens": 8, "stream": true,
+            "messages": [{ "role": "user", "content": blocks }] })
+}
+
+#[tokio::test]
+async fn anthropic_stream_has_the_documented_event_sequence() {
+    let script =
+        Script { ttft: ms(40), itl: ms(5), tokens: 3, prompt_tokens: 30, cached_tokens: 20, ..Script::default() };
+    let server = FakeServer::start(Flavor::Anthropic, script).await;
+    let resp = post(&server, "/v1/messages", messages_body(json!("hi"))).await;
+    assert_eq!((resp.status, resp.header("content-type")), (200, Some("text/event-stream")));
+    assert!(resp.complete);
+    let events = anthropic_events(&resp);
+    let names: Vec<&str> = events.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let start = &events[0].2["message"];
+    assert_eq!((start["role"].as_str(), start["model"].as_str()), (Some("assistant"), Some("fake-model")));
+    assert_eq!(
+        start["usage"],
+        json!({ "input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 20,
+                "output_tokens": 1 })
+    );
+    assert!(events[0].0 < ms(30), "message_start comes with the headers");
+    assert_eq!(events[1].2["content_block"], json!({ "type": "text", "text": "" }));
+    for i in 0..3 {
+        let (at, _, d) = &events[3 + i];
+        assert_eq!(d["delta"], json!({ "type": "text_delta", "text": format!("tok{i} ") }));
+        assert!(*at >= ms(40) + ms(5) * i as u32, "delta {i} at {at:?}");
+    }
+    assert_eq!(
+        events[7].2,
+        json!({ "type": "message_delta", "delta": { "stop_reason": "max_tokens", "stop_sequence": null },
+                "usage": { "output_tokens": 3 } })
+    );
+    assert_eq!(events[8].2, json!({ "type": "message_stop" }));
+
+    // Not streaming: one message object.
+    let body = json!({ "model": "fake-model", "max_tokens": 8, "stream": false, "messages": [] });
+    let v = post(&server, "/v1/messages", body).await.json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"], json!([{ "type": "text", "text": "tok0 tok1 tok2 " }]));
+    assert_eq!(v["usage"]["output_tokens"], 3);
+}
+
+#[tokio::test]
+async fn anthropic_thinking_and_tool_use_blocks() {
+    let script = Script {
+        ttft: ms(10),
+        itl: ms(2),
+        tokens: 1,
+        reasoning_tokens: 2,
+        tool_calls: vec![weather_call()],
+        ..Script::default()
+    };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let events = anthropic_events(&post(&server, "/v1/messages", messages_body(json!("hi"))).await);
+    let summary: Vec<String> = events
+        .iter()
+        .map(|(_, n, d)| {
+            let kind = d.pointer("/delta/type").or_else(|| d.pointer("/content_block/type"));
+            format!("{n}:{}{}", d["index"], kind.and_then(Value::as_str).map_or(String::new(), |k| format!(":{k}")))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "message_start:null",
+            "content_block_start:0:thinking",
+            "ping:null",
+            "content_block_delta:0:thinking_delta",
+            "content_block_delta:0:thinking_delta",
+            "content_block_delta:0:signature_delta",
+            "content_block_stop:0",
+            "content_block_start:1:text",
+            "content_block_delta:1:text_delta",
+            "content_block_stop:1",
+            "content_block_start:2:tool_use",
+            "content_block_delta:2:input_json_delta",
+            "content_block_delta:2:input_json_delta",
+            "content_block_delta:2:input_json_delta",
+            "content_block_stop:2",
+            "message_delta:null",
+            "message_stop:null"
+        ]
+    );
+    assert_eq!(events[10].2["content_block"]["name"], "get_weather");
+    let args: String = events[11..14].iter().map(|(_, _, d)| d["delta"]["partial_json"].as_str().unwrap()).collect();
+    assert_eq!(args, weather_call().1);
+    assert_eq!(events[15].2["delta"]["stop_reason"], "tool_use");
+    assert_eq!(events[15].2["usage"]["output_tokens"], 3, "reasoning counts as output");
+}
+
+#[tokio::test]
+async fn api_key_is_checked_in_each_dialects_header_and_shape() {
+    let script = Script { api_key: Some("sk-test".into()), ..Script::default() };
+    let server = FakeServer::start(Flavor::Anthropic, script).await;
+    let limit = Duration::from_secs(5);
+    let body = messages_body(json!("hi"));
+    let missing = send_with(&server, "POST", "/v1/messages", Some(&body), &[], limit).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(
+        missing.json(),
+        json!({ "type": "error", "error": { "type": "authentication_error", "message": "x-api-key header is required" },
+                "request_id": "req_fake" })
+    );
+    let wrong = send_with(&server, "POST", "/v1/messages", Some(&body), &[("x-api-key", "nope")], limit).await;
+    assert_eq!((wrong.status, wrong.json()["error"]["message"].clone()), (401, json!("invalid x-api-key")));
+    // A bearer token is not Anthropic's header.
+    let bearer = [("Authorization", "Bearer sk-test")];
+    assert_eq!(send_with(&server, "POST", "/v1/messages", Some(&body), &bearer, limit).await.status, 401);
+    let headers = [("x-api-key", "sk-test"), ("anthropic-version", "2023-06-01")];
+    let ok = send_with(&server, "POST", "/v1/messages", Some(&body), &headers, limit).await;
+    assert_eq!(ok.status, 200);
+    let seen = server.request_headers();
+    assert_eq!(seen.len(), 4);
+    let get = |i: usize, name: &str| seen[i].iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!((get(3, "x-api-key"), get(3, "anthropic-version")), (Some("sk-test".into()), Some("2023-06-01".into())));
+    assert_eq!(get(0, "x-api-key"), None);
+
+    // OpenAI-style dialects take a bearer token.
+    let chat = json!({ "stream": true });
+    let r = send_with(&server, "POST", "/v1/chat/completions", Some(&chat), &[("x-api-key", "sk-test")], limit).await;
+    assert_eq!((r.status, r.json()["error"]["type"].clone()), (401, json!("authentication_error")));
+    assert_eq!(send_with(&server, "POST", "/v1/chat/completions", Some(&chat), &bearer, limit).await.status, 200);
+
+    // Discovery: the model list needs the key; unknown routes are Anthropic 404s.
+    assert_eq!(get_path(&server, "/v1/models").await.status, 401);
+    let models = send_with(&server, "GET", "/v1/models", None, &headers, limit).await;
+    assert_eq!(models.status, 200);
+    let m = models.json();
+    assert_eq!((m["data"][0]["type"].clone(), m["data"][0]["id"].clone()), (json!("model"), json!("fake-model")));
+    assert_eq!(m["has_more"], false);
+    let v = get_path(&server, "/api/version").await;
+    assert_eq!((v.status, v.json()["error"]["type"].clone()), (404, json!("not_found_error")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompt cache simulation
+// ---------------------------------------------------------------------------------------------
+
+/// A text of `n` words `w0 w1 …`, after `prefix` words.
+fn words(prefix: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().join(" ")
+}
+
+fn cached_script(prefill_us: u64) -> Script {
+    let cache = CacheSim { prefill_per_token: Duration::from_micros(prefill_us), ..CacheSim::default() };
+    Script { ttft: ms(5), itl: ms(1), tokens: 2, cache: Some(cache), ..Script::default() }
+}
+
+#[test]
+fn durations_parse_like_humantime() {
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("250ms"), Some(ms(250)));
+    assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+    for bad in ["", "5", "m", "5x", "-1s", "1.5h"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn automatic_prefix_cache_in_openai_llamacpp_and_ollama_fields() {
+    let server = FakeServer::start(Flavor::OpenAi, cached_script(500)).await;
+    let doc = words("d", 100);
+    let chat = |q: &str| {
+        json!({ "model": "fake-model", "stream": true, "stream_options": { "include_usage": true },
+                "messages": [{ "role": "system", "content": "be brief" },
+                             { "role": "user", "content": format!("{doc} {q}") }] })
+    };
+    let usage = |resp: &Resp| {
+        let events: Vec<Value> = resp.chunks.iter().map(|(_, f)| sse_events(f)).flatten_frames();
+        events.iter().find(|e| e.get("usage").is_some()).unwrap()["usage"].clone()
+    };
+    let first = post(&server, "/v1/chat/completions", chat("what is a")).await;
+    let u = usage(&first);
+    assert_eq!(
+        (u["prompt_tokens"].clone(), u["prompt_tokens_details"]["cached_tokens"].clone()),
+        (json!(105), json!(0))
+    );
+    let second = post(&server, "/v1/chat/completions", chat("what is b")).await;
+    let u = usage(&second);
+    // "be brief" + 100 document words + "what is" are shared.
+    assert_eq!(
+        (u["prompt_tokens"].clone(), u["prompt_tokens_details"]["cached_tokens"].clone()),
+        (json!(105), json!(104))
+    );
+    // TTFT: 5 ms + 105 × 0.5 ms cold, 5 ms + 1 × 0.5 ms warm (frame 1 is the first content chunk).
+    assert!(first.chunks[1].0 >= ms(57), "{:?}", first.chunks[1].0);
+    assert!(second.chunks[1].0 < ms(40), "{:?}", second.chunks[1].0);
+
+    // llama.cpp /completion: cache_n and prompt_n (uncached).
+    let server = FakeServer::start(Flavor::LlamaCpp, cached_script(0)).await;
+    let complete = |q: &str| json!({ "prompt": format!("{doc} {q}"), "stream": true });
+    post(&server, "/completion", complete("one")).await;
+    let resp = post(&server, "/completion", complete("two three")).await;
+    let last = sse_json(&resp.chunks.last().unwrap().1);
+    assert_eq!(last["tokens_evaluated"], 102);
+    assert_eq!((last["timings"]["cache_n"].clone(), last["timings"]["prompt_n"].clone()), (json!(100), json!(2)));
+    let metrics = String::from_utf8(get_path(&server, "/metrics").await.body()).unwrap();
+    assert!(metrics.contains("llamacpp:prompt_tokens_total 103\n"), "{metrics}");
+    assert!(metrics.contains("llamacpp:prompt_tokens_cached_total 100\n"), "{metrics}");
+
+    // Ollama: prompt_eval_cached_count and prompt_eval_count (uncached); system then prompt.
+    let server = FakeServer::start(Flavor::Ollama, cached_script(0)).await;
+    let generate = |q: &str| json!({ "model": "fake-model", "system": "sys", "prompt": format!("{doc} {q}") });
+    post(&server, "/api/generate", generate("x")).await;
+    let lines = ndjson_lines(&post(&server, "/api/generate", generate("y z")).await.body());
+    let done = lines.last().unwrap();
+    assert_eq!((done["prompt_eval_cached_count"].clone(), done["prompt_eval_count"].clone()), (json!(101), json!(2)));
+}
+
+#[tokio::test]
+async fn automatic_cache_entries_expire_after_the_ttl() {
+    let cache = CacheSim { ttl: ms(300), prefill_per_token: Duration::ZERO };
+    let server = FakeServer::start(Flavor::LlamaCpp, Script { cache: Some(cache), ..cached_script(0) }).await;
+    let body = json!({ "prompt": words("w", 20), "stream": true });
+    let cache_n = |resp: Resp| sse_json(&resp.chunks.last().unwrap().1)["timings"]["cache_n"].clone();
+    assert_eq!(cache_n(post(&server, "/completion", body.clone()).await), 0);
+    assert_eq!(cache_n(post(&server, "/completion", body.clone()).await), 20);
+    tokio::time::sleep(ms(450)).await;
+    assert_eq!(cache_n(post(&server, "/completion", body).await), 0, "expired");
+}
+
+#[tokio::test]
+async fn anthropic_caches_only_at_breakpoints_with_their_ttl() {
+    let server = FakeServer::start(Flavor::Anthropic, cached_script(0)).await;
+    let bp = |ttl: Option<&str>| match ttl {
+        Some(t) => json!({ "type": "ephemeral", "ttl": t }),
+        None => json!({ "type": "ephemeral" }),
+    };
+    // system (10 words, breakpoint), context (50 words, breakpoint with ttl), prompt (5 words).
+    let request = |ctx_ttl: Option<&str>, prompt: &str| {
+        json!({ "model": "fake-model", "max_tokens": 8, "stream": true,
+                "system": [{ "type": "text", "text": words("s", 10), "cache_control": bp(None) }],
+                "messages": [{ "role": "user", "content": [
+                    { "type": "text", "text": words("c", 50), "cache_control": bp(ctx_ttl) },
+                    { "type": "text", "text": prompt },
+                ] }] })
+    };
+    let usage = |resp: Resp| anthropic_events(&resp)[0].2["message"]["usage"].clone();
+    let counts = |u: Value| {
+        (u["input_tokens"].as_u64(), u["cache_creation_input_tokens"].as_u64(), u["cache_read_input_tokens"].as_u64())
+    };
+    // Cold: both breakpoint prefixes are written (60 tokens), the prompt is input.
+    let u = usage(post(&server, "/v1/messages", request(Some("400ms"), &words("p", 5))).await);
+    assert_eq!(counts(u), (Some(5), Some(60), Some(0)));
+    // Warm: the context breakpoint (60 tokens) is read.
+    let u = usage(post(&server, "/v1/messages", request(Some("400ms"), &words("q", 5))).await);
+    assert_eq!(counts(u), (Some(5), Some(0), Some(60)));
+    // Past the context entry's short TTL, only the system prefix (default 5 min) is still cached.
+    tokio::time::sleep(ms(600)).await;
+    let u = usage(post(&server, "/v1/messages", request(Some("400ms"), &words("r", 5))).await);
+    assert_eq!(counts(u), (Some(5), Some(50), Some(10)));
+    // A read renews the entry: three reads 250 ms apart stay within a 400 ms TTL.
+    for _ in 0..3 {
+        tokio::time::sleep(ms(250)).await;
+        let u = usage(post(&server, "/v1/messages", request(Some("400ms"), &words("t", 5))).await);
+        assert_eq!(counts(u), (Some(5), Some(0), Some(60)));
+    }
+    // A different context shares nothing at a breakpoint beyond the system prompt.
+    let other = json!({ "model": "fake-model", "max_tokens": 8, "stream": true,
+        "system": [{ "type": "text", "text": words("s", 10), "cache_control": bp(None) }],
+        "messages": [{ "role": "user", "content": "no breakpoint here" }] });
+    let u = usage(post(&server, "/v1/messages", other).await);
+    assert_eq!(counts(u), (Some(3), Some(0), Some(10)));
+    // Without any breakpoint nothing is cached, even an identical prompt.
+    let plain = messages_body(json!(words("s", 10)));
+    post(&server, "/v1/messages", plain.clone()).await;
+    assert_eq!(counts(usage(post(&server, "/v1/messages", plain).await)), (Some(10), Some(0), Some(0)));
+    // An invalid TTL is refused as the API refuses it.
+    let bad = post(&server, "/v1/messages", request(Some("soon"), "x")).await;
+    assert_eq!((bad.status, bad.json()["error"]["type"].clone()), (400, json!("invalid_request_error")));
+}
+
+#[tokio::test]
+async fn anthropic_cache_hit_has_a_shorter_ttft() {
+    let server = FakeServer::start(Flavor::Anthropic, cached_script(400)).await;
+    let body = json!({ "model": "fake-model", "max_tokens": 8, "stream": true,
+        "messages": [{ "role": "user", "content": [
+            { "type": "text", "text": words("c", 100), "cache_control": { "type": "ephemeral" } },
+            { "type": "text", "text": "question" }] }] });
+    let first_delta =
+        |resp: &Resp| anthropic_events(resp).iter().find(|(_, n, _)| n == "content_block_delta").unwrap().0;
+    let cold = first_delta(&post(&server, "/v1/messages", body.clone()).await);
+    let warm = first_delta(&post(&server, "/v1/messages", body).await);
+    // 5 ms + 101 × 0.4 ms cold; 5 ms + 1 × 0.4 ms warm.
+    assert!(cold >= ms(45), "{cold:?}");
+    assert!(warm < ms(35) && warm + ms(10) < cold, "cold {cold:?} warm {warm:?}");
 }

@@ -29,6 +29,10 @@ pub enum Command {
     },
     /// Compare runs: per step and metric, Δ, 95 % confidence interval, p-value and a verdict; CI gates.
     Compare(crate::compare::CompareArgs),
+    /// Paired A/B experiment: the same requests to two targets (URLs or launch commands) in alternating order
+    /// (A→B, B→A, …); per metric the paired difference with its confidence interval, a signed-rank test and a
+    /// verdict; the speedup; with --b-proxies-a, the proxy overhead.
+    Ab(Box<crate::ab::AbArgs>),
     /// Render a result document: Markdown, self-contained HTML with charts, CSV exports.
     Report(crate::report::ReportArgs),
     /// Every run indexed in the history database: list, filter, trends over time.
@@ -82,13 +86,22 @@ pub struct BenchArgs {
     /// Model name (default: the server's only model).
     #[arg(short, long, help_heading = "Target")]
     pub model: Option<String>,
-    /// API dialect: auto, openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp
-    /// (aliases: openai, ollama, llama.cpp).
+    /// API dialect: auto, openai-chat, openai-completions, ollama-chat, ollama-generate, llamacpp, anthropic
+    /// (aliases: openai, ollama, llama.cpp, claude).
     #[arg(short, long, default_value = "auto", help_heading = "Target")]
     pub backend: String,
-    /// Name of the environment variable holding the API key (sent as a bearer token; never stored).
+    /// Name of the environment variable holding the API key (sent as a bearer token, as x-api-key to
+    /// Anthropic; never stored).
     #[arg(long, value_name = "VAR", help_heading = "Target")]
     pub api_key_env: Option<String>,
+    /// Trust this PEM certificate besides the public roots (a self-signed or private-CA https server);
+    /// certificates are always verified.
+    #[arg(long, value_name = "FILE", help_heading = "Target")]
+    pub ca_cert: Option<PathBuf>,
+    /// HTTP/2 (ALPN h2 over https, prior knowledge over http): runs a scenario's http2 steps (skipped
+    /// otherwise); in a scenario without one, every step shares one HTTP/2 connection among its workers.
+    #[arg(long, help_heading = "Target")]
+    pub http2: bool,
 
     /// Built-in scenario name or scenario TOML file.
     #[arg(short, long, default_value = "standard", help_heading = "Workload")]
@@ -117,6 +130,26 @@ pub struct BenchArgs {
     /// Local tokenizer.json for token counts when the server reports no usage.
     #[arg(long, value_name = "FILE", help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,
+
+    /// Prompt-cache breakpoint placements to study, each run as its own step (Anthropic cache_control):
+    /// 1 = end of the system prompt, 2 = end of the context, 3 = end of the prompt; `+` joins several in one
+    /// placement (e.g. 1,2,1+2).
+    #[arg(long, value_name = "LIST", help_heading = "Prompt cache")]
+    pub cache_breakpoints: Option<String>,
+    /// Cache lifetimes to study (e.g. 5m,1h): per lifetime, a step whose requests are spaced --ttl-gap apart,
+    /// asking for that lifetime where the dialect takes one (Anthropic accepts 5m and 1h).
+    #[arg(long, value_name = "LIST", help_heading = "Prompt cache")]
+    pub ttl: Option<String>,
+    /// Spacing of the TTL study's requests [default: 1.1 × the shortest --ttl, just past it].
+    #[arg(long, value_name = "DURATION", requires = "ttl", help_heading = "Prompt cache")]
+    pub ttl_gap: Option<String>,
+    /// Requests per TTL step, the first one writing the cache [default: 3].
+    #[arg(long, value_name = "N", requires = "ttl", help_heading = "Prompt cache")]
+    pub ttl_requests: Option<u64>,
+    /// Token prices (TOML: per model input, output, cache_write, cache_read, per million tokens): every step
+    /// then reports its cost, and comparisons the ROI.
+    #[arg(long, value_name = "FILE", help_heading = "Prompt cache")]
+    pub prices: Option<PathBuf>,
 
     /// Closed-loop workers (with --rate: the most requests in flight).
     #[arg(short, long, value_name = "N", help_heading = "Load")]

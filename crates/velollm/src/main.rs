@@ -1,5 +1,6 @@
 //! `velollm` — the command-line tool. Thin: arguments → plan → engine → report.
 
+mod ab;
 mod cli;
 mod compare;
 mod detect;
@@ -67,7 +68,10 @@ fn main() -> ExitCode {
                 } else if let Some(b) = e.downcast_ref::<BenchError>() {
                     match b {
                         BenchError::Probe(_) => exit::UNREACHABLE,
-                        BenchError::Model(_) | BenchError::Url(_) | BenchError::Tokenizer(_) => exit::INPUT,
+                        BenchError::Model(_)
+                        | BenchError::Url(_)
+                        | BenchError::Tokenizer(_)
+                        | BenchError::CaCert(_) => exit::INPUT,
                         BenchError::Run(_) => exit::ERROR,
                     }
                 } else {
@@ -106,6 +110,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Tune(args) => tune::run(*args).await,
         Command::Detect(args) => detect::run(args),
         Command::Optimize(args) => optimize::run(args).await,
+        Command::Ab(args) => ab::run(*args).await,
     }
 }
 
@@ -284,6 +289,9 @@ fn sweep_plan(args: &cli::BenchArgs, k: u32) -> Result<(Plan, SweepPlan), InputE
 /// Run a plan — or, with `sweep`, a sweep of its only step — writing and printing the result.
 async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOptions) -> Result<u8> {
     let (cancel_tx, cancel) = cancel_on_signal();
+    for note in &plan.notes {
+        eprintln!("velollm: note: {note}");
+    }
     if let Some(l) = &watch_opts.launch {
         eprintln!("velollm: launching the server (log: {})", l.log.display());
     }
@@ -323,6 +331,17 @@ async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOption
     if let Some(step) = plan.steps.iter().find(|s| s.cold).filter(|_| !session.target.dialect.is_ollama()) {
         let e = velollm_engine::runner::RunError::ColdUnsupported(step.name.clone());
         return Err(InputError(anyhow::anyhow!("{e} (this target speaks {})", t.dialect)).into());
+    }
+    if let Some(prices) = plan.prices.take() {
+        if prices.get(&session.model).is_none() {
+            let e = anyhow::anyhow!(
+                "--prices: no price for model '{}': add [models.\"{}\"] (or [models.\"*\"]) to the prices file",
+                session.model,
+                session.model
+            );
+            return Err(InputError(e).into());
+        }
+        session.prices = Some(std::sync::Arc::new(prices));
     }
     if plan.steps.iter().any(|s| s.exact_output) && !session.target.dialect.supports_exact_output() {
         eprintln!("velollm: note: {} cannot force an exact output length; the achieved length is reported", t.dialect);

@@ -3,11 +3,12 @@
 
 use crate::cli::{BenchArgs, LegacyArgs};
 use anyhow::{Context, Result, anyhow, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use velollm_core::analysis::AnalysisSpec;
+use velollm_core::cost::PriceTable;
 use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Dataset, Scenario, Step, StepLoad, Turn, Workload};
+use velollm_core::scenario::{Breakpoint, Dataset, Scenario, Step, StepLoad, Turn, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
 use velollm_engine::dialect::DialectKind;
@@ -51,6 +52,10 @@ pub struct Plan {
     pub thresholds: Vec<Threshold>,
     /// Exit 3 when a threshold fails.
     pub check: bool,
+    /// Token prices (`--prices`).
+    pub prices: Option<PriceTable>,
+    /// What was adjusted or skipped before the run (e.g. an `http2` step without `--http2`), for the user.
+    pub notes: Vec<String>,
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration> {
@@ -245,6 +250,10 @@ fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepL
         name: s.name.clone(),
         workload,
         system: args.system.clone().or_else(|| s.system.clone()),
+        context: s.context.clone(),
+        context_tokens: s.context_tokens,
+        fresh_context: s.fresh_context,
+        cache: s.cache.clone(),
         max_tokens: args.max_tokens.unwrap_or(s.max_tokens),
         exact_output: args.exact_output || s.exact_output,
         temperature: args.temperature.or(s.temperature),
@@ -258,6 +267,103 @@ fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepL
         tags: s.tags.clone(),
         thresholds,
     })
+}
+
+/// Read a prices file (`--prices`).
+pub fn prices(path: &Path) -> Result<PriceTable> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("--prices '{}': {e}", path.display()))?;
+    PriceTable::parse(&text).map_err(|e| anyhow!("--prices '{}': {e}", path.display()))
+}
+
+/// The breakpoint placements of `--cache-breakpoints` (`1,2,1+2`): each with its label.
+fn breakpoint_variants(text: &str) -> Result<Vec<(String, Vec<Breakpoint>)>> {
+    text.split(',')
+        .map(|v| {
+            let v = v.trim();
+            let points = v
+                .split('+')
+                .map(|n| {
+                    n.trim().parse::<u8>().ok().and_then(Breakpoint::from_number).ok_or_else(|| {
+                        anyhow!(
+                            "--cache-breakpoints: '{n}' is not a breakpoint (use 1 = system prompt, 2 = context, \
+                             3 = prompt; join with + and separate placements with commas, e.g. 1,2,1+2)"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((v.to_string(), points))
+        })
+        .collect()
+}
+
+/// The cache-study variants asked on the command line: every step with a reusable context (and no fresh
+/// context) becomes one step per breakpoint placement, and gains one TTL step per lifetime.
+fn cache_variants(steps: Vec<StepPlan>, args: &BenchArgs) -> Result<Vec<StepPlan>> {
+    let placements = args.cache_breakpoints.as_deref().map(breakpoint_variants).transpose()?;
+    let ttls = match args.ttl.as_deref() {
+        Some(list) => Some(
+            list.split(',')
+                .map(|t| Ok((t.trim().to_string(), duration("--ttl", t)?)))
+                .collect::<Result<Vec<(String, Duration)>>>()?,
+        ),
+        None => None,
+    };
+    if placements.is_none() && ttls.is_none() {
+        return Ok(steps);
+    }
+    let studied = |s: &StepPlan| !s.fresh_context && (s.context.is_some() || s.context_tokens.is_some());
+    if !steps.iter().any(studied) {
+        bail!(
+            "--cache-breakpoints and --ttl study steps with a reusable context (`context` or `context_tokens` in \
+             the scenario), and this workload has none: use --scenario prompt-cache"
+        );
+    }
+    let gap = match (&args.ttl_gap, &ttls) {
+        (Some(g), _) => duration("--ttl-gap", g)?,
+        (None, Some(t)) => t.iter().map(|(_, d)| *d).min().unwrap_or_default().mul_f64(1.1),
+        (None, None) => Duration::ZERO,
+    };
+    if ttls.is_some() && gap.is_zero() {
+        bail!("--ttl-gap must be longer than 0");
+    }
+    let mut out = Vec::new();
+    for s in steps {
+        if !studied(&s) {
+            out.push(s);
+            continue;
+        }
+        match &placements {
+            Some(variants) => {
+                for (label, points) in variants {
+                    let mut v = s.clone();
+                    v.name = format!("{}@bp{label}", s.name);
+                    v.cache.breakpoints = points.clone();
+                    v.tags.insert("cache_breakpoints".into(), label.clone());
+                    out.push(v);
+                }
+            }
+            None => out.push(s.clone()),
+        }
+        for (text, _) in ttls.iter().flatten() {
+            let mut v = s.clone();
+            v.name = format!("{}@ttl{text}", s.name);
+            v.cache.ttl = Some(text.clone());
+            v.load = LoadProfile::Rate {
+                rate: 1.0 / gap.as_secs_f64(),
+                arrival: Arrival::Constant,
+                max_concurrency: Some(1),
+            };
+            v.bounds = Bounds {
+                requests: Some(args.ttl_requests.unwrap_or(3).max(2)),
+                duration_s: None,
+                warmup: Warmup::None,
+            };
+            v.tags.insert("cache_ttl".into(), text.clone());
+            v.tags.insert("ttl_gap".into(), humantime::format_duration(gap).to_string());
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// Build the plan of `velollm bench`.
@@ -328,7 +434,26 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
             (steps, sc.name, sc.analyses, thresholds)
         }
     };
+    let mut steps = cache_variants(steps, args)?;
+    if let Some(path) = &args.ca_cert {
+        velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
+    }
+    let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
+    let notes = velollm_engine::exec::connection_plan(&mut steps, https, args.http2);
+    if steps.is_empty() {
+        bail!("every step was skipped: {}", notes.join("; "));
+    }
+    let mut thresholds = thresholds;
+    if !steps.iter().any(|s| s.connection == velollm_core::scenario::ConnectionMode::Http2) {
+        // The HTTP/2 figures (`h2_…`) exist only when an HTTP/2 step ran.
+        thresholds.retain(|t: &Threshold| !t.target.starts_with("h2_"));
+    }
+    let prices = match &args.prices {
+        Some(path) => Some(prices(path)?),
+        None => None,
+    };
     Ok(Plan {
+        prices,
         options: BenchOptions {
             url,
             backend,
@@ -339,6 +464,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
             keep_text: args.keep_text,
             origin: None,
             gate: None,
+            ca_cert: args.ca_cert.clone(),
         },
         steps,
         scenario: scenario_name,
@@ -350,6 +476,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         analyses,
         thresholds,
         check: args.check,
+        notes,
     })
 }
 

@@ -79,7 +79,10 @@ async fn compare_finds_the_faster_run_and_gates_fail_the_slower() {
     let (stdout, _) = text(&o);
     assert!(stdout.contains("✅ TTFT reduced by 30–60 %"), "{stdout}");
     assert!(stdout.contains("✅ cache hit rate > 60 % — 12 of 12 requests reused cached prompt tokens"), "{stdout}");
-    assert!(stdout.contains("➖ cost reduced by 40–50 % — no cost data"), "{stdout}");
+    assert!(
+        stdout.contains("➖ cost reduced by 40–50 % — no cost in both results: run both with --prices FILE"),
+        "{stdout}"
+    );
     assert_eq!(o.status.code(), Some(0), "{stdout}");
 
     // The slow run misses the hit-rate criterion: exit 3.

@@ -455,3 +455,37 @@ fn cold_start_needs_ollama() {
         "{stderr}"
     );
 }
+
+#[test]
+fn prompt_cache_hit_rate_ttft_and_cost_on_the_real_server() {
+    let Some(url) = server_url() else { return };
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "[models.\"*\"]\ninput = 3.0\noutput = 15.0\n").unwrap();
+    let (doc, records) =
+        run(&["--url", &url, "--scenario", "prompt-cache", "--iterations", "3", "--prices", prices.to_str().unwrap()]);
+
+    // The baseline's requests each start with their own marker: only a chat template's worth can be cached.
+    for r in records_of(&records, 0) {
+        let (prompt, cached) = (usage(r, "prompt_tokens"), usage(r, "cached_tokens"));
+        assert!(prompt > 1000 && (cached as f64) < 0.1 * prompt as f64, "uncached request hit the cache: {r}");
+    }
+    // The cached step: the first request writes, the next ones read the system prompt and the context back.
+    let cached = records_of(&records, 1);
+    for r in &cached[1..] {
+        let (prompt, hit) = (usage(r, "prompt_tokens"), usage(r, "cached_tokens"));
+        assert!(hit as f64 > 0.8 * prompt as f64, "no cache hit after the first request: {r}");
+        assert_eq!(r["native"]["cache_n"].as_u64(), Some(hit), "usage and timings.cache_n disagree: {r}");
+    }
+    let f = |name| figure(&doc, "prompt_cache", "prompt cache", name).unwrap_or_else(|| panic!("no figure {name}"));
+    assert!((f("hit_rate") - 200.0 / 3.0).abs() < 1e-6, "hit rate {}", f("hit_rate"));
+    assert!(f("token_hit_rate") > 50.0);
+    assert!(f("ttft_hit") < f("ttft_uncached"), "hits {} ms vs uncached {} ms", f("ttft_hit"), f("ttft_uncached"));
+    assert!(f("ttft_reduction") > 30.0, "TTFT reduction {}", f("ttft_reduction"));
+    // Cost: cache reads at 0.1 × input make the cached step cheaper per request than the baseline.
+    let cost = |i: usize| &doc["steps"][i]["cost"];
+    assert_eq!(cost(0)["priced_requests"], 3);
+    assert!(num(&cost(1)["per_request"]) < num(&cost(0)["per_request"]), "{} vs {}", cost(1), cost(0));
+    assert!(f("cost_reduction") > 0.0);
+}

@@ -52,6 +52,7 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
             prompt_tokens: uint(&v, "tokens_evaluated"),
             completion_tokens: uint(&v, "tokens_predicted"),
             cached_tokens: v.get("timings").and_then(|t| uint(t, "cache_n")),
+            cache_write_tokens: None,
             reasoning_tokens: None,
         });
     }

@@ -3,6 +3,7 @@
 //! A dialect only builds request bodies and maps one stream message to [`Parsed`]; it never looks at the
 //! clock. Timing is taken once, by the transport (see [`crate::exec`]). One file per dialect family.
 
+pub(crate) mod anthropic;
 mod llamacpp;
 mod ollama;
 mod openai;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 use velollm_core::record::{Channel, NativeTimings, Usage};
+use velollm_core::scenario::CacheHints;
 
 /// A generation request, independent of dialect.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,10 @@ pub struct GenRequest {
     pub model: String,
     /// Optional system prompt.
     pub system: Option<String>,
+    /// Stable context sent at the start of the current user message, before the prompt.
+    pub context: Option<String>,
+    /// Explicit prompt-cache hints (Anthropic `cache_control`); other dialects ignore them.
+    pub cache: CacheHints,
     /// Earlier exchanges of the conversation, oldest first: (user message, the assistant's real answer).
     pub history: Vec<(String, String)>,
     /// The current user message.
@@ -40,6 +46,8 @@ impl GenRequest {
         GenRequest {
             model: model.into(),
             system: None,
+            context: None,
+            cache: CacheHints::default(),
             history: Vec::new(),
             prompt: prompt.into(),
             max_tokens,
@@ -59,8 +67,16 @@ impl GenRequest {
             m.push(serde_json::json!({"role": "user", "content": user}));
             m.push(serde_json::json!({"role": "assistant", "content": assistant}));
         }
-        m.push(serde_json::json!({"role": "user", "content": self.prompt}));
+        m.push(serde_json::json!({"role": "user", "content": self.user_message()}));
         m
+    }
+
+    /// The current user message: the stable context, then the prompt.
+    pub(crate) fn user_message(&self) -> String {
+        match &self.context {
+            Some(c) => format!("{c}\n\n{}", self.prompt),
+            None => self.prompt.clone(),
+        }
     }
 
     /// One prompt text for completion dialects: the system prompt, then a plain transcript of earlier turns.
@@ -71,13 +87,13 @@ impl GenRequest {
             p.push_str("\n\n");
         }
         if self.history.is_empty() {
-            p.push_str(&self.prompt);
+            p.push_str(&self.user_message());
             return p;
         }
         for (user, assistant) in &self.history {
             p.push_str(&format!("User: {user}\nAssistant: {assistant}\n"));
         }
-        p.push_str(&format!("User: {}\nAssistant:", self.prompt));
+        p.push_str(&format!("User: {}\nAssistant:", self.user_message()));
         p
     }
 }
@@ -123,16 +139,19 @@ pub enum DialectKind {
     OllamaGenerate,
     /// llama.cpp server native `/completion` (SSE with `timings`).
     LlamaCpp,
+    /// Anthropic Messages `/v1/messages` (SSE with named events, `cache_control` breakpoints).
+    Anthropic,
 }
 
 impl DialectKind {
     /// Every dialect.
-    pub const ALL: [DialectKind; 5] = [
+    pub const ALL: [DialectKind; 6] = [
         DialectKind::OpenAiChat,
         DialectKind::OpenAiCompletions,
         DialectKind::OllamaChat,
         DialectKind::OllamaGenerate,
         DialectKind::LlamaCpp,
+        DialectKind::Anthropic,
     ];
 
     /// The dialect's name as used on the command line and in results.
@@ -143,6 +162,7 @@ impl DialectKind {
             DialectKind::OllamaChat => "ollama-chat",
             DialectKind::OllamaGenerate => "ollama-generate",
             DialectKind::LlamaCpp => "llamacpp",
+            DialectKind::Anthropic => "anthropic",
         }
     }
 
@@ -154,6 +174,7 @@ impl DialectKind {
             DialectKind::OllamaChat => "/api/chat",
             DialectKind::OllamaGenerate => "/api/generate",
             DialectKind::LlamaCpp => "/completion",
+            DialectKind::Anthropic => "/v1/messages",
         }
     }
 
@@ -170,9 +191,9 @@ impl DialectKind {
         matches!(self, DialectKind::OllamaChat | DialectKind::OllamaGenerate)
     }
 
-    /// Whether `exact_output` can be requested (`ignore_eos`); Ollama has no such option.
+    /// Whether `exact_output` can be requested (`ignore_eos`); Ollama and Anthropic have no such option.
     pub fn supports_exact_output(self) -> bool {
-        !self.is_ollama()
+        !self.is_ollama() && self != DialectKind::Anthropic
     }
 
     /// The JSON body of a streaming request.
@@ -183,6 +204,7 @@ impl DialectKind {
             DialectKind::OllamaChat => ollama::chat_body(req),
             DialectKind::OllamaGenerate => ollama::generate_body(req),
             DialectKind::LlamaCpp => llamacpp::body(req),
+            DialectKind::Anthropic => anthropic::body(req),
         }
     }
 
@@ -192,6 +214,7 @@ impl DialectKind {
             DialectKind::OpenAiChat | DialectKind::OpenAiCompletions => openai::parse(message),
             DialectKind::OllamaChat | DialectKind::OllamaGenerate => ollama::parse(message),
             DialectKind::LlamaCpp => llamacpp::parse(message),
+            DialectKind::Anthropic => anthropic::parse(message),
         }
     }
 }
@@ -212,6 +235,7 @@ impl FromStr for DialectKind {
             "ollama" | "ollama-chat" => DialectKind::OllamaChat,
             "ollama-generate" => DialectKind::OllamaGenerate,
             "llamacpp" | "llama.cpp" | "llama-cpp" | "llama-server" => DialectKind::LlamaCpp,
+            "anthropic" | "claude" => DialectKind::Anthropic,
             other => {
                 let names: Vec<_> = DialectKind::ALL.iter().map(|d| d.name()).collect();
                 return Err(format!("unknown backend '{other}': use auto, {}", names.join(", ")));
@@ -269,6 +293,9 @@ mod tests {
                 format!(r#"{{"message":{{"content":[{v}]}},"done":true,"eval_count":-{v}}}"#),
                 format!(r#"{{"content":{v},"stop":"{s}","tokens":{v}}}"#),
                 format!(r#"{{"error":{{"message":{v}}}}}"#),
+                format!(r#"{{"type":"content_block_delta","index":-{v},"delta":{{"type":"input_json_delta","partial_json":{v}}}}}"#),
+                format!(r#"{{"type":"message_start","message":{{"usage":{{"input_tokens":{v},"cache_read_input_tokens":"{s}"}}}}}}"#),
+                format!(r#"{{"type":"content_block_start","content_block":{{"type":"tool_use","name":{v}}}}}"#),
             ];
             for shape in &shapes {
                 for d in DialectKind::ALL {
@@ -284,6 +311,7 @@ mod tests {
             assert_eq!(d.name().parse::<DialectKind>().unwrap(), d);
         }
         assert_eq!("ollama".parse::<DialectKind>().unwrap(), DialectKind::OllamaChat);
+        assert_eq!("claude".parse::<DialectKind>().unwrap(), DialectKind::Anthropic);
         assert!("grpc".parse::<DialectKind>().unwrap_err().contains("use auto, openai-chat"));
     }
 }

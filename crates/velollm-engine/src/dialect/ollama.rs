@@ -35,7 +35,7 @@ pub(super) fn generate_body(req: &GenRequest) -> Value {
         }
         return body;
     }
-    let mut body = json!({"model": req.model, "prompt": req.prompt, "stream": true, "options": options(req)});
+    let mut body = json!({"model": req.model, "prompt": req.user_message(), "stream": true, "options": options(req)});
     if let Some(s) = &req.system {
         body["system"] = json!(s);
     }
@@ -78,6 +78,7 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
             prompt_tokens: uint(&v, "prompt_eval_count"),
             completion_tokens: uint(&v, "eval_count"),
             cached_tokens: uint(&v, "prompt_eval_cached_count"),
+            cache_write_tokens: None,
             reasoning_tokens: None,
         });
         p.native = Some(NativeTimings {

@@ -44,6 +44,7 @@ fn usage(u: &Value) -> Usage {
         prompt_tokens: uint(u, "prompt_tokens"),
         completion_tokens: uint(u, "completion_tokens"),
         cached_tokens: u.get("prompt_tokens_details").and_then(|d| uint(d, "cached_tokens")),
+        cache_write_tokens: None,
         reasoning_tokens: u.get("completion_tokens_details").and_then(|d| uint(d, "reasoning_tokens")),
     }
 }
@@ -146,6 +147,7 @@ mod tests {
                 prompt_tokens: Some(5),
                 completion_tokens: Some(7),
                 cached_tokens: Some(3),
+                cache_write_tokens: None,
                 reasoning_tokens: None
             }
         );

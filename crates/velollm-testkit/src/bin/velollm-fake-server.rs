@@ -1,7 +1,7 @@
 //! A fake LLM server as a separate program, for tests of velollm's server launcher.
 //!
 //! ```text
-//! velollm-fake-server --port P [--flavor llamacpp|openai|ollama] [--mode serve|exit|hang]
+//! velollm-fake-server --port P [--flavor llamacpp|openai|ollama|anthropic] [--mode serve|exit|hang]
 //!     [--loading-ms N] [--ttft-ms N] [--itl-ms N] [--tokens N] [--die-after-requests N]
 //!     [--grow-mb-per-request N] [--exit-code N] [--tag TEXT]
 //! ```
@@ -42,7 +42,8 @@ fn main() {
         "llamacpp" => Flavor::LlamaCpp,
         "openai" => Flavor::OpenAi,
         "ollama" => Flavor::Ollama,
-        other => fail(&format!("--flavor {other}: use llamacpp, openai or ollama")),
+        "anthropic" => Flavor::Anthropic,
+        other => fail(&format!("--flavor {other}: use llamacpp, openai, ollama or anthropic")),
     };
     let script = Script {
         ttft: Duration::from_millis(number("--ttft-ms", 20)),

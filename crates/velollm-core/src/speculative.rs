@@ -1,0 +1,110 @@
+//! Speculative-decoding acceptance, normalised across engines (formulas in one place).
+//!
+//! - **acceptance rate** = draft tokens accepted ÷ draft tokens proposed;
+//! - **mean acceptance length** = tokens emitted per verification step = 1 + accepted ÷ drafts (vLLM's
+//!   definition, which counts the target model's bonus token; llama.cpp's log line "mean len" is the same).
+//!
+//! Sources, best first: the server's counters over the step ([`crate::prom::ServerMetrics`]: llama.cpp and vLLM
+//! `spec_decode_num_drafts/draft_tokens/accepted_tokens`), which give both figures; the per-request timings of
+//! llama.cpp (`draft_n`, `draft_n_accepted`), which give the rate only (the number of drafts is not reported);
+//! the server's own gauges (SGLang `spec_accept_length`, `spec_accept_rate`, vLLM V0
+//! `spec_decode_draft_acceptance_rate`), averaged over the server's own window.
+
+use crate::metrics::Sample;
+use crate::result::StepResult;
+
+/// A step's acceptance and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acceptance {
+    /// Accepted ÷ proposed draft tokens, 0–1.
+    pub rate: Option<f64>,
+    /// Tokens per verification step, 1 + accepted ÷ drafts.
+    pub mean_length: Option<f64>,
+    /// Draft tokens proposed, when counted.
+    pub draft_tokens: Option<f64>,
+    /// Draft tokens accepted, when counted.
+    pub accepted_tokens: Option<f64>,
+    /// Which source gave the figures.
+    pub source: &'static str,
+}
+
+impl Acceptance {
+    /// The step's acceptance from the best source available; `None` when nothing was drafted or reported.
+    pub fn of_step(step: &StepResult, samples: &[Sample]) -> Option<Acceptance> {
+        if let Some(m) = &step.server_metrics
+            && let (Some(d), Some(a)) = (m.spec_draft_tokens, m.spec_accepted_tokens)
+            && d > 0.0
+        {
+            return Some(Acceptance {
+                rate: Some(a / d),
+                mean_length: m.spec_drafts.filter(|&n| n > 0.0).map(|n| 1.0 + a / n),
+                draft_tokens: Some(d),
+                accepted_tokens: Some(a),
+                source: "the server's speculative-decoding counters",
+            });
+        }
+        let (mut d, mut a) = (0u64, 0u64);
+        for s in samples.iter().filter(|s| s.ok) {
+            if let (Some(dn), Some(an)) = (s.metrics.draft_tokens, s.metrics.draft_accepted) {
+                d += dn;
+                a += an;
+            }
+        }
+        if d > 0 {
+            return Some(Acceptance {
+                rate: Some(a as f64 / d as f64),
+                mean_length: None,
+                draft_tokens: Some(d as f64),
+                accepted_tokens: Some(a as f64),
+                source: "per-request timings (llama.cpp draft_n, draft_n_accepted)",
+            });
+        }
+        let m = step.server_metrics.as_ref()?;
+        (m.server_spec_accept_rate.is_some() || m.server_spec_accept_length.is_some()).then_some(Acceptance {
+            rate: m.server_spec_accept_rate,
+            mean_length: m.server_spec_accept_length,
+            draft_tokens: None,
+            accepted_tokens: None,
+            source: "the server's own acceptance gauges",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::StepAccumulator;
+    use crate::record::{NativeTimings, RequestRecord};
+
+    #[test]
+    fn counters_first_then_per_request_timings() {
+        let mut acc = StepAccumulator::new("s", crate::fixtures::config());
+        for (d, a) in [(10, 7), (20, 16)] {
+            acc.push(&RequestRecord {
+                sent: Some(0),
+                done: Some(1),
+                native: Some(NativeTimings {
+                    source: "llama.cpp".into(),
+                    draft_n: Some(d),
+                    draft_accepted: Some(a),
+                    ..NativeTimings::default()
+                }),
+                ..RequestRecord::default()
+            });
+        }
+        let mut step = acc.result(None, false);
+        let a = Acceptance::of_step(&step, acc.samples()).unwrap();
+        assert_eq!((a.rate, a.mean_length, a.draft_tokens), (Some(23.0 / 30.0), None, Some(30.0)));
+        assert!(a.source.starts_with("per-request"));
+
+        // The server's counters win and give the mean acceptance length: 1 + 29 accepted ÷ 10 drafts.
+        let mut m: crate::prom::ServerMetrics = serde_json::from_value(serde_json::json!({
+            "engine": "llamacpp", "scrapes": 2
+        }))
+        .unwrap();
+        (m.spec_drafts, m.spec_draft_tokens, m.spec_accepted_tokens) = (Some(10.0), Some(29.0), Some(29.0));
+        step.server_metrics = Some(m);
+        let a = Acceptance::of_step(&step, acc.samples()).unwrap();
+        assert_eq!((a.rate, a.mean_length), (Some(1.0), Some(3.9)));
+    }
+}

@@ -1,0 +1,548 @@
+//! `velollm ab`: a paired A/B experiment. Two targets — URLs, or commands velollm launches — get the same
+//! requests, pair by pair, one after the other in alternating order (A→B, B→A, …); every step ends with
+//! paired differences, their confidence intervals, a Wilcoxon signed-rank test and a verdict per metric
+//! (`velollm_core::paired`), the speedup, and — when B is a proxy in front of A — the proxy overhead.
+//!
+//! With `-o x.json`: the result document `x.json` (rewritten as the run goes), every request of both sides
+//! in `x.records.jsonl` (one line per request, with its side and pair, written as it completes), the report
+//! in `x.md`, and the launched servers' logs in `x.a.server.log` / `x.b.server.log`.
+
+use crate::plan::InputError;
+use crate::{exit, server};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use velollm_core::ab::{AB_VERSION, AbMeta, AbRecord, AbResult, AbStep, AbTarget, Side, analyse};
+use velollm_core::paired::{METRICS, PairedOptions};
+use velollm_core::result::RunStatus;
+use velollm_core::server::LaunchReport;
+use velollm_engine::Session;
+use velollm_engine::ab::{AbSide, PairObserver, PairedRun};
+use velollm_engine::launch::{LaunchError, LaunchSpec, Server};
+use velollm_engine::scrape::Scraper;
+use velollm_engine::transport::{Endpoint, redact_url};
+
+/// `velollm ab`.
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// Target A, the baseline: a URL (http://127.0.0.1:8080) or a command that starts the server, with
+    /// {port} where its port goes ('llama-server -m model.gguf --port {port}').
+    #[arg(long, value_name = "URL|CMD", help_heading = "Targets")]
+    pub a: String,
+    /// Target B, the candidate: a URL or a launch command, as for --a.
+    #[arg(long, value_name = "URL|CMD", help_heading = "Targets")]
+    pub b: String,
+    /// B is a proxy in front of A: also report the proxy overhead, B − A over the requests sent for the
+    /// first time whose B response did not declare a cache hit (x-cache, x-cache-status, cf-cache-status).
+    #[arg(long, help_heading = "Targets")]
+    pub b_proxies_a: bool,
+    /// Model name, sent to both sides (default: each server's only model).
+    #[arg(short, long, help_heading = "Targets")]
+    pub model: Option<String>,
+    /// API dialect of both sides: auto, openai-chat, openai-completions, ollama-chat, ollama-generate,
+    /// llamacpp, anthropic (aliases: openai, ollama, llama.cpp, claude).
+    #[arg(long, default_value = "auto", help_heading = "Targets")]
+    pub backend: String,
+    /// Name of the environment variable holding the API key, sent to both sides (never stored).
+    #[arg(long, value_name = "VAR", help_heading = "Targets")]
+    pub api_key_env: Option<String>,
+
+    /// Built-in scenario name or scenario TOML file.
+    #[arg(short, long, default_value = "standard", help_heading = "Workload")]
+    pub scenario: String,
+    /// A prompt to send instead of the scenario (repeat for several, used in turn).
+    #[arg(short, long, help_heading = "Workload")]
+    pub prompt: Vec<String>,
+    /// A file of prompts, one per non-empty line, instead of the scenario.
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
+    pub prompt_file: Option<PathBuf>,
+    /// Synthetic prompts of this many tokens, each different, instead of the scenario.
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub prompt_tokens: Option<u32>,
+    /// A system prompt.
+    #[arg(long, help_heading = "Workload")]
+    pub system: Option<String>,
+    /// Maximum output tokens (overrides the scenario's) [default for prompts: 128].
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub max_tokens: Option<u32>,
+    /// Ask for exactly --max-tokens output tokens (ignore_eos/min_tokens; not supported by Ollama).
+    #[arg(long, help_heading = "Workload")]
+    pub exact_output: bool,
+    /// Sampling temperature.
+    #[arg(long, help_heading = "Workload")]
+    pub temperature: Option<f64>,
+    /// Turns per conversation in multi-turn steps (the scenario's turns are cycled to this length).
+    #[arg(long, value_name = "N", help_heading = "Workload")]
+    pub turns: Option<u32>,
+
+    /// Measured pairs per step (conversations, for multi-turn steps).
+    #[arg(long, default_value_t = 30, value_name = "N", help_heading = "Pairs")]
+    pub pairs: u64,
+    /// Warm-up pairs per step, sent to both sides and not measured.
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Pairs")]
+    pub warmup: u64,
+    /// Seed of the synthetic prompts (recorded in the result).
+    #[arg(long, default_value_t = 42, help_heading = "Pairs")]
+    pub seed: u64,
+    /// Significance level of the signed-rank test.
+    #[arg(long, default_value_t = 0.05, help_heading = "Pairs")]
+    pub alpha: f64,
+
+    /// Write the result document (JSON) here, with the records (NAME.records.jsonl) and the report (NAME.md)
+    /// beside it.
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Do not scrape the servers' Prometheus /metrics around each step.
+    #[arg(long, help_heading = "Output")]
+    pub no_metrics: bool,
+
+    /// How long a launched server may take to become ready.
+    #[arg(long, default_value = "300s", value_name = "DURATION", help_heading = "Server")]
+    pub launch_timeout: String,
+
+    /// Timeout to open a connection.
+    #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub connect_timeout: String,
+    /// Timeout without any data (headers, first token or next chunk).
+    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub idle_timeout: String,
+    /// Timeout for a whole request.
+    #[arg(long, default_value = "600s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub timeout: String,
+}
+
+/// What `--a` or `--b` names.
+#[derive(Debug, Clone, PartialEq)]
+enum Spec {
+    /// A running server.
+    Url(String),
+    /// A command template to launch, with `{port}`.
+    Launch(String),
+}
+
+fn input(msg: String) -> anyhow::Error {
+    InputError(anyhow!(msg)).into()
+}
+
+/// Parse `--a`/`--b`: an http(s) URL without spaces, else a launch command with `{port}` (and no other
+/// placeholder: ab fills only the port).
+fn spec(flag: &str, text: &str) -> Result<Spec> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(input(format!(
+            "{flag} is empty: give a URL (http://127.0.0.1:8080) or a launch command with {{port}}"
+        )));
+    }
+    let lower = t.to_ascii_lowercase();
+    if (lower.starts_with("http://") || lower.starts_with("https://")) && !t.contains(char::is_whitespace) {
+        Endpoint::parse(t).map_err(|e| input(format!("{flag} '{}': {e}", redact_url(t))))?;
+        return Ok(Spec::Url(t.to_string()));
+    }
+    let keys = velollm_engine::launch::placeholders(t).map_err(|e| input(format!("{flag}: {e}")))?;
+    if !keys.iter().any(|k| k == "port") {
+        return Err(input(format!(
+            "{flag} '{t}' is neither an http(s) URL nor a launch command with {{port}}: give the server's URL \
+             (http://127.0.0.1:8080), or the command that starts it with {{port}} where its port goes"
+        )));
+    }
+    if let Some(k) = keys.iter().find(|k| *k != "port") {
+        return Err(input(format!(
+            "{flag}: the launch command uses {{{k}}}, but ab fills only {{port}}: write the value into the command"
+        )));
+    }
+    Ok(Spec::Launch(t.to_string()))
+}
+
+/// The `bench` arguments of the same workload, so that the scenario, prompts and options are read and
+/// checked exactly as `bench` does.
+fn bench_args(a: &AbArgs) -> Result<crate::cli::BenchArgs> {
+    let mut v: Vec<String> = vec!["velollm".into(), "bench".into()];
+    let mut flag = |name: &str, value: &dyn std::fmt::Display| v.push(format!("--{name}={value}"));
+    flag("scenario", &a.scenario);
+    flag("seed", &a.seed);
+    flag("backend", &a.backend);
+    flag("connect-timeout", &a.connect_timeout);
+    flag("idle-timeout", &a.idle_timeout);
+    flag("timeout", &a.timeout);
+    for p in &a.prompt {
+        flag("prompt", p);
+    }
+    if let Some(m) = &a.model {
+        flag("model", m);
+    }
+    if let Some(k) = &a.api_key_env {
+        flag("api-key-env", k);
+    }
+    if let Some(f) = &a.prompt_file {
+        flag("prompt-file", &f.display());
+    }
+    if let Some(n) = a.prompt_tokens {
+        flag("prompt-tokens", &n);
+    }
+    if let Some(s) = &a.system {
+        flag("system", s);
+    }
+    if let Some(n) = a.max_tokens {
+        flag("max-tokens", &n);
+    }
+    if let Some(t) = a.temperature {
+        flag("temperature", &t);
+    }
+    if let Some(n) = a.turns {
+        flag("turns", &n);
+    }
+    if a.exact_output {
+        v.push("--exact-output".into());
+    }
+    match crate::cli::Cli::try_parse_from(v).map_err(|e| InputError(e.into()))?.command {
+        crate::cli::Command::Bench(b) => Ok(*b),
+        _ => Err(anyhow!("internal: ab arguments did not map to bench")),
+    }
+}
+
+/// Writes every request of both sides to the records file as it completes.
+struct Records {
+    file: Option<BufWriter<File>>,
+    error: Option<std::io::Error>,
+}
+
+impl PairObserver for Records {
+    fn pair_done(&mut self, _index: usize, done: u64, total: u64) {
+        if total >= 10 && done < total && done.is_multiple_of((total / 5).max(1)) {
+            eprintln!("velollm ab:   {done}/{total} pairs");
+        }
+    }
+
+    fn record(&mut self, line: &AbRecord) {
+        if let Some(f) = self.file.as_mut() {
+            let res = serde_json::to_writer(&mut *f, line)
+                .map_err(std::io::Error::other)
+                .and_then(|_| f.write_all(b"\n"))
+                .and_then(|_| f.flush());
+            if let Err(e) = res {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// `NAME.json` → `NAME.<ext>` beside it.
+fn beside(output: &Path, ext: &str) -> PathBuf {
+    output.with_extension(ext)
+}
+
+fn write_doc(doc: &AbResult, output: Option<&Path>) -> Result<()> {
+    let Some(path) = output else { return Ok(()) };
+    let bytes = serde_json::to_vec_pretty(doc)?;
+    velollm_engine::output::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot write the result file '{}'", path.display()))
+}
+
+fn run_id() -> String {
+    let now = jiff::Timestamp::now();
+    format!("{}-ab-{:08x}", now.strftime("%Y%m%dT%H%M%SZ"), (now.as_nanosecond() as u64 as u32) ^ std::process::id())
+}
+
+/// Run `velollm ab`.
+pub async fn run(args: AbArgs) -> Result<u8> {
+    let specs = [spec("--a", &args.a)?, spec("--b", &args.b)?];
+    if args.pairs == 0 {
+        return Err(input("--pairs must be at least 1 (a verdict needs at least 6)".into()));
+    }
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(input(format!("--alpha {} must be between 0 and 1 (e.g. 0.05)", args.alpha)));
+    }
+    let plan = crate::plan::bench(&bench_args(&args)?)?;
+    let cold: Vec<&str> = plan.steps.iter().filter(|s| s.cold).map(|s| s.name.as_str()).collect();
+    if !cold.is_empty() {
+        return Err(input(format!(
+            "step(s) {} need a cold model, which ab cannot arrange on both sides: pick another scenario",
+            cold.join(", ")
+        )));
+    }
+    for note in &plan.notes {
+        eprintln!("velollm ab: note: {note}");
+    }
+    for s in &plan.steps {
+        if s.retries > 0 {
+            eprintln!("velollm ab: note: step '{}': correction turns (retries) are not sent in ab", s.name);
+        }
+        if s.load.workers().is_some_and(|w| w > 1) || matches!(s.load, velollm_core::load::LoadProfile::Rate { .. }) {
+            eprintln!(
+                "velollm ab: note: step '{}': its load profile does not apply, pairs are sent one at a time",
+                s.name
+            );
+        }
+    }
+    let ready = server::duration("--launch-timeout", &args.launch_timeout)?;
+    let (_cancel_tx, cancel) = crate::cancel_on_signal();
+    let mut servers: [Option<Server>; 2] = [None, None];
+    let outcome = experiment(&args, &specs, plan, ready, &mut servers, &cancel).await;
+    // Every launched server is stopped, whatever happened.
+    let mut stops: [Option<String>; 2] = [None, None];
+    for (i, s) in servers.iter_mut().enumerate() {
+        if let Some(server) = s.take() {
+            let stop = server.stop(Duration::from_secs(10)).await;
+            stops[i] = Some(match (stop.terminated, stop.killed) {
+                (false, _) => format!("it had already exited: {}", stop.status),
+                (true, false) => format!("SIGTERM → {} after {:.1} s", stop.status, stop.took.as_secs_f64()),
+                (true, true) => format!("SIGTERM, then SIGKILL after the grace period → {}", stop.status),
+            });
+        }
+    }
+    let Some(mut doc) = outcome? else {
+        eprintln!("velollm ab: interrupted while a server was starting; it was stopped, nothing was measured");
+        return Ok(exit::INTERRUPTED);
+    };
+    for (t, stop) in [&mut doc.a, &mut doc.b].into_iter().zip(stops) {
+        if let Some(l) = t.launch.as_mut() {
+            l.stop = stop;
+        }
+    }
+    let output = args.output.as_deref();
+    write_doc(&doc, output)?;
+    println!("{}", velollm_report::ab::render_ab(&doc));
+    if let Some(o) = output {
+        let md = beside(o, "md");
+        velollm_engine::output::write_atomic(&md, velollm_report::ab::render_ab_markdown(&doc).as_bytes())
+            .with_context(|| format!("cannot write the report '{}'", md.display()))?;
+        eprintln!(
+            "velollm ab: result written to {} (records: {}, report: {})",
+            o.display(),
+            beside(o, "records.jsonl").display(),
+            md.display()
+        );
+    }
+    if doc.status == RunStatus::Interrupted {
+        return Ok(exit::INTERRUPTED);
+    }
+    for side in [Side::A, Side::B] {
+        let of =
+            |s: &AbStep| if side == Side::A { (s.a.requests, s.a.succeeded) } else { (s.b.requests, s.b.succeeded) };
+        let (measured, ok) = doc.steps.iter().map(of).fold((0, 0), |t, x| (t.0 + x.0, t.1 + x.1));
+        if measured > 0 && ok == 0 {
+            eprintln!("velollm ab: every measured request to {} failed; see the errors above", side.letter());
+            return Ok(exit::ALL_FAILED);
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Launch what must be launched, connect both sides, run every step; the finished document, or `None`
+/// when interrupted while a server was starting.
+async fn experiment(
+    args: &AbArgs,
+    specs: &[Spec; 2],
+    plan: crate::plan::Plan,
+    ready: Duration,
+    servers: &mut [Option<Server>; 2],
+    cancel: &watch::Receiver<bool>,
+) -> Result<Option<AbResult>> {
+    let output = args.output.as_deref();
+    let origin = Instant::now();
+    let mut targets = Vec::new();
+    let mut urls = Vec::new();
+    for (i, (side, spec)) in [Side::A, Side::B].into_iter().zip(specs).enumerate() {
+        let flag = format!("--{}", side.letter().to_ascii_lowercase());
+        let mut target =
+            AbTarget { side, spec: String::new(), launch: None, ready_ms: None, target: None, metrics_url: None };
+        match spec {
+            Spec::Url(u) => {
+                target.spec = redact_url(u);
+                urls.push(u.clone());
+            }
+            Spec::Launch(template) => {
+                target.spec = template.clone();
+                let log = match output {
+                    Some(o) => beside(o, &format!("{}.server.log", side.letter().to_ascii_lowercase())),
+                    None => std::env::temp_dir().join(format!(
+                        "velollm-ab-{}-{}.server.log",
+                        std::process::id(),
+                        side.letter()
+                    )),
+                };
+                eprintln!("velollm ab: launching {} (log: {})", side.letter(), log.display());
+                let spec = LaunchSpec {
+                    template: template.clone(),
+                    params: BTreeMap::new(),
+                    port: None,
+                    log,
+                    ready_timeout: ready,
+                };
+                let mut s = Server::start(&spec).map_err(|e| anyhow::Error::from(e).context(flag.clone()))?;
+                match s.wait_ready_or_cancel(ready, cancel).await {
+                    Ok(()) => {}
+                    Err(LaunchError::Interrupted) => return Ok(None),
+                    Err(e) => return Err(anyhow::Error::from(e).context(format!("{flag}: the server did not start"))),
+                }
+                let ready_ms = s.readiness.ready_after.as_secs_f64() * 1e3;
+                eprintln!(
+                    "velollm ab: {} ready on {} after {}",
+                    side.letter(),
+                    s.url,
+                    velollm_report::format::duration_ms(ready_ms)
+                );
+                target.ready_ms = Some(ready_ms);
+                target.launch = Some(LaunchReport {
+                    template: template.clone(),
+                    command: s.command.clone(),
+                    port: s.port,
+                    log: s.log.display().to_string(),
+                    ready_route: s.readiness.route.clone(),
+                    spawned_at: s.spawned_at.clone(),
+                    restarts: 0,
+                    stop: None,
+                });
+                urls.push(s.url.clone());
+                servers[i] = Some(s);
+            }
+        }
+        targets.push(target);
+    }
+    let mut sides = Vec::new();
+    for ((target, url), side) in targets.iter_mut().zip(&urls).zip([Side::A, Side::B]) {
+        let flag = format!("--{}", side.letter().to_ascii_lowercase());
+        let mut opts = plan.options.clone();
+        opts.url = url.clone();
+        opts.origin = Some(origin);
+        let session = Session::connect(&opts).await.map_err(|e| anyhow::Error::from(e).context(flag))?;
+        let t = session.target_info();
+        eprintln!(
+            "velollm ab: {}: {} · dialect {} ({}) · model {}{}",
+            side.letter(),
+            t.url,
+            t.dialect,
+            t.dialect_reason,
+            t.model,
+            t.server.as_deref().map(|s| format!(" · server {s}")).unwrap_or_default()
+        );
+        target.target = Some(t);
+        let scraper = if args.no_metrics { None } else { scraper(url, target.launch.is_some(), side).await };
+        target.metrics_url = scraper.as_ref().map(|s| s.url().to_string());
+        sides.push(AbSide::new(side, session, scraper));
+    }
+    let (Some(mut b), Some(mut a)) = (sides.pop(), sides.pop()) else { unreachable!("two sides") };
+    let options = PairedOptions { alpha: args.alpha, ..PairedOptions::default() };
+    let records_path = output.map(|o| beside(o, "records.jsonl"));
+    let [ta, tb]: [AbTarget; 2] = targets.try_into().map_err(|_| anyhow!("internal: two targets"))?;
+    let mut doc = AbResult {
+        ab_version: AB_VERSION.into(),
+        status: RunStatus::Partial,
+        status_reason: None,
+        meta: AbMeta {
+            tool: "velollm".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            run_id: run_id(),
+            command: crate::recorded_command(),
+            started_at: jiff::Timestamp::now().to_string(),
+            finished_at: None,
+            host: velollm_engine::host::host_info(),
+            scenario: plan.scenario.clone(),
+            seed: plan.seed,
+            pairs: args.pairs,
+            warmup_pairs: args.warmup,
+            order: "alternating within each step: A→B, B→A, A→B, … (warm-up pairs likewise, on their own)".into(),
+            b_proxies_a: args.b_proxies_a,
+            options: options.clone(),
+            records: records_path.as_ref().map(|p| p.display().to_string()),
+        },
+        a: ta,
+        b: tb,
+        steps: Vec::new(),
+    };
+    write_doc(&doc, output)?;
+    let file = match &records_path {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot write the records file '{}'", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut records = Records { file, error: None };
+    let mut run = PairedRun::new(plan.seed);
+    let total = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        if *cancel.borrow() {
+            break;
+        }
+        eprintln!(
+            "velollm ab: [{}/{total}] {}: {} pair(s) after {} warm-up",
+            i + 1,
+            step.name,
+            args.pairs,
+            args.warmup
+        );
+        let started = Instant::now();
+        let out = run.run_step(&mut a, &mut b, i, step, args.pairs, args.warmup, &mut records, cancel).await;
+        let (rows, speedup, proxy_overhead) = analyse(&out.pairs, METRICS, args.b_proxies_a, &options);
+        let both = out.pairs.iter().filter(|p| p.a.succeeded() && p.b.succeeded()).count() as u64;
+        eprintln!(
+            "velollm ab: {}: {} pairs ({both} with both sides successful) in {:.1} s",
+            step.name,
+            out.pairs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        doc.steps.push(AbStep {
+            name: step.name.clone(),
+            pairs: out.pairs.len() as u64,
+            both_succeeded: both,
+            first: out.first,
+            a: out.a,
+            b: out.b,
+            rows,
+            speedup,
+            proxy_overhead,
+            partial: out.partial,
+        });
+        write_doc(&doc, output)?;
+    }
+    if let Some(e) = records.error.take() {
+        eprintln!("velollm ab: the records file could not be written completely: {e}");
+    }
+    if let Some(f) = records.file.as_mut() {
+        let _ = f.flush();
+    }
+    let interrupted = *cancel.borrow();
+    doc.status = if interrupted { RunStatus::Interrupted } else { RunStatus::Complete };
+    doc.status_reason = interrupted.then(|| "interrupted by the user (Ctrl-C)".to_string());
+    doc.meta.finished_at = Some(jiff::Timestamp::now().to_string());
+    Ok(Some(doc))
+}
+
+/// The side's metrics endpoint (`URL/metrics`), when it answers.
+async fn scraper(url: &str, launched: bool, side: Side) -> Option<Scraper> {
+    let s = Scraper::new(&format!("{}/metrics", url.trim_end_matches('/'))).ok()?;
+    match s.scrape().await {
+        Ok(_) => Some(s),
+        Err(e) => {
+            if launched {
+                eprintln!("velollm ab: note: no server metrics for {}: {e}", side.letter());
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_are_urls_or_launch_commands() {
+        assert_eq!(spec("--a", "http://127.0.0.1:8080").unwrap(), Spec::Url("http://127.0.0.1:8080".into()));
+        assert_eq!(
+            spec("--b", "llama-server -m m.gguf --port {port}").unwrap(),
+            Spec::Launch("llama-server -m m.gguf --port {port}".into())
+        );
+        let e = format!("{:#}", spec("--a", "localhost:8080").unwrap_err());
+        assert!(e.contains("--a 'localhost:8080' is neither an http(s) URL nor a launch command"), "{e}");
+        let e = format!("{:#}", spec("--b", "srv --port {port} -c {ctx}").unwrap_err());
+        assert!(e.contains("{ctx}") && e.contains("only {port}"), "{e}");
+        assert!(format!("{:#}", spec("--a", " ").unwrap_err()).contains("--a is empty"));
+        assert!(spec("--a", "http://").is_err());
+    }
+}

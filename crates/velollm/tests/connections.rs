@@ -1,0 +1,294 @@
+//! The `connections` scenario end to end through the real `velollm` binary: keep-alive vs a new connection
+//! per request vs a full TLS handshake per request vs one HTTP/2 connection, against the in-process https
+//! fake (a certificate issued at start, trusted with `--ca-cert`), the h2c fake, and the real llama-server.
+//!
+//! Connection counts, protocols and handshake kinds are exact; timings are only checked to exist and be
+//! positive (the fake is on the loopback, where a connection costs well under a millisecond).
+
+mod common;
+
+use common::{json, jsonl, server_url, text, velollm_async};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use velollm_testkit::{FakeServer, Flavor, Script, TlsOptions};
+
+/// Small fake timings: each request takes a few milliseconds.
+fn quick() -> Script {
+    Script { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), tokens: 4, ..Script::default() }
+}
+
+/// What one `velollm bench` run left behind.
+struct Run {
+    out: Output,
+    stdout: String,
+    stderr: String,
+    doc: Value,
+    records: Vec<Value>,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.out.status.code(), Some(0), "stderr: {}\nstdout: {}", self.stderr, self.stdout);
+        assert_eq!(self.doc["status"], "complete", "{}", self.doc);
+        self
+    }
+
+    fn step_names(&self) -> Vec<&str> {
+        self.doc["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect()
+    }
+
+    fn step(&self, name: &str) -> &Value {
+        self.doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step '{name}' in {}", self.doc["steps"]))
+    }
+
+    /// The measured records of the step at `index` (its position in the run).
+    fn records_of(&self, name: &str) -> Vec<&Value> {
+        let index = self.step_names().iter().position(|n| *n == name).unwrap() as u64;
+        self.records.iter().filter(|r| r["step"] == index && r["warmup"] != true).collect()
+    }
+
+    fn analysis(&self, kind: &str) -> &Value {
+        let found: Vec<&Value> =
+            self.doc["analyses"].as_array().unwrap().iter().filter(|a| a["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "expected one '{kind}' analysis in {}", self.doc["analyses"]);
+        found[0]
+    }
+
+    fn verdicts(&self) -> Vec<String> {
+        self.doc["verdicts"]
+            .as_array()
+            .map_or(vec![], |v| v.iter().map(|v| v["threshold"].as_str().unwrap().to_string()).collect())
+    }
+}
+
+fn figure(a: &Value, name: &str) -> Option<f64> {
+    a["figures"].as_array()?.iter().find(|f| f["name"] == name).and_then(|f| f["value"].as_f64())
+}
+
+fn notes(a: &Value) -> Vec<String> {
+    a["notes"].as_array().map_or(vec![], |n| n.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+}
+
+/// Write the fake's CA certificate to a file for `--ca-cert`.
+fn ca_file(dir: &Path, pem: &str) -> PathBuf {
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// `velollm bench --url URL --no-progress -o run.json --records run.jsonl ARGS…`.
+async fn bench(url: &str, args: &[&str], pem: Option<&str>) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+    let mut all: Vec<String> = ["bench", "--url", url, "--no-progress", "-o", out.to_str().unwrap(), "--records"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.push(records.to_str().unwrap().to_string());
+    if let Some(pem) = pem {
+        all.extend(["--ca-cert".to_string(), ca_file(dir.path(), pem).display().to_string()]);
+    }
+    all.extend(args.iter().map(|s| s.to_string()));
+    let o = velollm_async(all).await;
+    let (stdout, stderr) = text(&o);
+    let doc = if out.exists() { json(&out) } else { Value::Null };
+    let records = if records.exists() { jsonl(&records) } else { Vec::new() };
+    Run { out: o, stdout, stderr, doc, records, _dir: dir }
+}
+
+fn connection(r: &Value) -> &Value {
+    &r["connection"]
+}
+
+fn distinct_connections(records: &[&Value]) -> usize {
+    records.iter().map(|r| connection(r)["id"].as_u64().unwrap()).collect::<BTreeSet<_>>().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_keep_alive_new_full_tls_and_http2() {
+    let (server, pem) = FakeServer::start_tls(Flavor::OpenAi, quick()).await;
+    let run = bench(
+        &server.url(),
+        &["--scenario", "connections", "--http2", "--concurrency", "4", "--iterations", "3"],
+        Some(&pem),
+    )
+    .await
+    .ok();
+    assert_eq!(run.step_names(), ["keep_alive", "new_connection", "new_connection_full_tls", "http2"]);
+    for name in run.step_names() {
+        assert_eq!(run.step(name)["succeeded"], 12, "{name}: {}", run.step(name));
+    }
+
+    // Keep-alive: one HTTP/1.1 connection per worker, every later request reuses it.
+    assert_eq!(run.step("keep_alive")["connections"], serde_json::json!({"opened": 4, "reused": 8}));
+    let keep = run.records_of("keep_alive");
+    assert_eq!(distinct_connections(&keep), 4);
+    for r in &keep {
+        let c = connection(r);
+        assert_eq!(c["protocol"], "http/1.1", "{r}");
+        if c["reused"] == false {
+            assert!(c["tls_ns"].as_u64().unwrap() > 0 && c["tls_resumed"].is_boolean(), "{r}");
+        } else {
+            assert!(c.get("tls_ns").is_none() && c.get("tls_resumed").is_none(), "{r}");
+        }
+    }
+
+    // A new connection per request: TLS every time, resuming the sessions of earlier connections.
+    assert_eq!(run.step("new_connection")["connections"], serde_json::json!({"opened": 12, "reused": 0}));
+    let new = run.records_of("new_connection");
+    assert_eq!(distinct_connections(&new), 12);
+    assert!(new.iter().all(|r| connection(r)["tls_ns"].as_u64().unwrap() > 0), "{new:#?}");
+    let resumed = new.iter().filter(|r| connection(r)["tls_resumed"] == true).count();
+    assert!(resumed > 0, "no handshake resumed a session: {new:#?}");
+
+    // Resumption off: a full handshake every time.
+    assert_eq!(run.step("new_connection_full_tls")["connections"], serde_json::json!({"opened": 12, "reused": 0}));
+    let full = run.records_of("new_connection_full_tls");
+    assert!(full.iter().all(|r| connection(r)["tls_resumed"] == false), "{full:#?}");
+
+    // HTTP/2: one connection for the whole step, its four workers' requests multiplexed on it.
+    assert_eq!(run.step("http2")["connections"], serde_json::json!({"opened": 1, "reused": 11}));
+    let h2 = run.records_of("http2");
+    assert_eq!(distinct_connections(&h2), 1);
+    assert!(h2.iter().all(|r| connection(r)["protocol"] == "h2"), "{h2:#?}");
+
+    let a = run.analysis("connections");
+    for name in [
+        "network_overhead_reduction",
+        "ttft_improvement",
+        "h2_network_overhead_reduction",
+        "h2_ttft_improvement",
+        "tls_resumed_share",
+        "tls_resumption_saving_ms",
+    ] {
+        assert!(figure(a, name).is_some(), "no figure {name}: {a:#}");
+    }
+    assert_eq!(figure(a, "tls_resumed_share"), Some(resumed as f64 / 12.0 * 100.0));
+    // Persistent connections open 4 (keep-alive) or 1 (HTTP/2) connections for 12 requests: most of the
+    // per-request overhead is gone.
+    assert!(figure(a, "network_overhead_reduction").unwrap() > 30.0, "{a:#}");
+    assert!(figure(a, "h2_network_overhead_reduction").unwrap() > 30.0, "{a:#}");
+    assert!(notes(a).iter().any(|n| n.contains("12 requests over HTTP/2 on 1 connection")), "{a:#}");
+    let rows: Vec<&str> = a["table"]["rows"].as_array().unwrap().iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(rows, ["new_connection", "keep_alive", "new_connection_full_tls", "http2"]);
+
+    // The seed criteria as thresholds, each printed with its mark.
+    let thresholds = [
+        "network_overhead_reduction > 30%",
+        "ttft_improvement > 20%",
+        "h2_network_overhead_reduction > 30%",
+        "h2_ttft_improvement > 20%",
+    ];
+    assert_eq!(run.verdicts(), thresholds);
+    for t in thresholds {
+        assert!(run.stdout.lines().any(|l| l.contains(t) && (l.contains('✅') || l.contains('❌'))), "{}", run.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_fails_naming_ca_cert() {
+    let (server, _pem) = FakeServer::start_tls(Flavor::OpenAi, quick()).await;
+    let run = bench(&server.url(), &["--scenario", "connections", "--iterations", "1"], None).await;
+    assert_ne!(run.out.status.code(), Some(0), "{}", run.stdout);
+    assert!(run.stderr.contains("certificate") && run.stderr.contains("--ca-cert FILE"), "{}", run.stderr);
+    assert_eq!(server.request_count(), 0);
+
+    // A file with no certificate in it is an input error.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let args = ["bench", "--url", &server.url(), "--ca-cert", bad.to_str().unwrap(), "--no-progress"];
+    let o = velollm_async(args.iter().map(|s| s.to_string()).collect()).await;
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ca-cert") && stderr.contains("holds no certificate"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_skips_the_tls_and_http2_steps_with_notes() {
+    let server = FakeServer::start(Flavor::OpenAi, quick()).await;
+    let run = bench(&server.url(), &["--scenario", "connections", "--iterations", "3"], None).await.ok();
+    assert_eq!(run.step_names(), ["keep_alive", "new_connection"]);
+    assert!(
+        run.stderr.contains("step 'new_connection_full_tls' (new-no-resume) skipped")
+            && run.stderr.contains("needs an https:// target"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("step 'http2' (http2) skipped") && run.stderr.contains("add --http2"),
+        "{}",
+        run.stderr
+    );
+    // The thresholds on HTTP/2 figures are not evaluated when no HTTP/2 step ran.
+    assert_eq!(run.verdicts(), ["network_overhead_reduction > 30%", "ttft_improvement > 20%"]);
+    let a = run.analysis("connections");
+    assert!(figure(a, "network_overhead_reduction").is_some(), "{a:#}");
+    assert!(figure(a, "tls_resumed_share").is_none(), "plain http has no TLS: {a:#}");
+    let n = notes(a);
+    assert!(n.iter().any(|n| n.contains("step 'http2' did not run")), "{n:?}");
+    for r in run.records_of("new_connection") {
+        let c = connection(r);
+        assert!(c.get("tls_ns").is_none() && c.get("tls_resumed").is_none() && c["protocol"] == "http/1.1", "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_flag_runs_every_step_of_another_workload_over_h2c() {
+    let server = FakeServer::start_h2c(Flavor::OpenAi, quick()).await;
+    let run =
+        bench(&server.url(), &["--prompt", "Say hello.", "-n", "6", "--concurrency", "3", "--http2"], None).await.ok();
+    assert!(run.stderr.contains("--http2: every step shares one HTTP/2 connection"), "{}", run.stderr);
+    let step = &run.doc["steps"][0];
+    assert_eq!(step["succeeded"], 6);
+    assert_eq!(step["connections"], serde_json::json!({"opened": 1, "reused": 5}));
+    let records: Vec<&Value> = run.records.iter().collect();
+    assert_eq!(distinct_connections(&records), 1);
+    assert!(records.iter().all(|r| connection(r)["protocol"] == "h2"), "{records:#?}");
+    assert_eq!(server.request_count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_falls_back_to_http1_when_the_server_does_not_offer_h2() {
+    let (server, pem) = FakeServer::start_tls_with(Flavor::OpenAi, quick(), TlsOptions { h2: false }).await;
+    let run = bench(
+        &server.url(),
+        &["--scenario", "connections", "--http2", "--concurrency", "2", "--iterations", "2"],
+        Some(&pem),
+    )
+    .await
+    .ok();
+    let h2 = run.records_of("http2");
+    assert!(h2.iter().all(|r| connection(r)["protocol"] == "http/1.1"), "{h2:#?}");
+    // ALPN chose HTTP/1.1: each worker keeps its own connection.
+    assert_eq!(run.step("http2")["connections"], serde_json::json!({"opened": 2, "reused": 2}));
+    let a = run.analysis("connections");
+    assert!(notes(a).iter().any(|n| n.contains("did not offer HTTP/2")), "{a:#}");
+}
+
+/// llama-server (plain http) closes the connection after every streamed response: keep-alive cannot help,
+/// and the analysis says so instead of claiming a reduction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_closes_every_connection() {
+    let Some(url) = server_url() else { return };
+    let run = bench(&url, &["--scenario", "connections", "--iterations", "3"], None).await.ok();
+    assert_eq!(run.step_names(), ["keep_alive", "new_connection"]);
+    assert_eq!(run.step("keep_alive")["connections"], serde_json::json!({"opened": 3, "reused": 0}));
+    let a = run.analysis("connections");
+    assert!(
+        notes(a).iter().any(|n| n.contains("the server closed every connection")
+            && n.contains("step 'keep_alive' opened 3 connections for 3 requests, 0 reused")),
+        "{a:#}"
+    );
+    assert!(figure(a, "network_overhead_reduction").is_none() && figure(a, "ttft_improvement").is_none(), "{a:#}");
+    assert!(run.stdout.contains("network_overhead_reduction > 30%"), "{}", run.stdout);
+}
