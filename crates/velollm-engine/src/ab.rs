@@ -11,10 +11,9 @@
 
 use crate::bench::Session;
 use crate::checks::run_checks;
-use crate::dialect::GenRequest;
 use crate::exec::{StepConnections, execute};
 use crate::prompts::PromptSource;
-use crate::runner::StepPlan;
+use crate::runner::{StepPlan, request, session_turns, step_context};
 use crate::scrape::Scraper;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -115,10 +114,7 @@ impl PairedRun {
             prompts = prompts.with_server_lengths(crate::prompts::server_lengths(t, &a.session.model).await);
         }
         let tokenizer = a.session.target.tokenizer.clone();
-        let context = match step.context_tokens {
-            Some(n) => Some(crate::prompts::synthetic(n, step_nonce, tokenizer.as_deref())),
-            None => step.context.clone(),
-        };
+        let context = step_context(step, step_nonce, tokenizer.as_deref());
         let mut config = step.config();
         config.load = LoadProfile::Sequential;
         config.bounds = Bounds { requests: Some(pairs), duration_s: None, warmup: Warmup::Requests(warmup) };
@@ -229,74 +225,6 @@ impl PairedRun {
         }
         let [ra, rb] = results;
         PairedStep { a: ra, b: rb, pairs: out, first: first_letters, partial }
-    }
-}
-
-/// The user messages of session `i` with their labels: one prompt, or every turn of the conversation (for a
-/// dataset: of record `i % len`) — as the load runner builds them.
-fn session_turns(
-    prompts: &PromptSource,
-    step: &StepPlan,
-    nonce: u64,
-    i: u64,
-    tokenizer: Option<&crate::tokenize::TokenCounter>,
-) -> Vec<(String, Option<String>)> {
-    let turns = match &step.workload {
-        Workload::Conversation(turns) => turns.as_slice(),
-        Workload::Sessions(_) => prompts.session(i),
-        _ => return vec![prompts.labelled(i, tokenizer)],
-    };
-    if turns.is_empty() {
-        return vec![(String::new(), None)];
-    }
-    turns
-        .iter()
-        .map(|t| {
-            let user = if t.salt {
-                format!("[session {:016x}] {}", nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
-            } else {
-                t.user.clone()
-            };
-            (user, t.label.clone())
-        })
-        .collect()
-}
-
-/// The request of session `i` for one side, as the load runner builds it: a step with a reusable context
-/// starts every request with a marker unique to the step (with `fresh_context`, to the request).
-fn request(
-    step: &StepPlan,
-    context: &Option<String>,
-    nonce: u64,
-    i: u64,
-    history: &[(String, String)],
-    prompt: String,
-    model: &str,
-) -> GenRequest {
-    let (mut system, mut context) = (step.system.clone(), context.clone());
-    if context.is_some() || step.fresh_context {
-        let marker = if step.fresh_context {
-            format!("[session {:016x}]", nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        } else {
-            format!("[session {:016x}]", nonce)
-        };
-        match (&mut system, &mut context) {
-            (Some(s), _) => *s = format!("{marker} {s}"),
-            (None, Some(c)) => *c = format!("{marker} {c}"),
-            (None, None) => context = Some(marker),
-        }
-    }
-    GenRequest {
-        model: model.to_string(),
-        system,
-        context,
-        cache: step.cache.clone(),
-        history: history.to_vec(),
-        prompt,
-        max_tokens: step.max_tokens,
-        exact_output: step.exact_output,
-        temperature: step.temperature,
-        tools: step.tools.clone(),
     }
 }
 

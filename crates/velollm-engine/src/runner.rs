@@ -207,6 +207,86 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     }
 }
 
+/// The user messages of session `i` with their labels: one prompt, or every turn of the conversation (for a
+/// dataset: of record `i % len`) — as the load runner builds them.
+pub(crate) fn session_turns(
+    prompts: &PromptSource,
+    step: &StepPlan,
+    nonce: u64,
+    i: u64,
+    tokenizer: Option<&crate::tokenize::TokenCounter>,
+) -> Vec<(String, Option<String>)> {
+    let turns = match &step.workload {
+        Workload::Conversation(turns) => turns.as_slice(),
+        Workload::Sessions(_) => prompts.session(i),
+        _ => return vec![prompts.labelled(i, tokenizer)],
+    };
+    if turns.is_empty() {
+        return vec![(String::new(), None)];
+    }
+    turns
+        .iter()
+        .map(|t| {
+            let user = if t.salt {
+                format!("[session {:016x}] {}", nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
+            } else {
+                t.user.clone()
+            };
+            (user, t.label.clone())
+        })
+        .collect()
+}
+
+/// The request of session `i` for one side, as the load runner builds it: a step with a reusable context
+/// starts every request with a marker unique to the step (with `fresh_context`, to the request).
+pub(crate) fn request(
+    step: &StepPlan,
+    context: &Option<String>,
+    nonce: u64,
+    i: u64,
+    history: &[(String, String)],
+    prompt: String,
+    model: &str,
+) -> GenRequest {
+    let (mut system, mut context) = (step.system.clone(), context.clone());
+    if context.is_some() || step.fresh_context {
+        let marker = if step.fresh_context {
+            format!("[session {:016x}]", nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        } else {
+            format!("[session {:016x}]", nonce)
+        };
+        match (&mut system, &mut context) {
+            (Some(s), _) => *s = format!("{marker} {s}"),
+            (None, Some(c)) => *c = format!("{marker} {c}"),
+            (None, None) => context = Some(marker),
+        }
+    }
+    GenRequest {
+        model: model.to_string(),
+        system,
+        context,
+        cache: step.cache.clone(),
+        history: history.to_vec(),
+        prompt,
+        max_tokens: step.max_tokens,
+        exact_output: step.exact_output,
+        temperature: step.temperature,
+        tools: step.tools.clone(),
+    }
+}
+
+/// The step's reusable context: the given text, or a synthetic one generated once for the step from its nonce.
+pub(crate) fn step_context(
+    step: &StepPlan,
+    nonce: u64,
+    tokenizer: Option<&crate::tokenize::TokenCounter>,
+) -> Option<String> {
+    match step.context_tokens {
+        Some(n) => Some(crate::prompts::synthetic(n, nonce, tokenizer)),
+        None => step.context.clone(),
+    }
+}
+
 /// Shared state of one running step.
 struct StepCtx {
     target: Arc<Target>,
@@ -257,35 +337,9 @@ impl StepCtx {
         i < self.warmup_requests() || at.saturating_sub(self.start) < self.warmup_ns()
     }
 
-    /// The request of session `i`. A step with a reusable context starts every request with a marker unique to
-    /// the step (and, with `fresh_context`, to the request), at the very start of the prompt, so that no other
-    /// step, run or request shares its cacheable prefix.
+    /// The request of session `i` (see [`request`]).
     fn request(&self, i: u64, history: &[(String, String)], prompt: String) -> GenRequest {
-        let (mut system, mut context) = (self.step.system.clone(), self.context.clone());
-        if context.is_some() || self.step.fresh_context {
-            let marker = if self.step.fresh_context {
-                format!("[session {:016x}]", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            } else {
-                format!("[session {:016x}]", self.nonce)
-            };
-            match (&mut system, &mut context) {
-                (Some(s), _) => *s = format!("{marker} {s}"),
-                (None, Some(c)) => *c = format!("{marker} {c}"),
-                (None, None) => context = Some(marker),
-            }
-        }
-        GenRequest {
-            model: self.model.clone(),
-            system,
-            context,
-            cache: self.step.cache.clone(),
-            history: history.to_vec(),
-            prompt,
-            max_tokens: self.step.max_tokens,
-            exact_output: self.step.exact_output,
-            temperature: self.step.temperature,
-            tools: self.step.tools.clone(),
-        }
+        request(&self.step, &self.context, self.nonce, i, history, prompt, &self.model)
     }
 
     fn record(&self, i: u64, scheduled: Nanos) -> RequestRecord {
@@ -298,29 +352,9 @@ impl StepCtx {
         }
     }
 
-    /// The user messages of session `i` with their labels: one prompt, or every turn of the conversation
-    /// (for a dataset: of record `i % len`).
+    /// The user messages of session `i` with their labels (see [`session_turns`]).
     fn session_turns(&self, i: u64) -> Vec<(String, Option<String>)> {
-        let turns = match &self.step.workload {
-            Workload::Conversation(turns) => turns.as_slice(),
-            Workload::Sessions(_) => self.prompts.session(i),
-            _ => return vec![self.prompts.labelled(i, self.target.tokenizer.as_deref())],
-        };
-        if turns.is_empty() {
-            return vec![(String::new(), None)]; // an empty dataset: the failure shows in the records
-        }
-        turns
-            .iter()
-            .map(|t| {
-                let user = if t.salt {
-                    // Unique per run and conversation: no earlier request can share this prefix.
-                    format!("[session {:016x}] {}", self.nonce ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15), t.user)
-                } else {
-                    t.user.clone()
-                };
-                (user, t.label.clone())
-            })
-            .collect()
+        session_turns(&self.prompts, &self.step, self.nonce, i, self.target.tokenizer.as_deref())
     }
 
     /// Run session `i` (scheduled at `scheduled`): every turn in order, each carrying the real previous
@@ -466,10 +500,7 @@ impl Runner {
         }
         observer.step_started(index, step);
         let step_nonce = self.nonce ^ (index as u64).rotate_left(32);
-        let context = match step.context_tokens {
-            Some(n) => Some(crate::prompts::synthetic(n, step_nonce, self.target.tokenizer.as_deref())),
-            None => step.context.clone(),
-        };
+        let context = step_context(step, step_nonce, self.target.tokenizer.as_deref());
         let ctx = Arc::new(StepCtx {
             target: self.target.clone(),
             index: index as u32,
