@@ -184,6 +184,7 @@ impl StepAccumulator {
             quality: self.quality(),
             samples: self.columns(),
             server_metrics: None,
+            drafts: crate::speculative::DraftCounts::of(&self.samples),
             cost: self.price.as_ref().map(|(currency, price)| StepCost::of(&self.samples, currency, price)),
         }
     }

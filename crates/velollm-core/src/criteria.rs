@@ -236,11 +236,11 @@ impl<'a> Pooled<'a> {
         }
     }
 
-    /// The candidate's speculative acceptance rate, from the server's counters over its steps.
+    /// The candidate's speculative acceptance rate over its steps (server counters, else per-request timings).
     fn acceptance(&self, target: f64) -> Figure {
         let (mut accepted, mut drafted) = (0.0, 0.0);
         for (_, b) in &self.pairs {
-            if let Some(a) = crate::speculative::Acceptance::of_step(b, &[])
+            if let Some(a) = crate::speculative::Acceptance::of_step(b)
                 && let (Some(x), Some(d)) = (a.accepted_tokens, a.draft_tokens)
             {
                 accepted += x;
@@ -251,7 +251,7 @@ impl<'a> Pooled<'a> {
             return (
                 None,
                 Outcome::NotMeasured,
-                "the candidate's server reported no draft tokens (scrape its /metrics: llama.cpp, vLLM)".into(),
+                "the candidate reported no draft tokens (per-request timings or /metrics counters)".into(),
             );
         }
         let rate = accepted / drafted * 100.0;

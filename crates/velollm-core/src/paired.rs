@@ -53,7 +53,9 @@ pub const MIN_PAIRS: usize = 6;
 /// Largest number of non-zero differences for which the exact distribution of `W⁺` is used (without ties).
 pub const EXACT_MAX: usize = 50;
 
-/// The per-request metrics paired by default, when present on both sides.
+/// The per-request metrics paired by default, when present on both sides: `compare`'s
+/// [`crate::compare::DEFAULT_METRICS`] without `queue_delay` (pairs are sent one at a time, so there is no client
+/// queue).
 pub const METRICS: &[&str] = &[
     "ttft",
     "e2e",

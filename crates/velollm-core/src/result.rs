@@ -166,6 +166,9 @@ pub struct StepResult {
     /// The server's own metrics over the step (Prometheus scrapes just before and just after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<crate::prom::ServerMetrics>,
+    /// Speculative draft tokens summed over the step's requests, when they reported them (llama.cpp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drafts: Option<crate::speculative::DraftCounts>,
     /// The step's cost, when a prices file priced the model (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::StepCost>,

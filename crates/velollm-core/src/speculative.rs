@@ -6,12 +6,42 @@
 //!
 //! Sources, best first: the server's counters over the step ([`crate::prom::ServerMetrics`]: llama.cpp and vLLM
 //! `spec_decode_num_drafts/draft_tokens/accepted_tokens`), which give both figures; the per-request timings of
-//! llama.cpp (`draft_n`, `draft_n_accepted`), which give the rate only (the number of drafts is not reported);
+//! llama.cpp (`draft_n`, `draft_n_accepted`, summed into the step's [`DraftCounts`]), which give the rate only
+//! (the number of drafts is not reported);
 //! the server's own gauges (SGLang `spec_accept_length`, `spec_accept_rate`, vLLM V0
 //! `spec_decode_draft_acceptance_rate`), averaged over the server's own window.
 
 use crate::metrics::Sample;
 use crate::result::StepResult;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Draft tokens summed over a step's successful requests, from their per-request timings (llama.cpp `draft_n`,
+/// `draft_n_accepted`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DraftCounts {
+    /// Requests that reported draft counts.
+    pub requests: u64,
+    /// Draft tokens proposed.
+    pub draft_tokens: u64,
+    /// Draft tokens accepted.
+    pub accepted_tokens: u64,
+}
+
+impl DraftCounts {
+    /// The sums over `samples`; `None` when no request drafted anything.
+    pub fn of(samples: &[Sample]) -> Option<DraftCounts> {
+        let mut c = DraftCounts { requests: 0, draft_tokens: 0, accepted_tokens: 0 };
+        for s in samples.iter().filter(|s| s.ok) {
+            if let (Some(d), Some(a)) = (s.metrics.draft_tokens, s.metrics.draft_accepted) {
+                c.requests += 1;
+                c.draft_tokens += d;
+                c.accepted_tokens += a;
+            }
+        }
+        (c.draft_tokens > 0).then_some(c)
+    }
+}
 
 /// A step's acceptance and where it comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +60,7 @@ pub struct Acceptance {
 
 impl Acceptance {
     /// The step's acceptance from the best source available; `None` when nothing was drafted or reported.
-    pub fn of_step(step: &StepResult, samples: &[Sample]) -> Option<Acceptance> {
+    pub fn of_step(step: &StepResult) -> Option<Acceptance> {
         if let Some(m) = &step.server_metrics
             && let (Some(d), Some(a)) = (m.spec_draft_tokens, m.spec_accepted_tokens)
             && d > 0.0
@@ -43,19 +73,13 @@ impl Acceptance {
                 source: "the server's speculative-decoding counters",
             });
         }
-        let (mut d, mut a) = (0u64, 0u64);
-        for s in samples.iter().filter(|s| s.ok) {
-            if let (Some(dn), Some(an)) = (s.metrics.draft_tokens, s.metrics.draft_accepted) {
-                d += dn;
-                a += an;
-            }
-        }
-        if d > 0 {
+        if let Some(c) = &step.drafts {
+            let (d, a) = (c.draft_tokens as f64, c.accepted_tokens as f64);
             return Some(Acceptance {
-                rate: Some(a as f64 / d as f64),
+                rate: Some(a / d),
                 mean_length: None,
-                draft_tokens: Some(d as f64),
-                accepted_tokens: Some(a as f64),
+                draft_tokens: Some(d),
+                accepted_tokens: Some(a),
                 source: "per-request timings (llama.cpp draft_n, draft_n_accepted)",
             });
         }
@@ -93,7 +117,8 @@ mod tests {
             });
         }
         let mut step = acc.result(None, false);
-        let a = Acceptance::of_step(&step, acc.samples()).unwrap();
+        assert_eq!(step.drafts, Some(DraftCounts { requests: 2, draft_tokens: 30, accepted_tokens: 23 }));
+        let a = Acceptance::of_step(&step).unwrap();
         assert_eq!((a.rate, a.mean_length, a.draft_tokens), (Some(23.0 / 30.0), None, Some(30.0)));
         assert!(a.source.starts_with("per-request"));
 
@@ -104,7 +129,7 @@ mod tests {
         .unwrap();
         (m.spec_drafts, m.spec_draft_tokens, m.spec_accepted_tokens) = (Some(10.0), Some(29.0), Some(29.0));
         step.server_metrics = Some(m);
-        let a = Acceptance::of_step(&step, acc.samples()).unwrap();
+        let a = Acceptance::of_step(&step).unwrap();
         assert_eq!((a.rate, a.mean_length), (Some(1.0), Some(3.9)));
     }
 }

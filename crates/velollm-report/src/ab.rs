@@ -120,7 +120,7 @@ pub fn speculative_line(step: &AbStep) -> Option<String> {
     let mut parts = Vec::new();
     let mut b_rate = None;
     for (side, result) in [("A", &step.a), ("B", &step.b)] {
-        let Some(a) = Acceptance::of_step(result, &[]) else { continue };
+        let Some(a) = Acceptance::of_step(result) else { continue };
         let mut p = match (a.rate, a.accepted_tokens, a.draft_tokens) {
             (Some(r), Some(x), Some(d)) => {
                 format!("{side} accepts {:.1} % of draft tokens ({x:.0} of {d:.0})", r * 100.0)

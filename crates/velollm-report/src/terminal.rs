@@ -348,6 +348,7 @@ mod tests {
             quality: None,
             samples: Default::default(),
             server_metrics: None,
+            drafts: None,
             cost: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"

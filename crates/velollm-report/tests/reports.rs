@@ -124,6 +124,7 @@ fn step(spec: StepSpec, rng: &mut Lcg, speed: f64) -> StepResult {
         quality: None,
         samples: s,
         server_metrics: None,
+        drafts: None,
         cost: None,
     }
 }

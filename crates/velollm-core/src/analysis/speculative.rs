@@ -22,7 +22,7 @@ pub(super) fn speculative(steps: &[StepData<'_>]) -> AnalysisResult {
     let mut lengths = Vec::new();
     let mut sources = Vec::new();
     for s in steps {
-        let a = Acceptance::of_step(s.result, s.samples);
+        let a = Acceptance::of_step(s.result);
         let m = &s.result.metrics;
         let p50 = |x: &Option<crate::stats::Summary>| x.as_ref().map(|s| s.p50);
         let chunks: Vec<f64> = s
