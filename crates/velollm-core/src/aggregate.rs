@@ -1,25 +1,151 @@
 //! Turns a step's request records into the aggregates of the result document.
+//!
+//! Memory stays flat as requests finish: every metric goes into a [`Distribution`] (exact up to
+//! [`crate::stats::EXACT_CAP`] values, an HDR histogram past it), rates, cost and counts are running sums, and
+//! at most [`SAMPLE_CAP`] requests are kept whole (a seeded reservoir sample, without their per-chunk gaps) for
+//! analyses and the result's per-request columns.
 
-use crate::cost::{Price, StepCost};
-use crate::metrics::{Sample, StepRates};
+use crate::cost::{CostAccumulator, Price};
+use crate::metrics::{RateAccumulator, RequestMetrics, Sample, TokenSource};
 use crate::record::{ErrorClass, RequestRecord};
 use crate::result::{
     ConnectionStats, CriterionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, QualityStats, StepConfig,
     StepMetrics, StepResult, StepSamples,
 };
 use crate::slo::Slo;
-use crate::stats::Summary;
+use crate::speculative::DraftCounts;
+use crate::stats::{Distribution, Summary};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
-/// Collects one step's records as they complete and summarises them on demand.
+/// Measured requests a step keeps whole for analyses and the per-request columns; past it they are a uniform
+/// random sample of all measured requests (reservoir sampling, Algorithm R, seeded: the same requests in the
+/// same order keep the same sample).
+pub const SAMPLE_CAP: usize = 100_000;
+
+/// Seed of the reservoir sample.
+const RESERVOIR_SEED: u64 = 0x7665_6c6f_6c6c_6d00;
+
+/// One distribution per summarised metric of successful requests.
+#[derive(Debug, Clone, Default)]
+struct Distributions {
+    ttft_ms: Distribution,
+    ttft_content_ms: Distribution,
+    ttfb_ms: Distribution,
+    e2e_ms: Distribution,
+    e2e_from_scheduled_ms: Distribution,
+    ttft_from_scheduled_ms: Distribution,
+    queue_delay_ms: Distribution,
+    network_overhead_ms: Distribution,
+    tpot_ms: Distribution,
+    itl_chunk_ms: Distribution,
+    itl_token_ms: Distribution,
+    decode_tokens_per_s: Distribution,
+    tokens_per_s: Distribution,
+    output_tokens: Distribution,
+    prompt_tokens: Distribution,
+    cached_tokens: Distribution,
+    reasoning_ms: Distribution,
+    server_prefill_ms: Distribution,
+    server_decode_ms: Distribution,
+    server_load_ms: Distribution,
+}
+
+impl Distributions {
+    /// Record a successful request's metrics.
+    fn record(&mut self, m: &RequestMetrics) {
+        let opt = |d: &mut Distribution, v: Option<f64>| v.into_iter().for_each(|v| d.record(v));
+        opt(&mut self.ttft_ms, m.ttft_ms);
+        opt(&mut self.ttft_content_ms, m.ttft_content_ms);
+        opt(&mut self.ttfb_ms, m.ttfb_ms);
+        opt(&mut self.e2e_ms, m.e2e_ms);
+        opt(&mut self.e2e_from_scheduled_ms, m.e2e_from_scheduled_ms);
+        opt(&mut self.ttft_from_scheduled_ms, m.ttft_from_scheduled_ms);
+        opt(&mut self.queue_delay_ms, m.queue_delay_ms);
+        opt(&mut self.network_overhead_ms, m.network_overhead_ms);
+        opt(&mut self.tpot_ms, m.tpot_ms);
+        m.itl_chunk_ms.iter().for_each(|&v| self.itl_chunk_ms.record(v));
+        m.itl_token_ms.iter().for_each(|&v| self.itl_token_ms.record(v));
+        opt(&mut self.decode_tokens_per_s, m.decode_tokens_per_s);
+        opt(&mut self.tokens_per_s, m.tokens_per_s);
+        self.output_tokens.record(m.output_tokens as f64);
+        opt(&mut self.prompt_tokens, m.prompt_tokens.map(|n| n as f64));
+        opt(&mut self.cached_tokens, m.cached_tokens.map(|n| n as f64));
+        opt(&mut self.reasoning_ms, m.reasoning_ms);
+    }
+
+    fn summaries(&self) -> StepMetrics {
+        StepMetrics {
+            ttft_ms: self.ttft_ms.summary(),
+            ttft_content_ms: self.ttft_content_ms.summary(),
+            ttfb_ms: self.ttfb_ms.summary(),
+            e2e_ms: self.e2e_ms.summary(),
+            e2e_from_scheduled_ms: self.e2e_from_scheduled_ms.summary(),
+            ttft_from_scheduled_ms: self.ttft_from_scheduled_ms.summary(),
+            queue_delay_ms: self.queue_delay_ms.summary(),
+            network_overhead_ms: self.network_overhead_ms.summary(),
+            tpot_ms: self.tpot_ms.summary(),
+            itl_chunk_ms: self.itl_chunk_ms.summary(),
+            itl_token_ms: self.itl_token_ms.summary(),
+            decode_tokens_per_s: self.decode_tokens_per_s.summary(),
+            tokens_per_s: self.tokens_per_s.summary(),
+            output_tokens: self.output_tokens.summary(),
+            prompt_tokens: self.prompt_tokens.summary(),
+            cached_tokens: self.cached_tokens.summary(),
+            reasoning_ms: self.reasoning_ms.summary(),
+            server_prefill_ms: self.server_prefill_ms.summary(),
+            server_decode_ms: self.server_decode_ms.summary(),
+            server_load_ms: self.server_load_ms.summary(),
+        }
+    }
+
+    #[cfg(test)]
+    fn all(&self) -> [&Distribution; 20] {
+        [
+            &self.ttft_ms,
+            &self.ttft_content_ms,
+            &self.ttfb_ms,
+            &self.e2e_ms,
+            &self.e2e_from_scheduled_ms,
+            &self.ttft_from_scheduled_ms,
+            &self.queue_delay_ms,
+            &self.network_overhead_ms,
+            &self.tpot_ms,
+            &self.itl_chunk_ms,
+            &self.itl_token_ms,
+            &self.decode_tokens_per_s,
+            &self.tokens_per_s,
+            &self.output_tokens,
+            &self.prompt_tokens,
+            &self.cached_tokens,
+            &self.reasoning_ms,
+            &self.server_prefill_ms,
+            &self.server_decode_ms,
+            &self.server_load_ms,
+        ]
+    }
+}
+
+/// Collects one step's records as they complete and summarises them on demand, in memory that does not grow
+/// with the number of requests (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct StepAccumulator {
     name: String,
     config: StepConfig,
+    dists: Distributions,
+    rates: RateAccumulator,
+    cost: CostAccumulator,
+    drafts: DraftCounts,
+    slo: Option<Slo>,
+    token_sources: BTreeMap<TokenSource, u64>,
+    /// Σ share of criteria passed, and the number of successful requests checked.
+    check_scores: (f64, u64),
     samples: Vec<Sample>,
-    server_prefill_ms: Vec<f64>,
-    server_decode_ms: Vec<f64>,
-    server_load_ms: Vec<f64>,
+    /// Arrival index of each retained sample, once the reservoir has replaced one (empty before).
+    arrivals: Vec<u64>,
+    sample_cap: usize,
+    reservoir: StdRng,
     warmup: u64,
     errors: BTreeMap<ErrorClass, ErrorSummary>,
     connections: ConnectionStats,
@@ -35,10 +161,17 @@ impl StepAccumulator {
         StepAccumulator {
             name: name.into(),
             config,
+            dists: Distributions::default(),
+            rates: RateAccumulator::default(),
+            cost: CostAccumulator::default(),
+            drafts: DraftCounts::default(),
+            slo: None,
+            token_sources: BTreeMap::new(),
+            check_scores: (0.0, 0),
             samples: Vec::new(),
-            server_prefill_ms: Vec::new(),
-            server_decode_ms: Vec::new(),
-            server_load_ms: Vec::new(),
+            arrivals: Vec::new(),
+            sample_cap: SAMPLE_CAP,
+            reservoir: StdRng::seed_from_u64(RESERVOIR_SEED),
             warmup: 0,
             errors: BTreeMap::new(),
             connections: ConnectionStats::default(),
@@ -52,6 +185,21 @@ impl StepAccumulator {
     /// Price the step's requests at `price` (in `currency`): results then carry the step's cost.
     pub fn with_price(mut self, currency: &str, price: Price) -> StepAccumulator {
         self.price = Some((currency.to_string(), price));
+        self
+    }
+
+    /// Count goodput against `slo` as requests arrive, so that [`StepAccumulator::result`] with the same SLO
+    /// is exact however many requests there were. Without it, goodput is counted at result time over the
+    /// retained requests (exact up to [`SAMPLE_CAP`] requests, estimated from the sample past it).
+    pub fn with_slo(mut self, slo: Slo) -> StepAccumulator {
+        self.slo = Some(slo);
+        self
+    }
+
+    /// The same accumulator retaining at most `cap` requests.
+    #[cfg(test)]
+    fn with_sample_cap(mut self, cap: usize) -> StepAccumulator {
+        self.sample_cap = cap;
         self
     }
 
@@ -79,12 +227,49 @@ impl StepAccumulator {
             }
         }
         if let (None, Some(n)) = (&r.error, &r.native) {
-            self.server_prefill_ms.extend(n.prompt_ms);
-            self.server_decode_ms.extend(n.predicted_ms);
-            self.server_load_ms.extend(n.load_ms);
+            let d = &mut self.dists;
+            n.prompt_ms.into_iter().for_each(|v| d.server_prefill_ms.record(v));
+            n.predicted_ms.into_iter().for_each(|v| d.server_decode_ms.record(v));
+            n.load_ms.into_iter().for_each(|v| d.server_load_ms.record(v));
         }
         self.push_checks(r);
-        self.samples.push(Sample::of(r));
+        let mut s = Sample::of(r);
+        self.rates.push(&s, self.slo.as_ref());
+        self.cost.push(&s);
+        self.drafts.add(&s);
+        if s.ok {
+            self.dists.record(&s.metrics);
+            *self.token_sources.entry(s.metrics.token_source).or_insert(0) += 1;
+            if s.checks.1 > 0 {
+                self.check_scores.0 += f64::from(s.checks.0) / f64::from(s.checks.1);
+                self.check_scores.1 += 1;
+            }
+        }
+        // The gaps are in the distributions now; a retained sample keeps only their count (`output_chunks`).
+        s.metrics.itl_chunk_ms = Vec::new();
+        s.metrics.itl_token_ms = Vec::new();
+        self.retain(s);
+    }
+
+    /// Keep `s` in the reservoir: the first [`SAMPLE_CAP`] requests all, then the n-th (0-based) replaces a
+    /// random retained one with probability cap ÷ (n + 1) (Algorithm R).
+    fn retain(&mut self, s: Sample) {
+        let cap = self.sample_cap;
+        if self.samples.len() < cap {
+            self.samples.push(s);
+            return;
+        }
+        let n = self.rates.measured() - 1;
+        let j = self.reservoir.random_range(0..=n);
+        if let Ok(j) = usize::try_from(j)
+            && j < cap
+        {
+            if self.arrivals.is_empty() {
+                self.arrivals = (0..cap as u64).collect();
+            }
+            self.samples[j] = s;
+            self.arrivals[j] = n;
+        }
     }
 
     fn push_checks(&mut self, r: &RequestRecord) {
@@ -126,47 +311,18 @@ impl StepAccumulator {
 
     /// Measured requests so far.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        usize::try_from(self.rates.measured()).unwrap_or(usize::MAX)
     }
 
     /// True before the first measured request.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.rates.measured() == 0
     }
 
     /// The step's aggregates; `partial` marks a step that did not run to its end.
     pub fn result(&self, slo: Option<&Slo>, partial: bool) -> StepResult {
-        let ok: Vec<_> = self.samples.iter().filter(|s| s.ok).map(|s| &s.metrics).collect();
-        let summary =
-            |f: &dyn Fn(&crate::metrics::RequestMetrics) -> Option<f64>| Summary::of(ok.iter().filter_map(|m| f(m)));
-        let metrics = StepMetrics {
-            ttft_ms: summary(&|m| m.ttft_ms),
-            ttft_content_ms: summary(&|m| m.ttft_content_ms),
-            ttfb_ms: summary(&|m| m.ttfb_ms),
-            e2e_ms: summary(&|m| m.e2e_ms),
-            e2e_from_scheduled_ms: summary(&|m| m.e2e_from_scheduled_ms),
-            ttft_from_scheduled_ms: summary(&|m| m.ttft_from_scheduled_ms),
-            queue_delay_ms: summary(&|m| m.queue_delay_ms),
-            network_overhead_ms: summary(&|m| m.network_overhead_ms),
-            tpot_ms: summary(&|m| m.tpot_ms),
-            itl_chunk_ms: Summary::of(ok.iter().flat_map(|m| m.itl_chunk_ms.iter().copied())),
-            itl_token_ms: Summary::of(ok.iter().flat_map(|m| m.itl_token_ms.iter().copied())),
-            decode_tokens_per_s: summary(&|m| m.decode_tokens_per_s),
-            tokens_per_s: summary(&|m| m.tokens_per_s),
-            output_tokens: summary(&|m| Some(m.output_tokens as f64)),
-            prompt_tokens: summary(&|m| m.prompt_tokens.map(|n| n as f64)),
-            cached_tokens: summary(&|m| m.cached_tokens.map(|n| n as f64)),
-            reasoning_ms: summary(&|m| m.reasoning_ms),
-            server_prefill_ms: Summary::of(self.server_prefill_ms.iter().copied()),
-            server_decode_ms: Summary::of(self.server_decode_ms.iter().copied()),
-            server_load_ms: Summary::of(self.server_load_ms.iter().copied()),
-        };
-        let mut token_sources = BTreeMap::new();
-        for m in &ok {
-            *token_sources.entry(m.token_source.as_str().to_string()).or_insert(0) += 1;
-        }
-        let requests = self.samples.len() as u64;
-        let succeeded = ok.len() as u64;
+        let requests = self.rates.measured();
+        let succeeded = self.rates.succeeded();
         StepResult {
             name: self.name.clone(),
             config: self.config.clone(),
@@ -176,31 +332,61 @@ impl StepAccumulator {
             success_rate: if requests == 0 { 0.0 } else { succeeded as f64 / requests as f64 },
             warmup_requests: self.warmup,
             partial,
-            metrics,
-            rates: StepRates::of(&self.samples, slo),
+            metrics: self.dists.summaries(),
+            rates: self.rates(slo),
             errors: self.errors.clone(),
-            token_sources,
+            token_sources: self.token_sources.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect(),
             connections: self.connections.clone(),
             quality: self.quality(),
             samples: self.columns(),
             server_metrics: None,
-            drafts: crate::speculative::DraftCounts::of(&self.samples),
-            cost: self.price.as_ref().map(|(currency, price)| StepCost::of(&self.samples, currency, price)),
+            drafts: self.drafts.nonzero(),
+            cost: self.price.as_ref().map(|(currency, price)| self.cost.cost(currency, price)),
+        }
+    }
+
+    /// The rates, goodput against `slo`: from the running count when the accumulator was built with this SLO,
+    /// else from the retained requests (scaled to all measured requests when they are a sample).
+    fn rates(&self, slo: Option<&Slo>) -> crate::metrics::StepRates {
+        match slo.filter(|s| !s.objectives.is_empty()) {
+            None => self.rates.rates(None),
+            Some(slo) if self.slo.as_ref() == Some(slo) => self.rates.rates(Some(slo)),
+            Some(slo) => {
+                let good = self.samples.iter().filter(|s| s.ok && s.metrics.meets(slo)).count() as f64;
+                let scale = if self.samples.is_empty() {
+                    0.0
+                } else {
+                    self.rates.measured() as f64 / self.samples.len() as f64
+                };
+                self.rates.rates_with_good(Some(good * scale))
+            }
         }
     }
 }
 
 impl StepAccumulator {
-    /// The measured requests so far, for analyses.
+    /// The measured requests kept for analyses, without their per-chunk gaps (`itl_chunk_ms` and
+    /// `itl_token_ms` are empty; `output_chunks` keeps their count). Every measured request in arrival order
+    /// up to [`SAMPLE_CAP`]; past it a uniform random sample of them, in no particular order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
     }
 
+    /// Retained samples in arrival order.
+    fn ordered(&self) -> Vec<&Sample> {
+        if self.arrivals.is_empty() {
+            return self.samples.iter().collect();
+        }
+        let mut order: Vec<usize> = (0..self.samples.len()).collect();
+        order.sort_unstable_by_key(|&i| self.arrivals[i]);
+        order.into_iter().map(|i| &self.samples[i]).collect()
+    }
+
     fn columns(&self) -> StepSamples {
-        let start = self.samples.iter().map(|s| s.scheduled).min().unwrap_or(0);
+        let start = self.rates.start().unwrap_or(0);
         let us = |v: Option<f64>| v.map(|x| (x * 1e3).round() / 1e3);
         let mut c = StepSamples::default();
-        for s in self.samples.iter().filter(|s| s.ok) {
+        for s in self.ordered().into_iter().filter(|s| s.ok) {
             let m = &s.metrics;
             c.end_s.push(s.done.map_or(0.0, |d| ((d.saturating_sub(start)) as f64 / 1e6).round() / 1e3));
             c.ttft_ms.push(us(m.ttft_ms));
@@ -217,6 +403,9 @@ impl StepAccumulator {
             c.server_prefill_ms.push(us(s.server_prefill_ms));
             c.server_decode_ms.push(us(s.server_decode_ms));
         }
+        if self.rates.measured() > self.samples.len() as u64 {
+            c.retained_of = self.rates.succeeded();
+        }
         c
     }
 
@@ -224,13 +413,8 @@ impl StepAccumulator {
         if self.criteria.is_empty() {
             return None;
         }
-        let checked: Vec<(u32, u32)> =
-            self.samples.iter().filter(|s| s.ok && s.checks.1 > 0).map(|s| s.checks).collect();
-        let score = if checked.is_empty() {
-            0.0
-        } else {
-            checked.iter().map(|(p, t)| f64::from(*p) / f64::from(*t)).sum::<f64>() / checked.len() as f64
-        };
+        let (sum, checked) = self.check_scores;
+        let score = if checked == 0 { 0.0 } else { sum / checked as f64 };
         let (ok, all) = self.first_answers;
         Some(QualityStats {
             score,
@@ -331,5 +515,105 @@ mod tests {
         assert_eq!(l.prompt_eval_count, 5);
         assert_eq!(l.time_to_first_token_ms, 200.0);
         assert_eq!(l.total_time_ms, 120.0 + 340.0);
+    }
+
+    /// Set the times of `r`, a request of one-token content chunks, to those of the `i`-th request: gaps
+    /// of 1 to 21 ms that vary with `i` and the chunk.
+    fn retime(r: &mut RequestRecord, i: u64) {
+        let start = i * 5 * MS;
+        let mut t = start + 50 * MS;
+        for (k, c) in r.chunks.iter_mut().enumerate() {
+            t += MS + (i * 7919 + k as u64 * 104_729) % (20 * MS);
+            c.t = t;
+        }
+        (r.scheduled, r.sent, r.headers, r.done) = (start, Some(start), Some(start + MS), Some(t + MS));
+    }
+
+    /// The `i`-th request of `chunks` one-token content chunks.
+    fn streamed(i: u64, chunks: u32) -> RequestRecord {
+        let chunk = Chunk { t: 0, channel: Channel::Content, events: 1, tokens: None, bytes: 8 };
+        let usage = Usage { prompt_tokens: Some(128), completion_tokens: Some(chunks.into()), ..Default::default() };
+        let mut r = RequestRecord { chunks: vec![chunk; chunks as usize], usage: Some(usage), ..Default::default() };
+        retime(&mut r, i);
+        r
+    }
+
+    /// Not timed: memory is checked through the lengths the accumulator keeps, not the process's size.
+    #[test]
+    fn memory_stays_bounded_as_requests_accumulate() {
+        const N: u64 = 300_000;
+        let mut acc = StepAccumulator::new("s", config());
+        // One record retimed 300,000 times instead of 300,000 records.
+        let mut r = streamed(0, 64);
+        for i in 0..N {
+            retime(&mut r, i);
+            acc.push(&r);
+        }
+        assert_eq!(acc.len(), N as usize);
+        assert_eq!(acc.samples().len(), SAMPLE_CAP);
+        assert!(acc.samples().iter().all(|s| s.metrics.itl_chunk_ms.is_empty() && s.metrics.itl_token_ms.is_empty()));
+        assert!(acc.samples().iter().all(|s| s.metrics.output_chunks == 64));
+        assert!(acc.dists.all().iter().all(|d| d.exact_len() <= crate::stats::EXACT_CAP));
+        assert!(!acc.dists.itl_chunk_ms.is_exact() && !acc.dists.ttft_ms.is_exact());
+        assert_eq!(acc.arrivals.len(), SAMPLE_CAP);
+
+        let step = acc.result(None, false);
+        assert_eq!((step.requests, step.succeeded), (N, N));
+        let itl = step.metrics.itl_chunk_ms.unwrap();
+        assert_eq!(itl.count, 63 * N);
+        assert!(itl.min >= 1.0 && itl.max <= 21.0 && itl.p50 > itl.min && itl.p50 < itl.max, "{itl:?}");
+        assert_eq!(step.metrics.output_tokens.unwrap().mean, 64.0);
+        assert_eq!(step.samples.len(), SAMPLE_CAP);
+        assert_eq!(step.samples.retained_of, N);
+        assert!((step.rates.output_token_throughput * step.rates.duration_s - 64.0 * N as f64).abs() < 1e-3);
+    }
+
+    #[test]
+    fn reservoir_is_seeded_and_estimates_goodput() {
+        let run = || {
+            let mut acc = StepAccumulator::new("s", config()).with_sample_cap(50);
+            (0..1000).for_each(|i| acc.push(&ok(i * 2000, 100 + (i % 10) * 100, 3)));
+            acc
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.samples(), b.samples());
+        let step = a.result(None, false);
+        assert_eq!((step.samples.len(), step.samples.retained_of, step.requests), (50, 1000, 1000));
+        // A uniform sample spans the run, not its first 50 requests.
+        assert!(a.arrivals.iter().any(|&n| n > 500));
+        // The sampled columns are in arrival order (these requests end in the order they arrive).
+        assert!(step.samples.end_s.windows(2).all(|w| w[0] < w[1]));
+        // Exact goodput with the SLO given up front; estimated from the sample without it.
+        let slo: Slo = "ttft=550ms".parse().unwrap();
+        let exact = {
+            let mut acc = StepAccumulator::new("s", config()).with_sample_cap(50).with_slo(slo.clone());
+            (0..1000).for_each(|i| acc.push(&ok(i * 2000, 100 + (i % 10) * 100, 3)));
+            acc.result(Some(&slo), false).rates
+        };
+        assert_eq!(exact.good_fraction, Some(0.5));
+        let estimate = a.result(Some(&slo), false).rates.good_fraction.unwrap();
+        assert!((0.25..=0.75).contains(&estimate), "{estimate}");
+    }
+
+    #[test]
+    fn small_runs_keep_every_request_and_exact_summaries() {
+        let records: Vec<RequestRecord> = (0..200).map(|i| streamed(i, 8)).collect();
+        let mut acc = StepAccumulator::new("s", config());
+        records.iter().for_each(|r| acc.push(r));
+        let step = acc.result(None, false);
+        let samples: Vec<Sample> = records.iter().map(Sample::of).collect();
+        let itl = Summary::of(samples.iter().flat_map(|s| s.metrics.itl_chunk_ms.iter().copied()));
+        assert_eq!(step.metrics.itl_chunk_ms, itl);
+        assert_eq!(step.metrics.ttft_ms, Summary::of(samples.iter().filter_map(|s| s.metrics.ttft_ms)));
+        assert_eq!(step.rates, crate::metrics::StepRates::of(&samples, None));
+        assert_eq!((step.samples.len(), step.samples.retained_of), (200, 0));
+        let slo: Slo = "ttft=60ms".parse().unwrap();
+        let with = {
+            let mut acc = StepAccumulator::new("s", config()).with_slo(slo.clone());
+            records.iter().for_each(|r| acc.push(r));
+            acc.result(Some(&slo), false).rates
+        };
+        assert_eq!(with, acc.result(Some(&slo), false).rates);
+        assert_eq!(with, crate::metrics::StepRates::of(&samples, Some(&slo)));
     }
 }

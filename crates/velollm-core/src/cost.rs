@@ -200,19 +200,43 @@ pub struct StepCost {
 impl StepCost {
     /// Price a step's samples.
     pub fn of(samples: &[Sample], currency: &str, price: &Price) -> StepCost {
-        let mut tokens = Tokens::default();
-        let mut priced = 0u64;
-        for t in samples.iter().filter_map(sample_tokens) {
-            tokens.add(&t);
-            priced += 1;
+        let mut acc = CostAccumulator::default();
+        for s in samples {
+            acc.push(s);
         }
+        acc.cost(currency, price)
+    }
+}
+
+/// The running token sums behind [`StepCost`], fed one measured request at a time: memory does not grow with
+/// the number of requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostAccumulator {
+    tokens: Tokens,
+    priced: u64,
+    measured: u64,
+}
+
+impl CostAccumulator {
+    /// Add a measured request (priced when [`sample_tokens`] gives its tokens).
+    pub fn push(&mut self, s: &Sample) {
+        self.measured += 1;
+        if let Some(t) = sample_tokens(s) {
+            self.tokens.add(&t);
+            self.priced += 1;
+        }
+    }
+
+    /// The cost of the requests pushed so far at `price`, in `currency`.
+    pub fn cost(&self, currency: &str, price: &Price) -> StepCost {
+        let (tokens, priced) = (self.tokens, self.priced);
         let total = tokens.cost(price);
         let without_cache = tokens.cost_without_cache(price);
         StepCost {
             currency: currency.to_string(),
             price: *price,
             priced_requests: priced,
-            unpriced_requests: samples.len() as u64 - priced,
+            unpriced_requests: self.measured - priced,
             tokens,
             total,
             per_request: if priced == 0 { 0.0 } else { total / priced as f64 },

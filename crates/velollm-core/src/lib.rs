@@ -47,6 +47,7 @@ pub mod record;
 pub mod resources;
 pub mod result;
 pub mod scenario;
+pub mod selfcheck;
 pub mod server;
 pub mod slo;
 pub mod speculative;

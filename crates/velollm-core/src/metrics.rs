@@ -122,6 +122,8 @@ pub struct RequestMetrics {
     pub itl_chunk_ms: Vec<f64>,
     /// Gaps divided by the tokens of the later chunk (empty when per-chunk tokens are unknown).
     pub itl_token_ms: Vec<f64>,
+    /// Output chunks (content, reasoning or tool call) received; kept when the ITL vectors are dropped.
+    pub output_chunks: u64,
     /// Decode speed in tokens/s, first token excluded.
     pub decode_tokens_per_s: Option<f64>,
     /// Output tokens ÷ E2E, in tokens/s.
@@ -192,6 +194,7 @@ impl RequestMetrics {
             tpot_ms,
             itl_chunk_ms,
             itl_token_ms,
+            output_chunks: out.len() as u64,
             decode_tokens_per_s,
             tokens_per_s,
             output_tokens,
@@ -298,31 +301,81 @@ impl Sample {
 impl StepRates {
     /// Compute the rates of a step from its measured (non-warm-up) requests.
     pub fn of(samples: &[Sample], slo: Option<&Slo>) -> StepRates {
-        let start = samples.iter().map(|s| s.scheduled).min();
-        let end = samples.iter().filter_map(|s| s.done).max();
-        let duration_s = match (start, end) {
+        let mut acc = RateAccumulator::default();
+        for s in samples {
+            acc.push(s, slo);
+        }
+        acc.rates(slo)
+    }
+}
+
+/// The running sums behind [`StepRates`], fed one measured request at a time: memory does not grow with the
+/// number of requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateAccumulator {
+    start: Option<Nanos>,
+    end: Option<Nanos>,
+    measured: u64,
+    succeeded: u64,
+    output_tokens: u64,
+    prompt_tokens: u64,
+    good: u64,
+}
+
+impl RateAccumulator {
+    /// Add a measured request; it counts as good when it succeeded and meets every objective of `slo`.
+    pub fn push(&mut self, s: &Sample, slo: Option<&Slo>) {
+        self.start = Some(self.start.map_or(s.scheduled, |t| t.min(s.scheduled)));
+        self.end = self.end.max(s.done);
+        self.measured += 1;
+        if !s.ok {
+            return;
+        }
+        let m = &s.metrics;
+        self.succeeded += 1;
+        self.output_tokens += m.output_tokens;
+        self.prompt_tokens += m.prompt_tokens.unwrap_or(0);
+        if slo.is_some_and(|slo| m.meets(slo)) {
+            self.good += 1;
+        }
+    }
+
+    /// The first measured request's scheduled instant.
+    pub fn start(&self) -> Option<Nanos> {
+        self.start
+    }
+
+    /// Measured requests so far.
+    pub fn measured(&self) -> u64 {
+        self.measured
+    }
+
+    /// Successful measured requests so far.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded
+    }
+
+    /// The rates, goodput counted against the `slo` the requests were pushed with (none without objectives).
+    pub fn rates(&self, slo: Option<&Slo>) -> StepRates {
+        let good = slo.filter(|s| !s.objectives.is_empty()).map(|_| self.good as f64);
+        self.rates_with_good(good)
+    }
+
+    /// The rates with `good` requests meeting the SLO (`None`: no SLO, no goodput).
+    pub fn rates_with_good(&self, good: Option<f64>) -> StepRates {
+        let duration_s = match (self.start, self.end) {
             (Some(s), Some(e)) if e > s => (e - s) as f64 / 1e9,
             _ => 0.0,
         };
         let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
-        let ok: Vec<&RequestMetrics> = samples.iter().filter(|s| s.ok).map(|s| &s.metrics).collect();
-        let out_tokens: u64 = ok.iter().map(|m| m.output_tokens).sum();
-        let prompt: u64 = ok.iter().filter_map(|m| m.prompt_tokens).sum();
-        let (goodput, good_fraction) = match slo {
-            Some(slo) if !slo.objectives.is_empty() => {
-                let good = ok.iter().filter(|m| m.meets(slo)).count() as f64;
-                let frac = if samples.is_empty() { 0.0 } else { good / samples.len() as f64 };
-                (Some(per_s(good)), Some(frac))
-            }
-            _ => (None, None),
-        };
+        let good_fraction = |good: f64| if self.measured == 0 { 0.0 } else { good / self.measured as f64 };
         StepRates {
             duration_s,
-            request_throughput: per_s(ok.len() as f64),
-            output_token_throughput: per_s(out_tokens as f64),
-            total_token_throughput: per_s((out_tokens + prompt) as f64),
-            goodput,
-            good_fraction,
+            request_throughput: per_s(self.succeeded as f64),
+            output_token_throughput: per_s(self.output_tokens as f64),
+            total_token_throughput: per_s((self.output_tokens + self.prompt_tokens) as f64),
+            goodput: good.map(per_s),
+            good_fraction: good.map(good_fraction),
         }
     }
 }

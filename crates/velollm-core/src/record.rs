@@ -216,6 +216,10 @@ pub struct RequestRecord {
     pub id: u64,
     /// Index of the scenario step the request belongs to.
     pub step: u32,
+    /// The request's index within its step (for multi-turn steps, its conversation's), which seeds its
+    /// prompt: `bench --resume` sends exactly the indices an interrupted run did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
     /// The conversation (session) this request belongs to, for multi-turn steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<u64>,

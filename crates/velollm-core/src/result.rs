@@ -52,6 +52,12 @@ pub struct RunResult {
     /// What velollm observed of the server: launch, cold start, resources, metrics, health events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::server::ServerReport>,
+    /// The client's own cost, measured against its loopback server just before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selfcheck: Option<crate::selfcheck::SelfCheck>,
+    /// Whether the steps' figures can be trusted given that cost (`trustworthy: false` flags the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::selfcheck::Trust>,
 }
 
 /// Run metadata.
@@ -178,7 +184,9 @@ pub struct StepResult {
 /// (index `i` of every column is the same request). `null` marks a value the request did not have.
 ///
 /// These are what `velollm compare` resamples and what report charts plot; the summaries in
-/// [`StepMetrics`] are computed from the same values. Milliseconds are rounded to the microsecond.
+/// [`StepMetrics`] are computed from the same values, except in a step of more than 100,000 measured requests,
+/// where the columns are a uniform random sample of them (`retained_of` says of how many). Milliseconds are
+/// rounded to the microsecond.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepSamples {
     /// Seconds from the step's first scheduled request to this request's end.
@@ -213,6 +221,14 @@ pub struct StepSamples {
     /// Server-measured decode time, ms.
     #[serde(default, skip_serializing_if = "all_none")]
     pub server_decode_ms: Vec<Option<f64>>,
+    /// When the columns are a sample (seeded reservoir sampling, in arrival order), the number of successful
+    /// requests they were drawn from; 0 (absent) when they hold every successful request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retained_of: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn all_none<T>(v: &[Option<T>]) -> bool {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Draft tokens summed over a step's successful requests, from their per-request timings (llama.cpp `draft_n`,
 /// `draft_n_accepted`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DraftCounts {
     /// Requests that reported draft counts.
     pub requests: u64,
@@ -31,15 +31,25 @@ pub struct DraftCounts {
 impl DraftCounts {
     /// The sums over `samples`; `None` when no request drafted anything.
     pub fn of(samples: &[Sample]) -> Option<DraftCounts> {
-        let mut c = DraftCounts { requests: 0, draft_tokens: 0, accepted_tokens: 0 };
-        for s in samples.iter().filter(|s| s.ok) {
-            if let (Some(d), Some(a)) = (s.metrics.draft_tokens, s.metrics.draft_accepted) {
-                c.requests += 1;
-                c.draft_tokens += d;
-                c.accepted_tokens += a;
-            }
+        let mut c = DraftCounts::default();
+        for s in samples {
+            c.add(s);
         }
-        (c.draft_tokens > 0).then_some(c)
+        c.nonzero()
+    }
+
+    /// Add one measured request's counts (successful requests that reported both counts only).
+    pub fn add(&mut self, s: &Sample) {
+        if let (true, Some(d), Some(a)) = (s.ok, s.metrics.draft_tokens, s.metrics.draft_accepted) {
+            self.requests += 1;
+            self.draft_tokens += d;
+            self.accepted_tokens += a;
+        }
+    }
+
+    /// These counts, or `None` when no request drafted anything.
+    pub fn nonzero(self) -> Option<DraftCounts> {
+        (self.draft_tokens > 0).then_some(self)
     }
 }
 

@@ -278,7 +278,12 @@ fn accuracy_plan() -> StepPlan {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(5), idle: Duration::from_secs(5), total: Duration::from_secs(30) }
+    Timeouts {
+        connect: Duration::from_secs(5),
+        first_token: Duration::from_secs(5),
+        idle: Duration::from_secs(5),
+        total: Duration::from_secs(30),
+    }
 }
 
 /// CPU and wall time spent during one step.

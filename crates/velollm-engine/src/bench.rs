@@ -3,7 +3,7 @@
 use crate::dialect::DialectKind;
 use crate::exec::{Secret, Target, Timeouts};
 use crate::probe::{ProbeError, ServerInfo, probe, resolve_model};
-use crate::runner::{Observer, RunError, Runner, StepPlan};
+use crate::runner::{Observer, Resume, RunError, Runner, StepPlan};
 use crate::tokenize::TokenCounter;
 use crate::transport::{Clock, Endpoint, UrlError};
 use std::path::PathBuf;
@@ -103,6 +103,10 @@ pub struct Session {
     pub monitor: Option<Arc<crate::health::Monitor>>,
     /// Token prices: every step's result then carries its cost (set after [`Session::connect`]).
     pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
+    /// The run's nonce (see [`run_nonce`]); `None` draws one from the clock.
+    pub nonce: Option<u64>,
+    /// What an interrupted run already measured, when this run continues it (`--resume`).
+    pub resume: Option<Arc<Resume>>,
 }
 
 impl Session {
@@ -147,7 +151,16 @@ impl Session {
         } else {
             resolve_model(opts.model.as_deref(), &server, &url).map_err(BenchError::Model)?
         };
-        Ok(Session { target: Arc::new(target), server, model, dialect_reason: reason, monitor: None, prices: None })
+        Ok(Session {
+            target: Arc::new(target),
+            server,
+            model,
+            dialect_reason: reason,
+            monitor: None,
+            prices: None,
+            nonce: None,
+            resume: None,
+        })
     }
 
     /// Send the first request of `step` on its own, outside any step: the cold request of a server that
@@ -174,7 +187,12 @@ impl Session {
             tools: step.tools.clone(),
         };
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
-        crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, cancel).await
+        let mut record =
+            crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, cancel).await;
+        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {
+            e.message = key.redact(&e.message).into_owned();
+        }
+        record
     }
 
     /// The target description stored in results.
@@ -216,6 +234,8 @@ impl Session {
             analyses: Vec::new(),
             verdicts: Vec::new(),
             server: None,
+            selfcheck: None,
+            trust: None,
         }
     }
 
@@ -245,9 +265,20 @@ impl Session {
         cancel: &watch::Receiver<bool>,
     ) -> Result<RunOutput, BenchError> {
         let mut runner = Runner::new(self.target.clone(), self.model.clone(), seed, slo);
+        if let Some(nonce) = self.nonce {
+            runner = runner.with_nonce(nonce);
+        }
         runner.prices = self.prices.clone();
+        if let Some(r) = &self.resume {
+            runner.resume(r.clone());
+        }
         let mut ran = Vec::new();
         for (i, step) in steps.iter().enumerate() {
+            // A step that finished before the interruption of a resumed run: its stored result is kept.
+            if let Some(done) = self.resume.as_ref().and_then(|r| r.steps.get(i)) {
+                ran.push((done.clone(), runner.replay(i, step)));
+                continue;
+            }
             if *cancel.borrow() {
                 break;
             }
@@ -307,6 +338,13 @@ pub struct RunOutput {
     pub analyses: Vec<AnalysisResult>,
     /// Threshold verdicts.
     pub verdicts: Vec<Verdict>,
+}
+
+/// The nonce of the run `run_id` (FNV-1a of the identifier): unique to the run, so its synthetic prompts
+/// are new to the server's prefix cache, and derived from what the result stores, so `--resume` can send
+/// the prompts the interrupted run would have sent.
+pub fn run_nonce(run_id: &str) -> u64 {
+    run_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// A unique, time-ordered run identifier.

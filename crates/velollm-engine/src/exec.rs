@@ -6,7 +6,7 @@
 use crate::dialect::{DialectKind, GenRequest};
 use crate::tokenize::TokenCounter;
 use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions};
-use crate::wire::Decoder;
+use crate::wire::{Decoder, MAX_MESSAGE_BYTES};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -19,21 +19,36 @@ use velollm_core::record::{
 };
 use velollm_core::scenario::ConnectionMode;
 
-/// Request timeouts.
+/// Request timeouts. Each one that fires fails the request with [`ErrorClass::Timeout`] and a message naming
+/// it and the option that changes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
-    /// Opening a connection (DNS + TCP + TLS + HTTP handshake).
+    /// Opening a connection (DNS + TCP + TLS + HTTP handshake): `--connect-timeout`.
     pub connect: Duration,
-    /// No data for this long (waiting for headers, the first token, or the next chunk).
+    /// From sending the request to its first output token (content, reasoning or tool call): the response
+    /// headers and chunks without output (a role chunk, a ping) do not stop this clock, and no idle timeout
+    /// applies before the first token, so a long prefill only needs this one raised: `--first-token-timeout`.
+    pub first_token: Duration,
+    /// After the first token, no data for this long between chunks: `--idle-timeout`.
     pub idle: Duration,
-    /// The whole request.
+    /// The whole request, connection included: `--timeout`.
     pub total: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
-        Timeouts { connect: Duration::from_secs(10), idle: Duration::from_secs(60), total: Duration::from_secs(600) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_token: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
     }
+}
+
+/// The earlier of `deadline` and `d` from now (`deadline` when `d` is too large to add).
+fn within(deadline: Instant, d: Duration) -> Instant {
+    Instant::now().checked_add(d).map_or(deadline, |t| t.min(deadline))
 }
 
 /// Everything a worker needs to send requests to one target.
@@ -52,6 +67,9 @@ pub struct Target {
     pub keep_text: bool,
     /// The run's clock.
     pub clock: Clock,
+    /// The longest stream message (SSE line or event, NDJSON line) accepted: a longer one fails the request
+    /// as a parse error instead of being buffered without bound (default [`MAX_MESSAGE_BYTES`], 64 MiB).
+    pub max_message_bytes: usize,
     /// While this is false the server is being restarted and no request is sent (see `health`).
     pub gate: Option<tokio::sync::watch::Receiver<bool>>,
     next_conn: AtomicU64,
@@ -68,6 +86,7 @@ impl Target {
             tokenizer: None,
             keep_text: false,
             clock,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             gate: None,
             next_conn: AtomicU64::new(1),
         }
@@ -80,6 +99,7 @@ impl Target {
     pub fn control(endpoint: Endpoint) -> Target {
         let mut t = Target::new(endpoint, DialectKind::OpenAiChat, Clock::start());
         t.timeouts.connect = Duration::from_secs(2);
+        t.timeouts.first_token = Duration::from_secs(5);
         t.timeouts.idle = Duration::from_secs(5);
         t
     }
@@ -92,8 +112,43 @@ pub struct Secret(String);
 impl Secret {
     /// Wrap a key.
     pub fn new(key: String) -> Secret {
+        register_secret(&key);
         Secret(key)
     }
+
+    /// `text` with every occurrence of the key replaced by `[REDACTED]` (a server may echo the key, e.g.
+    /// the request's headers in an error body).
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.0.is_empty() || !text.contains(self.0.as_str()) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        std::borrow::Cow::Owned(text.replace(self.0.as_str(), "[REDACTED]"))
+    }
+}
+
+/// The secrets of this process (every [`Secret`], URL credentials), which [`redact_secrets`] removes.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Remember `secret` (an API key, a password in a URL) so that [`redact_secrets`] removes it; empty ones are
+/// ignored.
+pub fn register_secret(secret: &str) {
+    let mut all = SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !secret.is_empty() && !all.iter().any(|s| s == secret) {
+        all.push(secret.to_string());
+    }
+}
+
+/// `text` with every registered secret replaced by `[REDACTED]`: for what velollm prints or writes that may
+/// repeat one (a --launch command that passes the key to the server, a server's error message).
+pub fn redact_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let all = SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for s in all.iter() {
+        if out.contains(s.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(s.as_str(), "[REDACTED]"));
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for Secret {
@@ -277,8 +332,38 @@ fn reused_info(c: &Connection) -> ConnectionInfo {
 fn connect_timeout(target: &Target) -> RequestError {
     error(
         ErrorClass::Timeout,
-        format!("connect timeout after {:?} to {}", target.timeouts.connect, target.endpoint.display()),
+        format!(
+            "connect timeout: no connection to {} within {:?} (--connect-timeout)",
+            target.endpoint.display(),
+            target.timeouts.connect
+        ),
     )
+}
+
+/// The timeout error of a wait that ended at a deadline: the total timeout when that is what passed, else
+/// `phase` (which names its own timeout and option).
+fn timed_out(target: &Target, deadline: Instant, phase: String) -> RequestError {
+    let message = if Instant::now() >= deadline {
+        format!("request exceeded the total timeout of {:?} (--timeout)", target.timeouts.total)
+    } else {
+        phase
+    };
+    error(ErrorClass::Timeout, message)
+}
+
+/// An error and its sources, `: `-joined (hyper's own message leaves out the cause, e.g. "connection reset").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Open a new connection for `target` before `deadline`.
@@ -393,15 +478,23 @@ async fn execute_inner(
     let clock = target.clock;
     let dialect = target.dialect;
     let body = dialect.body(req);
+    let first_token_phase = || {
+        format!(
+            "no first token within {:?} of sending the request (--first-token-timeout)",
+            target.timeouts.first_token
+        )
+    };
     let mut attempt = 0;
+    // The first-token clock starts when the request is sent, the connection open.
+    let mut first_token;
     let (resp, sent) = loop {
         attempt += 1;
         let (conn, info) = slot.acquire(target, deadline).await?;
         let (reused, conn_protocol) = (info.reused, info.protocol);
         record.connection = Some(info);
         let http = http_request(target, hyper::Method::POST, dialect.path(), Some(&body));
-        let idle = deadline.min(Instant::now() + target.timeouts.idle);
-        match timeout_at(idle, conn.send(http, clock)).await {
+        first_token = within(deadline, target.timeouts.first_token);
+        match timeout_at(first_token, conn.send(http, clock)).await {
             Ok(Ok(x)) => break x,
             // A kept-alive connection the server closed while idle: retry once on a fresh one.
             Ok(Err(e)) if reused && attempt == 1 && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
@@ -415,13 +508,15 @@ async fn execute_inner(
                 } else {
                     ""
                 };
+                let e = chain(&e);
                 return Err(error(ErrorClass::StreamBroken, format!("request failed before a response: {e}{hint}")));
             }
             Err(_) => {
-                return Err(error(
-                    ErrorClass::Timeout,
-                    format!("no response headers within {:?}", target.timeouts.idle),
-                ));
+                let phase = format!(
+                    "no response headers within {:?} of sending the request (--first-token-timeout)",
+                    target.timeouts.first_token
+                );
+                return Err(timed_out(target, deadline, phase));
             }
         }
     };
@@ -439,7 +534,7 @@ async fn execute_inner(
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok());
-        let text = read_error_body(resp.into_body(), deadline.min(Instant::now() + target.timeouts.idle)).await;
+        let text = read_error_body(resp.into_body(), within(deadline, target.timeouts.idle)).await;
         record.done = Some(clock.now());
         let class = velollm_core::metrics::classify_status(status.as_u16());
         let hint = match status.as_u16() {
@@ -454,7 +549,7 @@ async fn execute_inner(
     }
 
     let mut body = resp.into_body();
-    let mut decoder = Decoder::new(dialect.framing());
+    let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
     let mut messages: Vec<Vec<u8>> = Vec::new();
     let mut st = StreamState {
         done: false,
@@ -465,19 +560,20 @@ async fn execute_inner(
         tools: Vec::new(),
     };
     let mut ended = false;
+    // Body bytes received: none at all is an empty answer, not a broken stream.
+    let mut received = 0usize;
+    let mut first_output = false;
     while !ended {
-        let idle = deadline.min(Instant::now() + target.timeouts.idle);
-        let frame = match timeout_at(idle, body.frame()).await {
+        // Before the first token only the first-token clock runs; after it, the idle one between chunks.
+        let wait = if first_output { within(deadline, target.timeouts.idle) } else { first_token };
+        let frame = match timeout_at(wait, body.frame()).await {
             Err(_) => {
-                let what = if record.output_chunks().next().is_none() { "the first token" } else { "the next chunk" };
-                return Err(error(
-                    ErrorClass::Timeout,
-                    if Instant::now() >= deadline {
-                        format!("request exceeded the total timeout of {:?}", target.timeouts.total)
-                    } else {
-                        format!("no data for {:?} while waiting for {what}", target.timeouts.idle)
-                    },
-                ));
+                let phase = if first_output {
+                    format!("no data for {:?} while waiting for the next chunk (--idle-timeout)", target.timeouts.idle)
+                } else {
+                    first_token_phase()
+                };
+                return Err(timed_out(target, deadline, phase));
             }
             Ok(None) => {
                 ended = true;
@@ -487,16 +583,26 @@ async fn execute_inner(
                 record.done = Some(clock.now());
                 return Err(error(
                     ErrorClass::StreamBroken,
-                    format!("stream broke after {} chunks: {e}", record.chunks.len()),
+                    format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
                 ));
             }
             Ok(Some(Ok(f))) => f.into_data().ok(),
         };
         let t = clock.now();
         messages.clear();
-        match &frame {
-            Some(data) => decoder.push(data, &mut messages),
-            None => messages.extend(decoder.finish()),
+        let decoded = match &frame {
+            Some(data) => {
+                received += data.len();
+                decoder.push(data, &mut messages)
+            }
+            None => {
+                messages.extend(decoder.finish());
+                Ok(())
+            }
+        };
+        if let Err(e) = decoded {
+            record.done = Some(t);
+            return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
         }
         if messages.is_empty() {
             if ended {
@@ -505,7 +611,8 @@ async fn execute_inner(
             continue;
         }
         let mut frame_chunks = FrameChunks { chunks: Vec::new() };
-        for m in &messages {
+        // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
+        for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
             let p = dialect.parse(m).map_err(|e| {
                 record.done = Some(t);
                 error(ErrorClass::ParseError, e)
@@ -542,6 +649,7 @@ async fn execute_inner(
             }
             st.done |= p.done;
         }
+        first_output |= frame_chunks.chunks.iter().any(|c| c.channel.is_output());
         record.chunks.extend(frame_chunks.chunks);
         if st.done {
             record.done = Some(t);
@@ -562,6 +670,12 @@ async fn execute_inner(
     // The text is always returned: conversations and checks need it. The runner drops it from the record
     // unless `keep_text` is set.
     record.text = Some(st.text);
+    if received == 0 {
+        return Err(error(
+            ErrorClass::EmptyOutput,
+            format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
+        ));
+    }
     if !st.done && record.finish_reason.is_none() {
         return Err(error(
             ErrorClass::StreamBroken,

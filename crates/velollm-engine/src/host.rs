@@ -17,3 +17,14 @@ pub fn host_info() -> HostInfo {
         memory_bytes: sys.total_memory(),
     }
 }
+
+/// Raise this process's open-file limit to its hard limit, so that thousands of concurrent streams (one
+/// socket each) fit; returns the soft limit in force afterwards.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Some(hard);
+    }
+    Some(soft)
+}

@@ -306,7 +306,8 @@ impl Server {
         {
             use std::io::Write;
             let mut header = &out;
-            let _ = writeln!(header, "# velollm: {spawned_at}: starting: {command}");
+            let shown = crate::exec::redact_secrets(command);
+            let _ = writeln!(header, "# velollm: {spawned_at}: starting: {shown}");
         }
         let spawned = Instant::now();
         let mut cmd = Command::new("sh");
@@ -314,7 +315,9 @@ impl Server {
         cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
-        let child = cmd.spawn().map_err(|e| LaunchError::Io(format!("cannot start `sh -c {command}`: {e}")))?;
+        let child = cmd.spawn().map_err(|e| {
+            LaunchError::Io(format!("cannot start `sh -c {}`: {e}", crate::exec::redact_secrets(command)))
+        })?;
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         if pgid > 0 {
             register(pgid, true);

@@ -5,21 +5,31 @@
 //! each scheduled instant and hands the request to a task; the record keeps the *scheduled* instant, so
 //! latency from the schedule is measured even when the client had to wait (no coordinated omission).
 //! Records flow over a channel to the collector, which feeds the [`Observer`].
+//!
+//! Every request carries its index in the step (`RequestRecord::index`), which seeds its prompt. A run
+//! resumed after an interruption ([`Resume`]) skips the indices that already finished, so it sends exactly
+//! the requests an uninterrupted run would have sent. A panic in a request task (a bug in velollm) stops the
+//! step cleanly: the request is recorded as cancelled with the panic's message, the step is marked partial
+//! and [`RunError::Internal`] says what happened — it is never counted as a server failure.
 
 use crate::checks::run_checks;
 use crate::dialect::GenRequest;
 use crate::exec::{Slot, StepConnections, Target, execute};
 use crate::prompts::PromptSource;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use velollm_core::aggregate::StepAccumulator;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::check::Check;
 use velollm_core::load::{ArrivalSchedule, Bounds, LoadProfile, ScheduleError, Warmup};
-use velollm_core::record::{Nanos, RequestRecord};
+use velollm_core::record::{ErrorClass, Nanos, RequestError, RequestRecord};
 use velollm_core::result::{StepConfig, StepResult};
 use velollm_core::scenario::{CacheHints, ConnectionMode, Workload};
 use velollm_core::slo::Slo;
@@ -287,6 +297,119 @@ pub(crate) fn step_context(
     }
 }
 
+/// What an interrupted run already measured, for `velollm bench --resume`: the steps that finished and the
+/// records of the requests that finished. The runner does not run the finished steps again; in the
+/// interrupted step it sends only the request indices that did not finish, with the prompts an uninterrupted
+/// run would have sent (given the same seed and nonce), and its aggregates include the earlier requests.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Results of the steps that finished, in order.
+    pub steps: Vec<StepResult>,
+    /// The records kept (see [`Resume::new`]), in the order they were written.
+    pub records: Vec<RequestRecord>,
+}
+
+impl Resume {
+    /// From the results of the steps that finished, every record the interrupted run wrote, and the plan
+    /// of the step it interrupted (none when it stopped between steps). Keeps the records of the finished
+    /// steps and, in the interrupted step, those of the requests that finished: a request cancelled by the
+    /// interruption is sent again, and so is every turn of a conversation that did not reach its end.
+    /// Records of later steps are dropped. Fails when a record of the interrupted step has no index
+    /// (written by a velollm without `--resume`).
+    pub fn new(
+        steps: Vec<StepResult>,
+        records: Vec<RequestRecord>,
+        interrupted: Option<&StepPlan>,
+    ) -> Result<Resume, String> {
+        let current = steps.len() as u32;
+        let mut records: Vec<RequestRecord> = records.into_iter().filter(|r| r.step <= current).collect();
+        if records.iter().any(|r| r.step == current && r.index.is_none()) {
+            return Err("the records of the interrupted step carry no request index (written by an older velollm): \
+                        run the benchmark again from the start"
+                .to_string());
+        }
+        if let Some(plan) = interrupted {
+            let mut turns: BTreeMap<u64, usize> = BTreeMap::new();
+            let mut ended: BTreeSet<u64> = BTreeSet::new();
+            let mut cancelled: BTreeSet<u64> = BTreeSet::new();
+            for r in records.iter().filter(|r| r.step == current) {
+                let i = r.index.unwrap_or_default();
+                match r.error.as_ref().map(|e| e.class) {
+                    Some(ErrorClass::Cancelled) => {
+                        cancelled.insert(i);
+                    }
+                    // A failed turn ends its conversation: later turns would not carry a real answer.
+                    Some(_) => {
+                        ended.insert(i);
+                    }
+                    None => {}
+                }
+                if r.label.as_deref() != Some("correction") {
+                    *turns.entry(i).or_default() += 1;
+                }
+            }
+            let finished = |i: u64| {
+                !cancelled.contains(&i)
+                    && (ended.contains(&i) || turns.get(&i).copied().unwrap_or(0) >= planned_turns(plan, i))
+            };
+            records.retain(|r| r.step < current || finished(r.index.unwrap_or_default()));
+        }
+        Ok(Resume { steps, records })
+    }
+
+    /// The kept records of step `index`.
+    pub fn step_records(&self, index: usize) -> impl Iterator<Item = &RequestRecord> {
+        self.records.iter().filter(move |r| r.step as usize == index)
+    }
+
+    /// The latest instant on the interrupted run's clock (a resumed run's clock starts after it, so a
+    /// step's rate counts the time it ran, not the pause).
+    pub fn end(&self) -> Nanos {
+        self.records.iter().map(|r| r.done.unwrap_or(r.scheduled).max(r.scheduled)).max().unwrap_or(0)
+    }
+
+    /// The first request id not used by the kept records.
+    fn next_id(&self) -> u64 {
+        self.records.iter().map(|r| r.id + 1).max().unwrap_or(0)
+    }
+}
+
+/// The user turns session `i` of `step` sends when nothing fails (corrections aside).
+fn planned_turns(step: &StepPlan, i: u64) -> usize {
+    match &step.workload {
+        Workload::Conversation(turns) => turns.len().max(1),
+        Workload::Sessions(s) if !s.is_empty() => s[(i % s.len() as u64) as usize].len().max(1),
+        _ => 1,
+    }
+}
+
+/// Test-only: `VELOLLM_TEST_PANIC_AT=N` makes the task of request index N panic before it sends anything,
+/// so the tests can check that a bug in velollm loses nothing. Read once; not a user option.
+fn test_panic_at() -> Option<u64> {
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    *AT.get_or_init(|| std::env::var("VELOLLM_TEST_PANIC_AT").ok().and_then(|v| v.trim().parse().ok()))
+}
+
+/// A future that turns a panic while it is polled into an error carrying the panic's message.
+struct CatchPanic<F: Future>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string()))),
+        }
+    }
+}
+
 /// Shared state of one running step.
 struct StepCtx {
     target: Arc<Target>,
@@ -300,7 +423,13 @@ struct StepCtx {
     context: Option<String>,
     start: Nanos,
     counter: AtomicU64,
+    /// Set by the run's cancellation, or by [`StepCtx::stop`] (a panic in a request task).
     cancel: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    /// The first panic caught in a request task.
+    panic: std::sync::Mutex<Option<String>>,
+    /// Request indices that already finished (a resumed run): not sent again.
+    skip: BTreeSet<u64>,
     connections: Arc<StepConnections>,
 }
 
@@ -333,6 +462,37 @@ impl StepCtx {
         !(over_count || over_time)
     }
 
+    /// The next request index to send (closed loop): indices that already finished are skipped.
+    fn next_index(&self) -> u64 {
+        loop {
+            let i = self.counter.fetch_add(1, Ordering::Relaxed);
+            if !self.skip.contains(&i) {
+                return i;
+            }
+        }
+    }
+
+    /// Run session `i`, catching a panic: the request is then recorded as cancelled by an internal error and
+    /// the step stops. Returns false when the worker should stop.
+    async fn run_guarded(&self, slot: &mut Slot, i: u64, scheduled: Nanos, tx: &mpsc::Sender<RequestRecord>) -> bool {
+        match CatchPanic(Box::pin(self.run_session(slot, i, scheduled, tx))).await {
+            Ok(go_on) => go_on,
+            Err(message) => {
+                self.panic.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(|| message.clone());
+                let _ = self.stop.send(true);
+                let mut record = self.record(i, scheduled);
+                record.done = Some(self.target.clock.now());
+                record.error = Some(RequestError {
+                    class: ErrorClass::Cancelled,
+                    message: format!("internal error (a bug in velollm, not a server failure): {message}"),
+                    retry_after_s: None,
+                });
+                let _ = tx.send(record).await;
+                false
+            }
+        }
+    }
+
     fn is_warmup(&self, i: u64, at: Nanos) -> bool {
         i < self.warmup_requests() || at.saturating_sub(self.start) < self.warmup_ns()
     }
@@ -346,6 +506,7 @@ impl StepCtx {
         RequestRecord {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             step: self.index,
+            index: Some(i),
             warmup: self.is_warmup(i, scheduled),
             scheduled,
             ..RequestRecord::default()
@@ -360,6 +521,9 @@ impl StepCtx {
     /// Run session `i` (scheduled at `scheduled`): every turn in order, each carrying the real previous
     /// answers, plus correction turns after failed checks. Returns false when the collector is gone.
     async fn run_session(&self, slot: &mut Slot, i: u64, scheduled: Nanos, tx: &mpsc::Sender<RequestRecord>) -> bool {
+        if test_panic_at() == Some(i) {
+            panic!("VELOLLM_TEST_PANIC_AT={i}: a simulated bug in a request task");
+        }
         let conversation =
             matches!(self.step.workload, Workload::Conversation(_) | Workload::Sessions(_)) || self.step.retries > 0;
         let mut queue: VecDeque<(String, Option<String>)> = self.session_turns(i).into();
@@ -388,6 +552,12 @@ impl StepCtx {
             record.label = label;
             let req = self.request(i, &history, prompt.clone());
             let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
+            // A server may echo the key (e.g. the request's headers in an error body): never keep it.
+            if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
+                && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
+            {
+                e.message = m;
+            }
             if self.target.gate.is_some()
                 && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
             {
@@ -439,6 +609,7 @@ pub struct Runner {
     nonce: u64,
     /// Token prices: step results carry their cost when the model is priced.
     pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
+    resume: Option<Arc<Resume>>,
 }
 
 /// Why a step could not start.
@@ -464,6 +635,9 @@ pub enum RunError {
         /// What the server said.
         message: String,
     },
+    /// A request task panicked (a bug in velollm): the step stopped, what it measured is kept.
+    #[error("internal error: {0} (a bug in velollm, not a server failure; please report it with the command line)")]
+    Internal(String),
 }
 
 impl Runner {
@@ -471,7 +645,34 @@ impl Runner {
     pub fn new(target: Arc<Target>, model: String, seed: u64, slo: Option<Slo>) -> Runner {
         let wall =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Runner { target, model, seed, slo, next_id: 0, nonce: seed ^ wall.rotate_left(17), prices: None }
+        Runner { target, model, seed, slo, next_id: 0, nonce: seed ^ wall.rotate_left(17), prices: None, resume: None }
+    }
+
+    /// Use `nonce` as the run's nonce (it makes synthetic prompts and cache markers new in every run; a resumed
+    /// run must use the interrupted run's to send the same prompts) instead of one drawn from the clock.
+    pub fn with_nonce(mut self, nonce: u64) -> Runner {
+        self.nonce = nonce;
+        self
+    }
+
+    /// Continue an interrupted run: request ids follow its records, and [`Runner::run_step`] skips the
+    /// requests of the interrupted step that finished (use [`Runner::replay`] for the steps that finished).
+    pub fn resume(&mut self, resume: Arc<Resume>) {
+        self.next_id = self.next_id.max(resume.next_id());
+        self.resume = Some(resume);
+    }
+
+    /// The accumulator of a step that finished before the interruption, rebuilt from its kept records (for
+    /// the analyses, which need its samples).
+    pub fn replay(&self, index: usize, step: &StepPlan) -> StepAccumulator {
+        let mut acc = StepAccumulator::new(step.name.clone(), step.config());
+        if let Some(slo) = &self.slo {
+            acc = acc.with_slo(slo.clone());
+        }
+        for r in self.resume.iter().flat_map(|r| r.step_records(index)) {
+            acc.push(r);
+        }
+        acc
     }
 
     /// Run one step; stops early (and marks the result partial) when `cancel` becomes true.
@@ -501,6 +702,17 @@ impl Runner {
         observer.step_started(index, step);
         let step_nonce = self.nonce ^ (index as u64).rotate_left(32);
         let context = step_context(step, step_nonce, self.target.tokenizer.as_deref());
+        let done: Vec<RequestRecord> = self.resume.iter().flat_map(|r| r.step_records(index)).cloned().collect();
+        // The step's own cancellation: the run's, or a panic in one of its request tasks.
+        let (stop, step_cancel) = watch::channel(*cancel.borrow());
+        let forward = {
+            let (stop, mut cancel) = (stop.clone(), cancel.clone());
+            tokio::spawn(async move {
+                if cancel.wait_for(|c| *c).await.is_ok() {
+                    let _ = stop.send(true);
+                }
+            })
+        };
         let ctx = Arc::new(StepCtx {
             target: self.target.clone(),
             index: index as u32,
@@ -512,7 +724,10 @@ impl Runner {
             context,
             start: self.target.clock.now(),
             counter: AtomicU64::new(0),
-            cancel: cancel.clone(),
+            cancel: step_cancel,
+            stop,
+            panic: std::sync::Mutex::new(None),
+            skip: done.iter().filter_map(|r| r.index).collect(),
             connections: StepConnections::new(step.connection),
         });
         let (tx, mut rx) = mpsc::channel::<RequestRecord>(1024);
@@ -528,8 +743,15 @@ impl Runner {
             config.prompt = format!("{}; {counting}", config.prompt);
         }
         let mut acc = StepAccumulator::new(step.name.clone(), config);
+        if let Some(slo) = &self.slo {
+            acc = acc.with_slo(slo.clone());
+        }
         if let Some(price) = self.prices.as_ref().and_then(|p| Some((p, p.get(&self.model)?))) {
             acc = acc.with_price(&price.0.currency, *price.1);
+        }
+        // A resumed step: the requests that finished before the interruption count as measured.
+        for r in &done {
+            acc.push(r);
         }
         // Progress snapshots summarise everything so far, which costs more as the step grows: space them so
         // they take at most ~5% of the collector's time (and at least a second apart).
@@ -546,9 +768,13 @@ impl Runner {
             }
         }
         let _ = driver.await;
+        forward.abort();
         self.next_id += sent;
-        let result = acc.result(self.slo.as_ref(), *cancel.borrow());
+        let result = acc.result(self.slo.as_ref(), *ctx.cancel.borrow());
         observer.step_finished(index, &result);
+        if let Some(message) = ctx.panic.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            return Err(RunError::Internal(message));
+        }
         Ok((result, acc))
     }
 
@@ -577,9 +803,9 @@ async fn closed_loop(ctx: Arc<StepCtx>, workers: u32, tx: mpsc::Sender<RequestRe
         tasks.spawn(async move {
             let mut slot = ctx.connections.slot();
             loop {
-                let i = ctx.counter.fetch_add(1, Ordering::Relaxed);
+                let i = ctx.next_index();
                 let now = ctx.target.clock.now();
-                if !ctx.admit(i, now) || !ctx.run_session(&mut slot, i, now, &tx).await {
+                if !ctx.admit(i, now) || !ctx.run_guarded(&mut slot, i, now, &tx).await {
                     break;
                 }
             }
@@ -599,8 +825,16 @@ async fn open_loop(
     let idle_slots: Arc<Mutex<Vec<Slot>>> = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
     let mut cancel = ctx.cancel.clone();
+    // A resumed step skips the requests that finished; its schedule is shifted so the first one left is due
+    // at once and the gaps between the others are those of an uninterrupted run.
+    let mut shift = None;
     for i in 0.. {
-        let at = ctx.start + schedule.next_offset().as_nanos() as Nanos;
+        let offset = schedule.next_offset().as_nanos() as Nanos;
+        if ctx.skip.contains(&i) {
+            continue;
+        }
+        let shift = *shift.get_or_insert(if ctx.skip.is_empty() { 0 } else { offset });
+        let at = ctx.start + offset - shift;
         if !ctx.admit(i, at) {
             break;
         }
@@ -616,12 +850,99 @@ async fn open_loop(
                 None => None,
             };
             let mut slot = idle_slots.lock().await.pop().unwrap_or_else(|| ctx.connections.slot());
-            ctx.run_session(&mut slot, i, at, &tx).await;
-            idle_slots.lock().await.push(slot);
+            if ctx.run_guarded(&mut slot, i, at, &tx).await {
+                idle_slots.lock().await.push(slot);
+            }
         });
         // Reap finished tasks so the set does not grow with the run.
         while tasks.try_join_next().is_some() {}
     }
     drop(tx);
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use velollm_core::load::{Bounds, LoadProfile, Warmup};
+    use velollm_core::scenario::Turn;
+
+    fn rec(step: u32, index: u64, class: Option<ErrorClass>) -> RequestRecord {
+        RequestRecord {
+            id: index,
+            step,
+            index: Some(index),
+            scheduled: index * 10,
+            done: Some(index * 10 + 5),
+            error: class.map(|class| RequestError { class, message: String::new(), retry_after_s: None }),
+            ..RequestRecord::default()
+        }
+    }
+
+    fn plan(workload: Workload) -> StepPlan {
+        let bounds = Bounds { requests: Some(10), duration_s: None, warmup: Warmup::None };
+        StepPlan::simple("s", workload, 8, LoadProfile::Concurrency { concurrency: 2 }, bounds)
+    }
+
+    fn indices(r: &Resume, step: usize) -> Vec<u64> {
+        r.step_records(step).filter_map(|r| r.index).collect()
+    }
+
+    #[test]
+    fn resume_keeps_what_finished_and_sends_the_cancelled_again() {
+        let records = vec![
+            rec(0, 0, None),
+            rec(0, 1, Some(ErrorClass::Http5xx)),
+            rec(0, 2, Some(ErrorClass::Cancelled)),
+            rec(0, 3, None),
+            rec(1, 4, None),
+        ];
+        let r = Resume::new(Vec::new(), records, Some(&plan(Workload::Synthetic { prompt_tokens: 4 }))).unwrap();
+        // A failed request finished (as a failure); the cancelled one did not; a later step is dropped.
+        assert_eq!(indices(&r, 0), vec![0, 1, 3]);
+        assert_eq!(indices(&r, 1), Vec::<u64>::new());
+        assert_eq!((r.end(), r.next_id()), (35, 4));
+    }
+
+    #[test]
+    fn resume_sends_again_every_turn_of_an_unfinished_conversation() {
+        let turn = |user: &str| Turn { user: user.into(), label: None, salt: false };
+        let plan = plan(Workload::Conversation(vec![turn("a"), turn("b"), turn("c")]));
+        let t = |index: u64, class| RequestRecord { conversation: Some(index), ..rec(0, index, class) };
+        let records = vec![
+            // Conversation 0 ran its three turns; 1 stopped after two (no cancelled turn recorded); 2 failed
+            // at its second turn (it ended there); 3 had its second turn cancelled.
+            t(0, None),
+            t(0, None),
+            t(0, None),
+            t(1, None),
+            t(1, None),
+            t(2, None),
+            t(2, Some(ErrorClass::Timeout)),
+            t(3, None),
+            t(3, Some(ErrorClass::Cancelled)),
+        ];
+        let r = Resume::new(Vec::new(), records, Some(&plan)).unwrap();
+        assert_eq!(indices(&r, 0), vec![0, 0, 0, 2, 2]);
+    }
+
+    #[test]
+    fn resume_needs_request_indices() {
+        let old = RequestRecord { index: None, ..rec(0, 0, None) };
+        let e = Resume::new(Vec::new(), vec![old], None).unwrap_err();
+        assert!(e.contains("no request index"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_with_its_message() {
+        let caught = CatchPanic(Box::pin(async {
+            if test_panic_at().is_none() {
+                panic!("boom {}", 7);
+            }
+            1
+        }))
+        .await;
+        assert_eq!(caught, Err("boom 7".to_string()));
+        assert_eq!(CatchPanic(Box::pin(async { 2 })).await, Ok(2));
+    }
 }

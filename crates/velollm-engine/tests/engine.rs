@@ -1,4 +1,4 @@
-//! The engine against in-process fake servers with exact injected delays and faults.
+//! The engine against in-process fake servers with exact injected delays (faults: `tests/faults.rs`).
 //!
 //! Tolerances: the fake server schedules each event at an exact offset from the request's arrival; on a
 //! loopback socket the client observes it within a few milliseconds even on a busy 2-core machine. TTFT
@@ -7,14 +7,13 @@
 use std::time::Duration;
 use tokio::sync::watch;
 use velollm_core::load::{Arrival, Bounds, LoadProfile};
-use velollm_core::record::ErrorClass;
 use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
 use velollm_engine::dialect::DialectKind;
 use velollm_engine::exec::Timeouts;
 use velollm_engine::runner::{NoObserver, StepPlan};
 use velollm_engine::{Backend, BenchError, BenchOptions, BenchmarkConfig, BenchmarkRunner, Session};
-use velollm_testkit::{FakeServer, Fault, Flavor, Script};
+use velollm_testkit::{FakeServer, Flavor, Script};
 
 const TTFT_MS: f64 = 80.0;
 const ITL_MS: f64 = 20.0;
@@ -45,6 +44,7 @@ async fn session(server: &FakeServer, backend: Backend) -> Session {
         model: Some("fake-model".into()),
         timeouts: Timeouts {
             connect: Duration::from_secs(2),
+            first_token: Duration::from_secs(2),
             idle: Duration::from_millis(500),
             total: Duration::from_secs(10),
         },
@@ -154,34 +154,6 @@ async fn no_server_names_the_url_and_how_to_start_one() {
     assert!(matches!(e, BenchError::Probe(_)));
     let msg = e.to_string();
     assert!(msg.contains(&url) && msg.contains("ollama serve") && msg.contains("llama-server"), "{msg}");
-}
-
-async fn fault_class(fault: Fault, dialect: DialectKind) -> (StepResult, ErrorClass) {
-    let server = FakeServer::start(Flavor::OpenAi, Script { fault, ..script() }).await;
-    let r = run(&server, dialect, step(2, LoadProfile::Sequential)).await;
-    assert_eq!(r.failed, 2, "{:?}", r.errors);
-    let class = *r.errors.keys().next().unwrap();
-    (r, class)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_are_recorded_by_class_and_the_run_goes_on() {
-    use DialectKind::*;
-    let status =
-        |code, retry_after| Fault::Status { code, body: "{\"error\":{\"message\":\"busy\"}}".into(), retry_after };
-    let (r, c) = fault_class(status(503, None), OpenAiChat).await;
-    assert_eq!(c, ErrorClass::Http5xx);
-    assert!(r.errors[&c].example.contains("HTTP 503: busy"), "{:?}", r.errors);
-    assert_eq!(fault_class(status(429, Some(7)), OpenAiChat).await.1, ErrorClass::RateLimited);
-    assert_eq!(fault_class(status(400, None), OllamaChat).await.1, ErrorClass::Http4xx);
-    assert_eq!(fault_class(Fault::DropAfter(2), OpenAiChat).await.1, ErrorClass::StreamBroken);
-    assert_eq!(fault_class(Fault::DropAfter(2), OllamaGenerate).await.1, ErrorClass::StreamBroken);
-    assert_eq!(fault_class(Fault::MalformedJsonAt(1), OpenAiCompletions).await.1, ErrorClass::ParseError);
-    assert_eq!(fault_class(Fault::InvalidUtf8At(1), LlamaCpp).await.1, ErrorClass::ParseError);
-    assert_eq!(fault_class(Fault::StallAfter(2), OpenAiChat).await.1, ErrorClass::Timeout);
-    let server = FakeServer::start(Flavor::OpenAi, Script { tokens: 0, ..script() }).await;
-    let r = run(&server, OpenAiChat, step(1, LoadProfile::Sequential)).await;
-    assert_eq!(r.errors.keys().next(), Some(&ErrorClass::EmptyOutput));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

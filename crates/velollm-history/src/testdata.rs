@@ -73,6 +73,8 @@ pub fn run(id: &str, started_at: &str, steps: &[(&str, f64)]) -> RunResult {
         analyses: Vec::new(),
         verdicts: Vec::new(),
         server: None,
+        selfcheck: None,
+        trust: None,
     }
 }
 

@@ -248,6 +248,7 @@ fn run_overview(out: &mut Vec<Block>, r: &RunResult, level: u8) {
 /// per-step details and analyses.
 fn run_details(out: &mut Vec<Block>, r: &RunResult, level: u8, server_charts: &[usize]) {
     server_section(out, r, level, server_charts);
+    client_section(out, r, level);
     if r.steps.iter().any(|s| !s.errors.is_empty()) {
         out.push(Block::Heading(level, "Errors".into()));
         out.push(Block::Table(errors_table(&r.steps)));
@@ -455,6 +456,61 @@ fn analysis(out: &mut Vec<Block>, a: &AnalysisResult, level: u8) {
     if !a.notes.is_empty() {
         out.push(Block::List(a.notes.clone()));
     }
+}
+
+/// The client's own overhead (the self-check before the run) and whether each step's figures can be trusted.
+fn client_section(out: &mut Vec<Block>, r: &RunResult, level: u8) {
+    let Some(check) = &r.selfcheck else { return };
+    out.push(Block::Heading(level, "Client overhead".into()));
+    if let Some(t) = r.trust.as_ref().filter(|t| !t.trustworthy) {
+        let steps: Vec<&str> = t.steps.iter().filter(|s| !s.trustworthy).map(|s| s.step.as_str()).collect();
+        out.push(Block::Notice(format!(
+            "Not trustworthy: the client's own overhead is not negligible in {} (see below).",
+            steps.join(", ")
+        )));
+    }
+    out.push(Block::Text(format!(
+        "Measured just before the run against velollm's loopback server ({} tokens per response; paced levels \
+         {} ms to the first token and {} ms between tokens; ceiling level without delay). Added latency: measured \
+         TTFT − the server's own, and each chunk's arrival − the server's write.",
+        check.tokens,
+        num(check.ttft_ms),
+        num(check.itl_ms)
+    )));
+    let mut levels = Table::new(
+        &["level", "req/s", "chunks/s", "CPU ms/req", "added/req p50 (ms)", "p99", "added/chunk p50 (ms)", "p99"],
+        1,
+    );
+    let ms = |s: Option<&velollm_core::stats::Summary>, p99: bool| {
+        s.map_or("–".to_string(), |s| format!("{:.3}", if p99 { s.p99 } else { s.p50 }))
+    };
+    for l in &check.levels {
+        levels.rows.push(vec![
+            format!("{} c{}", if l.ceiling { "ceiling" } else { "paced" }, l.concurrency),
+            num(l.request_rate),
+            num(l.chunk_rate),
+            l.cpu_ms_per_request.map_or("–".into(), |c| format!("{c:.3}")),
+            ms(l.added_request_ms.as_ref(), false),
+            ms(l.added_request_ms.as_ref(), true),
+            ms(l.added_chunk_ms.as_ref(), false),
+            ms(l.added_chunk_ms.as_ref(), true),
+        ]);
+    }
+    out.push(Block::Table(levels));
+    let Some(trust) = &r.trust else { return };
+    let mut steps = Table::new(&["step", "overhead ÷ TTFT p50", "overhead ÷ ITL p50", "rate ÷ ceiling", "verdict"], 1);
+    steps.numeric = vec![false, true, true, true, false];
+    let share = |x: Option<f64>| x.map_or("–".to_string(), pct);
+    for s in &trust.steps {
+        steps.rows.push(vec![
+            s.step.clone(),
+            share(s.ttft_share),
+            share(s.itl_share),
+            share(s.ceiling_share),
+            if s.trustworthy { "negligible".into() } else { s.reasons.join("; ") },
+        ]);
+    }
+    out.push(Block::Table(steps));
 }
 
 /// What velollm observed of the server: launch, cold start, the server's metrics per step, resources (with

@@ -29,6 +29,7 @@ pub mod document;
 pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod selfcheck;
 pub mod server;
 pub mod svg;
 pub mod target;

@@ -266,6 +266,10 @@ pub fn render_run(run: &RunResult) -> String {
         let _ = writeln!(out);
         out.push_str(&render_server(s, crate::server::warm_ttft_p50(run)));
     }
+    if let Some(t) = &run.trust {
+        let _ = writeln!(out);
+        out.push_str(&crate::selfcheck::trust_lines(t));
+    }
     if !run.verdicts.is_empty() {
         let passed = run.verdicts.iter().filter(|v| v.passed).count();
         let _ = writeln!(out, "\nthresholds: {passed}/{} passed", run.verdicts.len());

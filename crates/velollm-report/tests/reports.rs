@@ -284,6 +284,8 @@ fn run(model: &str, url: &str, speed: f64, seed: u64) -> RunResult {
             },
         ],
         server: None,
+        selfcheck: None,
+        trust: None,
         steps,
     }
 }

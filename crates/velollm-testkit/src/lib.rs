@@ -17,7 +17,10 @@
 //! * trailing messages (finish chunk, usage, `[DONE]`, final `done`/`stop` object) are due together
 //!   with the last message (or at `ttft` when there is no message at all).
 //!
-//! Faults ([`Fault`]) simulate HTTP errors, connection resets, malformed payloads and stalls.
+//! Faults ([`Fault`]) simulate HTTP errors, connection drops and resets, malformed payloads, stalls, empty
+//! and oversized answers; [`Script::fault_first`] limits a fault to the first requests (a burst the server
+//! recovers from), [`Script::byte_frames`] splits every event at every byte, and [`FakeServer::stop`] /
+//! [`FakeServer::restart`] make the server die and come back on the same port.
 //!
 //! With [`Script::cache`] set, the server simulates a prompt cache (see [`CacheSim`]): prompt tokens are
 //! counted from the request, cached tokens are reported in each dialect's own usage fields, and the first
@@ -38,10 +41,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -91,6 +97,25 @@ pub enum Fault {
     /// Wait this long (measured from request arrival) before sending the response headers. The body
     /// timeline stays anchored at request arrival; chunks already due go out right after the headers.
     SlowHeaders(Duration),
+    /// Like [`Fault::DropAfter`], but the connection is reset: every socket the server accepts has
+    /// `SO_LINGER` 0, so closing it sends a TCP RST instead of a FIN (the client reads "connection reset").
+    ResetAfter(usize),
+    /// After this many content chunks, end the body cleanly (terminating zero-length chunk) with no finish
+    /// reason, usage or end marker: a stream that stops early without an error.
+    EndAfter(usize),
+    /// The stream is complete except for its end marker: OpenAI dialects send no `data: [DONE]`, Anthropic
+    /// no `message_stop`. The other dialects' end marker is the final message that carries the finish
+    /// reason, so they are unchanged.
+    NoDoneMarker,
+    /// Answer `200 OK` with the dialect's content type and an empty body (`content-length: 0`).
+    EmptyBody,
+    /// The content chunk with index `at` carries `bytes` bytes of text (`x` repeated) instead of its tokens.
+    LargeChunk {
+        /// 0-based index of the content chunk.
+        at: usize,
+        /// Bytes of text it carries.
+        bytes: usize,
+    },
 }
 
 /// The scripted behaviour of a [`FakeServer`].
@@ -131,8 +156,16 @@ pub struct Script {
     /// arguments parsed as JSON (kept as a string when they are not JSON). Non-streaming chat answers
     /// carry them in `message.tool_calls`. Other dialects ignore them. Token counts are unchanged.
     pub tool_calls: Vec<(String, String)>,
-    /// Fault injected into every generation response (default [`Fault::None`]).
+    /// Fault injected into every generation response (default [`Fault::None`]), or only into the first
+    /// ones, see [`Script::fault_first`].
     pub fault: Fault,
+    /// When set, the fault applies to the first this-many generation requests only (counted in arrival
+    /// order, as [`FakeServer::requests`] lists them); later requests are served normally: a burst of
+    /// errors after which the server recovers (default none: every request).
+    pub fault_first: Option<usize>,
+    /// Send every byte of a streamed body as its own HTTP chunk (body frame), each flushed on its own,
+    /// at the time its event is due: an event split at every byte (default false).
+    pub byte_frames: bool,
     /// llama.cpp flavor: for this long after start, `/health` and generation answer 503 "Loading model"
     /// as llama-server does while it loads (default zero).
     pub loading: Duration,
@@ -195,6 +228,8 @@ impl Default for Script {
             cached_tokens: 0,
             tool_calls: Vec::new(),
             fault: Fault::None,
+            fault_first: None,
+            byte_frames: false,
             loading: Duration::ZERO,
             api_key: None,
             cache: None,
@@ -204,13 +239,17 @@ impl Default for Script {
 
 /// A running fake LLM server bound to `127.0.0.1` on a random port.
 ///
-/// The server task is aborted when the value is dropped.
+/// The server task is aborted when the value is dropped (a plain server's open connections close with it).
 pub struct FakeServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
     /// `http`, or `https` for [`FakeServer::start_tls`].
     scheme: &'static str,
+    flavor: Flavor,
+    /// Tells the plain server's accept loop to close its listener and every connection (`None` once used,
+    /// and for the servers of [`tls`]).
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for FakeServer {
@@ -241,15 +280,43 @@ impl FakeServer {
         });
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let listener = listener.tap_io(|tcp| {
-            // Best effort: a failure only costs latency accuracy.
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = router(flavor, shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(FakeServer { addr, shared, task, scheme: "http" })
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_plain(listener, router(flavor, shared.clone()), reset(&shared.script), stopped));
+        Ok(FakeServer { addr, shared, task, scheme: "http", flavor, stop: Some(stop) })
+    }
+
+    /// The server dies: its listener closes (new connections are refused) and every open connection is
+    /// closed at once, in-flight responses included. Returns once they are closed. Idempotent; see
+    /// [`FakeServer::restart`].
+    pub async fn stop(&mut self) {
+        // A server of `tls` runs its own accept loop, which has no stop signal: abort it.
+        let signalled = self.stop.take().is_some_and(|tx| tx.send(()).is_ok());
+        if !signalled {
+            self.task.abort();
+        }
+        if !self.task.is_finished() {
+            let _ = (&mut self.task).await;
+        }
+    }
+
+    /// The server comes back on the same address, with the same script and state (request log, cache)
+    /// after [`FakeServer::stop`] (which it calls first if needed). Plain-http servers only (HTTP/1.1 and
+    /// h2c are both served again): an https server answers an `Unsupported` error.
+    pub async fn restart(&mut self) -> io::Result<()> {
+        if self.scheme != "http" {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "only a plain-http fake server can restart"));
+        }
+        self.stop().await;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        // The address was ours a moment ago; connections in TIME_WAIT must not keep it.
+        socket.set_reuseaddr(true)?;
+        socket.bind(self.addr)?;
+        let listener = socket.listen(1024)?;
+        let (stop, stopped) = oneshot::channel();
+        let app = router(self.flavor, self.shared.clone());
+        self.task = tokio::spawn(accept_plain(listener, app, reset(&self.shared.script), stopped));
+        self.stop = Some(stop);
+        Ok(())
     }
 
     /// Base URL of the server, e.g. `"http://127.0.0.1:40123"` (no trailing slash; `https://` for
@@ -280,6 +347,45 @@ impl FakeServer {
 impl Drop for FakeServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Whether the server's sockets close with a reset ([`Fault::ResetAfter`]).
+fn reset(script: &Script) -> bool {
+    matches!(script.fault, Fault::ResetAfter(_))
+}
+
+/// The plain server: HTTP/1.1 and h2c (prior knowledge) on every accepted connection, `TCP_NODELAY` on (and
+/// `SO_LINGER` 0 when `reset`). When `stop` fires (or its sender is dropped) the listener closes and every
+/// connection with it.
+async fn accept_plain(listener: TcpListener, app: Router, reset: bool, mut stop: oneshot::Receiver<()>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                drop(listener);
+                conns.shutdown().await;
+                return;
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else {
+                    // Out of file descriptors or similar: do not spin.
+                    sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                // Best effort: a failure only costs latency accuracy.
+                let _ = tcp.set_nodelay(true);
+                if reset {
+                    let _ = tcp.set_zero_linger();
+                }
+                let service = TowerToHyperService::new(app.clone());
+                conns.spawn(async move {
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).await;
+                });
+            }
+        }
     }
 }
 
@@ -492,14 +598,20 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
     };
     let body: Value =
         serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
-    {
+    let index = {
         // Both locks in one order, so `requests` and `request_headers` always line up.
         let mut requests = shared.requests.lock().unwrap_or_else(PoisonError::into_inner);
         let names = headers.iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()));
         shared.headers.lock().unwrap_or_else(PoisonError::into_inner).push(names.collect());
         requests.push((path, body.clone()));
-    }
+        requests.len() - 1
+    };
     let script = &shared.script;
+    // The fault of this request: none once the burst of `fault_first` requests is over.
+    let fault = match script.fault_first {
+        Some(n) if index >= n => &Fault::None,
+        _ => &script.fault,
+    };
 
     if let Some(r) = unauthorized(script, dialect, &headers) {
         return r;
@@ -520,7 +632,7 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         };
         return json_response(StatusCode::NOT_FOUND, &err);
     }
-    if let Fault::Status { code, body, retry_after } = &script.fault {
+    if let Fault::Status { code, body, retry_after } = fault {
         let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = raw_response(status, JSON, Body::from(body.clone()));
         if let Some(secs) = retry_after {
@@ -533,8 +645,18 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         Ok(p) => p,
         Err(e) => return json_response(StatusCode::BAD_REQUEST, &dialect.error("invalid_request_error", &e)),
     };
-    let generator = Gen::new(script, dialect, &body, prompt);
-    let resp = if body.get("stream").and_then(Value::as_bool) == Some(false) {
+    let generator = Gen::new(script, fault, dialect, &body, prompt);
+    let streaming = body.get("stream").and_then(Value::as_bool) != Some(false);
+    let resp = if *fault == Fault::EmptyBody {
+        let ct = if !streaming {
+            JSON
+        } else if dialect.is_ollama() {
+            NDJSON
+        } else {
+            SSE
+        };
+        raw_response(StatusCode::OK, ct, Body::empty())
+    } else if !streaming {
         generator.non_streaming(start).await
     } else {
         let ct = if dialect.is_ollama() { NDJSON } else { SSE };
@@ -542,7 +664,7 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         resp
     };
-    if let Fault::SlowHeaders(d) = script.fault {
+    if let Fault::SlowHeaders(d) = *fault {
         sleep_until(start + d).await;
     }
     resp
@@ -785,6 +907,8 @@ enum Step {
 
 struct Gen<'a> {
     s: &'a Script,
+    /// The fault of this request (see [`Script::fault_first`]).
+    fault: &'a Fault,
     dialect: Dialect,
     /// Prompt token counts reported for this request.
     prompt: PromptCount,
@@ -833,7 +957,7 @@ fn ratio(num: f64, den: f64) -> f64 {
 }
 
 impl<'a> Gen<'a> {
-    fn new(s: &'a Script, dialect: Dialect, body: &Value, prompt: PromptCount) -> Self {
+    fn new(s: &'a Script, fault: &'a Fault, dialect: Dialect, body: &Value, prompt: PromptCount) -> Self {
         let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let reasoning = if dialect.supports_reasoning() { s.reasoning_tokens } else { 0 };
         let content_msgs = s.tokens.div_ceil(s.tokens_per_chunk.max(1));
@@ -848,7 +972,7 @@ impl<'a> Gen<'a> {
             c.prefill_per_token.saturating_mul(u32::try_from(prompt.uncached()).unwrap_or(u32::MAX))
         });
         let ttft = s.ttft.saturating_add(prefill);
-        Gen { s, dialect, prompt, ttft, include_usage, reasoning, content_msgs, tool_msgs }
+        Gen { s, fault, dialect, prompt, ttft, include_usage, reasoning, content_msgs, tool_msgs }
     }
 
     /// Whether this response carries tool calls.
@@ -1074,8 +1198,11 @@ impl<'a> Gen<'a> {
 
     /// Serialized payload (without SSE/NDJSON framing) for content chunk `c`, faults applied.
     fn content_payload(&self, c: usize) -> Vec<u8> {
-        let text: String = self.content_range(c).map(token_text).collect();
-        match self.s.fault {
+        let text: String = match *self.fault {
+            Fault::LargeChunk { at, bytes } if at == c => "x".repeat(bytes),
+            _ => self.content_range(c).map(token_text).collect(),
+        };
+        match *self.fault {
             Fault::MalformedJsonAt(n) if n == c => MALFORMED_JSON.to_vec(),
             Fault::InvalidUtf8At(n) if n == c => {
                 let marked = format!("{text}{BAD_UTF8_MARKER}");
@@ -1202,7 +1329,9 @@ impl<'a> Gen<'a> {
                     });
                     push(end, self.wrap_value(&v), Kind::Trailer);
                 }
-                push(end, self.wrap(b"[DONE]"), Kind::Trailer);
+                if *self.fault != Fault::NoDoneMarker {
+                    push(end, self.wrap(b"[DONE]"), Kind::Trailer);
+                }
             }
             Dialect::LlamaCompletion => push(end, self.wrap_value(&self.llama_final("")), Kind::Trailer),
             Dialect::OllamaGenerate | Dialect::OllamaChat => {
@@ -1221,17 +1350,20 @@ impl<'a> Gen<'a> {
                     "delta": { "stop_reason": self.stop_reason(), "stop_sequence": null },
                     "usage": { "output_tokens": self.completion_tokens() },
                 });
-                for v in
-                    [json!({ "type": "content_block_stop", "index": last }), delta, json!({ "type": "message_stop" })]
-                {
-                    push(end, self.wrap_value(&v), Kind::Trailer);
+                let mut trailer = vec![json!({ "type": "content_block_stop", "index": last }), delta];
+                if *self.fault != Fault::NoDoneMarker {
+                    trailer.push(json!({ "type": "message_stop" }));
+                }
+                for v in &trailer {
+                    push(end, self.wrap_value(v), Kind::Trailer);
                 }
             }
         }
         ev
     }
 
-    /// The frame schedule: events packed `events_per_frame` at a time, truncated by drop/stall faults.
+    /// The frame schedule: events packed `events_per_frame` at a time (or one byte per frame with
+    /// [`Script::byte_frames`]), truncated by drop/reset/stall/end faults.
     fn steps(&self) -> Vec<Step> {
         let mut events = self.events();
         let cut_at = |events: &[Event], n: usize| {
@@ -1246,8 +1378,8 @@ impl<'a> Gen<'a> {
             let at = events.get(pos).map_or(self.last_at(), |e| e.at);
             (pos, at)
         };
-        let tail = match self.s.fault {
-            Fault::DropAfter(n) => {
+        let tail = match *self.fault {
+            Fault::DropAfter(n) | Fault::ResetAfter(n) => {
                 let (pos, at) = cut_at(&events, n);
                 events.truncate(pos);
                 Some(Step::Fail(at))
@@ -1256,6 +1388,11 @@ impl<'a> Gen<'a> {
                 let (pos, _) = cut_at(&events, n);
                 events.truncate(pos);
                 Some(Step::Stall)
+            }
+            Fault::EndAfter(n) => {
+                let (pos, _) = cut_at(&events, n);
+                events.truncate(pos);
+                None
             }
             _ => None,
         };
@@ -1268,19 +1405,28 @@ impl<'a> Gen<'a> {
                 Step::Data(at, Bytes::from(data))
             })
             .collect();
+        if self.s.byte_frames {
+            steps = steps
+                .into_iter()
+                .flat_map(|step| match step {
+                    Step::Data(at, bytes) => (0..bytes.len()).map(|i| Step::Data(at, bytes.slice(i..i + 1))).collect(),
+                    other => vec![other],
+                })
+                .collect();
+        }
         steps.extend(tail);
         steps
     }
 
     fn streaming_body(&self, start: Instant) -> Body {
-        body_from_steps(start, self.steps())
+        body_from_steps(start, self.steps(), self.s.byte_frames)
     }
 
     /// Single JSON answer (`"stream": false`), sent when the last message would have been due.
     async fn non_streaming(&self, start: Instant) -> Response {
         let content: String = (0..self.s.tokens).map(token_text).collect();
         let reasoning: String = (0..self.reasoning).map(reasoning_text).collect();
-        let content = match self.s.fault {
+        let content = match *self.fault {
             Fault::InvalidUtf8At(_) => format!("{content}{BAD_UTF8_MARKER}"),
             _ => content,
         };
@@ -1364,21 +1510,26 @@ impl<'a> Gen<'a> {
                 })
             }
         };
-        let payload = match self.s.fault {
+        let payload = match *self.fault {
             Fault::MalformedJsonAt(_) => MALFORMED_JSON.to_vec(),
             Fault::InvalidUtf8At(_) => inject_bad_utf8(value.to_string()),
             _ => value.to_string().into_bytes(),
         };
         let due = self.last_at();
-        match self.s.fault {
-            Fault::DropAfter(_) => {
-                // Headers and half of the body at the due time, then a reset.
+        match *self.fault {
+            Fault::DropAfter(_) | Fault::ResetAfter(_) | Fault::EndAfter(_) => {
+                // Headers and half of the body at the due time, then an abort (a clean end for `EndAfter`).
                 sleep_until(start + due).await;
                 let half = Bytes::from(payload[..payload.len() / 2].to_vec());
-                let steps = vec![Step::Data(due, half), Step::Fail(due)];
-                raw_response(StatusCode::OK, JSON, body_from_steps(start, steps))
+                let mut steps = vec![Step::Data(due, half)];
+                if !matches!(self.fault, Fault::EndAfter(_)) {
+                    steps.push(Step::Fail(due));
+                }
+                raw_response(StatusCode::OK, JSON, body_from_steps(start, steps, false))
             }
-            Fault::StallAfter(_) => raw_response(StatusCode::OK, JSON, body_from_steps(start, vec![Step::Stall])),
+            Fault::StallAfter(_) => {
+                raw_response(StatusCode::OK, JSON, body_from_steps(start, vec![Step::Stall], false))
+            }
             _ => {
                 sleep_until(start + due).await;
                 raw_response(StatusCode::OK, JSON, Body::from(payload))
@@ -1400,12 +1551,16 @@ fn inject_bad_utf8(serialized: String) -> Vec<u8> {
     out
 }
 
-/// Body stream yielding one frame per [`Step::Data`] exactly at `start + at`.
-fn body_from_steps(start: Instant, steps: Vec<Step>) -> Body {
+/// Body stream yielding one frame per [`Step::Data`] exactly at `start + at`; with `flush_each`, each frame
+/// is written to the socket on its own (the stream is pending once before each, so hyper flushes).
+fn body_from_steps(start: Instant, steps: Vec<Step>, flush_each: bool) -> Body {
     let stream = futures_util::stream::unfold(VecDeque::from(steps), move |mut queue| async move {
         let item = match queue.pop_front()? {
             Step::Data(at, bytes) => {
                 sleep_until(start + at).await;
+                if flush_each {
+                    tokio::task::yield_now().await;
+                }
                 Ok(bytes)
             }
             Step::Fail(at) => {

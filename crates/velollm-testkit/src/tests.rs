@@ -944,3 +944,129 @@ async fn anthropic_cache_hit_has_a_shorter_ttft() {
     assert!(cold >= ms(45), "{cold:?}");
     assert!(warm < ms(35) && warm + ms(10) < cold, "cold {cold:?} warm {warm:?}");
 }
+
+#[tokio::test]
+async fn byte_frames_send_every_byte_as_its_own_chunk() {
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, ..Script::default() };
+    for (flavor, path) in [(Flavor::OpenAi, "/v1/chat/completions"), (Flavor::Ollama, "/api/chat")] {
+        let whole = post(&FakeServer::start(flavor, script.clone()).await, path, json!({})).await;
+        let split = FakeServer::start(flavor, Script { byte_frames: true, ..script.clone() }).await;
+        let resp = post(&split, path, json!({})).await;
+        assert!(resp.complete, "{path}");
+        assert!(resp.chunks.iter().all(|(_, c)| c.len() == 1), "{path}: one byte per chunk");
+        assert_eq!(resp.body(), whole.body(), "{path}: the same bytes as unsplit");
+    }
+}
+
+#[tokio::test]
+async fn fault_first_makes_a_burst_the_server_recovers_from() {
+    let fault = Fault::Status { code: 503, body: "{}".into(), retry_after: None };
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 2, fault, fault_first: Some(2), ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(post(&server, "/v1/completions", json!({})).await.status);
+    }
+    assert_eq!(statuses, [503, 503, 200, 200]);
+}
+
+#[tokio::test]
+async fn reset_after_closes_with_a_tcp_reset() {
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 6, fault: Fault::ResetAfter(1), ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+    let req =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("no hang") {
+            Ok(0) => panic!("the connection ended with a FIN, not a reset"),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+}
+
+#[tokio::test]
+async fn end_after_and_no_done_marker_end_the_body_cleanly() {
+    let quick = Script { ttft: ms(5), itl: ms(2), tokens: 4, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, Script { fault: Fault::EndAfter(1), ..quick.clone() }).await;
+    let resp = post(&server, "/v1/chat/completions", json!({})).await;
+    assert!(resp.complete, "a clean end");
+    // The role chunk and one content chunk, nothing after.
+    assert_eq!(resp.chunks.len(), 2);
+    assert_eq!(sse_json(&resp.chunks[1].1)["choices"][0]["delta"]["content"], "tok0 ");
+
+    let server = FakeServer::start(Flavor::OpenAi, Script { fault: Fault::NoDoneMarker, ..quick.clone() }).await;
+    let resp = post(&server, "/v1/chat/completions", json!({})).await;
+    assert!(resp.complete);
+    let last = resp.chunks.last().unwrap();
+    assert_eq!(sse_json(&last.1)["choices"][0]["finish_reason"], "length", "the finish chunk ends it, no [DONE]");
+    assert!(find(&resp.body(), b"[DONE]").is_none());
+
+    let server = FakeServer::start(Flavor::Anthropic, Script { fault: Fault::NoDoneMarker, ..quick }).await;
+    let resp = post(&server, "/v1/messages", messages_body(json!("hi"))).await;
+    let names: Vec<String> = anthropic_events(&resp).into_iter().map(|(_, n, _)| n).collect();
+    assert_eq!(names.last().map(String::as_str), Some("message_delta"), "{names:?}");
+}
+
+#[tokio::test]
+async fn empty_body_and_large_chunk_faults() {
+    let server = FakeServer::start(Flavor::Ollama, Script { fault: Fault::EmptyBody, ..Script::default() }).await;
+    let resp = post(&server, "/api/generate", json!({})).await;
+    assert_eq!((resp.status, resp.header("content-length")), (200, Some("0")));
+    assert_eq!(resp.header("content-type"), Some("application/x-ndjson"));
+    assert!(resp.body().is_empty());
+
+    let fault = Fault::LargeChunk { at: 1, bytes: 100_000 };
+    let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, fault, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let resp = post(&server, "/v1/completions", json!({})).await;
+    let texts: Vec<usize> =
+        completion_texts(&resp).iter().map(|t| if t.bytes().all(|b| b == b'x') { t.len() } else { 0 }).collect();
+    assert_eq!(texts, [0, 100_000, 0], "chunk 1 is the large one");
+}
+
+/// The `choices[0].text` of every completions event with text.
+fn completion_texts(resp: &Resp) -> Vec<String> {
+    sse_events(&resp.body())
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<Value>(e).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_owned))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stopped_server_refuses_and_drops_then_restarts_on_the_same_port() {
+    let script = Script { ttft: ms(5), itl: ms(200), tokens: 20, ..Script::default() };
+    let mut server = FakeServer::start(Flavor::OpenAi, script).await;
+    let url = server.url();
+    // A response in flight when the server dies ends at once, without its terminating chunk.
+    let in_flight = {
+        let addr = addr(&server);
+        tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+            stream.write_all(req.as_bytes()).await.unwrap();
+            let mut body = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body)).await.expect("closed");
+            body
+        })
+    };
+    sleep(ms(50)).await;
+    server.stop().await;
+    let body = in_flight.await.unwrap();
+    assert!(find(&body, b"200 OK").is_some() && find(&body, b"\r\n0\r\n\r\n").is_none());
+    let refused = TcpStream::connect(addr(&server)).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    server.stop().await;
+
+    server.restart().await.unwrap();
+    assert_eq!(server.url(), url, "the same port");
+    let resp = get_path(&server, "/v1/models").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(server.request_count(), 1, "the request log survives the restart");
+}

@@ -77,7 +77,7 @@ async fn serve(
 ) -> io::Result<FakeServer> {
     // The plain server's state and routes, moved onto a listener of our own.
     let mut server = FakeServer::bind("127.0.0.1:0", flavor, script).await?;
-    server.task.abort();
+    server.stop().await;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     server.addr = listener.local_addr()?;
     server.scheme = scheme;

@@ -108,7 +108,10 @@ pub struct AbArgs {
     /// Timeout to open a connection.
     #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]
     pub connect_timeout: String,
-    /// Timeout without any data (headers, first token or next chunk).
+    /// Timeout from sending a request to its first output token (headers and role chunks do not count).
+    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub first_token_timeout: String,
+    /// Timeout without any data between chunks, after the first token.
     #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
     pub idle_timeout: String,
     /// Timeout for a whole request.
@@ -167,6 +170,7 @@ fn bench_args(a: &AbArgs) -> Result<crate::cli::BenchArgs> {
     flag("seed", &a.seed);
     flag("backend", &a.backend);
     flag("connect-timeout", &a.connect_timeout);
+    flag("first-token-timeout", &a.first_token_timeout);
     flag("idle-timeout", &a.idle_timeout);
     flag("timeout", &a.timeout);
     for p in &a.prompt {

@@ -44,6 +44,9 @@ pub enum Command {
     Detect(crate::detect::DetectArgs),
     /// Recommended settings for Ollama, llama.cpp or vLLM on this machine, each with its reason.
     Optimize(crate::optimize::OptimizeArgs),
+    /// velollm's own cost against its built-in loopback server: added latency per request and per chunk,
+    /// the request and chunk rate it sustains, CPU per request (--serve: run that server for other clients).
+    Selfcheck(crate::selfcheck::SelfcheckArgs),
 }
 
 /// `velollm scenario …`.
@@ -204,12 +207,20 @@ pub struct BenchArgs {
     /// Write every request's record (JSONL) here.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub records: Option<PathBuf>,
+    /// Continue the interrupted run whose result is --output (count-bounded steps, written with --records):
+    /// its finished steps are kept and the interrupted step sends only the requests that did not finish.
+    #[arg(long, requires = "output", help_heading = "Output")]
+    pub resume: bool,
     /// Keep the generated text in the records.
     #[arg(long, help_heading = "Output")]
     pub keep_text: bool,
     /// No progress bar.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+    /// Skip the self-check (about 2 s against velollm's loopback server before the run) that measures the
+    /// client's own overhead and flags a run it makes untrustworthy (also VELOLLM_NO_SELFCHECK=1).
+    #[arg(long, env = "VELOLLM_NO_SELFCHECK", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Output")]
+    pub no_selfcheck: bool,
     /// Exit with code 3 when a scenario threshold fails (the scenario becomes an acceptance test).
     #[arg(long, help_heading = "Output")]
     pub check: bool,
@@ -227,7 +238,10 @@ pub struct BenchArgs {
     /// Timeout to open a connection.
     #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Timeouts")]
     pub connect_timeout: String,
-    /// Timeout without any data (headers, first token or next chunk).
+    /// Timeout from sending a request to its first output token (headers and role chunks do not count).
+    #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
+    pub first_token_timeout: String,
+    /// Timeout without any data between chunks, after the first token.
     #[arg(long, default_value = "60s", value_name = "DURATION", help_heading = "Timeouts")]
     pub idle_timeout: String,
     /// Timeout for a whole request.

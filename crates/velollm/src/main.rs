@@ -9,6 +9,8 @@ mod optimize;
 mod plan;
 mod progress;
 mod report;
+mod resume;
+mod selfcheck;
 mod server;
 mod tune;
 
@@ -56,7 +58,8 @@ fn main() -> ExitCode {
         match run(cli).await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // A server's error may echo the key: nothing printed carries it.
+                eprintln!("error: {}", plan::redact(&format!("{e:#}")));
                 if e.downcast_ref::<InputError>().is_some() {
                     exit::INPUT
                 } else if let Some(l) = e.downcast_ref::<velollm_engine::launch::LaunchError>() {
@@ -91,11 +94,16 @@ async fn run(cli: Cli) -> Result<u8> {
             let baseline = baseline(&args)?;
             let watch = server::watch_options(&args.server, args.output.as_deref())?;
             let code = match args.sweep {
+                Some(_) if args.resume => return Err(resume::no_sweep().into()),
                 Some(k) => {
                     let (plan, sweep) = sweep_plan(&args, k)?;
                     bench(plan, Some(sweep), watch).await?
                 }
-                None => bench(plan::bench(&args)?, None, watch).await?,
+                None => {
+                    let plan = plan::bench(&args)?;
+                    let resumed = if args.resume { Some(resume::load(&args, &plan)?) } else { None };
+                    bench_or_resume(plan, None, watch, resumed).await?
+                }
             };
             match baseline {
                 Some(b) if matches!(code, exit::OK | exit::THRESHOLD) => compare_run(b, &args, code),
@@ -111,6 +119,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Detect(args) => detect::run(args),
         Command::Optimize(args) => optimize::run(args).await,
         Command::Ab(args) => ab::run(*args).await,
+        Command::Selfcheck(args) => selfcheck::run(args).await,
     }
 }
 
@@ -178,14 +187,61 @@ fn scenario(command: cli::ScenarioCommand) -> Result<u8> {
     }
 }
 
-/// The command line as recorded in results: arguments are never secrets (keys come from the environment),
-/// but URLs may carry credentials, so they are redacted.
+/// The command line as recorded in results. Keys come from the environment, but URLs may carry credentials
+/// (`--url https://user:KEY@host`, also as `--url=…`) and a --launch command may repeat the key: both are
+/// redacted.
 fn recorded_command() -> Vec<String> {
-    std::env::args().map(|a| if a.contains("://") { velollm_engine::transport::redact_url(&a) } else { a }).collect()
+    let url = |a: &str| match a.split_once('=').filter(|(flag, _)| flag.starts_with("--")) {
+        Some((flag, value)) => format!("{flag}={}", velollm_engine::transport::redact_url(value)),
+        None => velollm_engine::transport::redact_url(a),
+    };
+    std::env::args().map(|a| plan::redact(&if a.contains("://") { url(&a) } else { a })).collect()
+}
+
+/// The server report without the key (a --launch command may pass it to the server).
+fn redact_server(mut report: velollm_core::server::ServerReport) -> velollm_core::server::ServerReport {
+    if let Some(l) = report.launch.as_mut() {
+        l.template = plan::redact(&l.template);
+        l.command = plan::redact(&l.command);
+    }
+    report
+}
+
+/// The signal that interrupted the run, once one did.
+static SIGNALLED: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Why the run was interrupted, for the result's `status_reason`: the signal's name.
+fn interruption() -> String {
+    format!("interrupted by {}", SIGNALLED.get().copied().unwrap_or("the user"))
+}
+
+/// The next Ctrl-C (SIGINT) or SIGTERM, by name.
+async fn next_signal(#[cfg(unix)] term: &mut Option<tokio::signal::unix::Signal>) -> &'static str {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT (Ctrl-C)",
+            _ = term => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 /// Ctrl-C (and SIGTERM), once per process: the first stops runs cleanly, the second exits at once (after
-/// killing any launched server).
+/// killing any launched server). The result file then keeps its last update, which is whole (every update is
+/// an atomic rename) and says `partial`; every finished request is already in the records file.
 fn interrupted() -> watch::Receiver<bool> {
     static SIGNAL: std::sync::OnceLock<watch::Receiver<bool>> = std::sync::OnceLock::new();
     SIGNAL
@@ -193,19 +249,21 @@ fn interrupted() -> watch::Receiver<bool> {
             let (tx, rx) = watch::channel(false);
             tokio::spawn(async move {
                 #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let mut term = signal(SignalKind::terminate()).ok();
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-                    }
-                }
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                #[cfg(unix)]
+                let first = next_signal(&mut term).await;
                 #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("\ninterrupted: stopping, keeping what was measured (Ctrl-C again to quit at once)");
+                let first = next_signal().await;
+                let _ = SIGNALLED.set(first);
+                eprintln!(
+                    "\ninterrupted: stopping ({first}), keeping what was measured (Ctrl-C again to quit at once)"
+                );
                 let _ = tx.send(true);
-                let _ = tokio::signal::ctrl_c().await;
+                #[cfg(unix)]
+                let second = next_signal(&mut term).await;
+                #[cfg(not(unix))]
+                let second = next_signal().await;
+                eprintln!("velollm: {second} again: quitting now (the result file keeps its last update)");
                 velollm_engine::launch::kill_all();
                 std::process::exit(i32::from(exit::INTERRUPTED));
             });
@@ -287,8 +345,33 @@ fn sweep_plan(args: &cli::BenchArgs, k: u32) -> Result<(Plan, SweepPlan), InputE
 }
 
 /// Run a plan — or, with `sweep`, a sweep of its only step — writing and printing the result.
-async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOptions) -> Result<u8> {
+async fn bench(plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOptions) -> Result<u8> {
+    bench_or_resume(plan, sweep, watch_opts, None).await
+}
+
+/// [`bench`], or with `resumed`, continue that interrupted run.
+async fn bench_or_resume(
+    mut plan: Plan,
+    sweep: Option<SweepPlan>,
+    watch_opts: WatchOptions,
+    resumed: Option<resume::Resumed>,
+) -> Result<u8> {
     let (cancel_tx, cancel) = cancel_on_signal();
+    if let Some(r) = &resumed {
+        plan.records = Some(r.records.clone());
+        // The clock goes on after the interrupted run's last instant, so a step's rate counts the time it ran
+        // (not the pause) and its records stay in order.
+        let end = std::time::Duration::from_nanos(r.state.end()) + std::time::Duration::from_millis(1);
+        plan.options.origin = std::time::Instant::now().checked_sub(end);
+        let left: u64 = plan.steps.iter().skip(r.finished().len()).filter_map(|s| s.bounds.requests).sum();
+        eprintln!(
+            "velollm: resuming {} ({} of {} steps finished, {} requests kept; at most {left} requests to go)",
+            r.stored.meta.run_id,
+            r.finished().len(),
+            plan.steps.len(),
+            r.state.records.len()
+        );
+    }
     for note in &plan.notes {
         eprintln!("velollm: note: {note}");
     }
@@ -346,9 +429,32 @@ async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOption
     if plan.steps.iter().any(|s| s.exact_output) && !session.target.dialect.supports_exact_output() {
         eprintln!("velollm: note: {} cannot force an exact output length; the achieved length is reported", t.dialect);
     }
+    if let Some(r) = &resumed {
+        let was = &r.stored.meta.target;
+        if (was.model.as_str(), was.dialect.as_str()) != (session.model.as_str(), t.dialect.as_str()) {
+            return Err(InputError(anyhow::anyhow!(
+                "--resume: the interrupted run measured model {} over {}, this target serves {} over {}: resume                  against the same server",
+                was.model,
+                was.dialect,
+                session.model,
+                t.dialect
+            ))
+            .into());
+        }
+    }
     let mut doc = session.new_result(recorded_command(), &plan.scenario, plan.seed, plan.slo.as_ref());
+    if let Some(r) = &resumed {
+        // The same run, continued: its id (from which its prompts' nonce derives), start and finished steps.
+        doc.meta.run_id = r.stored.meta.run_id.clone();
+        doc.meta.started_at = r.stored.meta.started_at.clone();
+        doc.steps = r.finished().to_vec();
+        doc.benchmarks = r.stored.benchmarks.iter().take(r.finished().len()).cloned().collect();
+        session.resume = Some(std::sync::Arc::new(r.state.clone()));
+    }
+    session.nonce = Some(velollm_engine::bench::run_nonce(&doc.meta.run_id));
     doc.meta.tokenizer = plan.options.tokenizer.as_ref().map(|p| p.display().to_string());
     doc.meta.hardware = Some(velollm_engine::detect::detect());
+    let stop = cancel_tx.clone();
     server.attach(&mut session, plan.steps.first(), plan.seed, cancel_tx).await;
     for note in server.notes() {
         eprintln!("velollm: note: {note}");
@@ -363,9 +469,17 @@ async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOption
             _ => {}
         }
     }
-    let server_report = server.report();
+    let server_report = redact_server(server.report());
     doc.server = (!server_report.is_empty()).then_some(server_report);
-    let writer = ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?;
+    if plan.selfcheck {
+        doc.selfcheck = selfcheck::before_run(&cancel).await;
+    }
+    let writer = match (&resumed, &plan.records) {
+        (Some(r), Some(records)) => ResultWriter::resume(doc, plan.output.clone(), records.clone(), &r.state.records)?,
+        _ => ResultWriter::create(doc, plan.output.clone(), plan.records.clone())?,
+    };
+    // A write that fails (a full disk) stops the run: what cannot be kept is not measured.
+    let writer = writer.stop_on_error(stop);
     let mut observers = ((writer, progress::Progress::new(plan.progress)), Completions::default());
     // Ok(true) when the run ended without running every step it planned.
     let outcome = match &sweep {
@@ -388,16 +502,19 @@ async fn bench(mut plan: Plan, sweep: Option<SweepPlan>, watch_opts: WatchOption
     };
     let ((mut writer, _), completions) = observers;
     let death = server.death();
-    writer.set_server(server.finish(&mut session, &completions.0).await);
+    writer.set_server(redact_server(server.finish(&mut session, &completions.0).await));
     let interrupted = *cancel.borrow() && death.is_none();
     let (status, reason) = match (&outcome, interrupted) {
+        (Err(e @ BenchError::Run(velollm_engine::runner::RunError::Internal(_))), _) => {
+            (RunStatus::Interrupted, Some(e.to_string()))
+        }
         (Err(e), _) => (RunStatus::Interrupted, Some(format!("stopped by an error: {e}"))),
         (Ok(_), _) if death.is_some() => (RunStatus::Interrupted, death.clone()),
-        (Ok(_), true) => (RunStatus::Interrupted, Some("interrupted by the user (Ctrl-C)".to_string())),
+        (Ok(_), true) => (RunStatus::Interrupted, Some(interruption())),
         (Ok(true), false) => (RunStatus::Partial, Some("not every step ran".into())),
         (Ok(_), false) => (RunStatus::Complete, None),
     };
-    let doc = writer.finish(status, reason)?;
+    let doc = writer.finish(status, reason.map(|r| plan::redact(&r)))?;
     history::record(&doc, plan.output.as_deref());
     println!("{}", velollm_report::render_run(&doc));
     if let Some(p) = &plan.output {

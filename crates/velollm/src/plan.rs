@@ -46,6 +46,8 @@ pub struct Plan {
     pub records: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Run the quick self-check before the run.
+    pub selfcheck: bool,
     /// Scenario analyses.
     pub analyses: Vec<AnalysisSpec>,
     /// Scenario-level thresholds.
@@ -56,6 +58,29 @@ pub struct Plan {
     pub prices: Option<PriceTable>,
     /// What was adjusted or skipped before the run (e.g. an `http2` step without `--http2`), for the user.
     pub notes: Vec<String>,
+}
+
+/// Remember `secret` so that [`redact`] removes it (empty ones are ignored).
+fn keep_secret(secret: &str) {
+    velollm_engine::exec::register_secret(secret);
+}
+
+/// `text` without any secret of this run (the API key, URL credentials; each replaced by `[REDACTED]`).
+pub fn redact(text: &str) -> String {
+    velollm_engine::exec::redact_secrets(text).into_owned()
+}
+
+/// The credentials of a URL's userinfo (`scheme://user:password@host`): the password, or a lone user name
+/// (`https://TOKEN@host`), which are kept as secrets.
+fn url_credentials(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    Some(match userinfo.split_once(':') {
+        Some((_, password)) if !password.is_empty() => password,
+        Some((user, _)) => user,
+        None => userinfo,
+    })
 }
 
 fn duration(flag: &str, text: &str) -> Result<Duration> {
@@ -378,13 +403,21 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         _ => "http://127.0.0.1:8080".into(),
     });
     let api_key = match &args.api_key_env {
-        Some(var) => Some(Secret::new(std::env::var(var).map_err(|_| {
-            anyhow!("--api-key-env {var}: the environment variable {var} is not set (export {var}=… first)")
-        })?)),
+        Some(var) => {
+            let key = std::env::var(var).map_err(|_| {
+                anyhow!("--api-key-env {var}: the environment variable {var} is not set (export {var}=… first)")
+            })?;
+            keep_secret(&key);
+            Some(Secret::new(key))
+        }
         None => None,
     };
+    if let Some(c) = url_credentials(&url) {
+        keep_secret(c);
+    }
     let timeouts = Timeouts {
         connect: duration("--connect-timeout", &args.connect_timeout)?,
+        first_token: duration("--first-token-timeout", &args.first_token_timeout)?,
         idle: duration("--idle-timeout", &args.idle_timeout)?,
         total: duration("--timeout", &args.timeout)?,
     };
@@ -473,6 +506,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         output: args.output.clone(),
         records: args.records.clone(),
         progress: !args.no_progress,
+        selfcheck: !args.no_selfcheck,
         analyses,
         thresholds,
         check: args.check,

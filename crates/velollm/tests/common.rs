@@ -14,10 +14,14 @@ pub fn bin() -> PathBuf {
 }
 
 /// A `velollm` command with the test defaults: no inherited VELOLLM_URL, nothing written to the user's history
-/// database (tests that check the history opt in with VELOLLM_DB).
+/// database (tests that check the history opt in with VELOLLM_DB), no self-check before a bench (tests of the
+/// self-check remove VELOLLM_NO_SELFCHECK).
 pub fn command() -> Command {
     let mut c = Command::new(bin());
-    c.env_remove("VELOLLM_URL").env_remove("VELOLLM_DB").env("VELOLLM_NO_HISTORY", "1");
+    c.env_remove("VELOLLM_URL")
+        .env_remove("VELOLLM_DB")
+        .env("VELOLLM_NO_HISTORY", "1")
+        .env("VELOLLM_NO_SELFCHECK", "1");
     c
 }
 

@@ -28,8 +28,8 @@ pub(super) fn speculative(steps: &[StepData<'_>]) -> AnalysisResult {
         let chunks: Vec<f64> = s
             .samples
             .iter()
-            .filter(|x| x.ok && x.metrics.itl_chunk_ms.len() + 1 > 0)
-            .map(|x| x.metrics.output_tokens as f64 / (x.metrics.itl_chunk_ms.len() + 1) as f64)
+            .filter(|x| x.ok)
+            .map(|x| x.metrics.output_tokens as f64 / x.metrics.output_chunks.max(1) as f64)
             .collect();
         let tokens_per_chunk = (!chunks.is_empty()).then(|| chunks.iter().sum::<f64>() / chunks.len() as f64);
         rows.push(TableRow {

@@ -185,7 +185,7 @@ mod tests {
     fn events(stream: &str) -> Vec<Parsed> {
         let mut d = crate::wire::Decoder::new(crate::wire::Framing::Sse);
         let mut out = Vec::new();
-        d.push(stream.as_bytes(), &mut out);
+        d.push(stream.as_bytes(), &mut out).unwrap();
         out.iter().map(|m| parse(m).unwrap()).collect()
     }
 

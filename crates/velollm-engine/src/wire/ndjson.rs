@@ -1,10 +1,21 @@
 //! A newline-delimited JSON splitter (Ollama's streaming format): one message per `\n`-terminated line,
-//! `\r\n` tolerated, blank lines skipped.
+//! `\r\n` tolerated, blank lines skipped. A line longer than the limit is refused (see [`super`]).
+
+use super::{MAX_MESSAGE_BYTES, TooLarge};
 
 /// Incremental decoder state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NdjsonDecoder {
     pending: Vec<u8>,
+    limit: usize,
+    /// A line went over the limit: everything after it is refused.
+    failed: bool,
+}
+
+impl Default for NdjsonDecoder {
+    fn default() -> NdjsonDecoder {
+        NdjsonDecoder::with_limit(MAX_MESSAGE_BYTES)
+    }
 }
 
 fn trim(line: &[u8]) -> &[u8] {
@@ -13,10 +24,20 @@ fn trim(line: &[u8]) -> &[u8] {
 }
 
 impl NdjsonDecoder {
-    /// Feed bytes; call `emit` for every non-blank line they complete.
-    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+    /// A decoder that refuses lines longer than `limit` bytes (terminator excluded).
+    pub fn with_limit(limit: usize) -> NdjsonDecoder {
+        NdjsonDecoder { pending: Vec::new(), limit, failed: false }
+    }
+
+    /// Feed bytes; call `emit` for every non-blank line they complete. Fails once a line is longer than the
+    /// limit, and for every push after that.
+    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) -> Result<(), TooLarge> {
+        if self.failed {
+            return Err(self.too_large());
+        }
         let mut rest = bytes;
         while let Some(i) = memchr::memchr(b'\n', rest) {
+            self.check(i)?;
             if self.pending.is_empty() {
                 let line = trim(&rest[..i]);
                 if !line.is_empty() {
@@ -32,14 +53,30 @@ impl NdjsonDecoder {
             }
             rest = &rest[i + 1..];
         }
+        self.check(rest.len())?;
         self.pending.extend_from_slice(rest);
+        Ok(())
     }
 
     /// End of stream: the last line if it had no terminating newline.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         let line = std::mem::take(&mut self.pending);
         let t = trim(&line);
-        (!t.is_empty()).then(|| t.to_vec())
+        (!t.is_empty() && !self.failed).then(|| t.to_vec())
+    }
+
+    /// Fail when `more` bytes added to the pending line would take it over the limit.
+    fn check(&mut self, more: usize) -> Result<(), TooLarge> {
+        if self.pending.len().saturating_add(more) > self.limit {
+            self.failed = true;
+            self.pending = Vec::new();
+            return Err(self.too_large());
+        }
+        Ok(())
+    }
+
+    fn too_large(&self) -> TooLarge {
+        TooLarge { what: "line", limit: self.limit }
     }
 }
 
@@ -54,7 +91,7 @@ mod tests {
         let mut start = 0;
         for &c in cuts.iter().chain(std::iter::once(&input.len())) {
             let c = c.clamp(start, input.len());
-            d.push(&input[start..c], |l| out.push(l.to_vec()));
+            d.push(&input[start..c], |l| out.push(l.to_vec())).unwrap();
             start = c;
         }
         out.extend(d.finish());

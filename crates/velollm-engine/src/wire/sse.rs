@@ -2,7 +2,9 @@
 //!
 //! Lines end with `\n`, `\r\n` or `\r`; `data:` lines of one event are joined with `\n`; a blank line
 //! dispatches the event; comment lines (`:`) and unknown fields are ignored; events without data are not
-//! dispatched.
+//! dispatched. A line or an event's data longer than the limit is refused (see [`super`]).
+
+use super::{MAX_MESSAGE_BYTES, TooLarge};
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -14,18 +16,44 @@ pub struct SseEvent {
 }
 
 /// Incremental decoder state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseDecoder {
     line: Vec<u8>,
     skip_lf: bool,
     event: Option<String>,
     data: Vec<u8>,
     has_data: bool,
+    limit: usize,
+    /// A line or an event went over the limit: everything after it is refused.
+    failed: bool,
+}
+
+impl Default for SseDecoder {
+    fn default() -> SseDecoder {
+        SseDecoder::with_limit(MAX_MESSAGE_BYTES)
+    }
 }
 
 impl SseDecoder {
-    /// Feed bytes; call `emit` for every event they complete.
-    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(SseEvent)) {
+    /// A decoder that refuses lines, and events whose data, longer than `limit` bytes.
+    pub fn with_limit(limit: usize) -> SseDecoder {
+        SseDecoder {
+            line: Vec::new(),
+            skip_lf: false,
+            event: None,
+            data: Vec::new(),
+            has_data: false,
+            limit,
+            failed: false,
+        }
+    }
+
+    /// Feed bytes; call `emit` for every event they complete. Fails once a line or an event's data is longer
+    /// than the limit, and for every push after that.
+    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(SseEvent)) -> Result<(), TooLarge> {
+        if self.failed {
+            return Err(self.too_large());
+        }
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.skip_lf {
@@ -35,47 +63,55 @@ impl SseDecoder {
                     continue;
                 }
             }
-            match memchr::memchr2(b'\n', b'\r', rest) {
+            let end = memchr::memchr2(b'\n', b'\r', rest);
+            let take = end.unwrap_or(rest.len());
+            if self.line.len().saturating_add(take) > self.limit {
+                return Err(self.fail());
+            }
+            self.line.extend_from_slice(&rest[..take]);
+            match end {
                 Some(i) => {
-                    self.line.extend_from_slice(&rest[..i]);
                     self.skip_lf = rest[i] == b'\r';
                     rest = &rest[i + 1..];
                     let line = std::mem::take(&mut self.line);
-                    self.line_done(&line, &mut emit);
+                    let done = self.line_done(&line, &mut emit);
                     self.line = line;
                     self.line.clear();
+                    done?;
                 }
-                None => {
-                    self.line.extend_from_slice(rest);
-                    rest = &[];
-                }
+                None => rest = &[],
             }
         }
+        Ok(())
     }
 
     /// End of stream: dispatch a pending event that lacked its final blank line (lenient with servers that
     /// close right after the last `data:` line).
     pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.failed {
+            return None;
+        }
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.field(&line);
+            self.field(&line).ok()?;
         }
         self.take_event()
     }
 
-    fn line_done(&mut self, line: &[u8], emit: &mut impl FnMut(SseEvent)) {
+    fn line_done(&mut self, line: &[u8], emit: &mut impl FnMut(SseEvent)) -> Result<(), TooLarge> {
         if line.is_empty() {
             if let Some(e) = self.take_event() {
                 emit(e);
             }
+            Ok(())
         } else {
-            self.field(line);
+            self.field(line)
         }
     }
 
-    fn field(&mut self, line: &[u8]) {
-        if line[0] == b':' {
-            return;
+    fn field(&mut self, line: &[u8]) -> Result<(), TooLarge> {
+        if line.first() == Some(&b':') {
+            return Ok(());
         }
         let (name, value) = match memchr::memchr(b':', line) {
             Some(i) => {
@@ -86,6 +122,10 @@ impl SseDecoder {
         };
         match name {
             b"data" => {
+                let joined = self.data.len() + usize::from(self.has_data) + value.len();
+                if joined > self.limit {
+                    return Err(self.fail());
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -95,6 +135,18 @@ impl SseDecoder {
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Go over the limit: drop what is buffered and refuse everything from now on.
+    fn fail(&mut self) -> TooLarge {
+        self.failed = true;
+        (self.line, self.data, self.event) = (Vec::new(), Vec::new(), None);
+        self.too_large()
+    }
+
+    fn too_large(&self) -> TooLarge {
+        TooLarge { what: "event", limit: self.limit }
     }
 
     fn take_event(&mut self) -> Option<SseEvent> {
@@ -118,7 +170,7 @@ mod tests {
         let mut start = 0;
         for &c in cuts.iter().chain(std::iter::once(&input.len())) {
             let c = c.clamp(start, input.len());
-            d.push(&input[start..c], |e| out.push(e));
+            d.push(&input[start..c], |e| out.push(e)).unwrap();
             start = c;
         }
         out.extend(d.finish());
