@@ -48,7 +48,8 @@ VB_REPO=vllm-project/vllm-bench
 VB_COMMIT=f3131823f167aa1e6f31a48be1ae15a18667a534
 # vllm 0.33.0's requirements left out of the lighter install: CUDA kernels and media decoders that
 # `vllm bench serve` never imports (torch itself comes from the shared install).
-VLLM_SKIP='^(torch|torchaudio|torchvision|torchcodec|flashinfer|tilelang|apache-tvm-ffi|nvidia|nvtx|fastsafetensors|instanttensor|quack-kernels|tokenspeed|humming|PyNvVideoCodec|numba)'
+VLLM_SKIP='^(torch|torchaudio|torchvision|torchcodec|flashinfer|tilelang|apache-tvm-ffi|nvidia|nvtx'
+VLLM_SKIP+='|fastsafetensors|instanttensor|quack-kernels|tokenspeed|humming|PyNvVideoCodec|numba)'
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -145,7 +146,7 @@ install_pip_peer() { # NAME VERSION PACKAGE [torch]
   mark_installed "$dir"
 }
 
-# vLLM's wheel requires the CUDA stack (flashinfer, cutlass, tilelang, …: about 10 GB more) and, in 0.33.0,
+# vLLM's wheel requires the CUDA stack (flashinfer, cutlass, tilelang, …) and, in 0.33.0,
 # certifi >= 2026.10.19, newer than the registry here has. `vllm bench serve` needs none of the kernels, so:
 # the wheel with --no-deps, then its own requirement list less $VLLM_SKIP, certifi unpinned.
 install_vllm() {
@@ -242,17 +243,13 @@ install_all() {
     || skip aiperf "pip install aiperf==$AIPERF_VERSION failed (log: $LOGS/aiperf.log)"; }
   wanted vllm-bench-serve && { install_vllm \
     || skip vllm-bench-serve "vllm==$VLLM_VERSION did not install (log: $LOGS/vllm.log)"; }
-  local rc
-  if wanted inference-benchmarker; then
-    rc=0; install_cargo_peer inference-benchmarker inference-benchmarker inference-benchmarker >/dev/null || rc=$?
-    [ $rc -eq 0 ] || skip inference-benchmarker "$([ $rc -eq 2 ] && echo "no sources in PEER_SRC_DIR (scripts/perf.sh sources)" \
-      || echo "build failed (log: $LOGS/inference-benchmarker.log)")"
-  fi
-  if wanted vllm-bench; then
-    rc=0; install_cargo_peer vllm-bench vllm-bench vllm-bench >/dev/null || rc=$?
-    [ $rc -eq 0 ] || skip vllm-bench "$([ $rc -eq 2 ] && echo "no sources in PEER_SRC_DIR (scripts/perf.sh sources)" \
-      || echo "build failed (log: $LOGS/vllm-bench.log)")"
-  fi
+  local p rc
+  for p in inference-benchmarker vllm-bench; do
+    wanted "$p" || continue
+    rc=0; install_cargo_peer "$p" "$p" "$p" >/dev/null || rc=$?
+    if [ $rc -eq 2 ]; then skip "$p" "no sources in PEER_SRC_DIR (scripts/perf.sh sources)"
+    elif [ $rc -ne 0 ]; then skip "$p" "build failed (log: $LOGS/$p.log)"; fi
+  done
   return 0
 }
 

@@ -265,7 +265,8 @@ def vllm_bench_cmd(c, n, out):
     return [c.bin, "--backend", "openai-chat", "--base-url", c.url, "--endpoint", "/v1/chat/completions",
             "--model", c.model, "--tokenizer", c.tokenizer, "--dataset-name", "random",
             "--random-input-len", str(PROMPT_TOKENS), "--random-output-len", str(OUTPUT_TOKENS),
-            "--num-prompts", str(n), "--max-concurrency", str(CONCURRENCY), "--ignore-eos", "--disable-tqdm", "--seed", "42",
+            "--num-prompts", str(n), "--max-concurrency", str(CONCURRENCY), "--ignore-eos", "--disable-tqdm",
+            "--seed", "42",
             "--save-result", "--result-dir", out, "--result-filename", "result.json"]
 
 
@@ -298,15 +299,18 @@ class Client:
 
 
 CLIENTS = [
-    # name, label, command, (completed requests, the tool's own requests/s), (size 1, size 2), unit, expected start-up (for the time limit). Sizes make
-    # run 2 - run 1 last well over 10 s on 2 cores, so that start-up noise (seconds, for the Python clients)
-    # stays small next to the marginal part.
+    # Each: name, label, command, (completed requests, the tool's own requests/s), (size 1, size 2), unit, and
+    # the start-up to allow for in the time limit. Sizes make run 2 - run 1 last well over 10 s on 2 cores, so
+    # that start-up noise (seconds, for the Python clients) stays small next to the marginal part.
     Client("velollm", "velollm bench", velollm_cmd, (velollm_count, velollm_rate), (15000, 45000), "requests", 5),
-    Client("oha", "oha (raw HTTP, no stream parsing)", oha_cmd, (oha_count, oha_rate), (15000, 45000), "requests", 5),
-    Client("vllm-bench", "vllm-bench (Rust)", vllm_bench_cmd, (completed_count, completed_rate), (10000, 30000), "requests", 20),
-    Client("inference-benchmarker", "HF inference-benchmarker (Rust)", ib_cmd, (ib_count, ib_rate), (6, 18), "seconds", 30),
-    Client("vllm-bench-serve", "vllm bench serve (Python)", vllm_serve_cmd, (completed_count, completed_rate), (3000, 9000),
-           "requests", 90),
+    Client("oha", "oha (raw HTTP, no stream parsing)", oha_cmd, (oha_count, oha_rate), (15000, 45000), "requests",
+           5),
+    Client("vllm-bench", "vllm-bench (Rust)", vllm_bench_cmd, (completed_count, completed_rate), (10000, 30000),
+           "requests", 20),
+    Client("inference-benchmarker", "HF inference-benchmarker (Rust)", ib_cmd, (ib_count, ib_rate), (6, 18),
+           "seconds", 30),
+    Client("vllm-bench-serve", "vllm bench serve (Python)", vllm_serve_cmd, (completed_count, completed_rate),
+           (3000, 9000), "requests", 90),
     Client("aiperf", "NVIDIA AIPerf", aiperf_cmd, (aiperf_count, aiperf_rate), (1500, 4500), "requests", 90),
     Client("guidellm", "GuideLLM", guidellm_cmd, (guidellm_count, guidellm_rate), (1500, 4500), "requests", 90),
 ]
@@ -353,7 +357,7 @@ def ratios(results):
     v = by.get("velollm")
     if not v:
         return ["velollm was not measured, so no ratios."], out
-    vc, vr = v["marginal_cpu_ms_per_request"], v["marginal_requests_per_s"]
+    vc = v["marginal_cpu_ms_per_request"]
     llm = [(n, by[n]["marginal_cpu_ms_per_request"]) for n in LLM_CLIENTS
            if n in by and by[n]["marginal_cpu_ms_per_request"]]
     if llm and vc is not None:
@@ -373,7 +377,8 @@ def ratios(results):
     for peer in ("guidellm", "vllm-bench-serve"):
         if peer not in by:
             continue
-        for kind, field in (("marginal", "marginal_requests_per_s"), ("as the tools report it", "reported_requests_per_s")):
+        kinds = (("marginal", "marginal_requests_per_s"), ("as the tools report it", "reported_requests_per_s"))
+        for kind, field in kinds:
             mine, theirs = v.get(field), by[peer].get(field)
             if not mine or not theirs:
                 continue
