@@ -2,9 +2,12 @@
 # velollm's client cost side by side with the peer benchmark clients (issue 7; method and figures in
 # docs/performance.md, "Side by side with the peers").
 #
-#   scripts/perf.sh           install what is missing (cached), then measure every client; the default
+#   scripts/perf.sh           install what is missing (cached), measure every client, then velollm's limits
 #   scripts/perf.sh install   install only
-#   scripts/perf.sh run       measure with what is installed (a peer that is missing is "not measured: …")
+#   scripts/perf.sh run       measure with what is installed (a peer that is missing is "not measured: …"),
+#                             then velollm's limits
+#   scripts/perf.sh limits    velollm's limits only (scripts/limits.py: 1,000 and 10,000 streams, memory as
+#                             requests accumulate, a 100,000-token response; about 4 minutes, no peer needed)
 #   scripts/perf.sh sources   print how to get the Rust peers' sources for PEER_SRC_DIR
 #
 # One loopback OpenAI chat server (velollm's own, zero delay: `velollm selfcheck --serve`) runs as its own
@@ -332,11 +335,18 @@ run_all() {
   log "written: $PERF_OUT/peers.md, $PERF_OUT/peers.json (clients' own output under $PERF_OUT/<client>/)"
 }
 
+run_limits() {
+  (cd "$ROOT" && cargo build -q --release -p velollm) || die "velollm did not build"
+  python3 "$ROOT/scripts/limits.py" --velollm "$ROOT/target/release/velollm" --out "$PERF_OUT" --scale "$PERF_SCALE"
+  log "written: $PERF_OUT/limits.md, $PERF_OUT/limits.json"
+}
+
 case "${1:-all}" in
-  all) install_all; run_all ;;
+  all) install_all; run_all; run_limits ;;
   install) install_all ;;
-  run) run_all ;;
+  run) run_all; run_limits ;;
+  limits) run_limits ;;
   sources) print_sources ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "unknown command $1 (all, install, run, sources)" ;;
+  *) die "unknown command $1 (all, install, run, limits, sources)" ;;
 esac
