@@ -4,6 +4,7 @@
 
 use super::{GenRequest, Parsed, error_message, json, llamacpp, text, uint};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use velollm_core::record::{Channel, Usage};
 
 fn common(req: &GenRequest, body: &mut Map<String, Value>) {
@@ -49,11 +50,99 @@ fn usage(u: &Value) -> Usage {
     }
 }
 
+/// The common shape of a streamed chunk, read without building a JSON tree: text borrowed from the message
+/// where it has no escapes. Anything else (usage, timings, an error, tool calls, an unexpected type) makes
+/// [`fast`] give up, and the message is read as a [`Value`] instead.
+#[derive(serde::Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    timings: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default)]
+    role: Present,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+/// Whether a field is there at all, `null` included.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// The common chunk (text deltas, a finish reason) without a JSON tree; `None` when the message needs the
+/// full reading of [`parse`]. Gives exactly what that reading gives.
+fn fast(message: &[u8]) -> Option<Parsed> {
+    let chunk: Chunk<'_> = serde_json::from_slice(message).ok()?;
+    if chunk.usage.is_some() || chunk.timings.is_some() || chunk.error.is_some() {
+        return None;
+    }
+    let mut p = Parsed::default();
+    let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) else { return Some(p) };
+    let filled = |t: Option<Cow<'_, str>>| t.filter(|t| !t.is_empty()).map(Cow::into_owned);
+    p.finish_reason = choice.finish_reason.map(Cow::into_owned);
+    if let Some(t) = filled(choice.text) {
+        p.pieces.push((Channel::Content, t));
+    }
+    if let Some(delta) = choice.delta {
+        if delta.tool_calls.is_some() {
+            return None;
+        }
+        if let Some(r) = filled(delta.reasoning_content).or_else(|| filled(delta.reasoning)) {
+            p.pieces.push((Channel::Reasoning, r));
+        }
+        if let Some(c) = filled(delta.content) {
+            p.pieces.push((Channel::Content, c));
+        }
+        if p.pieces.is_empty() && delta.role.0 {
+            p.pieces.push((Channel::Role, String::new()));
+        }
+    }
+    Some(p)
+}
+
 /// Parse one SSE data payload of either endpoint.
 pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
     if message.trim_ascii() == b"[DONE]" {
         return Ok(Parsed { done: true, ..Parsed::default() });
     }
+    match fast(message) {
+        Some(p) => Ok(p),
+        None => full(message),
+    }
+}
+
+/// Parse one SSE data payload through a JSON tree: every shape, and the error of invalid JSON.
+fn full(message: &[u8]) -> Result<Parsed, String> {
     let v = json(message)?;
     let mut p = Parsed { error: error_message(&v), ..Parsed::default() };
     if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
@@ -97,6 +186,53 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_reading_gives_what_the_full_one_gives() {
+        let messages = [
+            r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"role":null}}]}"#,
+            r#"{"choices":[{"delta":{"content":"héllo \"quoted\"\n"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"think","content":"a"}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning":"r","reasoning_content":""}}]}"#,
+            r#"{"choices":[{"text":"t","finish_reason":"length"}]}"#,
+            r#"{"choices":[{"text":"","delta":{}}],"usage":null,"timings":null,"error":null}"#,
+            r#"{"choices":[]}"#,
+            r#"{"object":"x"}"#,
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+        ];
+        for m in messages {
+            let fast = fast(m.as_bytes()).unwrap_or_else(|| panic!("fast path for {m}"));
+            assert_eq!(Ok(fast), full(m.as_bytes()), "{m}");
+        }
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(300), |(
+            content in proptest::option::of(".{0,12}"),
+            reasoning in proptest::option::of(".{0,6}"),
+            text in proptest::option::of(".{0,6}"),
+            finish in proptest::option::of("[a-z_]{0,8}"),
+            role in proptest::bool::ANY,
+        )| {
+            let mut delta = serde_json::Map::new();
+            if let Some(c) = &content { delta.insert("content".into(), json!(c)); }
+            if let Some(r) = &reasoning { delta.insert("reasoning_content".into(), json!(r)); }
+            if role { delta.insert("role".into(), json!("assistant")); }
+            let m = json!({"choices": [{"delta": delta, "text": text, "finish_reason": finish}]}).to_string();
+            proptest::prop_assert_eq!(fast(m.as_bytes()).map(Ok), Some(full(m.as_bytes())), "{}", m);
+        });
+        // Shapes the fast reading leaves to the full one.
+        for m in [
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{"}}]}}]}"#,
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"choices":[{"finish_reason":7}]}"#,
+            r#"{"choices":{"x":1}}"#,
+            r#"{"choices":[{"delta":{"content":"a"}}],"timings":{"prompt_n":3}}"#,
+            r#"not json"#,
+        ] {
+            assert!(fast(m.as_bytes()).is_none(), "{m}");
+            assert!(parse(m.as_bytes()).is_ok() || m == "not json", "{m}");
+        }
+    }
 
     fn req() -> GenRequest {
         GenRequest {
