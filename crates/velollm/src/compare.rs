@@ -152,6 +152,18 @@ pub fn run(args: CompareArgs) -> Result<u8> {
     let baseline = read_result(&args.results[0])?;
     let candidates: Vec<(String, RunResult)> =
         args.results[1..].iter().map(|p| Ok((label(p), read_result(p)?))).collect::<Result<_, InputError>>()?;
+    let runs =
+        std::iter::once((label(&args.results[0]), &baseline)).chain(candidates.iter().map(|(l, r)| (l.clone(), r)));
+    for (name, run) in runs {
+        if let Some(t) = run.trust.as_ref().filter(|t| !t.trustworthy) {
+            let steps: Vec<&str> = t.steps.iter().filter(|s| !s.trustworthy).map(|s| s.step.as_str()).collect();
+            eprintln!(
+                "velollm: warning: {name}: the client's own overhead is not negligible in {} (its self-check \
+                 flagged the run): a difference there may be the client's, not the server's",
+                steps.join(", ")
+            );
+        }
+    }
     let options = CompareOptions {
         alpha: args.alpha,
         resamples: args.resamples,

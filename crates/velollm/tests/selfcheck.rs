@@ -112,6 +112,15 @@ async fn a_run_the_client_overhead_distorts_is_flagged() {
     assert_eq!(trust["trustworthy"], false, "{trust}");
     let reasons = trust["steps"][0]["reasons"].to_string();
     assert!(reasons.contains("of the median TTFT (limit 5.0 %)"), "{reasons}");
+
+    // Comparing a flagged run says so.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flagged.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let o = command().arg("compare").arg(&path).arg(&path).output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the client's own overhead is not negligible in"), "{stderr}");
 }
 
 #[test]
