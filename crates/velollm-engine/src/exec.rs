@@ -520,172 +520,184 @@ async fn execute_inner(
             }
         }
     };
-    record.sent = Some(sent);
-    record.headers = Some(clock.now());
-    let status = resp.status();
-    record.status = Some(status.as_u16());
-    // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
-    record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
-        .iter()
-        .find_map(|h| resp.headers().get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
-    if !status.is_success() {
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        let text = read_error_body(resp.into_body(), within(deadline, target.timeouts.idle)).await;
-        record.done = Some(clock.now());
-        let class = velollm_core::metrics::classify_status(status.as_u16());
-        let hint = match status.as_u16() {
-            401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
-            _ => "",
-        };
-        return Err(RequestError {
-            class,
-            message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
-            retry_after_s: retry_after,
-        });
-    }
-
-    let mut body = resp.into_body();
-    let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
-    let mut messages: Vec<Vec<u8>> = Vec::new();
-    let mut st = StreamState {
-        done: false,
-        finish: None,
-        usage: None,
-        text: String::new(),
-        reasoning: String::new(),
-        tools: Vec::new(),
+    // An HTTP/1.1 connection is driven by this task while the response is read (see `transport`).
+    let mut no_driver = None;
+    let driver = match slot.conn.as_mut() {
+        Some(c) => c.driver(),
+        None => &mut no_driver,
     };
-    let mut ended = false;
-    // Body bytes received: none at all is an empty answer, not a broken stream.
-    let mut received = 0usize;
-    let mut first_output = false;
-    while !ended {
-        // Before the first token only the first-token clock runs; after it, the idle one between chunks.
-        let wait = if first_output { within(deadline, target.timeouts.idle) } else { first_token };
-        let frame = match timeout_at(wait, body.frame()).await {
-            Err(_) => {
-                let phase = if first_output {
-                    format!("no data for {:?} while waiting for the next chunk (--idle-timeout)", target.timeouts.idle)
-                } else {
-                    first_token_phase()
-                };
-                return Err(timed_out(target, deadline, phase));
-            }
-            Ok(None) => {
-                ended = true;
-                None
-            }
-            Ok(Some(Err(e))) => {
-                record.done = Some(clock.now());
-                return Err(error(
-                    ErrorClass::StreamBroken,
-                    format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
-                ));
-            }
-            Ok(Some(Ok(f))) => f.into_data().ok(),
-        };
-        let t = clock.now();
-        messages.clear();
-        let decoded = match &frame {
-            Some(data) => {
-                received += data.len();
-                decoder.push(data, &mut messages)
-            }
-            None => {
-                messages.extend(decoder.finish());
-                Ok(())
-            }
-        };
-        if let Err(e) = decoded {
-            record.done = Some(t);
-            return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
+    crate::transport::drive(driver, async {
+        record.sent = Some(sent);
+        record.headers = Some(clock.now());
+        let status = resp.status();
+        record.status = Some(status.as_u16());
+        // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
+        record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
+            .iter()
+            .find_map(|h| resp.headers().get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            let text = read_error_body(resp.into_body(), within(deadline, target.timeouts.idle)).await;
+            record.done = Some(clock.now());
+            let class = velollm_core::metrics::classify_status(status.as_u16());
+            let hint = match status.as_u16() {
+                401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
+                _ => "",
+            };
+            return Err(RequestError {
+                class,
+                message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
+                retry_after_s: retry_after,
+            });
         }
-        if messages.is_empty() {
+
+        let mut body = resp.into_body();
+        let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
+        let mut messages: Vec<Vec<u8>> = Vec::new();
+        let mut st = StreamState {
+            done: false,
+            finish: None,
+            usage: None,
+            text: String::new(),
+            reasoning: String::new(),
+            tools: Vec::new(),
+        };
+        let mut ended = false;
+        // Body bytes received: none at all is an empty answer, not a broken stream.
+        let mut received = 0usize;
+        let mut first_output = false;
+        while !ended {
+            // Before the first token only the first-token clock runs; after it, the idle one between chunks.
+            let wait = if first_output { within(deadline, target.timeouts.idle) } else { first_token };
+            let frame = match timeout_at(wait, body.frame()).await {
+                Err(_) => {
+                    let phase = if first_output {
+                        format!(
+                            "no data for {:?} while waiting for the next chunk (--idle-timeout)",
+                            target.timeouts.idle
+                        )
+                    } else {
+                        first_token_phase()
+                    };
+                    return Err(timed_out(target, deadline, phase));
+                }
+                Ok(None) => {
+                    ended = true;
+                    None
+                }
+                Ok(Some(Err(e))) => {
+                    record.done = Some(clock.now());
+                    return Err(error(
+                        ErrorClass::StreamBroken,
+                        format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
+                    ));
+                }
+                Ok(Some(Ok(f))) => f.into_data().ok(),
+            };
+            let t = clock.now();
+            messages.clear();
+            let decoded = match &frame {
+                Some(data) => {
+                    received += data.len();
+                    decoder.push(data, &mut messages)
+                }
+                None => {
+                    messages.extend(decoder.finish());
+                    Ok(())
+                }
+            };
+            if let Err(e) = decoded {
+                record.done = Some(t);
+                return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
+            }
+            if messages.is_empty() {
+                if ended {
+                    record.done = Some(t);
+                }
+                continue;
+            }
+            let mut frame_chunks = FrameChunks { chunks: Vec::new() };
+            // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
+            for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
+                let p = dialect.parse(m).map_err(|e| {
+                    record.done = Some(t);
+                    error(ErrorClass::ParseError, e)
+                })?;
+                if let Some(e) = p.error {
+                    record.done = Some(t);
+                    return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
+                }
+                if p.pieces.iter().all(|(c, _)| !c.is_output()) {
+                    frame_chunks.add(t, p.empty_channel(), 0, None);
+                }
+                for (channel, text) in &p.pieces {
+                    if channel.is_output() {
+                        frame_chunks.add(t, *channel, text.len(), p.tokens);
+                        // The answer is what conversations carry and checks judge; reasoning only counts as output.
+                        match channel {
+                            Channel::Content => st.text.push_str(text),
+                            Channel::Reasoning => st.reasoning.push_str(text),
+                            _ => {}
+                        }
+                    }
+                }
+                for (index, name, args) in p.tool_deltas {
+                    st.tool_delta(index, name, &args);
+                }
+                if let Some(u) = p.usage {
+                    st.usage = Some(merge_usage(st.usage.take(), u));
+                }
+                if let Some(n) = p.native {
+                    record.native = Some(n);
+                }
+                if p.finish_reason.is_some() {
+                    st.finish = p.finish_reason;
+                }
+                st.done |= p.done;
+            }
+            first_output |= frame_chunks.chunks.iter().any(|c| c.channel.is_output());
+            record.chunks.extend(frame_chunks.chunks);
+            if st.done {
+                record.done = Some(t);
+                // Drain what is left (normally nothing) so the connection can be reused.
+                let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(&mut body)).await;
+                break;
+            }
             if ended {
                 record.done = Some(t);
             }
-            continue;
         }
-        let mut frame_chunks = FrameChunks { chunks: Vec::new() };
-        // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
-        for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
-            let p = dialect.parse(m).map_err(|e| {
-                record.done = Some(t);
-                error(ErrorClass::ParseError, e)
-            })?;
-            if let Some(e) = p.error {
-                record.done = Some(t);
-                return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
-            }
-            if p.pieces.iter().all(|(c, _)| !c.is_output()) {
-                frame_chunks.add(t, p.empty_channel(), 0, None);
-            }
-            for (channel, text) in &p.pieces {
-                if channel.is_output() {
-                    frame_chunks.add(t, *channel, text.len(), p.tokens);
-                    // The answer is what conversations carry and checks judge; reasoning only counts as output.
-                    match channel {
-                        Channel::Content => st.text.push_str(text),
-                        Channel::Reasoning => st.reasoning.push_str(text),
-                        _ => {}
-                    }
-                }
-            }
-            for (index, name, args) in p.tool_deltas {
-                st.tool_delta(index, name, &args);
-            }
-            if let Some(u) = p.usage {
-                st.usage = Some(merge_usage(st.usage.take(), u));
-            }
-            if let Some(n) = p.native {
-                record.native = Some(n);
-            }
-            if p.finish_reason.is_some() {
-                st.finish = p.finish_reason;
-            }
-            st.done |= p.done;
+        record.usage = st.usage;
+        record.finish_reason = st.finish;
+        if let Some(tok) = &target.tokenizer {
+            record.tokenizer_output_tokens = Some(tok.count(&st.reasoning) + tok.count(&st.text));
         }
-        first_output |= frame_chunks.chunks.iter().any(|c| c.channel.is_output());
-        record.chunks.extend(frame_chunks.chunks);
-        if st.done {
-            record.done = Some(t);
-            // Drain what is left (normally nothing) so the connection can be reused.
-            let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(&mut body)).await;
-            break;
+        record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
+        // The text is always returned: conversations and checks need it. The runner drops it from the record
+        // unless `keep_text` is set.
+        record.text = Some(st.text);
+        if received == 0 {
+            return Err(error(
+                ErrorClass::EmptyOutput,
+                format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
+            ));
         }
-        if ended {
-            record.done = Some(t);
+        if !st.done && record.finish_reason.is_none() {
+            return Err(error(
+                ErrorClass::StreamBroken,
+                format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
+            ));
         }
-    }
-    record.usage = st.usage;
-    record.finish_reason = st.finish;
-    if let Some(tok) = &target.tokenizer {
-        record.tokenizer_output_tokens = Some(tok.count(&st.reasoning) + tok.count(&st.text));
-    }
-    record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
-    // The text is always returned: conversations and checks need it. The runner drops it from the record
-    // unless `keep_text` is set.
-    record.text = Some(st.text);
-    if received == 0 {
-        return Err(error(
-            ErrorClass::EmptyOutput,
-            format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
-        ));
-    }
-    if !st.done && record.finish_reason.is_none() {
-        return Err(error(
-            ErrorClass::StreamBroken,
-            format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
-        ));
-    }
-    if record.output_chunks().next().is_none() {
-        return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
-    }
-    Ok(())
+        if record.output_chunks().next().is_none() {
+            return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Usage reported in several messages (Anthropic `message_start` then `message_delta`), merged field by field:
@@ -763,20 +775,23 @@ async fn request(
     };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
-    let mut buf = Vec::new();
-    while buf.len() < 4 << 20 {
-        match timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    buf.extend_from_slice(d);
+    conn.drive(async {
+        let mut buf = Vec::new();
+        while buf.len() < 4 << 20 {
+            match timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        buf.extend_from_slice(d);
+                    }
                 }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
+                Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
             }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-            Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
         }
-    }
-    Ok((status, buf))
+        Ok((status, buf))
+    })
+    .await
 }
 
 #[cfg(test)]
