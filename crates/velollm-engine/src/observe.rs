@@ -236,6 +236,12 @@ impl ServerWatch {
         }
     }
 
+    /// Whether the server's resources are sampled (a launched server, or `--server-pid`): the resource
+    /// report then needs the run's completion times ([`Completions`]).
+    pub fn samples_resources(&self) -> bool {
+        self.sampler.is_some()
+    }
+
     /// Stop watching, stop a launched server (SIGTERM to its group, then SIGKILL), and summarise.
     /// `completions_s` are the run's request completion times in seconds on its clock.
     pub async fn finish(mut self, session: &mut Session, completions_s: &[f64]) -> ServerReport {
@@ -275,14 +281,30 @@ impl ServerWatch {
     }
 }
 
-/// Collects request completion times (seconds on the run clock) for the resource growth fit.
+/// Collects request completion times (seconds on the run clock) for the resource growth fit, only while
+/// resources are sampled (so that a run without a watched server keeps nothing per request).
 #[derive(Default)]
-pub struct Completions(pub Vec<f64>);
+pub struct Completions {
+    times_s: Vec<f64>,
+    enabled: bool,
+}
+
+impl Completions {
+    /// Collect when `enabled` (see [`ServerWatch::samples_resources`]).
+    pub fn when(enabled: bool) -> Completions {
+        Completions { times_s: Vec::new(), enabled }
+    }
+
+    /// The completion times collected, in seconds on the run clock.
+    pub fn times_s(&self) -> &[f64] {
+        &self.times_s
+    }
+}
 
 impl crate::runner::Observer for Completions {
     fn record(&mut self, r: &RequestRecord) {
-        if let Some(done) = r.done.filter(|_| r.succeeded()) {
-            self.0.push(done as f64 / 1e9);
+        if let Some(done) = r.done.filter(|_| self.enabled && r.succeeded()) {
+            self.times_s.push(done as f64 / 1e9);
         }
     }
 }

@@ -33,16 +33,23 @@ pub struct ResultWriter {
 /// not a regular file (a device such as `/dev/stdout`, a pipe) is written in place instead: it must not be
 /// replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `write` (through a buffer), so that a large document is
+/// streamed to the file instead of being built in memory first.
+pub fn write_atomic_with(path: &Path, write: impl Fn(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-        return f.write_all(bytes).and_then(|_| f.flush());
+        let mut f = BufWriter::new(std::fs::OpenOptions::new().write(true).open(path)?);
+        return write(&mut f).and_then(|_| f.flush());
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("result.json");
     let tmp = dir.join(format!(".{name}.{}.partial.json", std::process::id()));
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_data()
+    let written = File::create(&tmp).and_then(|f| {
+        let mut w = BufWriter::new(f);
+        write(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_data()
     });
     match written.and_then(|_| std::fs::rename(&tmp, path)) {
         Ok(()) => Ok(()),
@@ -149,8 +156,9 @@ impl ResultWriter {
         self.last_write = Instant::now();
         self.doc.trust = self.doc.selfcheck.as_ref().map(|c| velollm_core::selfcheck::assess(c, &self.doc.steps));
         let Some(path) = &self.path else { return Ok(()) };
-        let bytes = serde_json::to_vec_pretty(&self.doc).map_err(io::Error::other)?;
-        write_atomic(path, &bytes).map_err(|e| context(e, "result file", path))
+        let doc = &self.doc;
+        write_atomic_with(path, |w| serde_json::to_writer_pretty(w, doc).map_err(io::Error::from))
+            .map_err(|e| context(e, "result file", path))
     }
 
     fn keep(&mut self, r: io::Result<()>) {

@@ -480,7 +480,8 @@ async fn bench_or_resume(
     };
     // A write that fails (a full disk) stops the run: what cannot be kept is not measured.
     let writer = writer.stop_on_error(stop);
-    let mut observers = ((writer, progress::Progress::new(plan.progress)), Completions::default());
+    let completions = Completions::when(server.samples_resources());
+    let mut observers = ((writer, progress::Progress::new(plan.progress)), completions);
     // Ok(true) when the run ended without running every step it planned.
     let outcome = match &sweep {
         None => session
@@ -502,7 +503,7 @@ async fn bench_or_resume(
     };
     let ((mut writer, _), completions) = observers;
     let death = server.death();
-    writer.set_server(redact_server(server.finish(&mut session, &completions.0).await));
+    writer.set_server(redact_server(server.finish(&mut session, completions.times_s()).await));
     let interrupted = *cancel.borrow() && death.is_none();
     let (status, reason) = match (&outcome, interrupted) {
         (Err(e @ BenchError::Run(velollm_engine::runner::RunError::Internal(_))), _) => {
