@@ -26,6 +26,14 @@ pub async fn run(args: TuneArgs) -> Result<u8> {
     if b.sweep.is_some() || b.compare_to.is_some() || b.records.is_some() {
         return Err(input("tune runs plain benchmarks: drop --sweep, --compare-to and --records".into()).into());
     }
+    if b.resume {
+        return Err(input(
+            "tune resumes on its own: every configuration with a complete result in the directory is kept \
+             (--rerun measures them again); drop --resume"
+                .into(),
+        )
+        .into());
+    }
     let grid = Grid::parse(&args.grid).map_err(input)?;
     let objective = Objective::parse(&args.objective).map_err(input)?;
     let base = server::params(&b.server.param)?;

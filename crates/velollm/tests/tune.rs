@@ -63,8 +63,12 @@ fn tune_input_errors_exit_2_before_launching() {
     let d = tempfile::tempdir().unwrap();
     let o = d.path().join("t");
     let o = o.to_str().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["tune", "--grid", "a=1", "--prompt", "x", "-n", "1", "-o", o], "--launch"),
+        (
+            &["tune", "--launch", "srv {port} {a}", "--grid", "a=1", "--prompt", "x", "-n", "1", "-o", o, "--resume"],
+            "--rerun",
+        ),
         (&["tune", "--launch", "srv {port} {a}", "--grid", "a", "--prompt", "x", "-n", "1", "-o", o], "KEY=V1,V2"),
         (&["tune", "--launch", "srv {port} {b}", "--grid", "a=1,2", "--prompt", "x", "-n", "1", "-o", o], "{b}"),
         (&["tune", "--launch", "srv {port} {a}", "--grid", "a=1", "--objective", "requests", "-o", o], "--objective"),
