@@ -121,26 +121,17 @@ impl Drop for Loopback {
 
 /// CPU time (user + system) of the calling thread.
 fn thread_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_THREAD) {
-        Ok(u) => {
-            let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-            tv(u.user_time()) + tv(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
+    cpu(nix::sys::resource::UsageWho::RUSAGE_THREAD)
 }
 
 /// CPU time (user + system) of the whole process.
 pub fn process_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-            tv(u.user_time()) + tv(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
+    cpu(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+fn cpu(who: nix::sys::resource::UsageWho) -> Duration {
+    let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    nix::sys::resource::getrusage(who).map_or(Duration::ZERO, |u| tv(u.user_time()) + tv(u.system_time()))
 }
 
 /// Serve connections from `listener` until `stop` becomes true.
