@@ -266,6 +266,20 @@ fn describe(status: ExitStatus) -> String {
 }
 
 impl Server {
+    /// What the result records of this launch (before any restart or stop).
+    pub fn launch_report(&self, template: &str) -> velollm_core::server::LaunchReport {
+        velollm_core::server::LaunchReport {
+            template: template.to_string(),
+            command: self.command.clone(),
+            port: self.port,
+            log: self.log.display().to_string(),
+            ready_route: self.readiness.route.clone(),
+            spawned_at: self.spawned_at.clone(),
+            restarts: 0,
+            stop: None,
+        }
+    }
+
     /// Fill the template, start the command and wait until it is ready. On any failure the process group
     /// is killed before returning.
     pub async fn launch(spec: &LaunchSpec) -> Result<Server, LaunchError> {

@@ -89,16 +89,7 @@ impl ServerWatch {
                 // Sampled from the spawn on: loading shows in the first samples.
                 sampler = Some(ResourceSampler::start(s.pid(), opts.interval, s.spawned));
                 s.wait_ready_or_cancel(spec.ready_timeout, cancel).await?;
-                let report = LaunchReport {
-                    template: spec.template.clone(),
-                    command: s.command.clone(),
-                    port: s.port,
-                    log: s.log.display().to_string(),
-                    ready_route: s.readiness.route.clone(),
-                    spawned_at: s.spawned_at.clone(),
-                    restarts: 0,
-                    stop: None,
-                };
+                let report = s.launch_report(&spec.template);
                 let origin = s.spawned;
                 (Some(s), origin, Some(report))
             }

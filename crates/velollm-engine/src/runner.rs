@@ -665,10 +665,7 @@ impl Runner {
     /// The accumulator of a step that finished before the interruption, rebuilt from its kept records (for
     /// the analyses, which need its samples).
     pub fn replay(&self, index: usize, step: &StepPlan) -> StepAccumulator {
-        let mut acc = StepAccumulator::new(step.name.clone(), step.config());
-        if let Some(slo) = &self.slo {
-            acc = acc.with_slo(slo.clone());
-        }
+        let mut acc = self.accumulator(step.name.clone(), step.config());
         for r in self.resume.iter().flat_map(|r| r.step_records(index)) {
             acc.push(r);
         }
@@ -742,13 +739,7 @@ impl Runner {
         if let Some(counting) = ctx.prompts.counting(self.target.tokenizer.is_some()) {
             config.prompt = format!("{}; {counting}", config.prompt);
         }
-        let mut acc = StepAccumulator::new(step.name.clone(), config);
-        if let Some(slo) = &self.slo {
-            acc = acc.with_slo(slo.clone());
-        }
-        if let Some(price) = self.prices.as_ref().and_then(|p| Some((p, p.get(&self.model)?))) {
-            acc = acc.with_price(&price.0.currency, *price.1);
-        }
+        let mut acc = self.accumulator(step.name.clone(), config);
         // A resumed step: the requests that finished before the interruption count as measured.
         for r in &done {
             acc.push(r);
@@ -776,6 +767,18 @@ impl Runner {
             return Err(RunError::Internal(message));
         }
         Ok((result, acc))
+    }
+
+    /// An empty accumulator for a step, with the run's SLOs (exact goodput at any size) and the model's price.
+    fn accumulator(&self, name: String, config: StepConfig) -> StepAccumulator {
+        let mut acc = StepAccumulator::new(name, config);
+        if let Some(slo) = &self.slo {
+            acc = acc.with_slo(slo.clone());
+        }
+        if let Some(price) = self.prices.as_ref().and_then(|p| Some((p, p.get(&self.model)?))) {
+            acc = acc.with_price(&price.0.currency, *price.1);
+        }
+        acc
     }
 
     /// Unload the model so the next request loads it (Ollama: a request with `keep_alive: 0`).

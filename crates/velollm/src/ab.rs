@@ -20,7 +20,6 @@ use tokio::sync::watch;
 use velollm_core::ab::{AB_VERSION, AbMeta, AbRecord, AbResult, AbStep, AbTarget, Side, analyse};
 use velollm_core::paired::{METRICS, PairedOptions};
 use velollm_core::result::RunStatus;
-use velollm_core::server::LaunchReport;
 use velollm_engine::Session;
 use velollm_engine::ab::{AbSide, PairObserver, PairedRun};
 use velollm_engine::launch::{LaunchError, LaunchSpec, Server};
@@ -392,16 +391,7 @@ async fn experiment(
                     velollm_report::format::duration_ms(ready_ms)
                 );
                 target.ready_ms = Some(ready_ms);
-                target.launch = Some(LaunchReport {
-                    template: template.clone(),
-                    command: s.command.clone(),
-                    port: s.port,
-                    log: s.log.display().to_string(),
-                    ready_route: s.readiness.route.clone(),
-                    spawned_at: s.spawned_at.clone(),
-                    restarts: 0,
-                    stop: None,
-                });
+                target.launch = Some(s.launch_report(template));
                 urls.push(s.url.clone());
                 servers[i] = Some(s);
             }
