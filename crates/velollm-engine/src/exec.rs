@@ -520,6 +520,8 @@ async fn execute_inner(
             }
         }
     };
+    // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
+    let arrivals = slot.conn.as_ref().map(|c| c.arrivals()).unwrap_or_default();
     // An HTTP/1.1 connection is driven by this task while the response is read (see `transport`).
     let mut no_driver = None;
     let driver = match slot.conn.as_mut() {
@@ -528,7 +530,10 @@ async fn execute_inner(
     };
     crate::transport::drive(driver, async {
         record.sent = Some(sent);
-        record.headers = Some(clock.now());
+        let headers = arrivals.stamp(clock.now()).max(sent);
+        record.headers = Some(headers);
+        // Stamps never run backwards (a stepped wall clock cannot reorder them).
+        let mut last = headers;
         let status = resp.status();
         record.status = Some(status.as_u16());
         // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
@@ -598,7 +603,8 @@ async fn execute_inner(
                 }
                 Ok(Some(Ok(f))) => f.into_data().ok(),
             };
-            let t = clock.now();
+            let t = arrivals.stamp(clock.now()).max(last);
+            last = t;
             messages.clear();
             let decoded = match &frame {
                 Some(data) => {

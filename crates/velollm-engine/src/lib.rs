@@ -32,6 +32,7 @@ pub mod probe;
 pub mod prompts;
 pub mod resources;
 pub mod runner;
+pub mod rxstamp;
 pub mod scrape;
 pub mod selfcheck;
 pub mod sweep;

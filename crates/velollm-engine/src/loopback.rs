@@ -1,20 +1,23 @@
 //! velollm's built-in loopback server: an OpenAI-compatible streaming server that does no work.
 //!
 //! It answers `POST /v1/chat/completions` and `POST /v1/completions` (streaming or not) and `GET /v1/models`,
-//! over HTTP/1.1 with keep-alive. Every output token is its own SSE event, written with its own `write()`:
-//! the first after [`LoopbackConfig::ttft`], then one every [`LoopbackConfig::itl`]. The last event carries
+//! over HTTP/1.1 with keep-alive. Every output token is its own SSE event, written with its own `write()`
+//! (unless [`LoopbackConfig::events_per_write`] groups those due together): the first after
+//! [`LoopbackConfig::ttft`], then one every [`LoopbackConfig::itl`]. The last event carries
 //! the finish reason and the usage, then `data: [DONE]`. The token count is the request's `max_tokens` (or
 //! `max_completion_tokens`), else [`LoopbackConfig::tokens`].
 //!
 //! With [`LoopbackConfig::stamps`] set, the server writes its own ground truth into the generated text: the
 //! first token is `r<receipt> w<write> ` and every later one `w<write> `, both in nanoseconds of the given
-//! [`Clock`]. `receipt` is when the request's last byte was read and `write` is taken just before the event's
+//! [`Clock`]. `receipt` is when the request's last byte arrived (the kernel's receive stamp, see
+//! [`crate::rxstamp`]; else when it was read) and `write` is taken just before the event's
 //! `write()`. A client sharing the clock (the self-check, in the same process) then knows exactly how late it
 //! stamped each chunk; see [`crate::selfcheck`].
 //!
 //! It serves `velollm selfcheck` in-process on its own thread, and `velollm selfcheck --serve` as a
 //! standalone server for measuring other clients against the same zero-cost server.
 
+use crate::rxstamp::RxSocket;
 use crate::transport::Clock;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -43,6 +46,10 @@ pub struct LoopbackConfig {
     pub tokens: u32,
     /// Write each event's send instant on this clock into the generated text (see the module docs).
     pub stamps: Option<Clock>,
+    /// Events sent with one `write()` when they are due together (0 or 1: every event its own write, as a
+    /// token-by-token server streams; more: a server that is not the limit, whose events cost the client
+    /// fewer reads). An event due later is never held back: what is pending is written before waiting.
+    pub events_per_write: u32,
 }
 
 /// A loopback server running on its own thread (a single-threaded runtime), so that its CPU time can be
@@ -57,9 +64,10 @@ pub struct Loopback {
 impl Loopback {
     /// Start a server on `127.0.0.1` (a free port) on a thread of its own.
     pub fn start(config: LoopbackConfig) -> io::Result<Loopback> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
+        // A deep accept queue: a level may open a thousand connections at once.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = socket.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (cpu_tx, mut cpu_rx) = mpsc::unbounded_channel::<oneshot::Sender<Duration>>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
@@ -72,7 +80,7 @@ impl Loopback {
                 }
             };
             runtime.block_on(async move {
-                let listener = match TcpListener::from_std(std_listener) {
+                let listener = match socket.listen(4096) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -163,14 +171,18 @@ struct Request {
 }
 
 /// Serve the requests of one keep-alive connection.
-async fn connection(mut stream: TcpStream, config: &LoopbackConfig) -> io::Result<()> {
+async fn connection(stream: TcpStream, config: &LoopbackConfig) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // A request arrives when the kernel received its last bytes, not when this thread got round to them.
+    let clock = config.stamps.unwrap_or_else(Clock::start);
+    let mut stream = RxSocket::new(stream, clock)?;
+    let arrivals = stream.arrivals();
     let mut buf = Vec::with_capacity(4096);
     loop {
         let Some(request) = read_request(&mut stream, &mut buf).await? else {
             return Ok(());
         };
-        let arrived = Instant::now();
+        let arrived = Instant::from_std(clock.instant(arrivals.stamp(clock.now())));
         respond(&mut stream, &request, arrived, config).await?;
         if request.close {
             return Ok(());
@@ -179,7 +191,7 @@ async fn connection(mut stream: TcpStream, config: &LoopbackConfig) -> io::Resul
 }
 
 /// Read one request (head and `Content-Length` body); `None` when the client closed the connection.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Request>> {
+async fn read_request(stream: &mut RxSocket, buf: &mut Vec<u8>) -> io::Result<Option<Request>> {
     let head_end = loop {
         if let Some(i) = memchr::memmem::find(buf, b"\r\n\r\n") {
             break i + 4;
@@ -221,7 +233,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<O
     Ok(Some(Request { method, path, body, close }))
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+async fn read_more(stream: &mut RxSocket, buf: &mut Vec<u8>) -> io::Result<usize> {
     buf.reserve(8192);
     stream.read_buf(buf).await
 }
@@ -233,7 +245,7 @@ enum Shape {
     Completion,
 }
 
-async fn respond(stream: &mut TcpStream, req: &Request, arrived: Instant, config: &LoopbackConfig) -> io::Result<()> {
+async fn respond(stream: &mut RxSocket, req: &Request, arrived: Instant, config: &LoopbackConfig) -> io::Result<()> {
     let shape = match (req.method.as_str(), req.path.split('?').next().unwrap_or_default()) {
         ("POST", "/v1/chat/completions") => Shape::Chat,
         ("POST", "/v1/completions") => Shape::Completion,
@@ -269,12 +281,15 @@ async fn respond(stream: &mut TcpStream, req: &Request, arrived: Instant, config
         sleep_until(arrived + config.ttft + config.itl * tokens.saturating_sub(1)).await;
         return write_plain(stream, 200, &json).await;
     }
-    stream
-        .write_all(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-              transfer-encoding: chunked\r\n\r\n",
-        )
-        .await?;
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+              transfer-encoding: chunked\r\n\r\n";
+    let per_write = config.events_per_write.max(1);
+    // What is written next: the head goes alone when every event is written alone.
+    let mut pending = HEAD.to_vec();
+    if per_write == 1 {
+        stream.write_all(&pending).await?;
+        pending.clear();
+    }
     let (prefix, suffix) = match shape {
         Shape::Chat => (
             r#"data: {"id":"lb","object":"chat.completion.chunk","model":"loopback","choices":[{"index":0,"delta":{"content":""#,
@@ -288,13 +303,19 @@ async fn respond(stream: &mut TcpStream, req: &Request, arrived: Instant, config
     // Without stamps every token event is the same bytes: build it once.
     let plain = frame(&format!("{prefix}tok {suffix}\n\n"));
     let mut event = String::with_capacity(256);
+    let mut held = 0;
     for i in 0..tokens {
         let due = arrived + config.ttft + config.itl * i;
         if due > Instant::now() {
+            if !pending.is_empty() {
+                stream.write_all(&pending).await?;
+                pending.clear();
+                held = 0;
+            }
             sleep_until(due).await;
         }
         match &config.stamps {
-            None => stream.write_all(&plain).await?,
+            None => pending.extend_from_slice(&plain),
             Some(clock) => {
                 event.clear();
                 event.push_str(prefix);
@@ -302,8 +323,14 @@ async fn respond(stream: &mut TcpStream, req: &Request, arrived: Instant, config
                     let _ = write!(event, "r{r} ");
                 }
                 let _ = write!(event, "w{} {suffix}\n\n", clock.now());
-                stream.write_all(&frame(&event)).await?;
+                pending.extend_from_slice(&frame(&event));
             }
+        }
+        held += 1;
+        if held == per_write {
+            stream.write_all(&pending).await?;
+            pending.clear();
+            held = 0;
         }
     }
     let finish = match shape {
@@ -314,9 +341,9 @@ async fn respond(stream: &mut TcpStream, req: &Request, arrived: Instant, config
             r#"data: {{"id":"lb","object":"text_completion","model":"loopback","choices":[{{"index":0,"text":"","finish_reason":"length"}}],"usage":{usage}}}"#
         ),
     };
-    let mut tail = frame(&format!("{finish}\n\ndata: [DONE]\n\n"));
-    tail.extend_from_slice(b"0\r\n\r\n");
-    stream.write_all(&tail).await
+    pending.extend_from_slice(&frame(&format!("{finish}\n\ndata: [DONE]\n\n")));
+    pending.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&pending).await
 }
 
 /// One HTTP/1.1 chunk carrying `data`.
@@ -328,7 +355,7 @@ fn frame(data: &str) -> Vec<u8> {
     out
 }
 
-async fn write_plain(stream: &mut TcpStream, status: u16, body: &str) -> io::Result<()> {
+async fn write_plain(stream: &mut RxSocket, status: u16, body: &str) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",

@@ -183,7 +183,8 @@ async fn level(
     cancel: &watch::Receiver<bool>,
 ) -> Result<SelfCheckLevel, SelfCheckError> {
     let clock = Clock::start();
-    let server = Loopback::start(LoopbackConfig { ttft, itl, tokens: opts.tokens, stamps: Some(clock) })?;
+    let server =
+        Loopback::start(LoopbackConfig { ttft, itl, tokens: opts.tokens, stamps: Some(clock), events_per_write: 1 })?;
     let endpoint =
         Endpoint::parse(&format!("http://{}", server.addr())).map_err(|e| SelfCheckError::Run(e.to_string()))?;
     let mut target = Target::new(endpoint, DialectKind::OpenAiChat, clock);

@@ -3,8 +3,9 @@
 //! Each load worker owns its connection (hyper's low-level `http1` client, as oha does), so every request
 //! knows exactly whether it opened a connection — and how long DNS, TCP connect and TLS took, and whether
 //! the TLS handshake resumed an earlier session — or reused one. The socket is wrapped in [`TimedIo`], which
-//! stamps the instant the first byte of a request is written; headers and every body frame are stamped by
-//! the reader in [`crate::exec`].
+//! stamps the instant the first byte of a request is written. Under it (and under TLS) the TCP socket is an
+//! [`RxSocket`], which keeps the kernel's arrival stamp of every read ([`crate::rxstamp`]); headers and every
+//! body frame are stamped with it by the reader in [`crate::exec`].
 //!
 //! An HTTP/1.1 connection has no task of its own: the worker that uses it drives it ([`Connection::drive`])
 //! while it sends a request and reads the response. A body frame is then read from the socket and stamped in
@@ -18,6 +19,7 @@
 //! `sent` is read on the client's clock just before the request is handed to the connection (an upper
 //! bound of the true send instant by the hand-off, microseconds; TTFT can only read longer, never shorter).
 
+use crate::rxstamp::{Arrivals, RxSocket};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
@@ -420,6 +422,7 @@ pub struct Connection {
     /// HTTP/1.1: the connection itself, driven by whoever uses it (HTTP/2 runs in a task of its own).
     driver: Option<Driver>,
     mark: Arc<WriteMark>,
+    arrivals: Arc<Arrivals>,
     origin: String,
 }
 
@@ -473,6 +476,9 @@ impl Connection {
             }
         };
         let _ = stream.set_nodelay(true);
+        let addr = stream.peer_addr().map_or_else(|_| endpoint.host.clone(), |a| a.to_string());
+        let stream = RxSocket::new(stream, clock).map_err(|source| ConnectError::Tcp { addr, source })?;
+        let arrivals = stream.arrivals();
         let t2 = Instant::now();
         let mark = Arc::new(WriteMark::default());
         let mut phases = Phases {
@@ -511,7 +517,7 @@ impl Connection {
             }
             None => handshake(TimedIo { inner: stream, mark: mark.clone(), clock }).await?,
         };
-        Ok((Connection { id, uses: 0, sender, driver, mark, origin: endpoint.origin() }, phases))
+        Ok((Connection { id, uses: 0, sender, driver, mark, arrivals, origin: endpoint.origin() }, phases))
     }
 
     /// The HTTP version spoken.
@@ -532,6 +538,7 @@ impl Connection {
                 sender: Sender::H2(s.clone()),
                 driver: None,
                 mark: self.mark.clone(),
+                arrivals: self.arrivals.clone(),
                 origin: self.origin.clone(),
             }),
             Sender::H1(_) => None,
@@ -557,6 +564,12 @@ impl Connection {
     /// Run `fut` (reading a response body of this connection) while driving the connection.
     pub async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
         drive(&mut self.driver, fut).await
+    }
+
+    /// The kernel arrival stamps of the connection's socket: a response's chunks are stamped with
+    /// [`Arrivals::stamp`] (see [`crate::rxstamp`]).
+    pub fn arrivals(&self) -> Arc<Arrivals> {
+        self.arrivals.clone()
     }
 
     /// The connection's driver, for [`drive`] while the connection itself is borrowed elsewhere.

@@ -45,6 +45,11 @@ pub struct SelfcheckArgs {
     /// Do not measure: serve the loopback server on this address (e.g. 127.0.0.1:8099) until Ctrl-C.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["quick", "levels", "ceiling", "duration", "json"])]
     pub serve: Option<String>,
+    /// With --serve: events sent in one write when they are due together (with no delays, a whole
+    /// response in one or a few writes: a server that costs its clients fewer reads) [default: 1, every
+    /// token its own write, as a token-by-token server streams].
+    #[arg(long, value_name = "N", requires = "serve", value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_per_write: Option<u32>,
 }
 
 /// A non-negative duration option (`0ms`, `5ms`, `2s`).
@@ -67,6 +72,7 @@ pub async fn run(args: SelfcheckArgs) -> Result<u8> {
             itl: itl.unwrap_or_default(),
             tokens: args.tokens.unwrap_or(64),
             stamps: None,
+            events_per_write: args.events_per_write.unwrap_or(1),
         };
         return serve(addr, config).await;
     }

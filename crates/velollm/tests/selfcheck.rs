@@ -64,7 +64,8 @@ fn bad_selfcheck_options_are_input_errors() {
     }
 }
 
-async fn bench_with_selfcheck(script: Script) -> serde_json::Value {
+/// `bench` with its self-check; `env` is added to its environment.
+async fn bench_with_selfcheck(script: Script, env: &'static [(&'static str, &'static str)]) -> serde_json::Value {
     let server = FakeServer::start(Flavor::OpenAi, script).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run.json");
@@ -73,6 +74,7 @@ async fn bench_with_selfcheck(script: Script) -> serde_json::Value {
     let o = tokio::task::spawn_blocking(move || {
         command()
             .env_remove("VELOLLM_NO_SELFCHECK")
+            .envs(env.iter().copied())
             .args(["bench", "--url", &url, "--prompt", "hi", "-n", "4", "--no-progress", "-o"])
             .arg(&path)
             .output()
@@ -95,7 +97,7 @@ async fn bench_with_selfcheck(script: Script) -> serde_json::Value {
 async fn a_slow_server_run_is_trustworthy() {
     let script =
         Script { ttft: Duration::from_millis(300), itl: Duration::from_millis(40), tokens: 4, ..Script::default() };
-    let doc = bench_with_selfcheck(script).await;
+    let doc = bench_with_selfcheck(script, &[]).await;
     let trust = &doc["trust"];
     assert_eq!(trust["trustworthy"], true, "{trust}");
     let step = &trust["steps"][0];
@@ -105,9 +107,11 @@ async fn a_slow_server_run_is_trustworthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_the_client_overhead_distorts_is_flagged() {
-    // A server that answers at once: the client's own fraction of a millisecond is most of the TTFT.
+    // A server that answers at once, and chunks stamped when read (not at their kernel arrival): the
+    // client's own tenths of a millisecond are then a visible share of a TTFT of about one millisecond.
+    // (With kernel stamps the overhead is tens of microseconds, and the same run is trustworthy.)
     let script = Script { ttft: Duration::ZERO, itl: Duration::ZERO, tokens: 4, ..Script::default() };
-    let doc = bench_with_selfcheck(script).await;
+    let doc = bench_with_selfcheck(script, &[("VELOLLM_USER_STAMPS", "1")]).await;
     let trust = &doc["trust"];
     assert_eq!(trust["trustworthy"], false, "{trust}");
     let reasons = trust["steps"][0]["reasons"].to_string();
@@ -125,37 +129,54 @@ async fn a_run_the_client_overhead_distorts_is_flagged() {
 
 #[test]
 fn serve_runs_the_loopback_server_for_other_clients() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = command()
-        .args(["selfcheck", "--serve", &addr, "--tokens", "7", "--itl", "1ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !common::listening(port) {
-        assert!(Instant::now() < deadline, "the loopback server did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run.json");
-    // Chat and completions, streamed, with the token count of the request's max_tokens.
-    for backend in ["openai-chat", "openai-completions"] {
-        let o = command()
-            .args(["bench", "--url", &format!("http://{addr}"), "--backend", backend, "--prompt", "hi", "-n", "3"])
-            .args(["--max-tokens", "5", "--no-progress", "-o"])
-            .arg(&out)
-            .output()
+    // Token by token, 1 ms apart; and with no delay, whole responses in one write.
+    for extra in [&["--itl", "1ms"][..], &["--events-per-write", "64"]] {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut server = command()
+            .args(["selfcheck", "--serve", &addr, "--tokens", "7"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap();
-        let (stdout, stderr) = text(&o);
-        assert_eq!(o.status.code(), Some(0), "{backend}: {stdout}\n{stderr}");
-        let doc = json(&out);
-        let step = &doc["steps"][0];
-        assert_eq!(step["succeeded"], 3, "{backend}: {step}");
-        assert_eq!(step["metrics"]["output_tokens"]["max"], 5.0, "{backend}: {}", step["metrics"]);
-        assert_eq!(step["token_sources"]["server_usage"], 3, "{backend}: {}", step["token_sources"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !common::listening(port) {
+            assert!(Instant::now() < deadline, "the loopback server did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.json");
+        // Chat and completions, streamed, with the token count of the request's max_tokens.
+        for backend in ["openai-chat", "openai-completions"] {
+            let o = command()
+                .args(["bench", "--url", &format!("http://{addr}"), "--backend", backend, "--prompt", "hi", "-n", "3"])
+                .args(["--max-tokens", "5", "--no-progress", "-o"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            let (stdout, stderr) = text(&o);
+            assert_eq!(o.status.code(), Some(0), "{extra:?} {backend}: {stdout}\n{stderr}");
+            let doc = json(&out);
+            let step = &doc["steps"][0];
+            assert_eq!(step["succeeded"], 3, "{extra:?} {backend}: {step}");
+            assert_eq!(step["metrics"]["output_tokens"]["max"], 5.0, "{extra:?} {backend}: {}", step["metrics"]);
+            assert_eq!(step["token_sources"]["server_usage"], 3, "{extra:?} {backend}: {}", step["token_sources"]);
+        }
+        let _ = server.kill();
+        let _ = server.wait();
     }
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+#[test]
+fn events_per_write_needs_serve_and_at_least_one() {
+    for args in [
+        &["selfcheck", "--events-per-write", "8"][..],
+        &["selfcheck", "--serve", "127.0.0.1:1", "--events-per-write", "0"],
+    ] {
+        let o = command().args(args).output().unwrap();
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--events-per-write"), "{stderr}");
+    }
 }
