@@ -382,31 +382,35 @@ impl StepAccumulator {
         order.into_iter().map(|i| &self.samples[i]).collect()
     }
 
+    /// The per-request columns. Each column is collected from an exact-size iterator, so it is allocated once at
+    /// its final length: built for every progress snapshot, columns grown by doubling left the allocator
+    /// holding blocks of every intermediate size (resident memory well above the live heap).
     fn columns(&self) -> StepSamples {
         let start = self.rates.start().unwrap_or(0);
-        let us = |v: Option<f64>| v.map(|x| (x * 1e3).round() / 1e3);
-        let mut c = StepSamples::default();
-        for s in self.ordered().into_iter().filter(|s| s.ok) {
-            let m = &s.metrics;
-            c.end_s.push(s.done.map_or(0.0, |d| ((d.saturating_sub(start)) as f64 / 1e6).round() / 1e3));
-            c.ttft_ms.push(us(m.ttft_ms));
-            c.e2e_ms.push(us(m.e2e_ms));
-            c.tpot_ms.push(us(m.tpot_ms));
-            c.queue_delay_ms.push(us(m.queue_delay_ms));
-            c.network_overhead_ms.push(us(m.network_overhead_ms));
-            c.decode_tokens_per_s.push(us(m.decode_tokens_per_s));
-            c.tokens_per_s.push(us(m.tokens_per_s));
-            c.prompt_tokens.push(m.prompt_tokens);
-            c.output_tokens.push(m.output_tokens);
-            c.cached_tokens.push(m.cached_tokens);
-            c.turn.push(s.turn);
-            c.server_prefill_ms.push(us(s.server_prefill_ms));
-            c.server_decode_ms.push(us(s.server_decode_ms));
+        let kept: Vec<&Sample> = self.ordered().into_iter().filter(|s| s.ok).collect();
+        let column = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<Option<f64>> {
+            kept.iter().map(|s| f(s).map(|x| (x * 1e3).round() / 1e3)).collect()
+        };
+        StepSamples {
+            end_s: kept
+                .iter()
+                .map(|s| s.done.map_or(0.0, |d| (d.saturating_sub(start) as f64 / 1e6).round() / 1e3))
+                .collect(),
+            ttft_ms: column(&|s| s.metrics.ttft_ms),
+            e2e_ms: column(&|s| s.metrics.e2e_ms),
+            tpot_ms: column(&|s| s.metrics.tpot_ms),
+            queue_delay_ms: column(&|s| s.metrics.queue_delay_ms),
+            network_overhead_ms: column(&|s| s.metrics.network_overhead_ms),
+            decode_tokens_per_s: column(&|s| s.metrics.decode_tokens_per_s),
+            tokens_per_s: column(&|s| s.metrics.tokens_per_s),
+            prompt_tokens: kept.iter().map(|s| s.metrics.prompt_tokens).collect(),
+            output_tokens: kept.iter().map(|s| s.metrics.output_tokens).collect(),
+            cached_tokens: kept.iter().map(|s| s.metrics.cached_tokens).collect(),
+            turn: kept.iter().map(|s| s.turn).collect(),
+            server_prefill_ms: column(&|s| s.server_prefill_ms),
+            server_decode_ms: column(&|s| s.server_decode_ms),
+            retained_of: if self.rates.measured() > self.samples.len() as u64 { self.rates.succeeded() } else { 0 },
         }
-        if self.rates.measured() > self.samples.len() as u64 {
-            c.retained_of = self.rates.succeeded();
-        }
-        c
     }
 
     fn quality(&self) -> Option<QualityStats> {
@@ -565,6 +569,9 @@ mod tests {
         assert_eq!(step.metrics.output_tokens.unwrap().mean, 64.0);
         assert_eq!(step.samples.len(), SAMPLE_CAP);
         assert_eq!(step.samples.retained_of, N);
+        // Built for every progress snapshot: each column is allocated once, at its length.
+        let c = &step.samples;
+        assert_eq!((c.end_s.capacity(), c.ttft_ms.capacity(), c.turn.capacity()), (SAMPLE_CAP, SAMPLE_CAP, SAMPLE_CAP));
         assert!((step.rates.output_token_throughput * step.rates.duration_s - 64.0 * N as f64).abs() < 1e-3);
     }
 

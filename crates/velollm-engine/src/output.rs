@@ -173,8 +173,11 @@ impl ResultWriter {
     }
 
     fn set_step(&mut self, index: usize, result: &StepResult) {
-        if index < self.doc.steps.len() {
-            self.doc.steps[index] = result.clone();
+        if let Some(step) = self.doc.steps.get_mut(index) {
+            // Free the previous snapshot's per-request columns before copying the new ones, so that the two
+            // never coexist and the allocator reuses their blocks (an assignment would clone first).
+            step.samples = Default::default();
+            *step = result.clone();
         } else {
             self.doc.steps.push(result.clone());
         }
