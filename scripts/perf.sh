@@ -6,6 +6,7 @@
 #   scripts/perf.sh install   install only
 #   scripts/perf.sh run       measure with what is installed (a peer that is missing is "not measured: …"),
 #                             then velollm's limits
+#   scripts/perf.sh peers     the side-by-side passes only (no limits)
 #   scripts/perf.sh limits    velollm's limits only (scripts/limits.py: 1,000 and 10,000 streams, memory as
 #                             requests accumulate, a 100,000-token response; about 4 minutes, no peer needed)
 #   scripts/perf.sh sources   print how to get the Rust peers' sources for PEER_SRC_DIR
@@ -13,9 +14,12 @@
 # One loopback OpenAI chat server (velollm's own, zero delay: `velollm selfcheck --serve`) runs as its own
 # process, warmed up; every client runs against it in turn with the same workload: streaming chat, 128-token
 # prompts, 64 output tokens, 64 concurrent streams, at two sizes, so that the marginal CPU per request leaves
-# start-up out (scripts/peers/perf.py measures).
-# The table goes to stdout and $PERF_OUT/peers.md, every figure to $PERF_OUT/peers.json, each client's own
-# output and log to $PERF_OUT/<client>/run{1,2}/.
+# start-up out (scripts/peers/perf.py measures). Two passes: in the first, the server writes every token with
+# its own write(), as a token-by-token server streams (each client's CPU per request); in the second it writes
+# whole responses at once (`--events-per-write 64`), so that it costs little and the clients are the limit
+# (requests/s).
+# The tables go to stdout, $PERF_OUT/peers.md and $PERF_OUT/whole-responses/peers.md, every figure to the
+# peers.json beside them, each client's own output and log to <that directory>/<client>/run{1,2}/.
 #
 # The peers, pinned, under ${VELOLLM_CACHE:-${XDG_CACHE_HOME:-~/.cache}/velollm}/peers/<name>-<version>/:
 #   oha                    cargo install --locked from crates.io
@@ -34,6 +38,7 @@
 #                  (default: $VELOLLM_CACHE/peers/src); `scripts/perf.sh sources` says how to get them
 #   PERF_CLIENTS   comma-separated subset of: velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,
 #                  aiperf,guidellm (default: all)
+#   PERF_WHOLE_CLIENTS  the clients of pass 2 (default: velollm,vllm-bench-serve,guidellm; empty: no pass 2)
 #   PERF_SCALE     multiplies every run's size (default 1; 0.2 for a quick look)
 #   PERF_OUT       output directory (default: target/perf)
 set -euo pipefail
@@ -62,6 +67,7 @@ PEER_SRC_DIR=${PEER_SRC_DIR:-$PEERS/src}
 PERF_OUT=${PERF_OUT:-$ROOT/target/perf}
 PERF_SCALE=${PERF_SCALE:-1}
 PERF_CLIENTS=${PERF_CLIENTS:-velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,aiperf,guidellm}
+PERF_WHOLE_CLIENTS=${PERF_WHOLE_CLIENTS-velollm,vllm-bench-serve,guidellm}
 LOGS=$PEERS/logs
 DATA=$PEERS/data-smollm2-1
 TORCH=$PEERS/torch-$TORCH_VERSION
@@ -283,23 +289,26 @@ rust_peer() { # NAME BIN PINNED_COMMIT HOW: a peer built from PEER_SRC_DIR/NAME,
 SERVER_PID=
 stop_server() { [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true; }
 
-run_all() {
-  ensure_tools
-  log "building velollm (release)"
-  (cd "$ROOT" && cargo build -q --release -p velollm) || die "velollm did not build"
+# measure_pass EVENTS_PER_WRITE OUT CLIENTS: start the server, hand perf.py the clients, stop the server.
+measure_pass() {
+  local events=$1 out=$2 clients=$3
   local velollm=$ROOT/target/release/velollm server_cmd server_desc
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$velollm" selfcheck --help 2>/dev/null | grep -q -- '--serve' \
     || die "this velollm has no \`selfcheck --serve\` (the loopback server every client is measured against)"
-  server_cmd=("$velollm" selfcheck --serve "127.0.0.1:$port" --tokens 64)
-  server_desc="velollm selfcheck --serve (TTFT 0, ITL 0, 64 tokens, one SSE chunk each, usage in the last chunk)"
-  mkdir -p "$PERF_OUT"
-  "${server_cmd[@]}" >"$PERF_OUT/server.log" 2>&1 &
+  server_cmd=("$velollm" selfcheck --serve "127.0.0.1:$port" --tokens 64 --events-per-write "$events")
+  if [ "$events" = 1 ]; then
+    server_desc="velollm selfcheck --serve (TTFT 0, ITL 0, 64 tokens, one SSE chunk each, each in its own write, usage in the last chunk)"
+  else
+    server_desc="velollm selfcheck --serve --events-per-write $events (TTFT 0, ITL 0, 64 tokens, one SSE chunk each, $events chunks per write, usage in the last chunk)"
+  fi
+  mkdir -p "$out"
+  "${server_cmd[@]}" >"$out/server.log" 2>&1 &
   SERVER_PID=$!
   trap stop_server EXIT
   local url=http://127.0.0.1:$port model=
   for _ in $(seq 100); do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited: $(tail -n 3 "$PERF_OUT/server.log")"
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited: $(tail -n 3 "$out/server.log")"
     model=$(curl -sf "$url/v1/models" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])' \
       2>/dev/null) && break
     sleep 0.2
@@ -330,10 +339,25 @@ run_all() {
   local commit; commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || commit="$commit+changes"
   python3 "$ROOT/scripts/peers/perf.py" --url "$url" --model "$model" --server-pid "$SERVER_PID" \
-    --server "$server_desc" --data "$DATA" --out "$PERF_OUT" --only "$PERF_CLIENTS" --scale "$PERF_SCALE" \
+    --server "$server_desc" --data "$DATA" --out "$out" --only "$clients" --scale "$PERF_SCALE" \
     --commit "$commit"
-  log "written: $PERF_OUT/peers.md, $PERF_OUT/peers.json (clients' own output under $PERF_OUT/<client>/)"
+  log "written: $out/peers.md, $out/peers.json (clients' own output under $out/<client>/)"
+  stop_server
+  SERVER_PID=
 }
+
+run_all() {
+  ensure_tools
+  log "building velollm (release)"
+  (cd "$ROOT" && cargo build -q --release -p velollm) || die "velollm did not build"
+  log "pass 1: every token its own write (the CPU per request of each client)"
+  measure_pass 1 "$PERF_OUT" "$PERF_CLIENTS"
+  if [ -n "$PERF_WHOLE_CLIENTS" ]; then
+    log "pass 2: whole responses in one write, a server that is not the limit (requests/s)"
+    measure_pass 64 "$PERF_OUT/whole-responses" "$PERF_WHOLE_CLIENTS"
+  fi
+}
+
 
 run_limits() {
   (cd "$ROOT" && cargo build -q --release -p velollm) || die "velollm did not build"
@@ -345,6 +369,7 @@ case "${1:-all}" in
   all) install_all; run_all; run_limits ;;
   install) install_all ;;
   run) run_all; run_limits ;;
+  peers) run_all ;;
   limits) run_limits ;;
   sources) print_sources ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
