@@ -575,11 +575,26 @@ async fn execute_inner(
         // Body bytes received: none at all is an empty answer, not a broken stream.
         let mut received = 0usize;
         let mut first_output = false;
+        // Before the first token only the first-token clock runs; after it, the idle one between chunks. One
+        // timer serves the whole response and is re-armed only when it fires early: a timer per chunk would
+        // cost a timer-wheel insertion and removal (under a lock) for every chunk.
+        let idle = target.timeouts.idle;
+        let idle_due = |last: Instant| last.checked_add(idle).map_or(deadline, |t| t.min(deadline));
+        let mut last_frame = Instant::now();
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(first_token));
         while !ended {
-            // Before the first token only the first-token clock runs; after it, the idle one between chunks.
-            let wait = if first_output { within(deadline, target.timeouts.idle) } else { first_token };
-            let frame = match timeout_at(wait, body.frame()).await {
-                Err(_) => {
+            let frame = tokio::select! {
+                biased;
+                frame = body.frame() => Some(frame),
+                () = &mut timer => None,
+            };
+            let frame = match frame {
+                None => {
+                    let due = if first_output { idle_due(last_frame) } else { first_token };
+                    if Instant::now() < due {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
                     let phase = if first_output {
                         format!(
                             "no data for {:?} while waiting for the next chunk (--idle-timeout)",
@@ -590,19 +605,20 @@ async fn execute_inner(
                     };
                     return Err(timed_out(target, deadline, phase));
                 }
-                Ok(None) => {
+                Some(None) => {
                     ended = true;
                     None
                 }
-                Ok(Some(Err(e))) => {
+                Some(Some(Err(e))) => {
                     record.done = Some(clock.now());
                     return Err(error(
                         ErrorClass::StreamBroken,
                         format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
                     ));
                 }
-                Ok(Some(Ok(f))) => f.into_data().ok(),
+                Some(Some(Ok(f))) => f.into_data().ok(),
             };
+            last_frame = Instant::now();
             let t = arrivals.stamp(clock.now()).max(last);
             last = t;
             messages.clear();
@@ -665,7 +681,10 @@ async fn execute_inner(
                 }
                 st.done |= p.done;
             }
-            first_output |= frame_chunks.chunks.iter().any(|c| c.channel.is_output());
+            if !first_output && frame_chunks.chunks.iter().any(|c| c.channel.is_output()) {
+                first_output = true;
+                timer.as_mut().reset(idle_due(last_frame));
+            }
             record.chunks.extend(frame_chunks.chunks);
             if st.done {
                 record.done = Some(t);

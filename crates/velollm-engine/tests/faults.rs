@@ -201,7 +201,10 @@ async fn first_token_timeout_is_its_own_option() {
 async fn idle_timeout_fires_between_chunks() {
     let server = FakeServer::start(Flavor::OpenAi, burst(Fault::StallAfter(2), 1)).await;
     let timeouts = Timeouts { idle: ms(200), ..TIMEOUTS };
+    let started = std::time::Instant::now();
     let (r, records) = run(&server, DialectKind::OllamaGenerate, timeouts, 2).await;
+    // After the first token the idle timeout (200 ms) applies, not the first-token one (2 s).
+    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
     let (class, count, example) = only_error(&r);
     assert_eq!((class, count, r.succeeded), (ErrorClass::Timeout, 1, 1));
     assert!(example.contains("no data for 200ms while waiting for the next chunk"), "{example}");
