@@ -37,8 +37,9 @@
 #   PEER_SRC_DIR   sources of the Rust peers as PEER_SRC_DIR/inference-benchmarker and PEER_SRC_DIR/vllm-bench
 #                  (default: $VELOLLM_CACHE/peers/src); `scripts/perf.sh sources` says how to get them
 #   PERF_CLIENTS   comma-separated subset of: velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,
-#                  aiperf,guidellm (default: all)
-#   PERF_WHOLE_CLIENTS  the clients of pass 2 (default: velollm,vllm-bench-serve,guidellm; empty: no pass 2)
+#                  aiperf,guidellm (default: all; empty: no pass 1)
+#   PERF_WHOLE_CLIENTS  the clients of pass 2 (default: velollm,oha,vllm-bench,vllm-bench-serve,guidellm;
+#                  empty: no pass 2)
 #   PERF_SCALE     multiplies every run's size (default 1; 0.2 for a quick look)
 #   PERF_OUT       output directory (default: target/perf)
 set -euo pipefail
@@ -66,8 +67,8 @@ PEERS=$CACHE/peers
 PEER_SRC_DIR=${PEER_SRC_DIR:-$PEERS/src}
 PERF_OUT=${PERF_OUT:-$ROOT/target/perf}
 PERF_SCALE=${PERF_SCALE:-1}
-PERF_CLIENTS=${PERF_CLIENTS:-velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,aiperf,guidellm}
-PERF_WHOLE_CLIENTS=${PERF_WHOLE_CLIENTS-velollm,vllm-bench-serve,guidellm}
+PERF_CLIENTS=${PERF_CLIENTS-velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,aiperf,guidellm}
+PERF_WHOLE_CLIENTS=${PERF_WHOLE_CLIENTS-velollm,oha,vllm-bench,vllm-bench-serve,guidellm}
 LOGS=$PEERS/logs
 DATA=$PEERS/data-smollm2-1
 TORCH=$PEERS/torch-$TORCH_VERSION
@@ -76,7 +77,7 @@ TOOLS=$PEERS/tools-transformers-$TRANSFORMERS_VERSION
 log() { printf 'perf.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-wanted() { [[ ",$PERF_CLIENTS," == *",$1,"* ]]; }
+wanted() { [[ ",$PERF_CLIENTS,$PERF_WHOLE_CLIENTS," == *",$1,"* ]]; }
 key() { local k=${1^^}; printf '%s' "${k//-/_}"; }
 # A peer that cannot be installed is not measured; the reason reaches the report.
 skip() { log "$1: not measured: $2"; export "PERF_SKIP_$(key "$1")=$2"; }
@@ -350,8 +351,10 @@ run_all() {
   ensure_tools
   log "building velollm (release)"
   (cd "$ROOT" && cargo build -q --release -p velollm) || die "velollm did not build"
-  log "pass 1: every token its own write (the CPU per request of each client)"
-  measure_pass 1 "$PERF_OUT" "$PERF_CLIENTS"
+  if [ -n "$PERF_CLIENTS" ]; then
+    log "pass 1: every token its own write (the CPU per request of each client)"
+    measure_pass 1 "$PERF_OUT" "$PERF_CLIENTS"
+  fi
   if [ -n "$PERF_WHOLE_CLIENTS" ]; then
     log "pass 2: whole responses in one write, a server that is not the limit (requests/s)"
     measure_pass 64 "$PERF_OUT/whole-responses" "$PERF_WHOLE_CLIENTS"
