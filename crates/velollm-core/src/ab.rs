@@ -68,6 +68,29 @@ pub struct AbResult {
     pub b: AbTarget,
     /// One entry per scenario step, in order (steps not yet run are absent).
     pub steps: Vec<AbStep>,
+    /// The client's own overhead, measured against velollm's loopback server just before the pairs (absent
+    /// with `--no-selfcheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selfcheck: Option<crate::selfcheck::SelfCheck>,
+    /// Whether the client's overhead is negligible in each side's steps (named `STEP (A)`, `STEP (B)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::selfcheck::Trust>,
+}
+
+impl AbResult {
+    /// Judge both sides' steps against the self-check (see [`crate::selfcheck::assess`]); `None` without one.
+    pub fn assess_trust(&self) -> Option<crate::selfcheck::Trust> {
+        let check = self.selfcheck.as_ref()?;
+        let mut steps = Vec::with_capacity(self.steps.len() * 2);
+        for s in &self.steps {
+            for (side, r) in [("A", &s.a), ("B", &s.b)] {
+                let mut r = r.clone();
+                r.name = format!("{} ({side})", s.name);
+                steps.push(r);
+            }
+        }
+        Some(crate::selfcheck::assess(check, &steps))
+    }
 }
 
 /// Run metadata.

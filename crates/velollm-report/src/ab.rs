@@ -278,6 +278,7 @@ pub fn ab_blocks(doc: &AbResult) -> Vec<Block> {
         lines.push(format!("verdict: {}", verdict_line(s)));
         out.push(Block::List(lines));
     }
+    crate::document::client_section(&mut out, doc.selfcheck.as_ref(), doc.trust.as_ref(), 2);
     out
 }
 
@@ -329,6 +330,10 @@ pub fn render_ab(doc: &AbResult) -> String {
          α = {}; order alternating A→B, B→A)",
         o.alpha
     );
+    if let Some(t) = &doc.trust {
+        let _ = writeln!(out);
+        out.push_str(&crate::selfcheck::trust_lines(t));
+    }
     out
 }
 

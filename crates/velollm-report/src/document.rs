@@ -248,7 +248,7 @@ fn run_overview(out: &mut Vec<Block>, r: &RunResult, level: u8) {
 /// per-step details and analyses.
 fn run_details(out: &mut Vec<Block>, r: &RunResult, level: u8, server_charts: &[usize]) {
     server_section(out, r, level, server_charts);
-    client_section(out, r, level);
+    client_section(out, r.selfcheck.as_ref(), r.trust.as_ref(), level);
     if r.steps.iter().any(|s| !s.errors.is_empty()) {
         out.push(Block::Heading(level, "Errors".into()));
         out.push(Block::Table(errors_table(&r.steps)));
@@ -459,10 +459,15 @@ fn analysis(out: &mut Vec<Block>, a: &AnalysisResult, level: u8) {
 }
 
 /// The client's own overhead (the self-check before the run) and whether each step's figures can be trusted.
-fn client_section(out: &mut Vec<Block>, r: &RunResult, level: u8) {
-    let Some(check) = &r.selfcheck else { return };
+pub(crate) fn client_section(
+    out: &mut Vec<Block>,
+    selfcheck: Option<&velollm_core::selfcheck::SelfCheck>,
+    trust: Option<&velollm_core::selfcheck::Trust>,
+    level: u8,
+) {
+    let Some(check) = selfcheck else { return };
     out.push(Block::Heading(level, "Client overhead".into()));
-    if let Some(t) = r.trust.as_ref().filter(|t| !t.trustworthy) {
+    if let Some(t) = trust.filter(|t| !t.trustworthy) {
         let steps: Vec<&str> = t.steps.iter().filter(|s| !s.trustworthy).map(|s| s.step.as_str()).collect();
         out.push(Block::Notice(format!(
             "Not trustworthy: the client's own overhead is not negligible in {} (see below).",
@@ -497,7 +502,7 @@ fn client_section(out: &mut Vec<Block>, r: &RunResult, level: u8) {
         ]);
     }
     out.push(Block::Table(levels));
-    let Some(trust) = &r.trust else { return };
+    let Some(trust) = trust else { return };
     let mut steps = Table::new(&["step", "overhead ÷ TTFT p50", "overhead ÷ ITL p50", "rate ÷ ceiling", "verdict"], 1);
     steps.numeric = vec![false, true, true, true, false];
     let share = |x: Option<f64>| x.map_or("–".to_string(), pct);

@@ -99,6 +99,10 @@ pub struct AbArgs {
     /// Do not scrape the servers' Prometheus /metrics around each step.
     #[arg(long, help_heading = "Output")]
     pub no_metrics: bool,
+    /// Skip the self-check (about 2 s against velollm's loopback server before the pairs) that measures the
+    /// client's own overhead and flags steps it makes untrustworthy (also VELOLLM_NO_SELFCHECK=1).
+    #[arg(long, help_heading = "Output")]
+    pub no_selfcheck: bool,
 
     /// How long a launched server may take to become ready.
     #[arg(long, default_value = "300s", value_name = "DURATION", help_heading = "Server")]
@@ -201,6 +205,9 @@ fn bench_args(a: &AbArgs) -> Result<crate::cli::BenchArgs> {
     }
     if a.exact_output {
         v.push("--exact-output".into());
+    }
+    if a.no_selfcheck {
+        v.push("--no-selfcheck".into());
     }
     match crate::cli::Cli::try_parse_from(v).map_err(|e| InputError(e.into()))?.command {
         crate::cli::Command::Bench(b) => Ok(*b),
@@ -424,6 +431,7 @@ async fn experiment(
     let options = PairedOptions { alpha: args.alpha, ..PairedOptions::default() };
     let records_path = output.map(|o| beside(o, "records.jsonl"));
     let [ta, tb]: [AbTarget; 2] = targets.try_into().map_err(|_| anyhow!("internal: two targets"))?;
+    let selfcheck = if plan.selfcheck { crate::selfcheck::before_run(cancel).await } else { None };
     let mut doc = AbResult {
         ab_version: AB_VERSION.into(),
         status: RunStatus::Partial,
@@ -448,6 +456,8 @@ async fn experiment(
         a: ta,
         b: tb,
         steps: Vec::new(),
+        selfcheck,
+        trust: None,
     };
     write_doc(&doc, output)?;
     let file = match &records_path {
@@ -492,6 +502,7 @@ async fn experiment(
             proxy_overhead,
             partial: out.partial,
         });
+        doc.trust = doc.assess_trust();
         write_doc(&doc, output)?;
     }
     if let Some(e) = records.error.take() {

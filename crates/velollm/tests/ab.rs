@@ -99,6 +99,53 @@ async fn a_slower_b_regresses_with_the_right_sign() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_check_runs_before_the_pairs_and_judges_both_sides() {
+    let (fa, fb) =
+        (FakeServer::start(Flavor::OpenAi, script(30)).await, FakeServer::start(Flavor::OpenAi, script(30)).await);
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, checked) in [(None, true), (Some("--no-selfcheck"), false)] {
+        let out = dir.path().join("ab.json");
+        let (a, b) = (fa.url(), fb.url());
+        let o = tokio::task::spawn_blocking({
+            let out = out.clone();
+            move || {
+                common::command()
+                    .env_remove("VELOLLM_NO_SELFCHECK")
+                    .args(["ab", "--a", &a, "--b", &b, "-p", "hello", "--max-tokens", "5", "--pairs", "6", "-o"])
+                    .arg(&out)
+                    .args(flag)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{flag:?}: {stdout}\n{stderr}");
+        let doc = json(&out);
+        let md = std::fs::read_to_string(dir.path().join("ab.md")).unwrap();
+        if !checked {
+            assert!(doc.get("selfcheck").is_none() && doc.get("trust").is_none(), "{doc}");
+            assert!(!stdout.contains("client overhead") && !md.contains("Client overhead"), "{stdout}");
+            continue;
+        }
+        assert!(stderr.contains("self-check ("), "{stderr}");
+        assert_eq!(doc["selfcheck"]["mode"], "quick");
+        let trust = &doc["trust"];
+        let names: Vec<&str> = trust["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(names, ["prompts (A)", "prompts (B)"], "{trust}");
+        // Pairs go one at a time: each side is judged at the least loaded level. (The verdict itself depends
+        // on the machine's load; tests/selfcheck.rs checks it with servers made to pass and to fail.)
+        for s in trust["steps"].as_array().unwrap() {
+            assert_eq!(s["level"], 1, "{s}");
+            assert!(s["ttft_share"].as_f64().unwrap() < 0.05, "TTFT 30 ms: {s}");
+        }
+        assert!(stdout.contains("client overhead · prompts (A): "), "{stdout}");
+        assert!(md.contains("Client overhead"), "{md}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_targets_show_no_significant_change() {
     let (fa, fb) =
         (FakeServer::start(Flavor::OpenAi, script(12)).await, FakeServer::start(Flavor::OpenAi, script(12)).await);
