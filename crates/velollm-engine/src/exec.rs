@@ -48,7 +48,12 @@ impl Default for Timeouts {
 
 /// The earlier of `deadline` and `d` from now (`deadline` when `d` is too large to add).
 fn within(deadline: Instant, d: Duration) -> Instant {
-    Instant::now().checked_add(d).map_or(deadline, |t| t.min(deadline))
+    after(Instant::now(), d, deadline)
+}
+
+/// `d` after `from`, but no later than `deadline`.
+fn after(from: Instant, d: Duration, deadline: Instant) -> Instant {
+    from.checked_add(d).map_or(deadline, |t| t.min(deadline))
 }
 
 /// Everything a worker needs to send requests to one target.
@@ -533,7 +538,7 @@ async fn execute_inner(
         let headers = arrivals.stamp(clock.now()).max(sent);
         record.headers = Some(headers);
         // Stamps never run backwards (a stepped wall clock cannot reorder them).
-        let mut last = headers;
+        let mut last_stamp = headers;
         let status = resp.status();
         record.status = Some(status.as_u16());
         // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
@@ -579,7 +584,7 @@ async fn execute_inner(
         // timer serves the whole response and is re-armed only when it fires early: a timer per chunk would
         // cost a timer-wheel insertion and removal (under a lock) for every chunk.
         let idle = target.timeouts.idle;
-        let idle_due = |last: Instant| last.checked_add(idle).map_or(deadline, |t| t.min(deadline));
+        let idle_due = |from: Instant| after(from, idle, deadline);
         let mut last_frame = Instant::now();
         let mut timer = std::pin::pin!(tokio::time::sleep_until(first_token));
         while !ended {
@@ -619,8 +624,8 @@ async fn execute_inner(
                 Some(Some(Ok(f))) => f.into_data().ok(),
             };
             last_frame = Instant::now();
-            let t = arrivals.stamp(clock.now()).max(last);
-            last = t;
+            let t = arrivals.stamp(clock.now()).max(last_stamp);
+            last_stamp = t;
             messages.clear();
             let decoded = match &frame {
                 Some(data) => {
