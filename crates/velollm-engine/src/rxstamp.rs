@@ -13,7 +13,9 @@
 //! The kernel stamps on the wall clock (`CLOCK_REALTIME`). Each read converts its stamp to the monotonic
 //! clock by the age it has at that instant (`wall now − stamp`, subtracted from `monotonic now`): the age is
 //! small, so a wall clock that is slewed (NTP) changes it by nothing measurable; a wall clock that steps
-//! gives an age below zero or above [`MAX_AGE`], and that read keeps the instant of the read itself.
+//! gives an age below zero or above [`MAX_AGE`], and that read keeps the instant of the read itself. So does
+//! a read of data the kernel did not stamp: it turns stamping on a moment after the first socket of the
+//! machine asks for it, and a packet received before has no stamp.
 //!
 //! What it cannot undo: one read that delivers several chunks gives all of them the newest one's arrival
 //! (TCP keeps one stamp per read), as reading did before. So a stamp is never earlier than its data
@@ -118,8 +120,8 @@ impl RxSocket {
             let into = &mut scratch[..want];
             let n = if self.stamped {
                 let (n, stamp) = recv_stamped(self.fd.get_ref(), into)?;
-                if let Some(at) = stamp.and_then(arrival) {
-                    self.arrivals.record(self.clock.at(at));
+                if n > 0 {
+                    self.arrivals.record(self.clock.at(arrival(stamp)));
                 }
                 n
             } else {
@@ -165,15 +167,19 @@ fn recv_stamped(socket: &std::net::TcpStream, into: &mut [u8]) -> io::Result<(us
 
 #[cfg(not(target_os = "linux"))]
 fn recv_stamped(socket: &std::net::TcpStream, into: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
-    Ok((((&*socket).read(into) * socket).read(into)?, None))
+    let mut socket = socket;
+    Ok((socket.read(into)?, None))
 }
 
-/// The monotonic instant of a wall-clock kernel stamp (time since the epoch). The wall clock is read
-/// first, so the stamp's age is never overestimated by a pause between the two readings: the instant can
-/// only come out late, never early.
-fn arrival(stamp: Duration) -> Option<Instant> {
-    let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok()?;
-    arrival_at(stamp, wall, Instant::now())
+/// The monotonic instant at which the data of a read arrived: its kernel stamp (time since the epoch) by
+/// its age, or the instant of the read itself when there is no stamp or the wall clock stepped. Data read
+/// now is never stamped with an older read's arrival. The wall clock is read first, so the stamp's age is
+/// never overestimated by a pause between the two readings: the instant can only come out late, never
+/// early.
+fn arrival(stamp: Option<Duration>) -> Instant {
+    let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok();
+    let now = Instant::now();
+    stamp.zip(wall).and_then(|(stamp, wall)| arrival_at(stamp, wall, now)).unwrap_or(now)
 }
 
 /// [`arrival`] with the clocks read: `None` when the age is below zero or above [`MAX_AGE`] (the wall
@@ -269,6 +275,12 @@ mod tests {
         assert!(arrival_at(wall - MAX_AGE - Duration::from_secs(1), wall, now).is_none(), "too old");
         let t = arrival_at(wall - Duration::from_millis(10), wall, now).unwrap();
         assert_eq!(now - t, Duration::from_millis(10));
+        // No stamp, or a stepped clock: the instant of the read, never an older read's arrival.
+        for stamp in [None, Some(Duration::ZERO)] {
+            let before = Instant::now();
+            let t = arrival(stamp);
+            assert!(before <= t && t <= Instant::now(), "{stamp:?}");
+        }
     }
 
     /// A read asking for more than the per-thread buffer holds gets what fits and keeps reading: the socket
@@ -313,6 +325,9 @@ mod tests {
             return;
         }
         let arrivals = client.arrivals();
+        // The kernel turns stamping on a moment after the first socket asks for it (deferred work): packets
+        // received before are not stamped, and keep the instant they are read.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let before = clock.now();
         server.write_all(b"hello").await.unwrap();
         let after = clock.now();
