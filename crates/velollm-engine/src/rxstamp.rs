@@ -42,7 +42,8 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// The environment variable that turns kernel stamps off (`1`): chunks are then stamped when read.
 pub const USER_STAMPS_ENV: &str = "VELOLLM_USER_STAMPS";
 
-/// The newest kernel arrival stamp of a socket, on the run's clock.
+/// The arrival of the newest data read from a socket, on the run's clock: its kernel stamp, or the instant
+/// of the read when the kernel gave none.
 #[derive(Debug, Default)]
 pub struct Arrivals {
     /// Nanoseconds + 1 (0: none yet).
@@ -50,7 +51,7 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    /// The newest arrival read so far, if the kernel stamped any.
+    /// The newest arrival so far (`None` before the first read of a stamped socket).
     pub fn latest(&self) -> Option<Nanos> {
         match self.latest.load(Ordering::Acquire) {
             0 => None,
@@ -59,7 +60,7 @@ impl Arrivals {
     }
 
     /// The stamp of data just read at `now`: the arrival of the newest read, never later than `now`
-    /// (`now` itself when the kernel gave no stamp).
+    /// (`now` itself when there is none).
     pub fn stamp(&self, now: Nanos) -> Nanos {
         self.latest().map_or(now, |t| t.min(now))
     }
@@ -112,8 +113,8 @@ impl RxSocket {
         self.stamped
     }
 
-    /// Read into `buf`, recording the kernel's stamp of the data when there is one. Returns the bytes read
-    /// and the most that were asked for: fewer means the socket is empty now.
+    /// Read into `buf`, recording the data's arrival (see [`arrival`]). Returns the bytes read and the most
+    /// that were asked for: fewer means the socket is empty now.
     fn recv(&self, buf: &mut ReadBuf<'_>) -> io::Result<(usize, usize)> {
         SCRATCH.with_borrow_mut(|scratch| {
             let want = buf.remaining().min(scratch.len());
