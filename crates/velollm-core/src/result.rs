@@ -95,6 +95,10 @@ pub struct RunMeta {
     /// The load-generating machine's hardware as `velollm detect` reports it (GPUs, CPU, memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<crate::hardware::Hardware>,
+    /// How chunk arrivals were stamped: `kernel-arrival` (the kernel's receive stamp of the bytes, where it
+    /// gives one) or `read` (when velollm read them; absent in results older than kernel stamps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_stamps: Option<String>,
 }
 
 /// The endpoint under test.

@@ -228,6 +228,7 @@ impl Session {
                 token_policy: "server usage > engine-native count > local tokenizer > output chunk count".into(),
                 tokenizer: None,
                 hardware: None,
+                chunk_stamps: Some(crate::rxstamp::stamping().into()),
             },
             steps: Vec::new(),
             benchmarks: Vec::new(),

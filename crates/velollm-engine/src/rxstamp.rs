@@ -76,6 +76,12 @@ pub fn kernel_stamps_wanted() -> bool {
     *WANTED.get_or_init(|| std::env::var(USER_STAMPS_ENV).map_or(true, |v| v.trim() != "1"))
 }
 
+/// How this process stamps chunk arrivals, as results record it: `kernel-arrival` (each socket asks the
+/// kernel; one that gets no stamp falls back to the read) or `read`.
+pub fn stamping() -> &'static str {
+    if kernel_stamps_wanted() && cfg!(target_os = "linux") { "kernel-arrival" } else { "read" }
+}
+
 /// A TCP socket read with `recvmsg`, recording each read's kernel arrival stamp in its [`Arrivals`].
 pub struct RxSocket {
     fd: AsyncFd<std::net::TcpStream>,

@@ -67,6 +67,7 @@ pub fn run(id: &str, started_at: &str, steps: &[(&str, f64)]) -> RunResult {
             token_policy: "usage".into(),
             tokenizer: None,
             hardware: None,
+            chunk_stamps: None,
         },
         steps,
         benchmarks: Vec::new(),

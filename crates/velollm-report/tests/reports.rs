@@ -225,6 +225,7 @@ fn run(model: &str, url: &str, speed: f64, seed: u64) -> RunResult {
             token_policy: "server usage".into(),
             tokenizer: None,
             hardware: None,
+            chunk_stamps: None,
         },
         benchmarks: vec![],
         analyses: vec![

@@ -164,6 +164,19 @@ pub fn run(args: CompareArgs) -> Result<u8> {
             );
         }
     }
+    // Results from before kernel arrival stamps were stamped at the read.
+    let stamps = |r: &RunResult| r.meta.chunk_stamps.clone().unwrap_or_else(|| "read".into());
+    for (name, run) in &candidates {
+        if stamps(run) != stamps(&baseline) {
+            eprintln!(
+                "velollm: warning: {name} stamped chunk arrivals by '{}', the baseline by '{}': under load, \
+                 stamping at the read adds the client's delays to TTFT and ITL, so part of a difference there may \
+                 be the client's",
+                stamps(run),
+                stamps(&baseline)
+            );
+        }
+    }
     let options = CompareOptions {
         alpha: args.alpha,
         resamples: args.resamples,

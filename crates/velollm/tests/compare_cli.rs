@@ -62,6 +62,21 @@ async fn compare_finds_the_faster_run_and_gates_fail_the_slower() {
     assert!(lo < -30.0 && hi < 0.0, "{ttft}");
     assert!(ttft["p_value"].as_f64().unwrap() < 0.001);
     assert_eq!(doc["failed"], false);
+    assert!(!stderr.contains("stamped chunk arrivals"), "{stderr}");
+
+    // A result stamped differently (here: one older than kernel arrival stamps) is compared, with a warning.
+    let mut older = common::json(&fast);
+    assert_eq!(older["meta"]["chunk_stamps"], "kernel-arrival", "{}", older["meta"]);
+    older["meta"].as_object_mut().unwrap().remove("chunk_stamps");
+    let old_fast = dir.path().join("old-fast.json");
+    std::fs::write(&old_fast, older.to_string()).unwrap();
+    let o = velollm(&["compare", p(&slow), p(&old_fast)]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("old-fast.json stamped chunk arrivals by 'read', the baseline by 'kernel-arrival'"),
+        "{stderr}"
+    );
 
     // The same comparison reversed, gated: a 10 % TTFT budget fails with exit 3, naming the gate.
     let o =
