@@ -8,8 +8,7 @@ use crate::tokenize::TokenCounter;
 use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions};
 use crate::wire::{Decoder, MAX_MESSAGE_BYTES};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -502,7 +501,7 @@ async fn execute_inner(
         match timeout_at(first_token, conn.send(http, clock)).await {
             Ok(Ok(x)) => break x,
             // A kept-alive connection the server closed while idle: retry once on a fresh one.
-            Ok(Err(e)) if reused && attempt == 1 && (e.is_canceled() || e.is_incomplete_message() || e.is_closed()) => {
+            Ok(Err(e)) if reused && attempt == 1 && e.is_stale_connection() => {
                 slot.discard();
                 continue;
             }
@@ -525,33 +524,30 @@ async fn execute_inner(
             }
         }
     };
-    // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
-    let arrivals = slot.conn.as_ref().map(|c| c.arrivals()).unwrap_or_default();
-    // An HTTP/1.1 connection is driven by this task while the response is read (see `transport`).
-    let mut no_driver = None;
-    let driver = match slot.conn.as_mut() {
-        Some(c) => c.driver(),
-        None => &mut no_driver,
+    let Some(conn) = slot.conn.as_mut() else {
+        return Err(error(ErrorClass::StreamBroken, "the connection went away before its response was read"));
     };
-    crate::transport::drive(driver, async {
+    // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
+    let arrivals = conn.arrivals();
+    {
         record.sent = Some(sent);
         let headers = arrivals.stamp(clock.now()).max(sent);
         record.headers = Some(headers);
         // Stamps never run backwards (a stepped wall clock cannot reorder them).
         let mut last_stamp = headers;
-        let status = resp.status();
+        let status = resp.status;
         record.status = Some(status.as_u16());
         // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
         record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
             .iter()
-            .find_map(|h| resp.headers().get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
+            .find_map(|h| resp.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
         if !status.is_success() {
             let retry_after = resp
-                .headers()
+                .headers
                 .get(hyper::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok());
-            let text = read_error_body(resp.into_body(), within(deadline, target.timeouts.idle)).await;
+            let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
             record.done = Some(clock.now());
             let class = velollm_core::metrics::classify_status(status.as_u16());
             let hint = match status.as_u16() {
@@ -565,7 +561,6 @@ async fn execute_inner(
             });
         }
 
-        let mut body = resp.into_body();
         let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
         let mut messages: Vec<Vec<u8>> = Vec::new();
         let mut st = StreamState {
@@ -590,7 +585,7 @@ async fn execute_inner(
         while !ended {
             let frame = tokio::select! {
                 biased;
-                frame = body.frame() => Some(frame),
+                frame = conn.data() => Some(frame),
                 () = &mut timer => None,
             };
             let frame = match frame {
@@ -610,24 +605,24 @@ async fn execute_inner(
                     };
                     return Err(timed_out(target, deadline, phase));
                 }
-                Some(None) => {
+                Some(Ok(None)) => {
                     ended = true;
                     None
                 }
-                Some(Some(Err(e))) => {
+                Some(Err(e)) => {
                     record.done = Some(clock.now());
                     return Err(error(
                         ErrorClass::StreamBroken,
                         format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
                     ));
                 }
-                Some(Some(Ok(f))) => f.into_data().ok(),
+                Some(Ok(Some(data))) => Some(data),
             };
             last_frame = Instant::now();
             let t = arrivals.stamp(clock.now()).max(last_stamp);
             last_stamp = t;
             messages.clear();
-            let decoded = match &frame {
+            let decoded = match frame {
                 Some(data) => {
                     received += data.len();
                     decoder.push(data, &mut messages)
@@ -694,7 +689,7 @@ async fn execute_inner(
             if st.done {
                 record.done = Some(t);
                 // Drain what is left (normally nothing) so the connection can be reused.
-                let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(&mut body)).await;
+                let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(conn)).await;
                 break;
             }
             if ended {
@@ -726,8 +721,7 @@ async fn execute_inner(
             return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
         }
         Ok(())
-    })
-    .await
+    }
 }
 
 /// Usage reported in several messages (Anthropic `message_start` then `message_delta`), merged field by field:
@@ -745,19 +739,16 @@ fn merge_usage(earlier: Option<Usage>, later: Usage) -> Usage {
     }
 }
 
-async fn drain(body: &mut Incoming) {
-    while let Some(Ok(_)) = body.frame().await {}
+/// Read the rest of a response body, so that its connection can carry the next request.
+async fn drain(conn: &mut Connection) {
+    while let Ok(Some(_)) = conn.data().await {}
 }
 
-async fn read_error_body(mut body: Incoming, deadline: Instant) -> String {
+async fn read_error_body(conn: &mut Connection, deadline: Instant) -> String {
     let mut buf = Vec::new();
     while buf.len() < 4096 {
-        match timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    buf.extend_from_slice(d);
-                }
-            }
+        match timeout_at(deadline, conn.data()).await {
+            Ok(Ok(Some(d))) => buf.extend_from_slice(d),
             _ => break,
         }
     }
@@ -803,25 +794,17 @@ async fn request(
         Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
         Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
     };
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    conn.drive(async {
-        let mut buf = Vec::new();
-        while buf.len() < 4 << 20 {
-            match timeout_at(deadline, body.frame()).await {
-                Ok(Some(Ok(f))) => {
-                    if let Some(d) = f.data_ref() {
-                        buf.extend_from_slice(d);
-                    }
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-                Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
-            }
+    let status = resp.status.as_u16();
+    let mut buf = Vec::new();
+    while buf.len() < 4 << 20 {
+        match timeout_at(deadline, conn.data()).await {
+            Ok(Ok(Some(d))) => buf.extend_from_slice(d),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
+            Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
         }
-        Ok((status, buf))
-    })
-    .await
+    }
+    Ok((status, buf))
 }
 
 #[cfg(test)]

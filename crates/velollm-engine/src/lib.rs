@@ -22,6 +22,7 @@ pub mod checks;
 pub mod detect;
 pub mod dialect;
 pub mod exec;
+pub mod h1;
 pub mod health;
 pub mod host;
 pub mod launch;

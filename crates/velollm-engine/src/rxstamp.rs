@@ -119,24 +119,36 @@ impl RxSocket {
         self.stamped
     }
 
-    /// Read into `buf`, recording the data's arrival (see [`arrival`]). Returns the bytes read and the most
-    /// that were asked for: fewer means the socket is empty now.
-    fn recv(&self, buf: &mut ReadBuf<'_>) -> io::Result<(usize, usize)> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let want = buf.remaining().min(scratch.len());
-            let into = &mut scratch[..want];
-            let n = if self.stamped {
-                let (n, stamp) = recv_stamped(self.fd.get_ref(), into)?;
-                if n > 0 {
-                    self.arrivals.record(self.clock.at(arrival(stamp)));
+    /// Read into `into`, recording the data's arrival (see [`arrival`]).
+    fn recv(&self, into: &mut [u8]) -> io::Result<usize> {
+        if self.stamped {
+            let (n, stamp) = recv_stamped(self.fd.get_ref(), into)?;
+            if n > 0 {
+                self.arrivals.record(self.clock.at(arrival(stamp)));
+            }
+            Ok(n)
+        } else {
+            self.fd.get_ref().read(into)
+        }
+    }
+
+    /// Read what the socket holds into `into` (0 bytes: the peer closed it), recording the data's arrival.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, into: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            match guard.try_io(|_| self.recv(into)) {
+                Ok(Ok(n)) => {
+                    // A short read emptied the socket: wait for the next readiness event instead of
+                    // finding that out with one more (failing) call, as tokio's own TcpStream does.
+                    if n > 0 && n < into.len() {
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(n));
                 }
-                n
-            } else {
-                self.fd.get_ref().read(into)?
-            };
-            buf.put_slice(&scratch[..n]);
-            Ok((n, want))
-        })
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
     }
 }
 
@@ -201,22 +213,13 @@ fn arrival_at(stamp: Duration, wall: Duration, now: Instant) -> Option<Instant> 
 
 impl AsyncRead for RxSocket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &*self;
-        loop {
-            let mut guard = ready!(this.fd.poll_read_ready(cx))?;
-            match guard.try_io(|_| this.recv(buf)) {
-                Ok(Ok((n, want))) => {
-                    // A short read emptied the socket: wait for the next readiness event instead of
-                    // finding that out with one more (failing) call, as tokio's own TcpStream does.
-                    if n > 0 && n < want {
-                        guard.clear_ready();
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
+        // `recvmsg` needs initialised memory: read into the thread's scratch buffer, then copy.
+        SCRATCH.with_borrow_mut(|scratch| {
+            let want = buf.remaining().min(scratch.len());
+            let n = ready!(self.poll_recv(cx, &mut scratch[..want]))?;
+            buf.put_slice(&scratch[..n]);
+            Poll::Ready(Ok(()))
+        })
     }
 }
 

@@ -1,17 +1,17 @@
 //! The HTTP transport that owns timing.
 //!
-//! Each load worker owns its connection (hyper's low-level `http1` client, as oha does), so every request
-//! knows exactly whether it opened a connection — and how long DNS, TCP connect and TLS took, and whether
-//! the TLS handshake resumed an earlier session — or reused one. The socket is wrapped in [`TimedIo`], which
-//! stamps the instant the first byte of a request is written. Under it (and under TLS) the TCP socket is an
-//! [`RxSocket`], which keeps the kernel's arrival stamp of every read ([`crate::rxstamp`]); headers and every
-//! body frame are stamped with it by the reader in [`crate::exec`].
+//! Each load worker owns its connection, so every request knows exactly whether it opened a connection —
+//! and how long DNS, TCP connect and TLS took, and whether the TLS handshake resumed an earlier session — or
+//! reused one. The TCP socket (under TLS too) is an [`RxSocket`], which keeps the kernel's arrival stamp of
+//! every read ([`crate::rxstamp`]); headers and every piece of body are stamped with it by the reader in
+//! [`crate::exec`].
 //!
-//! An HTTP/1.1 connection has no task of its own: the worker that uses it drives it ([`Connection::drive`])
-//! while it sends a request and reads the response. A body frame is then read from the socket and stamped in
-//! the same poll of the same task, with no hand-over to another task (or another thread) in between: less
-//! CPU per chunk, and no scheduling delay inside the stamp. Between requests nothing reads the idle socket;
-//! a connection the server closed meanwhile is found closed at its next use.
+//! HTTP/1.1 is velollm's own client ([`crate::h1`]): the worker that sends a request reads its response
+//! straight from the socket, so a piece of body is read, stamped and decoded in the same poll of the same
+//! task, with no hand-over to another task (or thread) and no copy in between: less CPU per chunk, and no
+//! scheduling delay inside the stamp. The instant a request is sent is read just before its first byte is
+//! written. Between requests nothing reads the idle socket; a connection the server closed meanwhile is
+//! found closed at its next use (and the request sent again on a fresh one, see [`HttpError`]).
 //!
 //! HTTP/2 ([`OpenOptions::http2`]: ALPN `h2` over https, prior knowledge over plain http) multiplexes the
 //! requests of every worker of a step on one connection. Its frames are written by hyper's connection task,
@@ -19,21 +19,20 @@
 //! `sent` is read on the client's clock just before the request is handed to the connection (an upper
 //! bound of the true send instant by the hand-off, microseconds; TTFT can only read longer, never shorter).
 
+use crate::h1::{self, H1, Head};
 use crate::rxstamp::{Arrivals, RxSocket};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use velollm_core::record::{HttpProtocol, Nanos};
 
@@ -306,110 +305,44 @@ pub enum ConnectError {
     Http(#[from] hyper::Error),
 }
 
-/// Stamps the instant the first byte of each request is written.
-#[derive(Debug, Default)]
-pub struct WriteMark {
-    armed: AtomicBool,
-    at: AtomicU64,
-}
-
-impl WriteMark {
-    /// Expect a new request: the next write is stamped.
-    pub fn arm(&self) {
-        self.at.store(0, Ordering::Release);
-        self.armed.store(true, Ordering::Release);
-    }
-
-    /// The stamped instant since the last [`arm`](Self::arm), if a write happened.
-    pub fn take(&self) -> Option<Nanos> {
-        match self.at.swap(0, Ordering::AcqRel) {
-            0 => None,
-            t => Some(t - 1),
-        }
-    }
-}
-
-/// A socket wrapper that stamps the first write after the mark is armed.
-pub struct TimedIo<S> {
-    inner: S,
-    mark: Arc<WriteMark>,
-    clock: Clock,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> TimedIo<S> {
-    /// Record `before` (read just before the write) as the request's first byte, if this write is it. The
-    /// clock is read before writing so that a pause between the write and the stamp can only make latency
-    /// read longer than the truth, never shorter.
-    fn stamp(&self, before: Nanos, wrote: &Poll<io::Result<usize>>) {
-        if matches!(wrote, Poll::Ready(Ok(n)) if *n > 0) && self.mark.armed.swap(false, Ordering::AcqRel) {
-            self.mark.at.store(before + 1, Ordering::Release);
-        }
-    }
-
-    fn armed(&self) -> bool {
-        self.mark.armed.load(Ordering::Acquire)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let before = if self.armed() { self.clock.now() } else { 0 };
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.stamp(before, &r);
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let before = if self.armed() { self.clock.now() } else { 0 };
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.stamp(before, &r);
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// The request side of an open connection.
-enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
+enum Inner {
+    H1(Box<H1>),
+    H2 {
+        sender: http2::SendRequest<Full<Bytes>>,
+        /// The body of the response being read, and its latest data frame.
+        body: Option<Incoming>,
+        frame: Bytes,
+    },
 }
 
-/// The future that runs an HTTP/1.1 connection (reads and writes its socket), polled by the task using it.
-pub type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Why a request failed on a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Over HTTP/1.1.
+    #[error(transparent)]
+    H1(#[from] h1::Error),
+    /// Over HTTP/2.
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+}
 
-/// Run `fut` while polling `driver` (when there is one), so that the connection makes progress; a driver
-/// that ends (the connection closed) is dropped and `fut` goes on alone.
-pub async fn drive<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    if let Some(d) = driver.as_mut() {
-        tokio::select! {
-            biased;
-            out = &mut fut => return out,
-            _ = d => *driver = None,
+impl HttpError {
+    /// True when the server had closed the connection before the request reached it (a kept-alive
+    /// connection closed while idle): the request can be sent again on a fresh connection.
+    pub fn is_stale_connection(&self) -> bool {
+        match self {
+            HttpError::H1(h1::Error::Closed) => true,
+            HttpError::H1(h1::Error::Io(e)) => {
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+                )
+            }
+            HttpError::H1(_) => false,
+            HttpError::H2(e) => e.is_canceled() || e.is_incomplete_message() || e.is_closed(),
         }
     }
-    fut.await
 }
 
 /// An open connection: HTTP/1.1 owned by one worker, or a handle on an HTTP/2 connection shared by a step.
@@ -418,10 +351,7 @@ pub struct Connection {
     pub id: u64,
     /// Requests sent on it so far (through this handle).
     pub uses: u64,
-    sender: Sender,
-    /// HTTP/1.1: the connection itself, driven by whoever uses it (HTTP/2 runs in a task of its own).
-    driver: Option<Driver>,
-    mark: Arc<WriteMark>,
+    inner: Inner,
     arrivals: Arc<Arrivals>,
     origin: String,
 }
@@ -480,7 +410,6 @@ impl Connection {
         let stream = RxSocket::new(stream, clock).map_err(|source| ConnectError::Tcp { addr, source })?;
         let arrivals = stream.arrivals();
         let t2 = Instant::now();
-        let mark = Arc::new(WriteMark::default());
         let mut phases = Phases {
             dns_ns: t1.duration_since(t0).as_nanos() as u64,
             connect_ns: t2.duration_since(t1).as_nanos() as u64,
@@ -488,7 +417,7 @@ impl Connection {
             tls_resumed: None,
             protocol: HttpProtocol::Http1,
         };
-        let (sender, driver) = match &endpoint.tls {
+        let inner = match &endpoint.tls {
             Some(configs) => {
                 let tls_err = |source: io::Error| ConnectError::Tls {
                     host: endpoint.host.clone(),
@@ -508,62 +437,57 @@ impl Connection {
                     phases.protocol = HttpProtocol::H2;
                     handshake_h2(tls).await?
                 } else {
-                    handshake(TimedIo { inner: tls, mark: mark.clone(), clock }).await?
+                    Inner::H1(Box::new(H1::new(h1::Io::Tls(Box::new(tls)))))
                 }
             }
             None if opts.http2 => {
                 phases.protocol = HttpProtocol::H2;
                 handshake_h2(stream).await?
             }
-            None => handshake(TimedIo { inner: stream, mark: mark.clone(), clock }).await?,
+            None => Inner::H1(Box::new(H1::new(h1::Io::Plain(stream)))),
         };
-        Ok((Connection { id, uses: 0, sender, driver, mark, arrivals, origin: endpoint.origin() }, phases))
+        Ok((Connection { id, uses: 0, inner, arrivals, origin: endpoint.origin() }, phases))
     }
 
     /// The HTTP version spoken.
     pub fn protocol(&self) -> HttpProtocol {
-        match self.sender {
-            Sender::H1(_) => HttpProtocol::Http1,
-            Sender::H2(_) => HttpProtocol::H2,
+        match self.inner {
+            Inner::H1(_) => HttpProtocol::Http1,
+            Inner::H2 { .. } => HttpProtocol::H2,
         }
     }
 
     /// Another handle on the same HTTP/2 connection (its requests are multiplexed with this one's); `None`
     /// for HTTP/1.1, which carries one request at a time.
     pub fn share(&self) -> Option<Connection> {
-        match &self.sender {
-            Sender::H2(s) => Some(Connection {
+        match &self.inner {
+            Inner::H2 { sender, .. } => Some(Connection {
                 id: self.id,
                 uses: 0,
-                sender: Sender::H2(s.clone()),
-                driver: None,
-                mark: self.mark.clone(),
+                inner: Inner::H2 { sender: sender.clone(), body: None, frame: Bytes::new() },
                 arrivals: self.arrivals.clone(),
                 origin: self.origin.clone(),
             }),
-            Sender::H1(_) => None,
+            Inner::H1(_) => None,
         }
     }
 
-    /// True when the connection can carry another request.
+    /// True when the connection can carry another request (over HTTP/1.1: the previous response was read
+    /// to its end and neither side asked to close).
     pub fn is_usable(&self) -> bool {
-        match &self.sender {
-            Sender::H1(s) => !s.is_closed(),
-            Sender::H2(s) => !s.is_closed(),
+        match &self.inner {
+            Inner::H1(c) => c.is_usable(),
+            Inner::H2 { sender, .. } => !sender.is_closed(),
         }
     }
 
     /// Wait until the connection can send.
-    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
-        match &mut self.sender {
-            Sender::H1(s) => drive(&mut self.driver, s.ready()).await,
-            Sender::H2(s) => s.ready().await,
+    pub async fn ready(&mut self) -> Result<(), HttpError> {
+        match &mut self.inner {
+            Inner::H1(c) if c.is_usable() => Ok(()),
+            Inner::H1(_) => Err(h1::Error::Busy.into()),
+            Inner::H2 { sender, .. } => Ok(sender.ready().await?),
         }
-    }
-
-    /// Run `fut` (reading a response body of this connection) while driving the connection.
-    pub async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
-        drive(&mut self.driver, fut).await
     }
 
     /// The kernel arrival stamps of the connection's socket: a response's chunks are stamped with
@@ -572,28 +496,24 @@ impl Connection {
         self.arrivals.clone()
     }
 
-    /// The connection's driver, for [`drive`] while the connection itself is borrowed elsewhere.
-    pub fn driver(&mut self) -> &mut Option<Driver> {
-        &mut self.driver
-    }
-
-    /// Send a request. Returns the response (headers) and the instant its first byte was written (over
-    /// HTTP/2: the instant it was handed to the connection, see the module documentation).
+    /// Send a request. Returns the response head and the instant the request's first byte was written
+    /// (over HTTP/2: the instant it was handed to the connection, see the module documentation); the body
+    /// is then read with [`data`](Self::data).
     pub async fn send(
         &mut self,
         mut req: hyper::Request<Full<Bytes>>,
         clock: Clock,
-    ) -> Result<(hyper::Response<hyper::body::Incoming>, Nanos), hyper::Error> {
+    ) -> Result<(Head, Nanos), HttpError> {
         self.uses += 1;
-        match &mut self.sender {
-            Sender::H1(sender) => {
-                let before = clock.now();
-                self.mark.arm();
-                let resp = drive(&mut self.driver, sender.send_request(req)).await?;
-                let sent = self.mark.take().unwrap_or(before);
-                Ok((resp, sent))
+        match &mut self.inner {
+            Inner::H1(c) => {
+                let body = std::mem::take(req.body_mut());
+                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                Ok(c.send(&h1::serialize(&req, &body), clock).await?)
             }
-            Sender::H2(sender) => {
+            Inner::H2 { sender, body, frame } => {
+                *body = None;
+                *frame = Bytes::new();
                 // HTTP/2 carries the scheme and authority as pseudo-headers, taken from an absolute URI.
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 if let Ok(uri) = format!("{}{path}", self.origin).parse() {
@@ -602,24 +522,45 @@ impl Connection {
                 req.headers_mut().remove(hyper::header::HOST);
                 let sent = clock.now();
                 let resp = sender.send_request(req).await?;
-                Ok((resp, sent))
+                let (parts, incoming) = resp.into_parts();
+                *body = Some(incoming);
+                Ok((Head { status: parts.status, headers: parts.headers }, sent))
+            }
+        }
+    }
+
+    /// The next piece of the response body, as it arrives; `None` once it has ended. Cancel-safe.
+    pub async fn data(&mut self) -> Result<Option<&[u8]>, HttpError> {
+        match &mut self.inner {
+            Inner::H1(c) => Ok(c.data().await?),
+            Inner::H2 { body, frame, .. } => {
+                let Some(incoming) = body.as_mut() else {
+                    return Ok(None);
+                };
+                loop {
+                    match incoming.frame().await {
+                        Some(Ok(f)) => {
+                            if let Ok(d) = f.into_data() {
+                                if d.is_empty() {
+                                    continue;
+                                }
+                                *frame = d;
+                                return Ok(Some(&frame[..]));
+                            }
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => {
+                            *body = None;
+                            return Ok(None);
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-async fn handshake<S>(io: TimedIo<S>) -> Result<(Sender, Option<Driver>), hyper::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
-    let driver: Driver = Box::pin(async move {
-        let _ = conn.await;
-    });
-    Ok((Sender::H1(sender), Some(driver)))
-}
-
-async fn handshake_h2<S>(io: S) -> Result<(Sender, Option<Driver>), hyper::Error>
+async fn handshake_h2<S>(io: S) -> Result<Inner, hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -627,7 +568,7 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok((Sender::H2(sender), None))
+    Ok(Inner::H2 { sender, body: None, frame: Bytes::new() })
 }
 
 #[cfg(test)]
@@ -671,10 +612,9 @@ mod tests {
             .header(hyper::header::HOST, e.authority())
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let (resp, _) = c.send(req, clock).await.unwrap();
-        let status = resp.status().as_u16();
-        c.drive(http_body_util::BodyExt::collect(resp.into_body())).await.unwrap();
-        (phases, status)
+        let (head, _) = c.send(req, clock).await.unwrap();
+        while c.data().await.unwrap().is_some() {}
+        (phases, head.status.as_u16())
     }
 
     #[tokio::test]

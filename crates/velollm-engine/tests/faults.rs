@@ -423,3 +423,48 @@ async fn a_server_that_dies_and_comes_back() {
     assert!(connect >= 5, "about 10 requests fell in the 0.5 s down: {:?}", r.errors);
     assert!(r.succeeded >= 15, "{} succeeded", r.succeeded);
 }
+
+/// A server that closes every kept-alive connection 30 ms after answering on it, as servers with a short
+/// keep-alive timeout do (and without `Connection: close`): the next request finds its connection closed and
+/// is sent again, once, on a fresh one. Nothing fails and each request opens its own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_is_replaced_without_an_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then the body its content-length announces.
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let events = concat!(
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                    "data: [DONE]\n\n"
+                );
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{events}",
+                    events.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                tokio::time::sleep(ms(30)).await;
+            });
+        }
+    });
+    let load = LoadProfile::Rate { rate: 10.0, arrival: Arrival::Constant, max_concurrency: Some(1) };
+    let bounds = Bounds { requests: Some(4), ..Bounds::default() };
+    let plan = StepPlan::simple("faults", Workload::Prompts(vec!["hello".into()]), 4, load, bounds);
+    let (r, records) = run_on(target(&url, DialectKind::OpenAiChat, TIMEOUTS), plan).await;
+    assert_valid(&r);
+    assert_eq!((r.succeeded, r.errors.len()), (4, 0), "{:?}", r.errors);
+    let fresh = records.iter().filter(|rec| rec.connection.as_ref().is_some_and(|c| !c.reused)).count();
+    assert_eq!(fresh, 4, "each request found the previous connection closed");
+}
