@@ -12,7 +12,8 @@ process), with no model and no network:
    against 1,000 streams: memory per stream, bounded;
 3. memory as finished requests accumulate: the client's RSS sampled while it runs flat out for a minute
    (hundreds of thousands of requests): flat once the step's sample cap is reached;
-4. a 100,000-token response: the chunk rate over the first and the last tenth of the stream.
+4. 100,000-token responses, from a server writing every token on its own and from one writing 64 at a time:
+   the streaming rate over each tenth of a response (the last tenth must not fall below 0.75× the median).
 
 The Markdown table goes to stdout and OUT/limits.md, every figure to OUT/limits.json.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,38 +166,47 @@ def flat(velollm: str, scale: float) -> dict:
 
 
 def long_response(velollm: str, scale: float) -> dict:
+    """Three 100,000-token responses from each server: one that writes every token on its own and one that
+    writes 64 tokens at a time. The streaming rate over each tenth of a response, from the chunk stamps."""
     tokens = 100_000
-    with tempfile.TemporaryDirectory() as tmp, Server(velollm, "--tokens", str(tokens)) as server:
-        records = Path(tmp) / "run.jsonl"
-        doc, samples, wall, _ = bench(
-            velollm, server.url, ["--prompt", "hi", "--max-tokens", str(tokens), "-n", "3", "--records", str(records)]
-        )
-        rates = []
-        for line in records.read_text().splitlines():
-            r = json.loads(line)
-            ts = [c["t"] for c in r["chunks"] if c["channel"] == "content"]
-            ev = [c["events"] for c in r["chunks"] if c["channel"] == "content"]
-            tenth = len(ts) // 10
-
-            def rate(a, b):
-                events = sum(ev[a + 1 : b + 1])
-                return events / ((ts[b] - ts[a]) / 1e9) if ts[b] > ts[a] else float("inf")
-
-            rates.append(
-                {
-                    "tokens": sum(ev),
-                    "chunks": len(ts),
-                    "first_tenth_tok_s": rate(0, tenth),
-                    "last_tenth_tok_s": rate(len(ts) - 1 - tenth, len(ts) - 1),
-                }
+    out = {"tokens": tokens, "servers": {}}
+    for events_per_write in (1, 64):
+        args = ["--tokens", str(tokens), "--events-per-write", str(events_per_write)]
+        with tempfile.TemporaryDirectory() as tmp, Server(velollm, *args) as server:
+            records = Path(tmp) / "run.jsonl"
+            doc, samples, wall, _ = bench(
+                velollm, server.url, ["--prompt", "hi", "--max-tokens", str(tokens), "-n", "3", "--records", str(records)]
             )
-    step = doc["steps"][0]
-    return {
-        "tokens": tokens,
-        "requests": rates,
-        "e2e_p50_ms": step["metrics"]["e2e_ms"]["p50"],
-        "peak_rss_mib": max(kib for _, kib in samples) / 1024,
-    }
+            rates = []
+            for line in records.read_text().splitlines():
+                r = json.loads(line)
+                content = [c for c in r["chunks"] if c["channel"] == "content"]
+                ts, ev = [c["t"] for c in content], [c["events"] for c in content]
+                n = len(ts)
+                tenths = []
+                for k in range(10):
+                    a, b = k * n // 10, (k + 1) * n // 10 - 1
+                    events = sum(ev[a + 1 : b + 1])
+                    tenths.append(events / ((ts[b] - ts[a]) / 1e9) if ts[b] > ts[a] else float("inf"))
+                median = statistics.median(tenths)
+                rates.append(
+                    {
+                        "tokens": sum(ev),
+                        "chunks": n,
+                        "seconds": (ts[-1] - ts[0]) / 1e9,
+                        "tenths_tok_s": tenths,
+                        "median_tenth_tok_s": median,
+                        # A client that slows down as the response grows streams its last tenth slowest.
+                        "no_slowdown": tenths[-1] >= 0.75 * median,
+                    }
+                )
+            step = doc["steps"][0]
+            out["servers"][str(events_per_write)] = {
+                "requests": rates,
+                "e2e_p50_ms": step["metrics"]["e2e_ms"]["p50"],
+                "peak_rss_mib": max(kib for _, kib in samples) / 1024,
+            }
+    return out
 
 
 def markdown(res: dict) -> str:
@@ -220,11 +231,16 @@ def markdown(res: dict) -> str:
         f"| RSS while {f['requests']:,} requests finish ({f['request_rate']:,.0f}/s for {f['seconds']} s) | {rss} | "
         "flat |"
     )
-    for i, r in enumerate(l["requests"]):
-        lines.append(
-            f"| 100,000-token response #{i + 1} ({r['tokens']:,} tokens, {r['chunks']:,} chunks) | first tenth "
-            f"{r['first_tenth_tok_s']:,.0f} tok/s, last tenth {r['last_tenth_tok_s']:,.0f} tok/s | no slowdown |"
-        )
+    for epw, srv in l["servers"].items():
+        how = "every token its own write" if epw == "1" else f"{epw} tokens per write"
+        for i, r in enumerate(srv["requests"]):
+            t = r["tenths_tok_s"]
+            verdict = "no slowdown: met" if r["no_slowdown"] else "**slower at the end**"
+            lines.append(
+                f"| 100,000-token response #{i + 1}, {how} ({r['chunks']:,} chunks, {r['seconds']:.2f} s) | tenths "
+                f"{min(t):,.0f}–{max(t):,.0f} tok/s, median {r['median_tenth_tok_s']:,.0f}, last {t[-1]:,.0f} | "
+                f"last tenth ≥ 0.75× the median: {verdict} |"
+            )
     return "\n".join(lines) + "\n"
 
 
