@@ -13,7 +13,8 @@ process), with no model and no network:
 3. memory as finished requests accumulate: the client's RSS sampled while it runs flat out for a minute
    (hundreds of thousands of requests): flat once the step's sample cap is reached;
 4. 100,000-token responses, from a server writing every token on its own and from one writing 64 at a time:
-   the streaming rate over each tenth of a response (the last tenth must not fall below 0.75× the median).
+   the streaming rate over each tenth of a response (with 64 tokens per write, where the client sets the rate,
+   the last tenth must not fall below 0.75× the median).
 
 The Markdown table goes to stdout and OUT/limits.md, every figure to OUT/limits.json.
 """
@@ -196,8 +197,12 @@ def long_response(velollm: str, scale: float) -> dict:
                         "seconds": (ts[-1] - ts[0]) / 1e9,
                         "tenths_tok_s": tenths,
                         "median_tenth_tok_s": median,
-                        # A client that slows down as the response grows streams its last tenth slowest.
-                        "no_slowdown": tenths[-1] >= 0.75 * median,
+                        # A client that slows down as the response grows streams its last tenth slowest. Judged
+                        # against the server that writes 64 tokens at a time, whose 10 MB response outruns the
+                        # socket buffers, so that the client's reading sets the rate. With every token its own
+                        # write, the rate follows how the two processes' wake-ups interleave (see
+                        # docs/performance.md): shown, not judged.
+                        "no_slowdown": tenths[-1] >= 0.75 * median if events_per_write > 1 else None,
                     }
                 )
             step = doc["steps"][0]
@@ -235,11 +240,11 @@ def markdown(res: dict) -> str:
         how = "every token its own write" if epw == "1" else f"{epw} tokens per write"
         for i, r in enumerate(srv["requests"]):
             t = r["tenths_tok_s"]
-            verdict = "no slowdown: met" if r["no_slowdown"] else "**slower at the end**"
+            verdict = {True: "no slowdown: met", False: "**slower at the end**", None: "for information"}[r["no_slowdown"]]
             lines.append(
                 f"| 100,000-token response #{i + 1}, {how} ({r['chunks']:,} chunks, {r['seconds']:.2f} s) | tenths "
                 f"{min(t):,.0f}–{max(t):,.0f} tok/s, median {r['median_tenth_tok_s']:,.0f}, last {t[-1]:,.0f} | "
-                f"last tenth ≥ 0.75× the median: {verdict} |"
+                f"{'last tenth ≥ 0.75× the median: ' if r['no_slowdown'] is not None else ''}{verdict} |"
             )
     return "\n".join(lines) + "\n"
 
