@@ -8,7 +8,6 @@ use crate::tokenize::TokenCounter;
 use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions};
 use crate::wire::{Decoder, MAX_MESSAGE_BYTES};
 use bytes::Bytes;
-use http_body_util::Full;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -175,7 +174,7 @@ pub fn http_request(
     method: hyper::Method,
     path: &str,
     body: Option<&serde_json::Value>,
-) -> hyper::Request<Full<Bytes>> {
+) -> hyper::Request<Bytes> {
     let bytes = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
     let mut builder = hyper::Request::builder()
         .method(method)
@@ -202,7 +201,7 @@ pub fn http_request(
         }
         None => {}
     }
-    builder.body(Full::new(bytes)).expect("a valid request")
+    builder.body(bytes).expect("a valid request")
 }
 
 /// The connections of one step: its [`ConnectionMode`] and, for HTTP/2, the one connection every worker of
@@ -529,199 +528,194 @@ async fn execute_inner(
     };
     // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
     let arrivals = conn.arrivals();
-    {
-        record.sent = Some(sent);
-        let headers = arrivals.stamp(clock.now()).max(sent);
-        record.headers = Some(headers);
-        // Stamps never run backwards (a stepped wall clock cannot reorder them).
-        let mut last_stamp = headers;
-        let status = resp.status;
-        record.status = Some(status.as_u16());
-        // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
-        record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
-            .iter()
-            .find_map(|h| resp.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
-        if !status.is_success() {
-            let retry_after = resp
-                .headers
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok());
-            let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
-            record.done = Some(clock.now());
-            let class = velollm_core::metrics::classify_status(status.as_u16());
-            let hint = match status.as_u16() {
-                401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
-                _ => "",
-            };
-            return Err(RequestError {
-                class,
-                message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
-                retry_after_s: retry_after,
-            });
-        }
-
-        let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
-        let mut messages: Vec<Vec<u8>> = Vec::new();
-        let mut st = StreamState {
-            done: false,
-            finish: None,
-            usage: None,
-            text: String::new(),
-            reasoning: String::new(),
-            tools: Vec::new(),
+    record.sent = Some(sent);
+    let headers = arrivals.stamp(clock.now()).max(sent);
+    record.headers = Some(headers);
+    // Stamps never run backwards (a stepped wall clock cannot reorder them).
+    let mut last_stamp = headers;
+    let status = resp.status;
+    record.status = Some(status.as_u16());
+    // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
+    record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
+        .iter()
+        .find_map(|h| resp.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
+    if !status.is_success() {
+        let retry_after = resp
+            .headers
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
+        record.done = Some(clock.now());
+        let class = velollm_core::metrics::classify_status(status.as_u16());
+        let hint = match status.as_u16() {
+            401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
+            _ => "",
         };
-        let mut ended = false;
-        // Body bytes received: none at all is an empty answer, not a broken stream.
-        let mut received = 0usize;
-        let mut first_output = false;
-        // Before the first token only the first-token clock runs; after it, the idle one between chunks. One
-        // timer serves the whole response and is re-armed only when it fires early: a timer per chunk would
-        // cost a timer-wheel insertion and removal (under a lock) for every chunk.
-        let idle = target.timeouts.idle;
-        let idle_due = |from: Instant| after(from, idle, deadline);
-        let mut last_frame = Instant::now();
-        let mut timer = std::pin::pin!(tokio::time::sleep_until(first_token));
-        while !ended {
-            let frame = tokio::select! {
-                biased;
-                frame = conn.data() => Some(frame),
-                () = &mut timer => None,
-            };
-            let frame = match frame {
-                None => {
-                    let due = if first_output { idle_due(last_frame) } else { first_token };
-                    if Instant::now() < due {
-                        timer.as_mut().reset(due);
-                        continue;
-                    }
-                    let phase = if first_output {
-                        format!(
-                            "no data for {:?} while waiting for the next chunk (--idle-timeout)",
-                            target.timeouts.idle
-                        )
-                    } else {
-                        first_token_phase()
-                    };
-                    return Err(timed_out(target, deadline, phase));
+        return Err(RequestError {
+            class,
+            message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
+            retry_after_s: retry_after,
+        });
+    }
+
+    let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut st = StreamState {
+        done: false,
+        finish: None,
+        usage: None,
+        text: String::new(),
+        reasoning: String::new(),
+        tools: Vec::new(),
+    };
+    let mut ended = false;
+    // Body bytes received: none at all is an empty answer, not a broken stream.
+    let mut received = 0usize;
+    let mut first_output = false;
+    // Before the first token only the first-token clock runs; after it, the idle one between chunks. One
+    // timer serves the whole response and is re-armed only when it fires early: a timer per chunk would
+    // cost a timer-wheel insertion and removal (under a lock) for every chunk.
+    let idle = target.timeouts.idle;
+    let idle_due = |from: Instant| after(from, idle, deadline);
+    let mut last_frame = Instant::now();
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(first_token));
+    while !ended {
+        let frame = tokio::select! {
+            biased;
+            frame = conn.data() => Some(frame),
+            () = &mut timer => None,
+        };
+        let frame = match frame {
+            None => {
+                let due = if first_output { idle_due(last_frame) } else { first_token };
+                if Instant::now() < due {
+                    timer.as_mut().reset(due);
+                    continue;
                 }
-                Some(Ok(None)) => {
-                    ended = true;
-                    None
-                }
-                Some(Err(e)) => {
-                    record.done = Some(clock.now());
-                    return Err(error(
-                        ErrorClass::StreamBroken,
-                        format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
-                    ));
-                }
-                Some(Ok(Some(data))) => Some(data),
-            };
-            last_frame = Instant::now();
-            let t = arrivals.stamp(clock.now()).max(last_stamp);
-            last_stamp = t;
-            messages.clear();
-            let decoded = match frame {
-                Some(data) => {
-                    received += data.len();
-                    decoder.push(data, &mut messages)
-                }
-                None => {
-                    messages.extend(decoder.finish());
-                    Ok(())
-                }
-            };
-            if let Err(e) = decoded {
-                record.done = Some(t);
-                return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
+                let phase = if first_output {
+                    format!("no data for {:?} while waiting for the next chunk (--idle-timeout)", target.timeouts.idle)
+                } else {
+                    first_token_phase()
+                };
+                return Err(timed_out(target, deadline, phase));
             }
-            if messages.is_empty() {
-                if ended {
-                    record.done = Some(t);
-                }
-                continue;
+            Some(Ok(None)) => {
+                ended = true;
+                None
             }
-            let mut frame_chunks = FrameChunks { chunks: Vec::new() };
-            // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
-            for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
-                let p = dialect.parse(m).map_err(|e| {
-                    record.done = Some(t);
-                    error(ErrorClass::ParseError, e)
-                })?;
-                if let Some(e) = p.error {
-                    record.done = Some(t);
-                    return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
-                }
-                if p.pieces.iter().all(|(c, _)| !c.is_output()) {
-                    frame_chunks.add(t, p.empty_channel(), 0, None);
-                }
-                for (channel, text) in &p.pieces {
-                    if channel.is_output() {
-                        frame_chunks.add(t, *channel, text.len(), p.tokens);
-                        // The answer is what conversations carry and checks judge; reasoning only counts as output.
-                        match channel {
-                            Channel::Content => st.text.push_str(text),
-                            Channel::Reasoning => st.reasoning.push_str(text),
-                            _ => {}
-                        }
-                    }
-                }
-                for (index, name, args) in p.tool_deltas {
-                    st.tool_delta(index, name, &args);
-                }
-                if let Some(u) = p.usage {
-                    st.usage = Some(merge_usage(st.usage.take(), u));
-                }
-                if let Some(n) = p.native {
-                    record.native = Some(n);
-                }
-                if p.finish_reason.is_some() {
-                    st.finish = p.finish_reason;
-                }
-                st.done |= p.done;
+            Some(Err(e)) => {
+                record.done = Some(clock.now());
+                return Err(error(
+                    ErrorClass::StreamBroken,
+                    format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
+                ));
             }
-            if !first_output && frame_chunks.chunks.iter().any(|c| c.channel.is_output()) {
-                first_output = true;
-                timer.as_mut().reset(idle_due(last_frame));
+            Some(Ok(Some(data))) => Some(data),
+        };
+        last_frame = Instant::now();
+        let t = arrivals.stamp(clock.now()).max(last_stamp);
+        last_stamp = t;
+        messages.clear();
+        let decoded = match frame {
+            Some(data) => {
+                received += data.len();
+                decoder.push(data, &mut messages)
             }
-            record.chunks.extend(frame_chunks.chunks);
-            if st.done {
-                record.done = Some(t);
-                // Drain what is left (normally nothing) so the connection can be reused.
-                let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(conn)).await;
-                break;
+            None => {
+                messages.extend(decoder.finish());
+                Ok(())
             }
+        };
+        if let Err(e) = decoded {
+            record.done = Some(t);
+            return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
+        }
+        if messages.is_empty() {
             if ended {
                 record.done = Some(t);
             }
+            continue;
         }
-        record.usage = st.usage;
-        record.finish_reason = st.finish;
-        if let Some(tok) = &target.tokenizer {
-            record.tokenizer_output_tokens = Some(tok.count(&st.reasoning) + tok.count(&st.text));
+        let mut frame_chunks = FrameChunks { chunks: Vec::new() };
+        // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
+        for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
+            let p = dialect.parse(m).map_err(|e| {
+                record.done = Some(t);
+                error(ErrorClass::ParseError, e)
+            })?;
+            if let Some(e) = p.error {
+                record.done = Some(t);
+                return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
+            }
+            if p.pieces.iter().all(|(c, _)| !c.is_output()) {
+                frame_chunks.add(t, p.empty_channel(), 0, None);
+            }
+            for (channel, text) in &p.pieces {
+                if channel.is_output() {
+                    frame_chunks.add(t, *channel, text.len(), p.tokens);
+                    // The answer is what conversations carry and checks judge; reasoning only counts as output.
+                    match channel {
+                        Channel::Content => st.text.push_str(text),
+                        Channel::Reasoning => st.reasoning.push_str(text),
+                        _ => {}
+                    }
+                }
+            }
+            for (index, name, args) in p.tool_deltas {
+                st.tool_delta(index, name, &args);
+            }
+            if let Some(u) = p.usage {
+                st.usage = Some(merge_usage(st.usage.take(), u));
+            }
+            if let Some(n) = p.native {
+                record.native = Some(n);
+            }
+            if p.finish_reason.is_some() {
+                st.finish = p.finish_reason;
+            }
+            st.done |= p.done;
         }
-        record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
-        // The text is always returned: conversations and checks need it. The runner drops it from the record
-        // unless `keep_text` is set.
-        record.text = Some(st.text);
-        if received == 0 {
-            return Err(error(
-                ErrorClass::EmptyOutput,
-                format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
-            ));
+        if !first_output && frame_chunks.chunks.iter().any(|c| c.channel.is_output()) {
+            first_output = true;
+            timer.as_mut().reset(idle_due(last_frame));
         }
-        if !st.done && record.finish_reason.is_none() {
-            return Err(error(
-                ErrorClass::StreamBroken,
-                format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
-            ));
+        record.chunks.extend(frame_chunks.chunks);
+        if st.done {
+            record.done = Some(t);
+            // Drain what is left (normally nothing) so the connection can be reused.
+            let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(conn)).await;
+            break;
         }
-        if record.output_chunks().next().is_none() {
-            return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
+        if ended {
+            record.done = Some(t);
         }
-        Ok(())
     }
+    record.usage = st.usage;
+    record.finish_reason = st.finish;
+    if let Some(tok) = &target.tokenizer {
+        record.tokenizer_output_tokens = Some(tok.count(&st.reasoning) + tok.count(&st.text));
+    }
+    record.tool_calls = st.tools.into_iter().filter(|t| !t.name.is_empty() || !t.arguments.is_empty()).collect();
+    // The text is always returned: conversations and checks need it. The runner drops it from the record
+    // unless `keep_text` is set.
+    record.text = Some(st.text);
+    if received == 0 {
+        return Err(error(
+            ErrorClass::EmptyOutput,
+            format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
+        ));
+    }
+    if !st.done && record.finish_reason.is_none() {
+        return Err(error(
+            ErrorClass::StreamBroken,
+            format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
+        ));
+    }
+    if record.output_chunks().next().is_none() {
+        return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
+    }
+    Ok(())
 }
 
 /// Usage reported in several messages (Anthropic `message_start` then `message_delta`), merged field by field:

@@ -22,10 +22,9 @@ use velollm_core::record::Nanos;
 
 /// The read buffer's initial size; it doubles, up to [`MAX_BUF`], while reads fill it.
 const INITIAL_BUF: usize = 8 << 10;
-/// The largest read buffer (body data is handed over as it arrives, so only a head needs more room).
+/// The largest read buffer, and so the largest response head accepted (body data is handed over as it
+/// arrives, so only a head needs the whole buffer).
 const MAX_BUF: usize = 64 << 10;
-/// The largest response head accepted.
-const MAX_HEAD: usize = 64 << 10;
 /// The longest chunk-size line (with extensions) or trailer line accepted.
 const MAX_LINE: usize = 4 << 10;
 /// The most header fields in a response head.
@@ -215,12 +214,12 @@ impl H1 {
                     self.keep_alive = keep_alive && body != Body::Close;
                     return Ok(head);
                 }
-                None if self.end - self.start >= MAX_HEAD => {
-                    return Err(Error::Invalid(format!("a response head larger than {} KiB", MAX_HEAD >> 10)));
+                None if self.end - self.start >= MAX_BUF => {
+                    return Err(Error::Invalid(format!("a response head larger than {} KiB", MAX_BUF >> 10)));
                 }
                 None if self.eof && self.start == self.end => return Err(Error::Closed),
                 None if self.eof => return Err(Error::Incomplete),
-                None => self.fill(MAX_HEAD).await?,
+                None => self.fill().await?,
             }
         }
     }
@@ -233,7 +232,7 @@ impl H1 {
                 Ok(Step::Data(a, b)) => return Ok(Some(&self.buf[a..b])),
                 Ok(Step::End) => return Ok(None),
                 Ok(Step::More) => {
-                    if let Err(e) = self.fill(MAX_BUF).await {
+                    if let Err(e) = self.fill().await {
                         self.broken = true;
                         return Err(e);
                     }
@@ -315,9 +314,9 @@ impl H1 {
         Ok(Some(line.strip_suffix(b"\r").unwrap_or(line)))
     }
 
-    /// Read more bytes into the buffer (making room first, growing it up to `limit`); sets `eof` when the
-    /// server has closed its side.
-    async fn fill(&mut self, limit: usize) -> Result<(), Error> {
+    /// Read more bytes into the buffer (making room first, growing it up to [`MAX_BUF`]); sets `eof` when
+    /// the server has closed its side.
+    async fn fill(&mut self) -> Result<(), Error> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
@@ -327,8 +326,8 @@ impl H1 {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 (self.start, self.end) = (0, self.end - self.start);
-            } else if self.buf.len() < limit {
-                self.buf.resize((self.buf.len() * 2).min(limit), 0);
+            } else if self.buf.len() < MAX_BUF {
+                self.buf.resize((self.buf.len() * 2).min(MAX_BUF), 0);
             }
         }
         let (io, into) = (&mut self.io, &mut self.buf[self.end..]);
@@ -412,7 +411,8 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 }
 
 /// Serialise `req` as an HTTP/1.1 request: its path, its header fields, `Content-Length` and its body.
-pub fn serialize(req: &hyper::Request<http_body_util::Full<bytes::Bytes>>, body: &[u8]) -> Vec<u8> {
+pub fn serialize(req: &hyper::Request<bytes::Bytes>) -> Vec<u8> {
+    let body = req.body();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(req.method().as_str().as_bytes());
@@ -573,9 +573,9 @@ mod tests {
     fn requests_carry_their_length() {
         let req = hyper::Request::post("/v1/chat/completions")
             .header("host", "h:1")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .body(bytes::Bytes::from_static(b"{}"))
             .unwrap();
-        let text = String::from_utf8(serialize(&req, b"{}")).unwrap();
+        let text = String::from_utf8(serialize(&req)).unwrap();
         assert_eq!(text, "POST /v1/chat/completions HTTP/1.1\r\nhost: h:1\r\ncontent-length: 2\r\n\r\n{}");
     }
 }

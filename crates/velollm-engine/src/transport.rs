@@ -499,18 +499,10 @@ impl Connection {
     /// Send a request. Returns the response head and the instant the request's first byte was written
     /// (over HTTP/2: the instant it was handed to the connection, see the module documentation); the body
     /// is then read with [`data`](Self::data).
-    pub async fn send(
-        &mut self,
-        mut req: hyper::Request<Full<Bytes>>,
-        clock: Clock,
-    ) -> Result<(Head, Nanos), HttpError> {
+    pub async fn send(&mut self, mut req: hyper::Request<Bytes>, clock: Clock) -> Result<(Head, Nanos), HttpError> {
         self.uses += 1;
         match &mut self.inner {
-            Inner::H1(c) => {
-                let body = std::mem::take(req.body_mut());
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                Ok(c.send(&h1::serialize(&req, &body), clock).await?)
-            }
+            Inner::H1(c) => Ok(c.send(&h1::serialize(&req), clock).await?),
             Inner::H2 { sender, body, frame } => {
                 *body = None;
                 *frame = Bytes::new();
@@ -521,7 +513,7 @@ impl Connection {
                 }
                 req.headers_mut().remove(hyper::header::HOST);
                 let sent = clock.now();
-                let resp = sender.send_request(req).await?;
+                let resp = sender.send_request(req.map(Full::new)).await?;
                 let (parts, incoming) = resp.into_parts();
                 *body = Some(incoming);
                 Ok((Head { status: parts.status, headers: parts.headers }, sent))
@@ -610,7 +602,7 @@ mod tests {
         let (mut c, phases) = Connection::open_with(e, clock, 1, opts).await.unwrap();
         let req = hyper::Request::get(e.path("/v1/models"))
             .header(hyper::header::HOST, e.authority())
-            .body(Full::new(Bytes::new()))
+            .body(Bytes::new())
             .unwrap();
         let (head, _) = c.send(req, clock).await.unwrap();
         while c.data().await.unwrap().is_some() {}
