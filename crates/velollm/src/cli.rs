@@ -47,6 +47,10 @@ pub enum Command {
     /// velollm's own cost against its built-in loopback server: added latency per request and per chunk,
     /// the request and chunk rate it sustains, CPU per request (--serve: run that server for other clients).
     Selfcheck(crate::selfcheck::SelfcheckArgs),
+    /// A gateway in front of model servers: every dialect passed through as it streams, an exact response
+    /// cache on the path, and in every response what it did (x-velollm-cache) and what it cost
+    /// (x-velollm-overhead-ms); /health, /ready, /metrics.
+    Proxy(Box<crate::proxy::ProxyArgs>),
 }
 
 /// `velollm scenario …`.

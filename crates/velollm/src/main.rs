@@ -8,6 +8,7 @@ mod history;
 mod optimize;
 mod plan;
 mod progress;
+mod proxy;
 mod report;
 mod resume;
 mod selfcheck;
@@ -120,6 +121,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Optimize(args) => optimize::run(args).await,
         Command::Ab(args) => ab::run(*args).await,
         Command::Selfcheck(args) => selfcheck::run(args).await,
+        Command::Proxy(args) => proxy::run(*args).await,
     }
 }
 

@@ -1,0 +1,331 @@
+//! The proxy's configuration: a TOML file for everything, which the command line's flags override for the
+//! common cases. Validated once, before the proxy listens; every error names the field and the fix.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8000"
+//!
+//! [[upstreams]]
+//! name = "local"
+//! url = "http://127.0.0.1:8080"
+//! dialects = ["openai", "llamacpp"]   # default: every dialect
+//!
+//! [aliases]
+//! fast = "smollm2"                     # model "fast" is sent (and cached) as "smollm2"
+//!
+//! [cache]
+//! store = "memory"                     # or "off", or "redis://127.0.0.1:6379/0"
+//! ttl = "1h"
+//! max_bytes = 268435456
+//!
+//! [limits]
+//! max_body_bytes = 16777216
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::dialect::Dialect;
+
+/// Everything the proxy needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The upstreams, in order: a route goes to the first one that speaks its dialect.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Model aliases: a request's model name → the name sent upstream (and hashed).
+    #[serde(default)]
+    pub aliases: HashMap<String, String>,
+    /// The exact response cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Limits that keep bad or slow clients and upstreams from holding resources.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Its name, in metrics and in `/upstream/NAME/…`.
+    pub name: String,
+    /// Its base URL (`http://host:port`, optionally with a path prefix).
+    pub url: String,
+    /// The dialects it speaks (default: all).
+    #[serde(default)]
+    pub dialects: Vec<Dialect>,
+    /// Speak HTTP/2 to it (prior knowledge, h2c) instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+/// The exact cache's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` (default), `off`, or a `redis://` URL shared by replicas.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// How long an entry lives.
+    #[serde(default = "default_ttl", with = "duration")]
+    pub ttl: Duration,
+    /// The in-process store's byte budget (least recently used out).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Store answers to requests that are not deterministic (temperature ≠ 0 and no seed) too.
+    #[serde(default)]
+    pub nondeterministic: bool,
+    /// A shared store's deadline per call; past it the request is a miss.
+    #[serde(default = "default_store_timeout", with = "duration")]
+    pub store_timeout: Duration,
+}
+
+/// Limits on clients and upstreams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted (413 beyond).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request head, and its body.
+    #[serde(default = "default_client_timeout", with = "duration")]
+    pub client_timeout: Duration,
+    /// Time to connect to an upstream (502 beyond).
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request upstream to its response head (504 beyond).
+    #[serde(default = "default_upstream_timeout", with = "duration")]
+    pub upstream_timeout: Duration,
+    /// Longest silence within an upstream's response body before the stream is failed.
+    #[serde(default = "default_upstream_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long streams in flight may take to finish.
+    #[serde(default = "default_grace", with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000))
+}
+fn default_store() -> String {
+    "memory".into()
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_max_bytes() -> usize {
+    256 << 20
+}
+fn default_store_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_max_body() -> usize {
+    16 << 20
+}
+fn default_client_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            store: default_store(),
+            ttl: default_ttl(),
+            max_bytes: default_max_bytes(),
+            nondeterministic: false,
+            store_timeout: default_store_timeout(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: default_max_body(),
+            client_timeout: default_client_timeout(),
+            connect_timeout: default_connect_timeout(),
+            upstream_timeout: default_upstream_timeout(),
+            idle_timeout: default_upstream_timeout(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: default_listen(),
+            upstreams: Vec::new(),
+            aliases: HashMap::new(),
+            cache: CacheConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A configuration that cannot run, with the fix in its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ProxyConfig {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<ProxyConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read the proxy configuration {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// Adds an upstream from `--upstream [NAME=]URL` (unnamed ones are `default`, `u2`, `u3`, …).
+    pub fn add_upstream_flag(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (name, url) = match spec.split_once('=') {
+            Some((n, u)) if !n.contains("://") => (n.to_owned(), u.to_owned()),
+            _ => {
+                let name = if self.upstreams.is_empty() {
+                    "default".to_owned()
+                } else {
+                    format!("u{}", self.upstreams.len() + 1)
+                };
+                (name, spec.to_owned())
+            }
+        };
+        self.upstreams.push(UpstreamConfig { name, url, dialects: Vec::new(), http2: false });
+        Ok(())
+    }
+
+    /// Adds an alias from `--alias NAME=MODEL`.
+    pub fn add_alias_flag(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (from, to) = spec
+            .split_once('=')
+            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            .ok_or_else(|| ConfigError(format!("--alias takes NAME=MODEL, not {spec:?}")))?;
+        self.aliases.insert(from.to_owned(), to.to_owned());
+        Ok(())
+    }
+
+    /// Checks what can be checked before listening.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.upstreams.is_empty() {
+            return Err(ConfigError(
+                "no upstream: give --upstream URL (e.g. --upstream http://127.0.0.1:8080) or [[upstreams]] in --config"
+                    .into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for u in &self.upstreams {
+            if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ConfigError(format!("upstream name {:?}: use letters, digits, '-' and '_' only", u.name)));
+            }
+            if !names.insert(&u.name) {
+                return Err(ConfigError(format!("two upstreams are named {:?}: names must differ", u.name)));
+            }
+            let url = url::Url::parse(&u.url)
+                .map_err(|e| ConfigError(format!("upstream {:?}: {:?} is not a URL: {e}", u.name, u.url)))?;
+            match url.scheme() {
+                "http" => {}
+                "https" => {
+                    return Err(ConfigError(format!(
+                        "upstream {:?}: https upstreams are not supported yet; put a TLS-terminating proxy in front, \
+                         or use http://",
+                        u.name
+                    )));
+                }
+                s => return Err(ConfigError(format!("upstream {:?}: scheme {s:?}; use http://HOST:PORT", u.name))),
+            }
+            if url.host_str().is_none() {
+                return Err(ConfigError(format!("upstream {:?}: {:?} has no host", u.name, u.url)));
+            }
+            if url.query().is_some() || !url.username().is_empty() {
+                return Err(ConfigError(format!(
+                    "upstream {:?}: give the base URL only, without credentials or a query",
+                    u.name
+                )));
+            }
+        }
+        let store = self.cache.store.as_str();
+        if !matches!(store, "memory" | "off") && !store.starts_with("redis://") {
+            return Err(ConfigError(format!("cache store {store:?}: use memory, off or redis://HOST:PORT[/DB]")));
+        }
+        if self.limits.max_body_bytes == 0 {
+            return Err(ConfigError("limits.max_body_bytes must be above 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Durations in the file as `"250ms"`, `"30s"`, `"1h"` (humantime).
+mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 250ms, 30s or 1h: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_and_flags_make_one_config() {
+        let mut c: ProxyConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            [[upstreams]]
+            name = "local"
+            url = "http://127.0.0.1:8080"
+            dialects = ["openai", "llamacpp"]
+            [cache]
+            ttl = "5m"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.cache.ttl, Duration::from_secs(300));
+        assert_eq!(c.upstreams[0].dialects, vec![Dialect::Openai, Dialect::Llamacpp]);
+        c.add_upstream_flag("ollama=http://127.0.0.1:11434").unwrap();
+        c.add_upstream_flag("http://127.0.0.1:9999").unwrap();
+        assert_eq!(c.upstreams[1].name, "ollama");
+        assert_eq!(c.upstreams[2].name, "u3");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_the_fix() {
+        let err = |c: ProxyConfig| c.validate().unwrap_err().0;
+        assert!(err(ProxyConfig::default()).contains("--upstream URL"));
+        let mut c = ProxyConfig::default();
+        c.add_upstream_flag("https://api.example.com").unwrap();
+        assert!(err(c).contains("https upstreams are not supported yet"));
+        let mut c = ProxyConfig::default();
+        c.add_upstream_flag("a=http://x:1").unwrap();
+        c.add_upstream_flag("a=http://x:2").unwrap();
+        assert!(err(c).contains("names must differ"));
+        let mut c = ProxyConfig::default();
+        c.add_upstream_flag("http://x:1").unwrap();
+        c.cache.store = "memcached://x".into();
+        assert!(err(c).contains("use memory, off or redis://"));
+        assert!(toml::from_str::<ProxyConfig>("[cache]\nttl = \"soon\"").unwrap_err().to_string().contains("250ms"));
+        assert!(toml::from_str::<ProxyConfig>("bogus = 1").is_err());
+        assert!(ProxyConfig::default().add_alias_flag("nope").is_err());
+    }
+}

@@ -1,0 +1,374 @@
+//! One request's way through the proxy: ingress (route and dialect) → body read under limits → normalize
+//! (one request model, tenant partition) → exact cache (hit, or a miss that leads or follows a flight) →
+//! upstream → the tee that streams to the caller and to the cache writer. Every response says what happened
+//! (`x-velollm-cache`, `x-velollm-upstream`, `x-velollm-overhead-ms`) and is counted in `/metrics`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::cache::flight::Joined;
+use crate::cache::{Cache, Entry};
+use crate::config::ProxyConfig;
+use crate::dialect::{Dialect, Route, RouteKind};
+use crate::metrics::{Lookup, Metrics};
+use crate::normalize::{Partition, normalize};
+use crate::tee::{CacheWriter, ProxyBody, TeeBody};
+use crate::upstream::Upstream;
+
+/// `hit`, `miss` or `bypass`: what the exact cache did for this response.
+pub const CACHE_HEADER: &str = "x-velollm-cache";
+/// The proxy's own time to the response head, minus the upstream's, in milliseconds.
+pub const OVERHEAD_HEADER: &str = "x-velollm-overhead-ms";
+/// The upstream that served the response (absent on hits and on the proxy's own errors).
+pub const UPSTREAM_HEADER: &str = "x-velollm-upstream";
+/// An explicit tenant, hashed into the cache partition with the caller's credentials.
+pub const TENANT_HEADER: &str = "x-velollm-tenant";
+
+/// What every request shares.
+#[derive(Debug)]
+pub struct State {
+    /// The validated configuration.
+    pub config: ProxyConfig,
+    /// The upstreams, in configuration order.
+    pub upstreams: Vec<Upstream>,
+    /// The exact cache, unless it is off.
+    pub cache: Option<Arc<Cache>>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: `/ready` answers 503.
+    pub draining: AtomicBool,
+}
+
+/// Serves one request; never fails (every error is a response in the caller's dialect).
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let path = request.uri().path();
+    if request.method() == Method::GET {
+        match path {
+            "/health" => return Ok(json(200, &serde_json::json!({ "status": "ok" }))),
+            "/ready" => return Ok(ready(&state).await),
+            "/metrics" => {
+                let mut r = Response::new(ProxyBody::full(state.metrics.render()));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                return Ok(r);
+            }
+            _ => {}
+        }
+        if let Some(rest) = path.strip_prefix("/upstream/") {
+            return Ok(upstream_get(&state, rest.to_owned(), request, start).await);
+        }
+    }
+    let Some(route) = Route::find(request.method(), path) else {
+        let dialect = Route::dialect_of_path(path);
+        let message = format!(
+            "velollm proxy serves no route {} {path}; it serves POST /v1/chat/completions, /v1/completions, \
+             /v1/embeddings, /v1/messages, /api/chat, /api/generate, /completion, /tokenize and GET /v1/models, \
+             /api/tags, /api/version, /health, /ready, /metrics, /upstream/NAME/PATH",
+            request.method()
+        );
+        return Ok(error(dialect, 404, &message));
+    };
+    let response = proxy(&state, route, request, start).await;
+    state.metrics.request(route.label, response.status().as_u16());
+    Ok(response)
+}
+
+/// A generation or pass-through route.
+async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: Instant) -> Response<ProxyBody> {
+    let dialect = route.dialect;
+    let Some(upstream) = state.upstreams.iter().find(|u| u.speaks(dialect)) else {
+        let message = format!(
+            "no upstream speaks the {} dialect: add one with --upstream URL, or list {:?} in an upstream's dialects",
+            dialect.name(),
+            dialect.name()
+        );
+        return error(dialect, 404, &message);
+    };
+    let limits = &state.config.limits;
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &parts.headers, limits.max_body_bytes, limits.client_timeout).await {
+        Ok(b) => b,
+        Err((status, message)) => return error(dialect, status, &message),
+    };
+    let mut forward = body.clone();
+    let mut outcome = Lookup::Bypass;
+    let mut writer = None;
+    let mut stream = false;
+    if let RouteKind::Generate(generate) = route.kind {
+        let partition = Partition::new(&tenant(&parts.headers), &upstream.name, route.label);
+        let normalized = match normalize(generate, &body, &state.config.aliases, partition) {
+            Ok(n) => n,
+            Err(e) => return error(dialect, 400, &e.to_string()),
+        };
+        stream = normalized.stream;
+        if let Some(rewritten) = normalized.rewritten {
+            forward = Bytes::from(rewritten);
+        }
+        let (no_cache, no_store) = cache_control(&parts.headers);
+        if let Some(cache) = state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
+            let key = normalized.key;
+            let mut guard = None;
+            if !no_cache && !no_store {
+                match cache.store.get(&key).await {
+                    Ok(Some(entry)) => return hit(state, entry, start),
+                    Ok(None) => {
+                        outcome = Lookup::Miss;
+                        match cache.flights.join(key) {
+                            Joined::Leader(g) => guard = Some(g),
+                            Joined::Follower(mut done) => {
+                                let _ = tokio::time::timeout(limits.upstream_timeout, done.changed()).await;
+                                if let Ok(Some(entry)) = cache.store.get(&key).await {
+                                    return hit(state, entry, start);
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => outcome = Lookup::Error,
+                }
+            }
+            if !no_store {
+                writer = Some(CacheWriter {
+                    cache: Arc::clone(cache),
+                    key,
+                    route: generate,
+                    content_type: String::new(),
+                    buf: Vec::new(),
+                    guard,
+                });
+            }
+        }
+        state.metrics.lookup("exact", outcome);
+    }
+    let path_and_query = parts.uri.path_and_query().map_or(route.label, |p| p.as_str());
+    let mut builder = Request::builder().method(parts.method).uri(upstream.uri(path_and_query));
+    if let Some(headers) = builder.headers_mut() {
+        copy_headers(&parts.headers, headers);
+    }
+    let Ok(upstream_request) = builder.body(Full::new(forward)) else {
+        return error(dialect, 400, "the request's path or headers cannot be forwarded");
+    };
+    let sent = Instant::now();
+    let response = match upstream.send(upstream_request, limits.upstream_timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.upstream_error(&upstream.name, e.kind());
+            return error(dialect, e.status(), &e.to_string());
+        }
+    };
+    let upstream_time = sent.elapsed();
+    state.metrics.upstream_latency(&upstream.name, upstream_time);
+    let (mut head, body) = response.into_parts();
+    if head.status != StatusCode::OK {
+        writer = None;
+    }
+    let content_type = head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // What the upstream sent decides, whatever the request asked: some servers stream regardless.
+    let stream = stream || content_type.starts_with("text/event-stream") || content_type.contains("ndjson");
+    if let Some(w) = writer.as_mut() {
+        w.content_type = content_type.to_owned();
+    }
+    strip_hop_by_hop(&mut head.headers);
+    head.headers.remove(header::CONTENT_LENGTH);
+    let body = TeeBody::new(
+        body,
+        dialect,
+        stream,
+        Arc::clone(&upstream.name),
+        Arc::clone(&state.metrics),
+        writer,
+        limits.idle_timeout,
+    );
+    let mut response = Response::from_parts(head, ProxyBody::Tee(Box::new(body)));
+    let outcome = if outcome == Lookup::Error { Lookup::Miss } else { outcome };
+    say(&mut response, state, outcome.as_str(), Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
+    response
+}
+
+/// A cached answer, replayed as it was stored.
+fn hit(state: &State, entry: Entry, start: Instant) -> Response<ProxyBody> {
+    state.metrics.lookup("exact", Lookup::Hit);
+    let mut response = Response::new(ProxyBody::full(entry.body));
+    *response.status_mut() = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
+    if let Ok(ct) = HeaderValue::from_str(&entry.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    say(&mut response, state, "hit", None, start.elapsed());
+    response
+}
+
+/// Adds what the proxy did to a response, and records its overhead.
+fn say(
+    response: &mut Response<ProxyBody>,
+    state: &State,
+    cache: &'static str,
+    upstream: Option<&str>,
+    overhead: Duration,
+) {
+    state.metrics.overhead(overhead);
+    let headers = response.headers_mut();
+    headers.insert(HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
+        headers.insert(HeaderName::from_static(OVERHEAD_HEADER), v);
+    }
+    if let Some(v) = upstream.and_then(|u| HeaderValue::from_str(u).ok()) {
+        headers.insert(HeaderName::from_static(UPSTREAM_HEADER), v);
+    }
+}
+
+/// `GET /upstream/NAME/PATH`: the upstream's own `/health`, `/metrics`, `/props`, … under a prefix.
+async fn upstream_get(state: &State, rest: String, request: Request<Incoming>, start: Instant) -> Response<ProxyBody> {
+    let (name, path) = rest.split_once('/').unwrap_or((rest.as_str(), ""));
+    let Some(upstream) = state.upstreams.iter().find(|u| &*u.name == name) else {
+        let names: Vec<&str> = state.upstreams.iter().map(|u| &*u.name).collect();
+        return error(Dialect::Openai, 404, &format!("no upstream named {name:?}; the upstreams are {names:?}"));
+    };
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let mut builder = Request::builder().method(Method::GET).uri(upstream.uri(&format!("/{path}{query}")));
+    if let Some(headers) = builder.headers_mut() {
+        copy_headers(request.headers(), headers);
+    }
+    let Ok(forward) = builder.body(Full::new(Bytes::new())) else {
+        return error(Dialect::Openai, 400, "the path cannot be forwarded");
+    };
+    let sent = Instant::now();
+    match upstream.send(forward, state.config.limits.upstream_timeout).await {
+        Err(e) => {
+            state.metrics.upstream_error(&upstream.name, e.kind());
+            error(Dialect::Openai, e.status(), &e.to_string())
+        }
+        Ok(response) => {
+            let upstream_time = sent.elapsed();
+            let (mut head, body) = response.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            head.headers.remove(header::CONTENT_LENGTH);
+            let body = TeeBody::new(
+                body,
+                Dialect::Openai,
+                false,
+                Arc::clone(&upstream.name),
+                Arc::clone(&state.metrics),
+                None,
+                state.config.limits.idle_timeout,
+            );
+            let mut response = Response::from_parts(head, ProxyBody::Tee(Box::new(body)));
+            say(&mut response, state, "bypass", Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
+            response
+        }
+    }
+}
+
+/// `/ready`: 200 while not draining and every upstream accepts a connection; what each said.
+async fn ready(state: &State) -> Response<ProxyBody> {
+    let mut upstreams = serde_json::Map::new();
+    let mut all_up = true;
+    for u in &state.upstreams {
+        let addr = u.origin().split_once("://").map_or(u.origin(), |(_, a)| a).to_owned();
+        let status =
+            match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr.as_str())).await {
+                Ok(Ok(_)) => "up".to_owned(),
+                Ok(Err(e)) => format!("down: {e}"),
+                Err(_) => "down: no answer within 1s".to_owned(),
+            };
+        all_up &= status == "up";
+        upstreams.insert(u.name.to_string(), status.into());
+    }
+    let draining = state.draining.load(Ordering::Relaxed);
+    let ready = all_up && !draining;
+    let body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    json(if ready { 200 } else { 503 }, &body)
+}
+
+/// Reads a request body under the size limit and the client deadline; the error is a status and a message.
+async fn read_body(body: Incoming, headers: &HeaderMap, max: usize, timeout: Duration) -> Result<Bytes, (u16, String)> {
+    let too_large = || (413, format!("the request body is larger than the proxy's limit of {max} bytes"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err((408, format!("the request body did not arrive within {timeout:?}"))),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err((400, format!("the request body could not be read: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The caller's identity for the partition: its credentials and tenant header, hashed later, never stored.
+fn tenant(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in [header::AUTHORIZATION.as_str(), "x-api-key", TENANT_HEADER] {
+        for v in headers.get_all(name) {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// `Cache-Control` on the request: (`no-cache`: do not serve from the cache, `no-store`: do not store either).
+fn cache_control(headers: &HeaderMap) -> (bool, bool) {
+    let mut flags = (false, false);
+    for v in headers.get_all(header::CACHE_CONTROL) {
+        for directive in v.to_str().unwrap_or("").split(',') {
+            match directive.trim().to_ascii_lowercase().as_str() {
+                "no-cache" => flags.0 = true,
+                "no-store" => flags.1 = true,
+                _ => {}
+            }
+        }
+    }
+    flags
+}
+
+/// Headers that belong to one connection, not to the request or response (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || name == header::HOST || name == header::CONTENT_LENGTH || n == TENANT_HEADER {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn json(status: u16, body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An error in the caller's dialect, saying the proxy made it.
+pub fn error(dialect: Dialect, status: u16, message: &str) -> Response<ProxyBody> {
+    let mut r = json(status, &dialect.error_body(status, message));
+    r.headers_mut().insert(HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static("bypass"));
+    r
+}

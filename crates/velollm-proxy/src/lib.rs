@@ -1,0 +1,31 @@
+//! `velollm proxy`: a gateway between an application and its model servers that cuts latency where it can and
+//! says, in every response, what it did and what it cost.
+//!
+//! One request's way, each stage a module that can be read alone (`docs/proxy.md` has the whole picture):
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`config`] | the TOML configuration and the flags that override it, validated before listening |
+//! | [`server`] | the listener: HTTP/1.1 and h2c, `TCP_NODELAY`, head deadline, graceful shutdown |
+//! | [`handler`] | the request path: route → body under limits → normalize → cache → upstream → tee |
+//! | [`dialect`] | the routes of each dialect, stream defaults, how answers end, error shapes |
+//! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
+//! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
+//! | [`upstream`] | the upstreams and their kept-alive connection pools |
+//! | [`tee`] | the response body: frames to the caller as they arrive, a copy to the cache writer |
+//! | [`metrics`] | the Prometheus exposition |
+//!
+//! The caches are policies over the normalized request; the transport never knows about them.
+
+pub mod cache;
+pub mod config;
+pub mod dialect;
+pub mod handler;
+pub mod metrics;
+pub mod normalize;
+pub mod server;
+pub mod tee;
+pub mod upstream;
+
+pub use config::ProxyConfig;
+pub use server::{Proxy, StartError};

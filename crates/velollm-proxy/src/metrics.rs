@@ -1,0 +1,212 @@
+//! The proxy's Prometheus metrics (`GET /metrics`, text format 0.0.4): requests by route and status, cache
+//! lookups by layer and outcome, cache writes, upstream errors, upstream latency to the response head, and
+//! the proxy's own added time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Histogram bucket bounds in seconds: fine below a millisecond, where a proxy's overhead lives.
+const BOUNDS: [f64; 20] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A cumulative histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = BOUNDS.iter().position(|&b| s <= b).unwrap_or(BOUNDS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BOUNDS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[BOUNDS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Counters keyed by their rendered label set.
+#[derive(Debug, Default)]
+struct Family(Mutex<BTreeMap<String, u64>>);
+
+impl Family {
+    fn inc(&self, labels: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(labels).or_default() += 1;
+    }
+
+    fn get(&self, labels: &str) -> u64 {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(labels).copied().unwrap_or(0)
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, v) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// Every metric the proxy exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Family,
+    lookups: Family,
+    writes: Family,
+    upstream_errors: Family,
+    upstream_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    overhead: Histogram,
+    in_flight: AtomicI64,
+}
+
+/// The outcome of one cache lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Served from the cache.
+    Hit,
+    /// Looked up, not found: served from upstream (and stored if it qualifies).
+    Miss,
+    /// Not looked up: not deterministic, `Cache-Control: no-cache`, cache off, not a generation route.
+    Bypass,
+    /// The store failed: served from upstream.
+    Error,
+}
+
+impl Lookup {
+    /// The outcome as in `x-velollm-cache` and the metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+            Lookup::Bypass => "bypass",
+            Lookup::Error => "error",
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a response by route and status.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests.inc(format!("route=\"{route}\",status=\"{status}\""));
+    }
+
+    /// Counts a cache lookup.
+    pub fn lookup(&self, layer: &str, outcome: Lookup) {
+        self.lookups.inc(format!("layer=\"{layer}\",outcome=\"{}\"", outcome.as_str()));
+    }
+
+    /// Lookups so far with this layer and outcome.
+    pub fn lookups(&self, layer: &str, outcome: Lookup) -> u64 {
+        self.lookups.get(&format!("layer=\"{layer}\",outcome=\"{}\"", outcome.as_str()))
+    }
+
+    /// Counts a cache write: `stored`, `incomplete` (the answer did not end normally) or `error`.
+    pub fn write(&self, store: &str, outcome: &str) {
+        self.writes.inc(format!("store=\"{store}\",outcome=\"{outcome}\""));
+    }
+
+    /// Counts an upstream failure: `connect`, `timeout`, `stream`.
+    pub fn upstream_error(&self, upstream: &str, kind: &str) {
+        self.upstream_errors.inc(format!("upstream=\"{upstream}\",kind=\"{kind}\""));
+    }
+
+    /// Records the time from sending a request upstream to its response head.
+    pub fn upstream_latency(&self, upstream: &str, d: Duration) {
+        let h = {
+            let mut map = self.upstream_latency.lock().unwrap_or_else(PoisonError::into_inner);
+            std::sync::Arc::clone(map.entry(upstream.to_owned()).or_default())
+        };
+        h.observe(d);
+    }
+
+    /// Records the proxy's own time for one response (total to the response head, minus upstream time).
+    pub fn overhead(&self, d: Duration) {
+        self.overhead.observe(d);
+    }
+
+    /// A response body started (+1) or ended (−1).
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.requests.render("velollm_proxy_requests_total", "Responses by route and status.", &mut out);
+        self.lookups.render(
+            "velollm_proxy_cache_lookups_total",
+            "Cache lookups by layer and outcome (hit, miss, bypass, error).",
+            &mut out,
+        );
+        self.writes.render(
+            "velollm_proxy_cache_writes_total",
+            "Answers offered to the cache: stored, incomplete (not stored), error.",
+            &mut out,
+        );
+        self.upstream_errors.render(
+            "velollm_proxy_upstream_errors_total",
+            "Upstream failures by upstream and kind (connect, timeout, stream).",
+            &mut out,
+        );
+        let name = "velollm_proxy_upstream_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} From sending a request upstream to its response head.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (upstream, h) in self.upstream_latency.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            h.render(name, &format!("upstream=\"{upstream}\""), &mut out);
+        }
+        let name = "velollm_proxy_overhead_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The proxy's own time per response: to the response head, minus upstream time."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        self.overhead.render(name, "", &mut out);
+        let name = "velollm_proxy_streams_in_flight";
+        let _ = writeln!(out, "# HELP {name} Response bodies being sent.\n# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", self.in_flight.load(Ordering::Relaxed));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("/v1/chat/completions", 200);
+        m.request("/v1/chat/completions", 200);
+        m.lookup("exact", Lookup::Hit);
+        m.overhead(Duration::from_micros(80));
+        m.overhead(Duration::from_secs(100));
+        let text = m.render();
+        assert!(text.contains("velollm_proxy_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
+        assert!(text.contains("velollm_proxy_cache_lookups_total{layer=\"exact\",outcome=\"hit\"} 1"));
+        assert!(text.contains("velollm_proxy_overhead_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("velollm_proxy_overhead_seconds_bucket{le=\"60\"} 1"));
+        assert!(text.contains("velollm_proxy_overhead_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("velollm_proxy_overhead_seconds_count 2"));
+        assert_eq!(m.lookups("exact", Lookup::Hit), 1);
+    }
+}

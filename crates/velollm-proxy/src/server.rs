@@ -1,0 +1,138 @@
+//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port, `TCP_NODELAY` on every accepted socket, a deadline
+//! for request heads, and a graceful shutdown — on the shutdown signal the listener closes (new connections
+//! are refused), `/ready` says draining, and streams in flight finish within the grace period.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::cache::flight::Flights;
+use crate::cache::memory::MemoryStore;
+use crate::cache::redis::RedisStore;
+use crate::cache::{Cache, Store};
+use crate::config::{ConfigError, ProxyConfig};
+use crate::handler::{State, handle};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// A proxy bound to its address, ready to run.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl Proxy {
+    /// Validates the configuration and binds its address.
+    pub async fn bind(config: ProxyConfig) -> Result<Proxy, StartError> {
+        config.validate()?;
+        let limits = &config.limits;
+        let upstreams = config.upstreams.iter().map(|u| Upstream::new(u, limits.connect_timeout)).collect();
+        let store = match config.cache.store.as_str() {
+            "off" => None,
+            "memory" => Some(Store::Memory(MemoryStore::new(config.cache.max_bytes))),
+            url => Some(Store::Redis(RedisStore::new(url, config.cache.store_timeout).map_err(ConfigError)?)),
+        };
+        let cache = store.map(|store| {
+            Arc::new(Cache {
+                store,
+                flights: Arc::new(Flights::default()),
+                ttl: config.cache.ttl,
+                max_entry: config.cache.max_bytes.min(64 << 20),
+                nondeterministic: config.cache.nondeterministic,
+            })
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let state = State { config, upstreams, cache, metrics: Arc::default(), draining: AtomicBool::new(false) };
+        Ok(Proxy { listener, state: Arc::new(state) })
+    }
+
+    /// The address it listens on (the port chosen when the configuration said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.state.config.listen)
+    }
+
+    /// Its metrics, shared with the running proxy.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.state.metrics)
+    }
+
+    /// Checks that a shared cache store answers; `Err` says why (the proxy still runs: a store that is down
+    /// makes every request a miss).
+    pub async fn check_store(&self) -> Result<(), String> {
+        match self.state.cache.as_deref().map(|c| &c.store) {
+            Some(Store::Redis(r)) => r.ping().await.map_err(|e| e.0),
+            _ => Ok(()),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then drains: no new connections, streams in flight finish within
+    /// the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Proxy { listener, state } = self;
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.limits.client_timeout)
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => {
+                            // Out of descriptors or a connection reset before accept: wait a moment, go on.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let state = Arc::clone(&state);
+                    let service = service_fn(move |request| handle(Arc::clone(&state), request));
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        state.draining.store(true, Ordering::Relaxed);
+        drop(listener);
+        let grace = state.config.limits.shutdown_grace;
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        Ok(())
+    }
+}
