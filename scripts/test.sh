@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, starts a real llama-server with
-# SmolLM2-135M on loopback (cached build and model), then runs formatting, lint and every test.
+# SmolLM2-135M on loopback (cached build and model) and Debian's redis-server (the proxy's shared cache),
+# then runs formatting, lint and every test.
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -11,8 +12,11 @@ scripts/setup.sh
 
 port=${VELOLLM_TEST_PORT:-18080}
 scripts/llama-server.sh start "$port"
-trap 'scripts/llama-server.sh stop "$port"' EXIT
+redis_port=${VELOLLM_TEST_REDIS_PORT:-16379}
+scripts/redis.sh start "$redis_port"
+trap 'scripts/llama-server.sh stop "$port"; scripts/redis.sh stop "$redis_port"' EXIT
 export VELOLLM_TEST_SERVER_URL="http://127.0.0.1:$port"
+export VELOLLM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 # The binary and the model, for the tests in which velollm launches llama-server itself.
 eval "$(scripts/llama-server.sh env)"
 export LLAMA_SERVER_BIN SMOLLM2_MODEL

@@ -1,0 +1,96 @@
+//! `velollm proxy` as a user runs it: flags, a configuration file, a clear error for a bad one, and a clean
+//! drain on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use velollm_testkit::{FakeServer, Flavor, Script};
+
+fn velollm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_velollm"))
+}
+
+/// One HTTP/1.1 request on a new connection; the whole response as text.
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("the proxy accepts");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn the_proxy_serves_caches_and_drains_on_sigterm() {
+    let fake = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"fake\"\nurl = \"{}\"\n[cache]\nttl = \"10m\"\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let mut child = velollm()
+        .args(["proxy", "--config"])
+        .arg(&file)
+        .args(["--alias", "fast=fake-model"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    assert!(line.contains("listening on"), "{line}");
+
+    let body = r#"{"model":"fast","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-cli-secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let addr_owned = addr.clone();
+    let first = tokio::task::spawn_blocking(move || http(&addr_owned, &request)).await.unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains("x-velollm-cache: miss"), "{first}");
+    let request2 = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-cli-secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let addr_owned = addr.clone();
+    let second = tokio::task::spawn_blocking(move || http(&addr_owned, &request2)).await.unwrap();
+    assert!(second.contains("x-velollm-cache: hit"), "{second}");
+    assert_eq!(fake.request_count(), 1);
+    assert_eq!(fake.requests()[0].1["model"], "fake-model", "the alias was resolved");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("SIGTERM: draining"), "{rest}");
+    assert!(!format!("{line}{rest}").contains("sk-cli-secret"), "the key never reaches the log");
+}
+
+#[test]
+fn a_bad_configuration_names_the_fix_and_exits_2() {
+    let out = velollm().args(["proxy"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --upstream URL"));
+    let out = velollm().args(["proxy", "--upstream", "ftp://x", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use http://HOST:PORT"));
+    let out = velollm().args(["proxy", "--upstream", "http://127.0.0.1:1", "--cache-ttl", "soon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "[cache]\nstore = 3\n").unwrap();
+    let out = velollm().args(["proxy", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+}
