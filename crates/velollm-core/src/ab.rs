@@ -124,11 +124,50 @@ pub struct AbMeta {
     /// Whether B is a proxy in front of A (`--b-proxies-a`): the proxy overhead is reported.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub b_proxies_a: bool,
+    /// How both sides of a pair were put in the same upstream cache state (absent: as they were).
+    #[serde(default, skip_serializing_if = "PairCache::is_as_is")]
+    pub pair_cache: PairCache,
     /// How the pairs are tested.
     pub options: PairedOptions,
     /// The JSON Lines file of every request of both sides, when written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<String>,
+}
+
+/// How `ab` puts both sides of a pair in the same upstream cache state (`--pair-cache`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairCache {
+    /// Both sides get the very same request: the second side of a pair may find it in a cache the first one
+    /// filled (both sides on one server, a proxy in front of A). Pairs whose states differ are counted.
+    #[default]
+    AsIs,
+    /// Each side gets its own salted copy of the request, the salt at the very start, of equal length: both
+    /// miss. Pairs whose states still differ are left out of the rows and counted.
+    Miss,
+    /// The request is sent once to each side, unmeasured, before the pair: both hit. Pairs whose states
+    /// differ are left out of the rows and counted.
+    Hit,
+}
+
+impl PairCache {
+    /// True for the default, which the result document leaves out.
+    pub fn is_as_is(&self) -> bool {
+        *self == PairCache::AsIs
+    }
+}
+
+/// Whether the two requests of a pair found their upstream in the same prefix-cache state, from the cached
+/// prompt tokens each server reported: equal within 8 tokens or a tenth of the prompt. `None` when it cannot
+/// be told: a side reported no cached-token count, or a proxy declared a response-cache hit (that side never
+/// reached the upstream).
+pub fn same_cache_state(a: &RequestRecord, b: &RequestRecord) -> Option<bool> {
+    if proxy_cache_hit(a) || proxy_cache_hit(b) {
+        return None;
+    }
+    let (ca, cb) = (crate::metrics::cached_tokens(a)?, crate::metrics::cached_tokens(b)?);
+    let prompt = crate::metrics::prompt_tokens(a).max(crate::metrics::prompt_tokens(b)).unwrap_or(0);
+    Some(ca.abs_diff(cb) <= (prompt / 10).max(8))
 }
 
 /// One target as given and as found.
@@ -175,6 +214,10 @@ pub struct AbStep {
     /// B − A on cache misses, when B is a proxy in front of A.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_overhead: Option<ProxyOverhead>,
+    /// Pairs whose two sides found the upstream in different prefix-cache states (from the cached tokens the
+    /// servers reported); with `--pair-cache miss|hit` they are left out of the rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_mismatched: u64,
     /// True when the step did not run to its end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
@@ -204,6 +247,13 @@ pub struct ProxyOverhead {
     pub repeats: u64,
     /// B − A per metric over the misses.
     pub rows: Vec<PairedRow>,
+    /// B − A per metric over the pairs whose B response was a cache hit: what a hit saves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hit_rows: Vec<PairedRow>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One measured (or warm-up) request pair, as the runner hands it over.
@@ -217,33 +267,46 @@ pub struct PairRecords {
     pub first: Side,
     /// True when this request (system, context, history and prompt) was sent for the first time in the run.
     pub first_time: bool,
+    /// Whether both requests found the upstream in the same cache state ([`same_cache_state`]).
+    pub same_cache: Option<bool>,
 }
 
 /// The paired statistics of a step's measured pairs: rows over `metrics`, the speedup, and (when B proxies A)
-/// the proxy overhead.
+/// the proxy overhead. With `pair_cache` other than as-is, the pairs whose sides found the upstream in different
+/// cache states are left out.
 pub fn analyse(
     pairs: &[PairRecords],
     metrics: &[&str],
     b_proxies_a: bool,
+    pair_cache: PairCache,
     o: &PairedOptions,
 ) -> (Vec<PairedRow>, Option<Speedup>, Option<ProxyOverhead>) {
-    let refs: Vec<(&RequestRecord, &RequestRecord)> = pairs.iter().map(|p| (&p.a, &p.b)).collect();
+    let kept: Vec<&PairRecords> =
+        pairs.iter().filter(|p| pair_cache.is_as_is() || p.same_cache != Some(false)).collect();
+    let refs: Vec<(&RequestRecord, &RequestRecord)> = kept.iter().map(|p| (&p.a, &p.b)).collect();
     let rows = rows(&refs, metrics, o);
     let speedup = rows.iter().find(|r| r.metric == "e2e").and_then(PairedRow::speedup);
     let proxy = b_proxies_a.then(|| {
-        let ok: Vec<&PairRecords> = pairs.iter().filter(|p| p.a.succeeded() && p.b.succeeded()).collect();
+        let ok: Vec<&PairRecords> = kept.iter().copied().filter(|p| p.a.succeeded() && p.b.succeeded()).collect();
         let repeats = ok.iter().filter(|p| !p.first_time).count() as u64;
-        let hits = ok.iter().filter(|p| p.first_time && proxy_cache_hit(&p.b)).count() as u64;
+        let hit_pairs: Vec<(&RequestRecord, &RequestRecord)> =
+            ok.iter().filter(|p| p.first_time && proxy_cache_hit(&p.b)).map(|p| (&p.a, &p.b)).collect();
         let misses: Vec<(&RequestRecord, &RequestRecord)> =
             ok.iter().filter(|p| p.first_time && !proxy_cache_hit(&p.b)).map(|p| (&p.a, &p.b)).collect();
         ProxyOverhead {
             misses: misses.len() as u64,
-            hits,
+            hits: hit_pairs.len() as u64,
             repeats,
             rows: crate::paired::rows(&misses, PROXY_METRICS, o),
+            hit_rows: crate::paired::rows(&hit_pairs, PROXY_METRICS, o),
         }
     });
     (rows, speedup, proxy)
+}
+
+/// Pairs whose sides found the upstream in different cache states.
+pub fn cache_mismatched(pairs: &[PairRecords]) -> u64 {
+    pairs.iter().filter(|p| p.same_cache == Some(false)).count() as u64
 }
 
 /// One line of the records file: a request of one side, with its place in the pairs.
@@ -301,16 +364,64 @@ mod tests {
                 8..10 => (rec(2, Some("HIT from proxy")), true),
                 _ => (rec(2, None), false),
             };
-            pairs.push(PairRecords { a: rec(20 + i, None), b, first: Side::first_of_pair(i), first_time });
+            pairs.push(PairRecords {
+                a: rec(20 + i, None),
+                b,
+                first: Side::first_of_pair(i),
+                first_time,
+                same_cache: None,
+            });
         }
-        let (rows, speedup, proxy) = analyse(&pairs, crate::paired::METRICS, true, &PairedOptions::default());
+        let (rows, speedup, proxy) =
+            analyse(&pairs, crate::paired::METRICS, true, PairCache::AsIs, &PairedOptions::default());
         let p = proxy.unwrap();
         assert_eq!((p.misses, p.hits, p.repeats), (8, 2, 2));
         let ttft = p.rows.iter().find(|r| r.metric == "ttft").unwrap();
         assert!((ttft.mean_diff - 5.0).abs() < 1e-9 && ttft.change == Change::Regressed, "{ttft:?}");
         assert!(rows.iter().any(|r| r.metric == "e2e") && speedup.is_some());
-        let (_, _, none) = analyse(&pairs, crate::paired::METRICS, false, &PairedOptions::default());
+        let (_, _, none) = analyse(&pairs, crate::paired::METRICS, false, PairCache::AsIs, &PairedOptions::default());
         assert!(none.is_none());
+        assert!(p.hit_rows.iter().any(|r| r.metric == "ttft"), "what a hit saves is its own row");
+    }
+
+    fn cached(ttft_ms: u64, prompt: u64, cached: u64) -> RequestRecord {
+        let mut r = rec(ttft_ms, None);
+        r.usage = Some(crate::record::Usage {
+            prompt_tokens: Some(prompt),
+            cached_tokens: Some(cached),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn pairs_in_different_cache_states_are_counted_and_left_out_unless_as_is() {
+        assert_eq!(same_cache_state(&cached(1, 100, 24), &cached(1, 100, 93)), Some(false));
+        assert_eq!(same_cache_state(&cached(1, 100, 3), &cached(1, 100, 3)), Some(true));
+        assert_eq!(same_cache_state(&cached(1, 100, 90), &cached(1, 100, 95)), Some(true));
+        assert_eq!(same_cache_state(&rec(1, None), &cached(1, 100, 3)), None);
+        assert_eq!(same_cache_state(&cached(1, 100, 3), &rec(1, Some("hit"))), None);
+        let pairs: Vec<PairRecords> = (0..10u64)
+            .map(|i| {
+                let (a, b) = if i < 7 {
+                    (cached(20, 100, 3), cached(21, 100, 3))
+                } else {
+                    (cached(20, 100, 3), cached(5, 100, 97))
+                };
+                PairRecords {
+                    same_cache: same_cache_state(&a, &b),
+                    a,
+                    b,
+                    first: Side::first_of_pair(i),
+                    first_time: true,
+                }
+            })
+            .collect();
+        assert_eq!(cache_mismatched(&pairs), 3);
+        let o = PairedOptions::default();
+        let pairs_of = |rows: &[PairedRow]| rows.iter().find(|r| r.metric == "ttft").unwrap().pairs;
+        assert_eq!(pairs_of(&analyse(&pairs, crate::paired::METRICS, false, PairCache::Miss, &o).0), 7);
+        assert_eq!(pairs_of(&analyse(&pairs, crate::paired::METRICS, false, PairCache::AsIs, &o).0), 10);
     }
 
     #[test]

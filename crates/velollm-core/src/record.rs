@@ -252,8 +252,8 @@ pub struct RequestRecord {
     /// HTTP status code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// A caching proxy's verdict on the response, as its header said (`x-cache`, `x-cache-status` or
-    /// `cf-cache-status`: `HIT`, `MISS`, …).
+    /// A caching proxy's verdict on the response, as its header said (`x-velollm-cache`, `x-cache`,
+    /// `x-cache-status` or `cf-cache-status`: `hit`, `HIT`, `MISS`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_cache: Option<String>,
     /// Server-reported usage.

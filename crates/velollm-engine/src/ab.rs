@@ -11,6 +11,7 @@
 
 use crate::bench::Session;
 use crate::checks::run_checks;
+use crate::dialect::GenRequest;
 use crate::exec::{StepConnections, execute};
 use crate::prompts::PromptSource;
 use crate::runner::{StepPlan, request, session_turns, step_context};
@@ -18,7 +19,7 @@ use crate::scrape::Scraper;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use tokio::sync::watch;
-use velollm_core::ab::{AbRecord, PairRecords, Side};
+use velollm_core::ab::{AbRecord, PairCache, PairRecords, Side, same_cache_state};
 use velollm_core::aggregate::StepAccumulator;
 use velollm_core::load::{Bounds, LoadProfile, Warmup};
 use velollm_core::prom::Scrape;
@@ -80,6 +81,7 @@ pub struct PairedRun {
     seed: u64,
     nonce: u64,
     seen: HashSet<u64>,
+    pair_cache: PairCache,
 }
 
 impl PairedRun {
@@ -88,7 +90,14 @@ impl PairedRun {
     pub fn new(seed: u64) -> PairedRun {
         let wall =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        PairedRun { seed, nonce: seed ^ wall.rotate_left(17), seen: HashSet::new() }
+        PairedRun { seed, nonce: seed ^ wall.rotate_left(17), seen: HashSet::new(), pair_cache: PairCache::AsIs }
+    }
+
+    /// Puts both sides of every pair in the same upstream cache state: each its own salted request (both miss)
+    /// or the request sent once to each side before the pair (both hit).
+    pub fn with_pair_cache(mut self, pair_cache: PairCache) -> PairedRun {
+        self.pair_cache = pair_cache;
+        self
     }
 
     /// Run step `index`: `warmup` unmeasured pairs, then `pairs` measured ones (conversations, for multi-turn
@@ -155,10 +164,30 @@ impl PairedRun {
                         &[&a.session, &b.session][side].model,
                     )
                 };
-                let reqs = [req(0), req(1)];
+                let mut reqs = [req(0), req(1)];
                 let mut key = std::collections::hash_map::DefaultHasher::new();
                 (&reqs[0].system, &reqs[0].context, &reqs[0].history, &reqs[0].prompt).hash(&mut key);
                 let first_time = self.seen.insert(key.finish());
+                match self.pair_cache {
+                    PairCache::AsIs => {}
+                    PairCache::Miss => {
+                        for (side, r) in [Side::A, Side::B].into_iter().zip(reqs.iter_mut()) {
+                            salt(r, side, step_nonce, i);
+                        }
+                    }
+                    PairCache::Hit => {
+                        // Each side sees the request once, unmeasured and unrecorded, before the pair.
+                        for side in [first, first.other()] {
+                            let s = side as usize;
+                            let who = if side == Side::A { &*a } else { &*b };
+                            let record = RequestRecord { warmup: true, ..RequestRecord::default() };
+                            let _ = execute(&who.session.target, &mut slots[s], &reqs[s], record, cancel).await;
+                            if step.connection.is_new() {
+                                slots[s].discard();
+                            }
+                        }
+                    }
+                }
                 let mut records: [Option<RequestRecord>; 2] = [None, None];
                 for side in [first, first.other()] {
                     let s = side as usize;
@@ -204,7 +233,8 @@ impl PairedRun {
                 let both_ok = ra.succeeded() && rb.succeeded();
                 if !warm && !cancelled {
                     first_letters.push(first.letter());
-                    out.push(PairRecords { a: ra, b: rb, first, first_time });
+                    let same_cache = same_cache_state(&ra, &rb);
+                    out.push(PairRecords { a: ra, b: rb, first, first_time, same_cache });
                 }
                 if !both_ok {
                     break; // later turns would not be paired
@@ -226,6 +256,20 @@ impl PairedRun {
         let [ra, rb] = results;
         PairedStep { a: ra, b: rb, pairs: out, first: first_letters, partial }
     }
+}
+
+/// Puts a side's own salt at the very start of its request (system prompt, else context, else the first user
+/// message), so no cache can serve one side with what the other side filled. The two salts differ only in the
+/// side's letter, so both requests keep the same length.
+fn salt(r: &mut GenRequest, side: Side, nonce: u64, pair: u64) {
+    let tag = format!("[{}{:08x} pair {pair}] ", side.letter().to_ascii_lowercase(), nonce as u32);
+    let slot = match (&mut r.system, &mut r.context, r.history.first_mut()) {
+        (Some(s), _, _) => s,
+        (None, Some(c), _) => c,
+        (None, None, Some((first, _))) => first,
+        (None, None, None) => &mut r.prompt,
+    };
+    slot.insert_str(0, &tag);
 }
 
 #[cfg(test)]

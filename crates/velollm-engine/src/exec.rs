@@ -536,7 +536,7 @@ async fn execute_inner(
     let status = resp.status;
     record.status = Some(status.as_u16());
     // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
-    record.proxy_cache = ["x-cache", "x-cache-status", "cf-cache-status"]
+    record.proxy_cache = ["x-velollm-cache", "x-cache", "x-cache-status", "cf-cache-status"]
         .iter()
         .find_map(|h| resp.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
     if !status.is_success() {

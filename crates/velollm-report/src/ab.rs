@@ -9,7 +9,7 @@ use crate::markdown::render_blocks;
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table as Comfy};
 use std::fmt::Write;
-use velollm_core::ab::{AbResult, AbStep, AbTarget, ProxyOverhead};
+use velollm_core::ab::{AbResult, AbStep, AbTarget, PairCache, ProxyOverhead};
 use velollm_core::compare::Change;
 use velollm_core::names::Unit;
 use velollm_core::paired::PairedRow;
@@ -151,25 +151,48 @@ pub fn speculative_line(step: &AbStep) -> Option<String> {
     Some(format!("speculative decoding: {}{tail}", parts.join("; ")))
 }
 
-/// The proxy-overhead sentence: `proxy overhead on 28 cache misses: TTFT +3.2 ms [+2.1, +4.0] …`.
+/// The proxy-overhead sentence: `proxy overhead on 28 cache misses: TTFT +3.2 ms [+2.1, +4.0] …`, then what a
+/// hit saves when B declared hits.
 pub fn proxy_line(p: &ProxyOverhead) -> String {
-    let parts: Vec<String> = p
-        .rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} (mean, p {})",
-                metric_label(&r.metric),
-                with_ci(r.mean_diff, r.mean_diff_ci, r.unit),
-                p_value(r.p_value)
-            )
-        })
-        .collect();
+    let parts = |rows: &[PairedRow]| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{} {} (mean, p {})",
+                    metric_label(&r.metric),
+                    with_ci(r.mean_diff, r.mean_diff_ci, r.unit),
+                    p_value(r.p_value)
+                )
+            })
+            .collect()
+    };
+    let misses = parts(&p.rows);
     let left_out = format!("{} cache hit(s) and {} repeated request(s) left out", p.hits, p.repeats);
-    if parts.is_empty() {
-        return format!("proxy overhead (B − A on cache misses): no miss where both sides succeeded ({left_out})");
+    let mut line = if misses.is_empty() {
+        format!("proxy overhead (B − A on cache misses): no miss where both sides succeeded ({left_out})")
+    } else {
+        format!("proxy overhead (B − A) on {} cache misses: {} ({left_out})", p.misses, misses.join(" · "))
+    };
+    let hits = parts(&p.hit_rows);
+    if !hits.is_empty() {
+        line.push_str(&format!("; on its {} cache hits (B − A): {}", p.hits, hits.join(" · ")));
     }
-    format!("proxy overhead (B − A) on {} cache misses: {} ({left_out})", p.misses, parts.join(" · "))
+    line
+}
+
+/// The line about pairs whose sides found the upstream cache in different states, when there were any.
+pub fn cache_state_line(s: &AbStep, mode: PairCache) -> Option<String> {
+    (s.cache_mismatched > 0).then(|| {
+        let what = if mode.is_as_is() {
+            "kept in the rows (--pair-cache miss or hit puts both sides in one state)"
+        } else {
+            "left out of the rows"
+        };
+        format!(
+            "{} pair(s) whose sides found the upstream cache in different states (cached tokens reported): {what}",
+            s.cache_mismatched
+        )
+    })
 }
 
 /// One sentence: what changed from A to B in a step.
@@ -275,6 +298,7 @@ pub fn ab_blocks(doc: &AbResult) -> Vec<Block> {
         lines.extend(speedup_line(s, o.level));
         lines.extend(speculative_line(s));
         lines.extend(s.proxy_overhead.as_ref().map(proxy_line));
+        lines.extend(cache_state_line(s, doc.meta.pair_cache));
         lines.push(format!("verdict: {}", verdict_line(s)));
         out.push(Block::List(lines));
     }
@@ -320,6 +344,9 @@ pub fn render_ab(doc: &AbResult) -> String {
         }
         if let Some(p) = &s.proxy_overhead {
             let _ = writeln!(out, "  {}", proxy_line(p));
+        }
+        if let Some(line) = cache_state_line(s, doc.meta.pair_cache) {
+            let _ = writeln!(out, "  {line}");
         }
         let _ = writeln!(out, "  verdict: {}", verdict_line(s));
     }

@@ -17,7 +17,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use velollm_core::ab::{AB_VERSION, AbMeta, AbRecord, AbResult, AbStep, AbTarget, Side, analyse};
+use velollm_core::ab::{
+    AB_VERSION, AbMeta, AbRecord, AbResult, AbStep, AbTarget, PairCache, Side, analyse, cache_mismatched,
+};
 use velollm_core::paired::{METRICS, PairedOptions};
 use velollm_core::result::RunStatus;
 use velollm_engine::Session;
@@ -37,9 +39,16 @@ pub struct AbArgs {
     #[arg(long, value_name = "URL|CMD", help_heading = "Targets")]
     pub b: String,
     /// B is a proxy in front of A: also report the proxy overhead, B − A over the requests sent for the
-    /// first time whose B response did not declare a cache hit (x-cache, x-cache-status, cf-cache-status).
+    /// first time whose B response did not declare a cache hit (x-velollm-cache, x-cache, x-cache-status,
+    /// cf-cache-status), and what a hit saves over those that did.
     #[arg(long, help_heading = "Targets")]
     pub b_proxies_a: bool,
+    /// Put both sides of a pair in the same upstream cache state: miss (each side its own salted request of
+    /// equal length), hit (the request sent once to each side before the pair) or as-is (the same request to
+    /// both). Checked from the cached tokens the servers report; pairs whose states differ are counted, and
+    /// left out unless as-is [default: miss with --b-proxies-a, else as-is].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Pairs")]
+    pub pair_cache: Option<PairCacheArg>,
     /// Model name, sent to both sides (default: each server's only model).
     #[arg(short, long, help_heading = "Targets")]
     pub model: Option<String>,
@@ -120,6 +129,30 @@ pub struct AbArgs {
     /// Timeout for a whole request.
     #[arg(long, default_value = "600s", value_name = "DURATION", help_heading = "Timeouts")]
     pub timeout: String,
+}
+
+/// `--pair-cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PairCacheArg {
+    /// The same request to both sides.
+    AsIs,
+    /// Each side its own salted request: both miss.
+    Miss,
+    /// The request sent once to each side before the pair: both hit.
+    Hit,
+}
+
+impl AbArgs {
+    /// The cache-state mode, with its default.
+    fn pair_cache(&self) -> PairCache {
+        match self.pair_cache {
+            Some(PairCacheArg::AsIs) => PairCache::AsIs,
+            Some(PairCacheArg::Miss) => PairCache::Miss,
+            Some(PairCacheArg::Hit) => PairCache::Hit,
+            None if self.b_proxies_a => PairCache::Miss,
+            None => PairCache::AsIs,
+        }
+    }
 }
 
 /// What `--a` or `--b` names.
@@ -450,6 +483,7 @@ async fn experiment(
             warmup_pairs: args.warmup,
             order: "alternating within each step: A→B, B→A, A→B, … (warm-up pairs likewise, on their own)".into(),
             b_proxies_a: args.b_proxies_a,
+            pair_cache: args.pair_cache(),
             options: options.clone(),
             records: records_path.as_ref().map(|p| p.display().to_string()),
         },
@@ -467,7 +501,7 @@ async fn experiment(
         None => None,
     };
     let mut records = Records { file, error: None };
-    let mut run = PairedRun::new(plan.seed);
+    let mut run = PairedRun::new(plan.seed).with_pair_cache(args.pair_cache());
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         if *cancel.borrow() {
@@ -482,7 +516,21 @@ async fn experiment(
         );
         let started = Instant::now();
         let out = run.run_step(&mut a, &mut b, i, step, args.pairs, args.warmup, &mut records, cancel).await;
-        let (rows, speedup, proxy_overhead) = analyse(&out.pairs, METRICS, args.b_proxies_a, &options);
+        let (rows, speedup, proxy_overhead) =
+            analyse(&out.pairs, METRICS, args.b_proxies_a, args.pair_cache(), &options);
+        let mismatched = cache_mismatched(&out.pairs);
+        if mismatched > 0 {
+            let what = if args.pair_cache().is_as_is() {
+                "kept in the rows; --pair-cache miss or hit puts both sides in one state"
+            } else {
+                "left out of the rows"
+            };
+            eprintln!(
+                "velollm ab: {}: {mismatched} pair(s) whose sides found the upstream cache in different states \
+                 (cached tokens reported) — {what}",
+                step.name
+            );
+        }
         let both = out.pairs.iter().filter(|p| p.a.succeeded() && p.b.succeeded()).count() as u64;
         eprintln!(
             "velollm ab: {}: {} pairs ({both} with both sides successful) in {:.1} s",
@@ -500,6 +548,7 @@ async fn experiment(
             rows,
             speedup,
             proxy_overhead,
+            cache_mismatched: mismatched,
             partial: out.partial,
         });
         doc.trust = doc.assess_trust();

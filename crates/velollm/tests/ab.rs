@@ -301,6 +301,53 @@ async fn proxy_one(
     client.shutdown().await
 }
 
+/// Both sides on one server with a prefix cache (as with a proxy in front of A): as-is, the second side of
+/// every pair finds the prompt cached; `--pair-cache miss` salts each side, `hit` primes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_cache_puts_both_sides_of_a_pair_in_one_cache_state() {
+    let script = Script { cache: Some(velollm_testkit::CacheSim::default()), ..script(5) };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let url = server.url();
+    let base = ["--prompt-tokens", "64", "--max-tokens", "5", "--pairs", "8", "--warmup", "0", "--no-selfcheck"];
+    let cached = |r: &Run, side: &str| -> Vec<u64> {
+        r.records
+            .iter()
+            .filter(|l| l["side"] == side && l["warmup"] != true)
+            .map(|l| l["usage"]["cached_tokens"].as_u64().unwrap_or_else(|| panic!("no cached tokens: {l}")))
+            .collect()
+    };
+    let as_is = ab(&url, &url, &base).await.ok();
+    assert_eq!(as_is.step()["cache_mismatched"], 8, "{}", as_is.stderr);
+    assert!(as_is.stderr.contains("8 pair(s) whose sides found the upstream cache in different states"));
+    assert_eq!(as_is.row("ttft")["pairs"], 8, "as-is keeps them in");
+
+    let mut args = base.to_vec();
+    args.extend(["--pair-cache", "miss"]);
+    let miss = ab(&url, &url, &args).await.ok();
+    assert!(miss.step().get("cache_mismatched").is_none(), "{}", miss.step());
+    assert_eq!(miss.doc["meta"]["pair_cache"], "miss");
+    for side in ["a", "b"] {
+        assert!(cached(&miss, side).iter().all(|&c| c <= 2), "{side}: {:?}", cached(&miss, side));
+    }
+    assert_eq!(miss.row("ttft")["pairs"], 8);
+    let prompts: HashSet<String> = server
+        .requests()
+        .iter()
+        .skip(16)
+        .map(|(_, body)| body["messages"].as_array().unwrap().last().unwrap()["content"].to_string())
+        .collect();
+    assert_eq!(prompts.len(), 16, "each side its own salted prompt");
+
+    let mut args = base.to_vec();
+    args.extend(["--pair-cache", "hit"]);
+    let hit = ab(&url, &url, &args).await.ok();
+    assert!(hit.step().get("cache_mismatched").is_none(), "{}", hit.step());
+    for side in ["a", "b"] {
+        assert!(cached(&hit, side).iter().all(|&c| c >= 60), "{side}: {:?}", cached(&hit, side));
+    }
+    assert_eq!(hit.records.len(), 16, "the priming requests are not recorded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_in_front_of_a_costs_its_delay_on_misses() {
     let fa = FakeServer::start(Flavor::OpenAi, script(10)).await;
