@@ -1,14 +1,15 @@
 //! Probing an endpoint: which API it speaks, what server it is, which models it serves.
 //!
 //! Order: a host under `anthropic.com` is Anthropic without asking; otherwise Ollama's `/api/version`
-//! (Ollama also serves `/v1`, but its native API carries server durations), then `/v1/models`
+//! (Ollama also serves `/v1`, but its native API carries server durations), confirmed by its `/api/chat`
+//! route existing (gateways answer `/api/version` and serve only the OpenAI routes), then `/v1/models`
 //! (OpenAI-compatible, or Anthropic when the answer has Anthropic's shape: a model list of `"type": "model"`
 //! objects, or an error `{"type": "error", "error": {"type", "message"}}`), then llama.cpp's `/props` and
 //! vLLM's `/version` to name the server. A server that answers none of them is an error that says which flag
 //! to pass.
 
 use crate::dialect::DialectKind;
-use crate::exec::{Target, get};
+use crate::exec::{Target, get, send_json};
 use serde_json::Value;
 use velollm_core::record::ErrorClass;
 
@@ -115,21 +116,66 @@ pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
         return Err(ProbeError::Unreachable { url, detail: e.message.clone() });
     }
     if let Some(v) = ok_json(&version).filter(|v| v.get("version").is_some()) {
-        let models = ok_json(&get(target, "/api/tags").await)
-            .and_then(|t| t.get("models").cloned())
-            .and_then(|m| m.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
-            .collect();
-        return Ok(ServerInfo {
-            dialect: Some(DialectKind::OllamaChat),
-            reason: "auto: /api/version answered (Ollama native API)".into(),
-            server: Some("ollama".into()),
-            version: v.get("version").and_then(Value::as_str).map(str::to_string),
-            models,
-        });
+        // Gateways answer /api/version like Ollama yet serve only the OpenAI routes: confirm the route.
+        let Some(status) = route_missing(target, "/api/chat").await else {
+            return Ok(ollama(target, &v).await);
+        };
+        let fallback = format!(
+            "/api/version answered like Ollama, but POST /api/chat does not exist there (HTTP {status}), so the \
+             next dialect was tried"
+        );
+        return match openai_or_anthropic(target, url, &version).await {
+            Ok(mut info) => {
+                info.reason = info.reason.replacen("auto: ", &format!("auto: {fallback}; "), 1);
+                Ok(info)
+            }
+            Err(ProbeError::Unrecognised { url, detail }) => {
+                Err(ProbeError::Unrecognised { url, detail: format!("{fallback}; {detail}") })
+            }
+            Err(e) => Err(e),
+        };
     }
+    openai_or_anthropic(target, url, &version).await
+}
+
+/// Ollama's native API, confirmed: its version and models.
+async fn ollama(target: &Target, version: &Value) -> ServerInfo {
+    let models = ok_json(&get(target, "/api/tags").await)
+        .and_then(|t| t.get("models").cloned())
+        .and_then(|m| m.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    ServerInfo {
+        dialect: Some(DialectKind::OllamaChat),
+        reason: "auto: /api/version answered (Ollama native API)".into(),
+        server: Some("ollama".into()),
+        version: version.get("version").and_then(Value::as_str).map(str::to_string),
+        models,
+    }
+}
+
+/// The status when a route does not exist at the target: 404 or 405 without a JSON error of the API's own
+/// (Ollama answers an unknown model with 404 and `{"error": …}`, which proves the route is there). An empty
+/// request is sent, which every server refuses without generating.
+async fn route_missing(target: &Target, path: &str) -> Option<u16> {
+    match send_json(target, hyper::Method::POST, path, &serde_json::json!({})).await {
+        Ok((status @ (404 | 405), body)) => {
+            let own_error = json(&body).is_some_and(|b| b.get("error").is_some());
+            (!own_error).then_some(status)
+        }
+        _ => None,
+    }
+}
+
+/// The OpenAI-compatible or Anthropic API, from `/v1/models` (and `/api/version`'s answer), and the server
+/// behind it from `/props` or `/version`.
+async fn openai_or_anthropic(
+    target: &Target,
+    url: String,
+    version: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>,
+) -> Result<ServerInfo, ProbeError> {
     let models_resp = get(target, "/v1/models").await;
     let answered = |r: &Result<(u16, Vec<u8>), _>| match r {
         Ok((status, body)) => json(body).filter(anthropic_shaped).map(|_| *status),
@@ -138,11 +184,11 @@ pub async fn probe(target: &Target) -> Result<ServerInfo, ProbeError> {
     if let Some(status) = answered(&models_resp) {
         return Ok(anthropic(format!("auto: /v1/models answered like Anthropic's API (HTTP {status})")));
     }
-    if let Some(status) = answered(&version) {
+    if let Some(status) = answered(version) {
         return Ok(anthropic(format!("auto: /api/version answered with an Anthropic API error (HTTP {status})")));
     }
     let Some(models) = ok_json(&models_resp).filter(|m| m.get("data").is_some()) else {
-        let detail = match (&version, &models_resp) {
+        let detail = match (version, &models_resp) {
             (_, Ok((status, _))) => format!("GET /api/version and /v1/models gave HTTP {status}"),
             (_, Err(e)) => e.message.clone(),
         };

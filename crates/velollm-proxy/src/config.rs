@@ -62,9 +62,16 @@ pub struct UpstreamConfig {
     /// The dialects it speaks (default: all).
     #[serde(default)]
     pub dialects: Vec<Dialect>,
-    /// Speak HTTP/2 to it (prior knowledge, h2c) instead of HTTP/1.1.
+    /// Speak HTTP/2 to it (prior knowledge over http, ALPN over https) instead of HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
+    /// A PEM file of certificate authorities to trust, besides the public ones (a self-signed upstream).
+    #[serde(default)]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// The environment variable holding the key the proxy sends to this upstream, in place of the caller's
+    /// (`Authorization: Bearer`, or `x-api-key` on Anthropic routes). Never logged or stored.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
 }
 
 /// The exact cache's settings.
@@ -206,7 +213,14 @@ impl ProxyConfig {
                 (name, spec.to_owned())
             }
         };
-        self.upstreams.push(UpstreamConfig { name, url, dialects: Vec::new(), http2: false });
+        self.upstreams.push(UpstreamConfig {
+            name,
+            url,
+            dialects: Vec::new(),
+            http2: false,
+            ca_cert: None,
+            api_key_env: None,
+        });
         Ok(())
     }
 
@@ -238,16 +252,12 @@ impl ProxyConfig {
             }
             let url = url::Url::parse(&u.url)
                 .map_err(|e| ConfigError(format!("upstream {:?}: {:?} is not a URL: {e}", u.name, u.url)))?;
-            match url.scheme() {
-                "http" => {}
-                "https" => {
-                    return Err(ConfigError(format!(
-                        "upstream {:?}: https upstreams are not supported yet; put a TLS-terminating proxy in front, \
-                         or use http://",
-                        u.name
-                    )));
-                }
-                s => return Err(ConfigError(format!("upstream {:?}: scheme {s:?}; use http://HOST:PORT", u.name))),
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError(format!(
+                    "upstream {:?}: scheme {:?}; use http://HOST:PORT or https://HOST",
+                    u.name,
+                    url.scheme()
+                )));
             }
             if url.host_str().is_none() {
                 return Err(ConfigError(format!("upstream {:?}: {:?} has no host", u.name, u.url)));
@@ -314,8 +324,8 @@ mod tests {
         let err = |c: ProxyConfig| c.validate().unwrap_err().0;
         assert!(err(ProxyConfig::default()).contains("--upstream URL"));
         let mut c = ProxyConfig::default();
-        c.add_upstream_flag("https://api.example.com").unwrap();
-        assert!(err(c).contains("https upstreams are not supported yet"));
+        c.add_upstream_flag("ftp://files.example.com").unwrap();
+        assert!(err(c).contains("use http://HOST:PORT or https://HOST"));
         let mut c = ProxyConfig::default();
         c.add_upstream_flag("a=http://x:1").unwrap();
         c.add_upstream_flag("a=http://x:2").unwrap();

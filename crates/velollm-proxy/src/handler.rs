@@ -152,6 +152,9 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
     let mut builder = Request::builder().method(parts.method).uri(upstream.uri(path_and_query));
     if let Some(headers) = builder.headers_mut() {
         copy_headers(&parts.headers, headers);
+        if let Some(key) = &upstream.api_key {
+            set_key(headers, dialect, key);
+        }
     }
     let Ok(upstream_request) = builder.body(Full::new(forward)) else {
         return error(dialect, 400, "the request's path or headers cannot be forwarded");
@@ -350,6 +353,21 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
             continue;
         }
         to.append(name.clone(), value.clone());
+    }
+}
+
+/// The upstream's own key in place of the caller's, in the dialect's header.
+fn set_key(headers: &mut HeaderMap, dialect: Dialect, key: &HeaderValue) {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove("x-api-key");
+    if dialect == Dialect::Anthropic {
+        headers.insert("x-api-key", key.clone());
+        if !headers.contains_key("anthropic-version") {
+            headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+    } else if let Ok(mut bearer) = HeaderValue::from_bytes(&[b"Bearer ", key.as_bytes()].concat()) {
+        bearer.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, bearer);
     }
 }
 

@@ -12,6 +12,7 @@
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
 //! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
 //! | [`upstream`] | the upstreams and their kept-alive connection pools |
+//! | [`tls`] | the upstream connector: plain TCP, or TLS for `https://` upstreams |
 //! | [`tee`] | the response body: frames to the caller as they arrive, a copy to the cache writer |
 //! | [`metrics`] | the Prometheus exposition |
 //!
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod server;
 pub mod tee;
+pub mod tls;
 pub mod upstream;
 
 pub use config::ProxyConfig;

@@ -52,7 +52,12 @@ impl Proxy {
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, StartError> {
         config.validate()?;
         let limits = &config.limits;
-        let upstreams = config.upstreams.iter().map(|u| Upstream::new(u, limits.connect_timeout)).collect();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u, limits.connect_timeout))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError)?;
         let store = match config.cache.store.as_str() {
             "off" => None,
             "memory" => Some(Store::Memory(MemoryStore::new(config.cache.max_bytes))),

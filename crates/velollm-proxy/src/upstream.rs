@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::dialect::Dialect;
+use crate::tls::Connector;
 
 /// One upstream server and its pool.
 #[derive(Debug)]
@@ -28,7 +30,9 @@ pub struct Upstream {
     prefix: String,
     /// The dialects it speaks.
     pub dialects: Vec<Dialect>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The key the proxy sends in place of the caller's (from `api_key_env`), marked sensitive.
+    pub api_key: Option<HeaderValue>,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 /// Why a request could not be forwarded; answered with 502 or 504 in the caller's dialect.
@@ -51,6 +55,8 @@ pub enum UpstreamError {
         name: Arc<str>,
         /// What went wrong.
         reason: String,
+        /// The upstream had closed the connection before answering (worth one more try on a fresh one).
+        stale: bool,
     },
     /// No response head within the deadline.
     #[error("upstream {name:?} sent no response within {after:?}")]
@@ -82,17 +88,19 @@ impl UpstreamError {
 }
 
 impl Upstream {
-    /// An upstream from its validated configuration.
-    pub fn new(config: &UpstreamConfig, connect_timeout: Duration) -> Upstream {
-        let url = url::Url::parse(&config.url).expect("validated upstream URL");
+    /// An upstream from its validated configuration; the error names what cannot be used (its CA file, its key).
+    pub fn new(config: &UpstreamConfig, connect_timeout: Duration) -> Result<Upstream, String> {
+        let url = url::Url::parse(&config.url).map_err(|e| format!("upstream {:?}: {e}", config.name))?;
         let host = url.host_str().unwrap_or("localhost");
         let port = url.port_or_known_default().unwrap_or(80);
         let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
         let origin = format!("{}://{host}:{port}", url.scheme());
         let prefix = url.path().trim_end_matches('/').to_owned();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let connector = Connector::new(http, config.ca_cert.as_deref(), config.http2)
+            .map_err(|e| format!("upstream {:?}: {e}", config.name))?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -101,7 +109,19 @@ impl Upstream {
             .http2_only(config.http2)
             .build(connector);
         let dialects = if config.dialects.is_empty() { Dialect::ALL.to_vec() } else { config.dialects.clone() };
-        Upstream { name: Arc::from(config.name.as_str()), origin, prefix, dialects, client }
+        let api_key = match &config.api_key_env {
+            None => None,
+            Some(var) => {
+                let key = std::env::var(var).map_err(|_| {
+                    format!("upstream {:?}: api_key_env names {var}, which is not set: export {var}=…", config.name)
+                })?;
+                let mut value = HeaderValue::from_str(key.trim())
+                    .map_err(|_| format!("upstream {:?}: the key in {var} is not a valid header value", config.name))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Upstream { name: Arc::from(config.name.as_str()), origin, prefix, dialects, api_key, client })
     }
 
     /// Whether it speaks `dialect`.
@@ -119,13 +139,29 @@ impl Upstream {
         &self.origin
     }
 
-    /// Sends a request and waits for the response head (at most `timeout`).
+    /// Sends a request and waits for the response head (at most `timeout`). A request that found its kept-alive
+    /// connection closed by the upstream (llama-server closes after every stream, and the close can race the
+    /// connection's return to the pool) is sent once more, on a fresh connection.
     pub async fn send(
         &self,
         request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let retry = copy(&request);
+        match self.send_once(request, deadline, timeout).await {
+            Err(UpstreamError::Request { stale: true, .. }) => self.send_once(retry, deadline, timeout).await,
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: Request<Full<Bytes>>,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout { name: self.name.clone(), after: timeout }),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect {
@@ -133,9 +169,41 @@ impl Upstream {
                 origin: self.origin.clone(),
                 reason: error_chain(&e),
             }),
-            Ok(Err(e)) => Err(UpstreamError::Request { name: self.name.clone(), reason: error_chain(&e) }),
+            Ok(Err(e)) => {
+                Err(UpstreamError::Request { name: self.name.clone(), reason: error_chain(&e), stale: is_stale(&e) })
+            }
         }
     }
+}
+
+/// A copy of a request to send again (its extensions are not needed).
+fn copy(request: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Whether an error says the connection was closed under the request before any answer: the upstream closed a
+/// kept-alive connection.
+fn is_stale(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An error and its causes on one line.

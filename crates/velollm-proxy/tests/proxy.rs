@@ -314,3 +314,76 @@ async fn a_cache_store_that_is_down_serves_from_upstream_and_counts_the_error() 
     tokio::time::sleep(Duration::from_millis(300)).await; // the failed writes run after the responses
     assert!(proxy.metrics.render().contains("velollm_proxy_cache_writes_total{store=\"redis\",outcome=\"error\"}"));
 }
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_trusted_authorities() {
+    let (fake, pem) =
+        FakeServer::start_tls(Flavor::OpenAi, Script { ttft: Duration::from_millis(2), ..Script::default() }).await;
+    // Not trusted: 502 naming the certificate problem.
+    let proxy = start(config(&fake.url())).await;
+    let r = post(proxy.addr, "/v1/chat/completions", &chat("hi", true)).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().to_lowercase().contains("certificate"), "{}", r.text());
+    // Trusted through ca_cert: streamed and cached as over http.
+    let dir = std::env::temp_dir().join(format!("velollm-proxy-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let mut c = config(&fake.url());
+    c.upstreams[0].ca_cert = Some(ca.clone());
+    let proxy = start(c).await;
+    let miss = post(proxy.addr, "/v1/chat/completions", &chat("hi", true)).await;
+    assert_eq!((miss.status, miss.header("x-velollm-cache")), (200, "miss"), "{}", miss.text());
+    assert!(miss.text().ends_with("data: [DONE]\n\n"));
+    assert_eq!(post(proxy.addr, "/v1/chat/completions", &chat("hi", true)).await.header("x-velollm-cache"), "hit");
+    // A CA file that is not one is refused at start.
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let mut c = config(&fake.url());
+    c.upstreams[0].ca_cert = Some(ca);
+    let err = velollm_proxy::Proxy::bind(c).await.unwrap_err().to_string();
+    assert!(err.contains("holds no certificate"), "{err}");
+}
+
+/// An upstream that answers one request per connection, says nothing of closing, and closes 30 ms later: the
+/// next request, sent on the pooled connection meanwhile, gets no answer (llama-server after a stream).
+async fn closing_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await; // the body has arrived by now
+                let body = r#"{"choices":[{"message":{"content":"ok"},"finish_reason":"stop"}]}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                // Closed a moment later, unread: a request sent on it meanwhile gets no answer.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() {
+    let proxy = start(config(&closing_upstream().await)).await;
+    let mut body = chat("hi", false);
+    body["temperature"] = json!(0.5); // not cached: every request goes upstream
+    for i in 0..20 {
+        let r = post(proxy.addr, "/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

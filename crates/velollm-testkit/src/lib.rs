@@ -598,6 +598,11 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
     };
     let body: Value =
         serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+    // Ollama refuses a request without a model before doing anything (velollm's probe sends `{}` to confirm
+    // the route exists); such a request is not a generation and is not recorded.
+    if matches!(dialect, Dialect::OllamaGenerate | Dialect::OllamaChat) && body.get("model").is_none() {
+        return json_response(StatusCode::BAD_REQUEST, &json!({ "error": "model is required" }));
+    }
     let index = {
         // Both locks in one order, so `requests` and `request_headers` always line up.
         let mut requests = shared.requests.lock().unwrap_or_else(PoisonError::into_inner);

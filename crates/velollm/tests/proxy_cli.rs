@@ -94,3 +94,52 @@ fn a_bad_configuration_names_the_fix_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("p.toml"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn the_proxy_sends_its_own_key_to_an_https_upstream_and_never_logs_it() {
+    let script = Script { api_key: Some("sk-upstream-key".into()), ..Script::default() };
+    let (fake, pem) = FakeServer::start_tls(Flavor::OpenAi, script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"cloud\"\nurl = \"{}\"\nca_cert = \"{}\"\napi_key_env = \"UPSTREAM_KEY\"\n",
+            fake.url(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut child = velollm()
+        .args(["proxy", "--config"])
+        .arg(&file)
+        .env("UPSTREAM_KEY", "sk-upstream-key")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let body = r#"{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer caller-key\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = tokio::task::spawn_blocking(move || http(&addr, &request)).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let sent = fake.request_headers();
+    assert!(sent[0].iter().any(|(k, v)| k == "authorization" && v == "Bearer sk-upstream-key"), "{sent:?}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(!format!("{line}{rest}").contains("sk-upstream-key"), "the key never reaches the log");
+
+    // A key variable that is not set is refused at start, by name.
+    let out = velollm().args(["proxy", "--config"]).arg(&file).env_remove("UPSTREAM_KEY").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UPSTREAM_KEY, which is not set"));
+}
