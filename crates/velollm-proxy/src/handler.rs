@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -156,7 +156,7 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
             set_key(headers, dialect, key);
         }
     }
-    let Ok(upstream_request) = builder.body(Full::new(forward)) else {
+    let Ok(upstream_request) = builder.body(forward) else {
         return error(dialect, 400, "the request's path or headers cannot be forwarded");
     };
     let sent = Instant::now();
@@ -169,18 +169,18 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
     };
     let upstream_time = sent.elapsed();
     state.metrics.upstream_latency(&upstream.name, upstream_time);
-    let (mut head, body) = response.into_parts();
-    if head.status != StatusCode::OK {
+    let crate::upstream::UpstreamResponse { status, mut headers, body } = response;
+    if status != StatusCode::OK {
         writer = None;
     }
-    let content_type = head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     // What the upstream sent decides, whatever the request asked: some servers stream regardless.
     let stream = stream || content_type.starts_with("text/event-stream") || content_type.contains("ndjson");
     if let Some(w) = writer.as_mut() {
         w.content_type = content_type.to_owned();
     }
-    strip_hop_by_hop(&mut head.headers);
-    head.headers.remove(header::CONTENT_LENGTH);
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
     let body = TeeBody::new(
         body,
         dialect,
@@ -190,7 +190,9 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
         writer,
         limits.idle_timeout,
     );
-    let mut response = Response::from_parts(head, ProxyBody::Tee(Box::new(body)));
+    let mut response = Response::new(ProxyBody::Tee(Box::new(body)));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     let outcome = if outcome == Lookup::Error { Lookup::Miss } else { outcome };
     say(&mut response, state, outcome.as_str(), Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
     response
@@ -239,7 +241,7 @@ async fn upstream_get(state: &State, rest: String, request: Request<Incoming>, s
     if let Some(headers) = builder.headers_mut() {
         copy_headers(request.headers(), headers);
     }
-    let Ok(forward) = builder.body(Full::new(Bytes::new())) else {
+    let Ok(forward) = builder.body(Bytes::new()) else {
         return error(Dialect::Openai, 400, "the path cannot be forwarded");
     };
     let sent = Instant::now();
@@ -250,9 +252,9 @@ async fn upstream_get(state: &State, rest: String, request: Request<Incoming>, s
         }
         Ok(response) => {
             let upstream_time = sent.elapsed();
-            let (mut head, body) = response.into_parts();
-            strip_hop_by_hop(&mut head.headers);
-            head.headers.remove(header::CONTENT_LENGTH);
+            let crate::upstream::UpstreamResponse { status, mut headers, body } = response;
+            strip_hop_by_hop(&mut headers);
+            headers.remove(header::CONTENT_LENGTH);
             let body = TeeBody::new(
                 body,
                 Dialect::Openai,
@@ -262,7 +264,9 @@ async fn upstream_get(state: &State, rest: String, request: Request<Incoming>, s
                 None,
                 state.config.limits.idle_timeout,
             );
-            let mut response = Response::from_parts(head, ProxyBody::Tee(Box::new(body)));
+            let mut response = Response::new(ProxyBody::Tee(Box::new(body)));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
             say(&mut response, state, "bypass", Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
             response
         }

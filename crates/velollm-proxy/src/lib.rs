@@ -12,7 +12,8 @@
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
 //! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
 //! | [`upstream`] | the upstreams and their kept-alive connection pools |
-//! | [`tls`] | the upstream connector: plain TCP, or TLS for `https://` upstreams |
+//! | [`h1pool`] | plain-http HTTP/1.1 upstreams on velollm's own client: no channel per chunk |
+//! | [`tls`] | hyper's connector for the other upstreams: plain TCP, or TLS for `https://` ones |
 //! | [`tee`] | the response body: frames to the caller as they arrive, a copy to the cache writer |
 //! | [`metrics`] | the Prometheus exposition |
 //!
@@ -21,6 +22,7 @@
 pub mod cache;
 pub mod config;
 pub mod dialect;
+pub mod h1pool;
 pub mod handler;
 pub mod metrics;
 pub mod normalize;

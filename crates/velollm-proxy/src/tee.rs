@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::cache::flight::FlightGuard;
@@ -17,6 +17,7 @@ use crate::cache::{Cache, Entry, Store};
 use crate::dialect::{Dialect, Generate};
 use crate::metrics::Metrics;
 use crate::normalize::CacheKey;
+use crate::upstream::UpstreamBody;
 
 /// The error type of response bodies: the caller's connection is aborted.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,7 +58,7 @@ pub struct CacheWriter {
 /// An upstream body on its way to the caller.
 #[derive(Debug)]
 pub struct TeeBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     dialect: Dialect,
     stream: bool,
     upstream: Arc<str>,
@@ -72,7 +73,7 @@ pub struct TeeBody {
 impl TeeBody {
     /// Passes `inner` through; `writer` (if any) receives a copy. The stream fails after `idle` without a frame.
     pub fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         dialect: Dialect,
         stream: bool,
         upstream: Arc<str>,
@@ -99,6 +100,9 @@ impl TeeBody {
     /// The stream failed: nothing is stored; a stream gets one error event, a JSON body is aborted.
     fn fail(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
+        if let UpstreamBody::H1 { conn, .. } = &mut self.inner {
+            conn.take(); // half read: never reused
+        }
         self.writer = None;
         self.metrics.upstream_error(&self.upstream, "stream");
         if self.stream {
@@ -178,21 +182,39 @@ impl TeeBody {
             return Poll::Ready(None);
         }
         loop {
-            match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
+            let next = match &mut self.inner {
+                UpstreamBody::Hyper(body) => match Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue, // trailers are not passed on
+                    },
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(crate::upstream::error_chain(&e)))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                },
+                UpstreamBody::H1 { conn: Some(conn), .. } => crate::h1pool::poll_data(conn, cx),
+                UpstreamBody::H1 { conn: None, .. } => Poll::Ready(None),
+            };
+            match next {
+                Poll::Ready(Some(Ok(data))) => {
                     self.last_frame = Instant::now();
-                    if let (Some(w), Some(data)) = (self.writer.as_mut(), frame.data_ref()) {
+                    if let Some(w) = self.writer.as_mut() {
                         if w.buf.len() + data.len() > w.cache.max_entry {
                             // Too large to store: pass it on, stop collecting.
                             self.writer = None;
                         } else {
-                            w.buf.extend_from_slice(data);
+                            w.buf.extend_from_slice(&data);
                         }
                     }
-                    return Poll::Ready(Some(Ok(frame)));
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Err(e))) => return self.fail(crate::upstream::error_chain(&e)),
+                Poll::Ready(Some(Err(reason))) => return self.fail(reason),
                 Poll::Ready(None) => {
+                    if let UpstreamBody::H1 { conn, pool } = &mut self.inner
+                        && let Some(conn) = conn.take()
+                    {
+                        pool.put_back(conn);
+                    }
                     self.finish();
                     return Poll::Ready(None);
                 }

@@ -1,7 +1,7 @@
-//! The upstreams and their connection pools: kept-alive HTTP/1.1 (or HTTP/2 with prior knowledge),
-//! `TCP_NODELAY`, a connect deadline. A connection the upstream closed (llama-server closes after every
-//! streamed response) is not reused; a request that finds its pooled connection closed before it was sent is
-//! sent again on a fresh one.
+//! The upstreams and their connection pools: kept-alive HTTP/1.1 on velollm's own client for plain-http
+//! upstreams ([`crate::h1pool`]), hyper's client for https and HTTP/2 ones; `TCP_NODELAY`, a connect
+//! deadline. A connection the upstream closed (llama-server closes after every streamed response) is not
+//! reused; a request that finds its pooled connection closed under it is sent again on a fresh one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +10,48 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Request, Response};
+use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::dialect::Dialect;
+use crate::h1pool::{H1Pool, PoolError};
 use crate::tls::Connector;
+
+/// An upstream's response head and its body, still to be read.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The header fields.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: UpstreamBody,
+}
+
+/// A response body from either client.
+pub enum UpstreamBody {
+    /// From hyper's client (https, HTTP/2).
+    Hyper(Incoming),
+    /// From velollm's own HTTP/1.1 client: the connection, returned to its pool once read to the end.
+    H1 {
+        /// The connection (`None` once returned).
+        conn: Option<velollm_engine::h1::H1>,
+        /// Its pool.
+        pool: Arc<H1Pool>,
+    },
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamBody::Hyper(_) => f.write_str("UpstreamBody::Hyper"),
+            UpstreamBody::H1 { pool, .. } => write!(f, "UpstreamBody::H1({pool:?})"),
+        }
+    }
+}
 
 /// One upstream server and its pool.
 #[derive(Debug)]
@@ -32,6 +66,10 @@ pub struct Upstream {
     pub dialects: Vec<Dialect>,
     /// The key the proxy sends in place of the caller's (from `api_key_env`), marked sensitive.
     pub api_key: Option<HeaderValue>,
+    /// `host:port`, sent as `Host`.
+    host: HeaderValue,
+    /// Plain-http HTTP/1.1 upstreams: velollm's own client.
+    h1: Option<Arc<H1Pool>>,
     client: Client<Connector, Full<Bytes>>,
 }
 
@@ -121,7 +159,11 @@ impl Upstream {
                 Some(value)
             }
         };
-        Ok(Upstream { name: Arc::from(config.name.as_str()), origin, prefix, dialects, api_key, client })
+        let authority = format!("{host}:{port}");
+        let h1 = (url.scheme() == "http" && !config.http2)
+            .then(|| Arc::new(H1Pool::new(authority.clone(), connect_timeout)));
+        let host = HeaderValue::from_str(&authority).map_err(|_| format!("upstream {:?}: bad host", config.name))?;
+        Ok(Upstream { name: Arc::from(config.name.as_str()), origin, prefix, dialects, api_key, host, h1, client })
     }
 
     /// Whether it speaks `dialect`.
@@ -144,10 +186,29 @@ impl Upstream {
     /// connection's return to the pool) is sent once more, on a fresh connection.
     pub async fn send(
         &self,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Bytes>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(pool) = &self.h1 {
+            request.headers_mut().insert(hyper::header::HOST, self.host.clone());
+            let bytes = velollm_engine::h1::serialize(&request);
+            return match tokio::time::timeout_at(deadline, pool.send(&bytes)).await {
+                Err(_) => Err(UpstreamError::Timeout { name: self.name.clone(), after: timeout }),
+                Ok(Ok((head, conn))) => Ok(UpstreamResponse {
+                    status: head.status,
+                    headers: head.headers,
+                    body: UpstreamBody::H1 { conn: Some(conn), pool: Arc::clone(pool) },
+                }),
+                Ok(Err(PoolError::Connect(reason))) => {
+                    Err(UpstreamError::Connect { name: self.name.clone(), origin: self.origin.clone(), reason })
+                }
+                Ok(Err(PoolError::Request { reason, stale })) => {
+                    Err(UpstreamError::Request { name: self.name.clone(), reason, stale })
+                }
+            };
+        }
+        let request = request.map(Full::new);
         let retry = copy(&request);
         match self.send_once(request, deadline, timeout).await {
             Err(UpstreamError::Request { stale: true, .. }) => self.send_once(retry, deadline, timeout).await,
@@ -160,10 +221,13 @@ impl Upstream {
         request: Request<Full<Bytes>>,
         deadline: tokio::time::Instant,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout { name: self.name.clone(), after: timeout }),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                let (head, body) = response.into_parts();
+                Ok(UpstreamResponse { status: head.status, headers: head.headers, body: UpstreamBody::Hyper(body) })
+            }
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect {
                 name: self.name.clone(),
                 origin: self.origin.clone(),
