@@ -67,6 +67,11 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
             return Ok(upstream_get(&state, rest.to_owned(), request, start).await);
         }
     }
+    if crate::ws::is_upgrade(&request)
+        && let Some(route) = Route::find(&Method::POST, path).filter(|r| matches!(r.kind, RouteKind::Generate(_)))
+    {
+        return Ok(crate::ws::upgrade(state, route, request));
+    }
     let Some(route) = Route::find(request.method(), path) else {
         let dialect = Route::dialect_of_path(path);
         let message = format!(
@@ -82,8 +87,27 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
     Ok(response)
 }
 
-/// A generation or pass-through route.
+/// A generation or pass-through route: the body read under the limits, then the exchange.
 async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: Instant) -> Response<ProxyBody> {
+    let limits = &state.config.limits;
+    let (parts, body) = request.into_parts();
+    match read_body(body, &parts.headers, limits.max_body_bytes, limits.client_timeout).await {
+        Ok(body) => exchange(state, route, &parts.method, &parts.uri, &parts.headers, body, start).await,
+        Err((status, message)) => error(route.dialect, status, &message),
+    }
+}
+
+/// One request whose body has been read (over HTTP, or one message of a WebSocket session): normalize, the
+/// cache, the upstream, the tee.
+pub async fn exchange(
+    state: &State,
+    route: Route,
+    method: &Method,
+    uri: &hyper::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    start: Instant,
+) -> Response<ProxyBody> {
     let dialect = route.dialect;
     let Some(upstream) = state.upstreams.iter().find(|u| u.speaks(dialect)) else {
         let message = format!(
@@ -94,17 +118,12 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
         return error(dialect, 404, &message);
     };
     let limits = &state.config.limits;
-    let (parts, body) = request.into_parts();
-    let body = match read_body(body, &parts.headers, limits.max_body_bytes, limits.client_timeout).await {
-        Ok(b) => b,
-        Err((status, message)) => return error(dialect, status, &message),
-    };
     let mut forward = body.clone();
     let mut outcome = Lookup::Bypass;
     let mut writer = None;
     let mut stream = false;
     if let RouteKind::Generate(generate) = route.kind {
-        let partition = Partition::new(&tenant(&parts.headers), &upstream.name, route.label);
+        let partition = Partition::new(&tenant(headers), &upstream.name, route.label);
         let normalized = match normalize(generate, &body, &state.config.aliases, partition) {
             Ok(n) => n,
             Err(e) => return error(dialect, 400, &e.to_string()),
@@ -113,7 +132,7 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
         if let Some(rewritten) = normalized.rewritten {
             forward = Bytes::from(rewritten);
         }
-        let (no_cache, no_store) = cache_control(&parts.headers);
+        let (no_cache, no_store) = cache_control(headers);
         if let Some(cache) = state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
             let key = normalized.key;
             let mut guard = None;
@@ -148,12 +167,12 @@ async fn proxy(state: &State, route: Route, request: Request<Incoming>, start: I
         }
         state.metrics.lookup("exact", outcome);
     }
-    let path_and_query = parts.uri.path_and_query().map_or(route.label, |p| p.as_str());
-    let mut builder = Request::builder().method(parts.method).uri(upstream.uri(path_and_query));
-    if let Some(headers) = builder.headers_mut() {
-        copy_headers(&parts.headers, headers);
+    let path_and_query = uri.path_and_query().map_or(route.label, |p| p.as_str());
+    let mut builder = Request::builder().method(method.clone()).uri(upstream.uri(path_and_query));
+    if let Some(to) = builder.headers_mut() {
+        copy_headers(headers, to);
         if let Some(key) = &upstream.api_key {
-            set_key(headers, dialect, key);
+            set_key(to, dialect, key);
         }
     }
     let Ok(upstream_request) = builder.body(forward) else {

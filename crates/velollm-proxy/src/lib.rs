@@ -15,6 +15,7 @@
 //! | [`h1pool`] | plain-http HTTP/1.1 upstreams on velollm's own client: no channel per chunk |
 //! | [`tls`] | hyper's connector for the other upstreams: plain TCP, or TLS for `https://` ones |
 //! | [`tee`] | the response body: frames to the caller as they arrive, a copy to the cache writer |
+//! | [`ws`] | WebSocket sessions: many requests on one connection, one message per stream event |
 //! | [`metrics`] | the Prometheus exposition |
 //!
 //! The caches are policies over the normalized request; the transport never knows about them.
@@ -30,6 +31,7 @@ pub mod server;
 pub mod tee;
 pub mod tls;
 pub mod upstream;
+pub mod ws;
 
 pub use config::ProxyConfig;
 pub use server::{Proxy, StartError};

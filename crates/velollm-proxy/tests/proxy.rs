@@ -387,3 +387,47 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() 
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+#[tokio::test]
+async fn a_websocket_session_carries_many_requests_one_message_per_event() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let script =
+        Script { ttft: Duration::from_millis(5), itl: Duration::from_millis(2), tokens: 4, ..Script::default() };
+    let fake = FakeServer::start(Flavor::OpenAi, script).await;
+    let proxy = start(config(&fake.url())).await;
+    let url = format!("ws://{}/v1/chat/completions", proxy.addr);
+    let (mut ws, response) = tokio_tungstenite::connect_async(url.as_str()).await.expect("the upgrade succeeds");
+    assert_eq!(response.status(), 101);
+    let mut answers = Vec::new();
+    for content in ["one", "two", "one"] {
+        ws.send(Message::text(chat(content, true).to_string())).await.unwrap();
+        let mut events = Vec::new();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+            let text = message.into_text().unwrap().to_string();
+            let done = text == "[DONE]";
+            events.push(text);
+            if done {
+                break;
+            }
+        }
+        answers.push(events);
+    }
+    // The role chunk, 4 tokens, the finish chunk, the usage chunk, [DONE]: one message each.
+    assert_eq!(answers[0].len(), 8, "{:?}", answers[0]);
+    let first: Value = serde_json::from_str(&answers[0][1]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["content"], "tok0 ");
+    assert_eq!(answers[2], answers[0], "the repeat is replayed from the cache, event for event");
+    assert_eq!(fake.request_count(), 2, "two upstream calls for three requests on one connection");
+    assert_eq!(proxy.metrics.lookups("exact", Lookup::Hit), 1);
+    // A bad message gets an error message in the dialect's shape, and the session goes on.
+    ws.send(Message::text("{not json")).await.unwrap();
+    let text = ws.next().await.unwrap().unwrap().into_text().unwrap().to_string();
+    assert!(text.contains("not valid JSON"), "{text}");
+    ws.send(Message::text(chat("two", false).to_string())).await.unwrap();
+    let text = ws.next().await.unwrap().unwrap().into_text().unwrap().to_string();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert!(answer["choices"][0]["message"]["content"].is_string(), "{text}");
+    ws.close(None).await.unwrap();
+}
