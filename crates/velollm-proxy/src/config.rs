@@ -102,7 +102,8 @@ pub struct Limits {
     /// Largest request body accepted (413 beyond).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Time a client has to send its request head, and its body.
+    /// Time a client has to send its request head, and its body; and the longest a write to a client that
+    /// stopped reading may wait before its connection is closed.
     #[serde(default = "default_client_timeout", with = "duration")]
     pub client_timeout: Duration,
     /// Time to connect to an upstream (502 beyond).

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`config`] | the TOML configuration and the flags that override it, validated before listening |
 //! | [`server`] | the listener: HTTP/1.1 and h2c, `TCP_NODELAY`, head deadline, graceful shutdown |
+//! | [`deadline`] | a deadline on writes to a client that stopped reading |
 //! | [`handler`] | the request path: route → body under limits → normalize → cache → upstream → tee |
 //! | [`dialect`] | the routes of each dialect, stream defaults, how answers end, error shapes |
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
@@ -22,6 +23,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod deadline;
 pub mod dialect;
 pub mod h1pool;
 pub mod handler;

@@ -144,6 +144,11 @@ impl Metrics {
         self.overhead.observe(d);
     }
 
+    /// Response bodies being sent now.
+    pub fn streams_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// A response body started (+1) or ended (−1).
     pub fn in_flight(&self, delta: i64) {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);

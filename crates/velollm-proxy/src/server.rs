@@ -1,5 +1,5 @@
-//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port, `TCP_NODELAY` on every accepted socket, a deadline
-//! for request heads, and a graceful shutdown — on the shutdown signal the listener closes (new connections
+//! The listener: HTTP/1.1 and HTTP/2 (h2c) on one port, `TCP_NODELAY` on every accepted socket, deadlines
+//! for request heads and for writes to a client that stopped reading, and a graceful shutdown — on the shutdown signal the listener closes (new connections
 //! are refused), `/ready` says draining, and streams in flight finish within the grace period.
 
 use std::future::Future;
@@ -20,6 +20,7 @@ use crate::cache::memory::MemoryStore;
 use crate::cache::redis::RedisStore;
 use crate::cache::{Cache, Store};
 use crate::config::{ConfigError, ProxyConfig};
+use crate::deadline::WriteDeadline;
 use crate::handler::{State, handle};
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -110,6 +111,7 @@ impl Proxy {
             .header_read_timeout(state.config.limits.client_timeout)
             .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
+        let client_timeout = state.config.limits.client_timeout;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -125,7 +127,9 @@ impl Proxy {
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
                     let service = service_fn(move |request| handle(Arc::clone(&state), request));
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let connection = builder
+                        .serve_connection_with_upgrades(WriteDeadline::new(TokioIo::new(stream), client_timeout), service)
+                        .into_owned();
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         let _ = connection.await;

@@ -431,3 +431,37 @@ async fn a_websocket_session_carries_many_requests_one_message_per_event() {
     assert!(answer["choices"][0]["message"]["content"].is_string(), "{text}");
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_its_stream_for_ever() {
+    use tokio::io::AsyncWriteExt;
+    let script = Script {
+        fault: Fault::LargeChunk { at: 0, bytes: 32 << 20 },
+        ttft: Duration::from_millis(2),
+        ..Script::default()
+    };
+    let fake = FakeServer::start(Flavor::OpenAi, script).await;
+    let mut c = config(&fake.url());
+    c.limits.client_timeout = Duration::from_millis(300);
+    let proxy = start(c).await;
+    let body = chat("hi", true).to_string();
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    // The client reads nothing; 32 MB cannot fit in the socket buffers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.metrics.streams_in_flight() != 1 {
+        assert!(Instant::now() < deadline, "the stream never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    while proxy.metrics.streams_in_flight() != 0 {
+        assert!(Instant::now() < deadline, "the stalled stream was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250), "released by the write deadline, not at once");
+    drop(client);
+}
