@@ -239,30 +239,8 @@ async fn proxy_one(
 ) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     // The request head, then its Content-Length body.
-    let mut buf = Vec::new();
+    let Some((head, buf)) = common::read_request(&mut client).await? else { return Ok(()) };
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
     let is_generation = head.starts_with("POST");
     let hit = is_generation && counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 3 == 2;
     if is_generation && !hit {

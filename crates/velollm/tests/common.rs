@@ -297,3 +297,34 @@ pub fn llama_server() -> Option<(PathBuf, PathBuf)> {
     eprintln!("skipped: {problem} (run scripts/llama-server.sh install, then eval \"$(scripts/llama-server.sh env)\")");
     None
 }
+
+/// One HTTP/1.1 request read from a raw socket: its head as text and every byte read (head, then its
+/// `Content-Length` body); `None` when the peer closed first.
+pub async fn read_request(client: &mut tokio::net::TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some((head, buf)))
+}

@@ -27,30 +27,8 @@ async fn gateway(upstream: String) -> String {
 }
 
 async fn serve(mut client: TcpStream, upstream: &str) -> std::io::Result<()> {
-    let mut buf = Vec::new();
+    let Some((head, buf)) = common::read_request(&mut client).await? else { return Ok(()) };
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let reply = |status: &str, body: &str| {
         format!(
