@@ -598,9 +598,11 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
     };
     let body: Value =
         serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
-    // Ollama refuses a request without a model before doing anything (velollm's probe sends `{}` to confirm
-    // the route exists); such a request is not a generation and is not recorded.
-    if matches!(dialect, Dialect::OllamaGenerate | Dialect::OllamaChat) && body.get("model").is_none() {
+    // Ollama refuses an empty request (no model) before doing anything; velollm's probe sends `{}` to confirm
+    // the route exists. Such a request is not a generation and is not recorded.
+    if matches!(dialect, Dialect::OllamaGenerate | Dialect::OllamaChat)
+        && body.as_object().is_some_and(|o| o.is_empty())
+    {
         return json_response(StatusCode::BAD_REQUEST, &json!({ "error": "model is required" }));
     }
     let index = {

@@ -384,7 +384,7 @@ async fn status_fault_returns_code_and_retry_after() {
 
     let fault = Fault::Status { code: 503, body: "{}".into(), retry_after: None };
     let server = FakeServer::start(Flavor::Ollama, Script { fault, ..Script::default() }).await;
-    let resp = post(&server, "/api/generate", json!({})).await;
+    let resp = post(&server, "/api/generate", json!({"model": "fake-model"})).await;
     assert_eq!(resp.status, 503);
     assert_eq!(resp.header("retry-after"), None);
 }
@@ -448,7 +448,7 @@ async fn drop_after_aborts_mid_body() {
         Script { ttft: ms(10), itl: ms(5), tokens: 2, fault: Fault::DropAfter(5), ..Script::default() },
     )
     .await;
-    let resp = post(&server, "/api/generate", json!({})).await;
+    let resp = post(&server, "/api/generate", json!({"model": "fake-model"})).await;
     assert!(!resp.complete);
     let lines = ndjson_lines(&resp.body());
     assert_eq!(lines.len(), 2, "all content but no done line");
@@ -475,7 +475,7 @@ async fn malformed_json_and_invalid_utf8_faults() {
 
     let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, fault: Fault::InvalidUtf8At(0), ..Script::default() };
     let server = FakeServer::start(Flavor::Ollama, script).await;
-    let resp = post(&server, "/api/chat", json!({})).await;
+    let resp = post(&server, "/api/chat", json!({"model": "fake-model"})).await;
     let first = &resp.chunks[0].1;
     assert!(std::str::from_utf8(first).is_err());
     let pos = find(first, &[0xFF, 0xFE]).expect("invalid bytes present");
@@ -615,7 +615,7 @@ async fn ollama_chat_puts_tool_calls_in_a_line_before_done() {
     assert_eq!(v["message"]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
 
     // /api/generate has no tool calls.
-    let lines = ndjson_lines(&post(&server, "/api/generate", json!({})).await.body());
+    let lines = ndjson_lines(&post(&server, "/api/generate", json!({"model": "fake-model"})).await.body());
     assert_eq!(lines.len(), 3);
 }
 
@@ -949,9 +949,10 @@ async fn anthropic_cache_hit_has_a_shorter_ttft() {
 async fn byte_frames_send_every_byte_as_its_own_chunk() {
     let script = Script { ttft: ms(5), itl: ms(2), tokens: 3, ..Script::default() };
     for (flavor, path) in [(Flavor::OpenAi, "/v1/chat/completions"), (Flavor::Ollama, "/api/chat")] {
-        let whole = post(&FakeServer::start(flavor, script.clone()).await, path, json!({})).await;
+        let body = json!({"model": "fake-model"});
+        let whole = post(&FakeServer::start(flavor, script.clone()).await, path, body.clone()).await;
         let split = FakeServer::start(flavor, Script { byte_frames: true, ..script.clone() }).await;
-        let resp = post(&split, path, json!({})).await;
+        let resp = post(&split, path, body).await;
         assert!(resp.complete, "{path}");
         assert!(resp.chunks.iter().all(|(_, c)| c.len() == 1), "{path}: one byte per chunk");
         assert_eq!(resp.body(), whole.body(), "{path}: the same bytes as unsplit");
@@ -1015,7 +1016,7 @@ async fn end_after_and_no_done_marker_end_the_body_cleanly() {
 #[tokio::test]
 async fn empty_body_and_large_chunk_faults() {
     let server = FakeServer::start(Flavor::Ollama, Script { fault: Fault::EmptyBody, ..Script::default() }).await;
-    let resp = post(&server, "/api/generate", json!({})).await;
+    let resp = post(&server, "/api/generate", json!({"model": "fake-model"})).await;
     assert_eq!((resp.status, resp.header("content-length")), (200, Some("0")));
     assert_eq!(resp.header("content-type"), Some("application/x-ndjson"));
     assert!(resp.body().is_empty());
