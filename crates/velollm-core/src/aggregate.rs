@@ -137,6 +137,7 @@ pub struct StepAccumulator {
     rates: RateAccumulator,
     cost: CostAccumulator,
     drafts: DraftCounts,
+    proxy_cache: crate::proxy_cache::ProxyCacheAccumulator,
     slo: Option<Slo>,
     token_sources: BTreeMap<TokenSource, u64>,
     /// Σ share of criteria passed, and the number of successful requests checked.
@@ -165,6 +166,7 @@ impl StepAccumulator {
             rates: RateAccumulator::default(),
             cost: CostAccumulator::default(),
             drafts: DraftCounts::default(),
+            proxy_cache: Default::default(),
             slo: None,
             token_sources: BTreeMap::new(),
             check_scores: (0.0, 0),
@@ -238,6 +240,7 @@ impl StepAccumulator {
         self.cost.push(&s);
         self.drafts.add(&s);
         if s.ok {
+            self.proxy_cache.push(r, s.metrics.ttft_ms);
             self.dists.record(&s.metrics);
             *self.token_sources.entry(s.metrics.token_source).or_insert(0) += 1;
             if s.checks.1 > 0 {
@@ -341,6 +344,7 @@ impl StepAccumulator {
             samples: self.columns(),
             server_metrics: None,
             drafts: self.drafts.nonzero(),
+            proxy_cache: self.proxy_cache.stats(),
             cost: self.price.as_ref().map(|(currency, price)| self.cost.cost(currency, price)),
         }
     }

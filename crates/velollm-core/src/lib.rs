@@ -43,6 +43,7 @@ pub mod names;
 pub mod optimize;
 pub mod paired;
 pub mod prom;
+pub mod proxy_cache;
 pub mod record;
 pub mod resources;
 pub mod result;

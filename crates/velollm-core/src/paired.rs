@@ -254,7 +254,7 @@ pub fn value(metric: &str, r: &RequestRecord, m: &RequestMetrics) -> Option<f64>
 /// Whether a response declared a caching proxy's hit (`x-cache`, `x-cache-status` or `cf-cache-status`
 /// starting with `HIT`, in any case).
 pub fn proxy_cache_hit(r: &RequestRecord) -> bool {
-    r.proxy_cache.as_deref().is_some_and(|v| v.trim_start().get(..3).is_some_and(|h| h.eq_ignore_ascii_case("hit")))
+    crate::proxy_cache::declared_hit(r) == Some(true)
 }
 
 /// One row per metric of `metrics` that at least one pair has on both sides, over the pairs where both

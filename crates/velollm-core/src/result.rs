@@ -179,6 +179,10 @@ pub struct StepResult {
     /// Speculative draft tokens summed over the step's requests, when they reported them (llama.cpp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drafts: Option<crate::speculative::DraftCounts>,
+    /// What a caching proxy in front of the server declared about the answers (`x-velollm-cache`, `x-cache`,
+    /// …): hits and the rest, with their mean TTFT; absent when no answer carried such a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_cache: Option<crate::proxy_cache::ProxyCacheStats>,
     /// The step's cost, when a prices file priced the model (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::StepCost>,

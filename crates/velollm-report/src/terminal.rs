@@ -109,6 +109,17 @@ pub fn render_step(step: &StepResult) -> String {
         };
         let _ = writeln!(out, "  connections: {} opened, {} reused{overhead}", c.opened, c.reused);
     }
+    if let Some(p) = &step.proxy_cache {
+        let ttft = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |t| format!("{} ms", num(t)));
+        let _ = writeln!(
+            out,
+            "  proxy cache (as its header says): {} hit, {} other · TTFT mean {} on hits, {} on the others",
+            p.hits,
+            p.others,
+            ttft(p.ttft_hit_ms),
+            ttft(p.ttft_other_ms)
+        );
+    }
     if let Some(cost) = &step.cost {
         let _ = writeln!(out, "  {}", crate::format::cost_line(cost));
     }
@@ -353,6 +364,7 @@ mod tests {
             samples: Default::default(),
             server_metrics: None,
             drafts: None,
+            proxy_cache: None,
             cost: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"

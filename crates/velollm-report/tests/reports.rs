@@ -125,6 +125,7 @@ fn step(spec: StepSpec, rng: &mut Lcg, speed: f64) -> StepResult {
         samples: s,
         server_metrics: None,
         drafts: None,
+        proxy_cache: None,
         cost: None,
     }
 }

@@ -140,3 +140,35 @@ async fn the_proxy_sends_its_own_key_to_an_https_upstream_and_never_logs_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UPSTREAM_KEY, which is not set"));
 }
+
+#[tokio::test]
+async fn bench_through_the_proxy_counts_its_hits_from_the_header() {
+    let fake = FakeServer::start(Flavor::OpenAi, Script { ttft: Duration::from_millis(30), ..Script::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"fake\"\nurl = \"{}\"\n", fake.url()),
+    )
+    .unwrap();
+    let (mut child, _stderr, addr) = spawn_proxy(&file, &[], &[]);
+    let out = dir.path().join("run.json");
+    let args = ["bench", "--url", &format!("http://{addr}"), "--prompt", "hi", "--temperature", "0"];
+    let o = tokio::task::spawn_blocking({
+        let out = out.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || velollm().args(&args).args(["--iterations", "6", "--no-selfcheck", "-o"]).arg(&out).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let p = &doc["steps"][0]["proxy_cache"];
+    assert_eq!((p["hits"].as_u64(), p["others"].as_u64()), (Some(5), Some(1)), "{p}");
+    assert!(p["ttft_hit_ms"].as_f64().unwrap() < p["ttft_other_ms"].as_f64().unwrap(), "{p}");
+    assert!(stdout.contains("proxy cache (as its header says): 5 hit, 1 other"), "{stdout}");
+    assert_eq!(fake.request_count(), 1);
+}
