@@ -55,10 +55,6 @@ impl Family {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(labels).or_default() += 1;
     }
 
-    fn get(&self, labels: &str) -> u64 {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(labels).copied().unwrap_or(0)
-    }
-
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (labels, v) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
@@ -70,8 +66,10 @@ impl Family {
 /// Every metric the proxy exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Family,
-    lookups: Family,
+    /// Responses by (route, status): counted without formatting a label per request.
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Cache lookups by (layer, outcome).
+    lookups: Mutex<BTreeMap<(&'static str, Lookup), u64>>,
     writes: Family,
     upstream_errors: Family,
     upstream_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
@@ -80,7 +78,7 @@ pub struct Metrics {
 }
 
 /// The outcome of one cache lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Lookup {
     /// Served from the cache.
     Hit,
@@ -106,18 +104,18 @@ impl Lookup {
 
 impl Metrics {
     /// Counts a response by route and status.
-    pub fn request(&self, route: &str, status: u16) {
-        self.requests.inc(format!("route=\"{route}\",status=\"{status}\""));
+    pub fn request(&self, route: &'static str, status: u16) {
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner).entry((route, status)).or_default() += 1;
     }
 
     /// Counts a cache lookup.
-    pub fn lookup(&self, layer: &str, outcome: Lookup) {
-        self.lookups.inc(format!("layer=\"{layer}\",outcome=\"{}\"", outcome.as_str()));
+    pub fn lookup(&self, layer: &'static str, outcome: Lookup) {
+        *self.lookups.lock().unwrap_or_else(PoisonError::into_inner).entry((layer, outcome)).or_default() += 1;
     }
 
     /// Lookups so far with this layer and outcome.
-    pub fn lookups(&self, layer: &str, outcome: Lookup) -> u64 {
-        self.lookups.get(&format!("layer=\"{layer}\",outcome=\"{}\"", outcome.as_str()))
+    pub fn lookups(&self, layer: &'static str, outcome: Lookup) -> u64 {
+        self.lookups.lock().unwrap_or_else(PoisonError::into_inner).get(&(layer, outcome)).copied().unwrap_or(0)
     }
 
     /// Counts a cache write: `stored`, `incomplete` (the answer did not end normally) or `error`.
@@ -157,12 +155,19 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        self.requests.render("velollm_proxy_requests_total", "Responses by route and status.", &mut out);
-        self.lookups.render(
-            "velollm_proxy_cache_lookups_total",
-            "Cache lookups by layer and outcome (hit, miss, bypass, error).",
-            &mut out,
+        let name = "velollm_proxy_requests_total";
+        let _ = writeln!(out, "# HELP {name} Responses by route and status.\n# TYPE {name} counter");
+        for ((route, status), v) in self.requests.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{route=\"{route}\",status=\"{status}\"}} {v}");
+        }
+        let name = "velollm_proxy_cache_lookups_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Cache lookups by layer and outcome (hit, miss, bypass, error).\n# TYPE {name} counter"
         );
+        for ((layer, outcome), v) in self.lookups.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{layer=\"{layer}\",outcome=\"{}\"}} {v}", outcome.as_str());
+        }
         self.writes.render(
             "velollm_proxy_cache_writes_total",
             "Answers offered to the cache: stored, incomplete (not stored), error.",

@@ -144,10 +144,8 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             };
             out.extend_from_slice(text.as_bytes());
         }
-        Value::String(s) => {
-            // serde_json's string escaping is canonical already.
-            out.extend_from_slice(Value::String(s.clone()).to_string().as_bytes());
-        }
+        // serde_json's string escaping is canonical already.
+        Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -166,13 +164,18 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
+                write_string(k, out);
                 out.push(b':');
                 write_canonical(&map[k], out);
             }
             out.push(b'}');
         }
     }
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
