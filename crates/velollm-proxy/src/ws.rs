@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
+use velollm_engine::wire::{Decoder, Framing};
 
 use crate::dialect::Route;
 use crate::handler::{State, error, exchange};
@@ -90,54 +91,63 @@ async fn session(state: &State, route: Route, parts: &hyper::http::request::Part
     let _ = ws.close(None).await;
 }
 
-/// Sends an answer as messages: one per stream event, or the whole body as one.
+/// Sends an answer as messages: one per stream event (decoded by the engine's SSE and NDJSON decoders), or the
+/// whole body as one.
 async fn relay(response: Response<ProxyBody>, ws: &mut Ws) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let sse = content_type.starts_with("text/event-stream");
-    let ndjson = content_type.contains("ndjson");
+    let framing = framing(content_type);
     let mut body = response.into_body();
-    if !sse && !ndjson {
+    let Some(framing) = framing else {
         let whole = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
         return ws.send(Message::text(String::from_utf8_lossy(&whole).into_owned())).await;
-    }
-    let mut pending: Vec<u8> = Vec::new();
+    };
+    let mut decoder = Decoder::new(framing);
+    let mut messages = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map(|f| f.into_data().unwrap_or_default()) else { break };
-        pending.extend_from_slice(&data);
-        let separator: &[u8] = if sse { b"\n\n" } else { b"\n" };
-        while let Some(end) = pending.windows(separator.len()).position(|w| w == separator) {
-            let event: Vec<u8> = pending.drain(..end + separator.len()).collect();
-            if let Some(message) = if sse { sse_data(&event) } else { ndjson_line(&event) } {
-                ws.feed(Message::text(message)).await?;
-            }
+        let full = decoder.push(&data, &mut messages).is_err();
+        for m in messages.drain(..) {
+            ws.feed(Message::text(String::from_utf8_lossy(&m).into_owned())).await?;
         }
         ws.flush().await?;
+        if full {
+            break;
+        }
+    }
+    if let Some(m) = decoder.finish() {
+        ws.send(Message::text(String::from_utf8_lossy(&m).into_owned())).await?;
     }
     Ok(())
 }
 
-/// The `data` of one SSE event (its `data:` lines joined), or `None` for a comment or an empty event.
-fn sse_data(event: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(event);
-    let lines: Vec<&str> =
-        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
-    (!lines.is_empty()).then(|| lines.join("\n"))
-}
-
-fn ndjson_line(line: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(line).trim().to_owned();
-    (!text.is_empty()).then_some(text)
+/// The stream framing of an answer, from its content type; `None` for a whole JSON answer.
+fn framing(content_type: &str) -> Option<Framing> {
+    if content_type.starts_with("text/event-stream") {
+        Some(Framing::Sse)
+    } else if content_type.contains("ndjson") {
+        Some(Framing::Ndjson)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn messages(content_type: &str, bytes: &[u8]) -> Vec<String> {
+        let mut decoder = Decoder::new(framing(content_type).unwrap());
+        let mut out = Vec::new();
+        decoder.push(bytes, &mut out).unwrap();
+        out.into_iter().map(|m| String::from_utf8(m).unwrap()).collect()
+    }
+
     #[test]
     fn sse_events_become_their_data() {
-        assert_eq!(sse_data(b"data: {\"a\":1}\n\n").as_deref(), Some("{\"a\":1}"));
-        assert_eq!(sse_data(b"event: message_stop\ndata: {}\n\n").as_deref(), Some("{}"));
-        assert_eq!(sse_data(b": keep-alive\n\n"), None);
-        assert_eq!(ndjson_line(b"{\"done\":true}\n").as_deref(), Some("{\"done\":true}"));
+        assert_eq!(messages("text/event-stream", b"data: {\"a\":1}\n\n"), ["{\"a\":1}"]);
+        assert_eq!(messages("text/event-stream", b"event: message_stop\ndata: {}\n\n"), ["{}"]);
+        assert!(messages("text/event-stream", b": keep-alive\n\n").is_empty());
+        assert_eq!(messages("application/x-ndjson", b"{\"done\":true}\n"), ["{\"done\":true}"]);
+        assert_eq!(framing("application/json"), None);
     }
 }
