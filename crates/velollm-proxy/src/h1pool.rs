@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use velollm_engine::h1::{self, H1, Head, Io};
+use velollm_engine::h1::{H1, Head, Io};
 use velollm_engine::rxstamp::RxSocket;
-use velollm_engine::transport::Clock;
+use velollm_engine::transport::{Clock, HttpError};
 
 /// Idle connections kept per upstream.
 const MAX_IDLE: usize = 1024;
@@ -57,15 +57,17 @@ impl H1Pool {
             Some(c) => (c, true),
             None => (self.connect().await?, false),
         };
-        match conn.send(request, self.clock).await {
-            Ok((head, _)) => Ok((head, conn)),
-            Err(e) if reused && is_stale(&e) => {
-                let mut fresh = self.connect().await?;
-                let (head, _) = fresh.send(request, self.clock).await.map_err(|e| failed(&e))?;
-                Ok((head, fresh))
-            }
-            Err(e) => Err(failed(&e)),
+        let e = match conn.send(request, self.clock).await {
+            Ok((head, _)) => return Ok((head, conn)),
+            // The engine's own rule for a kept-alive connection the server had closed.
+            Err(e) => HttpError::from(e),
+        };
+        if !(reused && e.is_stale_connection()) {
+            return Err(failed(e));
         }
+        let mut fresh = self.connect().await?;
+        let (head, _) = fresh.send(request, self.clock).await.map_err(|e| failed(e.into()))?;
+        Ok((head, fresh))
     }
 
     /// Takes back a connection whose response was read to its end, when it can carry another request.
@@ -101,22 +103,8 @@ impl H1Pool {
     }
 }
 
-fn failed(e: &h1::Error) -> PoolError {
-    PoolError::Request { reason: e.to_string(), stale: is_stale(e) }
-}
-
-/// The upstream had closed the connection before the request reached it.
-fn is_stale(e: &h1::Error) -> bool {
-    match e {
-        h1::Error::Closed => true,
-        h1::Error::Io(io) => matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::ConnectionAborted
-        ),
-        _ => false,
-    }
+fn failed(e: HttpError) -> PoolError {
+    PoolError::Request { reason: e.to_string(), stale: e.is_stale_connection() }
 }
 
 /// The body data the connection has now, coalesced (up to 64 KiB): `Pending` when none has arrived,
