@@ -124,17 +124,17 @@ pub async fn exchange(
     let mut stream = false;
     if let RouteKind::Generate(generate) = route.kind {
         let partition = Partition::new(&tenant(headers), &upstream.name, route.label);
-        let normalized = match normalize(generate, &body, &state.config.aliases, partition) {
+        let mut normalized = match normalize(generate, &body, &state.config.aliases, partition) {
             Ok(n) => n,
             Err(e) => return error(dialect, 400, &e.to_string()),
         };
         stream = normalized.stream;
-        if let Some(rewritten) = normalized.rewritten {
+        if let Some(rewritten) = normalized.rewritten.take() {
             forward = Bytes::from(rewritten);
         }
         let (no_cache, no_store) = cache_control(headers);
         if let Some(cache) = state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
-            let key = normalized.key;
+            let key = normalized.key();
             let mut guard = None;
             if !no_cache && !no_store {
                 match cache.store.get(&key).await {

@@ -60,8 +60,24 @@ pub struct Normalized {
     pub model: Option<String>,
     /// Set when an alias was resolved: the body to forward in place of the caller's.
     pub rewritten: Option<Vec<u8>>,
-    /// The cache key.
-    pub key: CacheKey,
+    /// The normalized body, hashed only when the cache is consulted ([`Normalized::key`]).
+    value: Value,
+    partition: Partition,
+}
+
+impl Normalized {
+    /// The cache key: SHA-256 of the partition and the canonical body. Computed on demand, so that requests the
+    /// cache will not look at (not deterministic, cache off) never pay for it.
+    pub fn key(&self) -> CacheKey {
+        let mut canonical = Vec::with_capacity(256);
+        write_canonical(&self.value, &mut canonical);
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(&self.partition.0);
+        ctx.update(&canonical);
+        let mut key = [0; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        CacheKey(key)
+    }
 }
 
 /// Why a body cannot be normalized; answered with 400 in the caller's dialect.
@@ -75,7 +91,7 @@ pub enum NormalizeError {
     NotObject,
 }
 
-/// Normalizes a generation request's body and computes its key inside `partition`.
+/// Normalizes a generation request's body; its key, inside `partition`, is [`Normalized::key`].
 pub fn normalize(
     route: Generate,
     body: &[u8],
@@ -111,14 +127,7 @@ pub fn normalize(
         }
     }
     let deterministic = is_deterministic(route, &value);
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(&partition.0);
-    let mut canonical = Vec::with_capacity(body.len() + 64);
-    write_canonical(&value, &mut canonical);
-    ctx.update(&canonical);
-    let mut key = [0; 32];
-    key.copy_from_slice(ctx.finish().as_ref());
-    Ok(Normalized { stream, deterministic, model, rewritten, key: CacheKey(key) })
+    Ok(Normalized { stream, deterministic, model, rewritten, value, partition })
 }
 
 /// Temperature 0 after defaults, or a fixed seed (llama.cpp's `-1` means a random one).
@@ -204,13 +213,13 @@ mod tests {
                 "temperature": 0.0, "model": "m", "top_p": 1, "stream": false, "n": 1,
             }),
         );
-        assert_eq!(a.key, b.key);
+        assert_eq!(a.key(), b.key());
         assert!(a.deterministic);
     }
 
     #[test]
     fn every_field_that_changes_the_answer_changes_the_key() {
-        let reference = key(Generate::OpenaiChat, base()).key;
+        let reference = key(Generate::OpenaiChat, base()).key();
         let changes: Vec<(&str, Value)> = vec![
             ("model", json!("other")),
             ("messages", json!([{"role": "system", "content": "be long"}, {"role": "user", "content": "hi"}])),
@@ -227,14 +236,14 @@ mod tests {
         for (field, value) in changes {
             let mut body = base();
             body[field] = value.clone();
-            assert_ne!(key(Generate::OpenaiChat, body).key, reference, "{field} = {value}");
+            assert_ne!(key(Generate::OpenaiChat, body).key(), reference, "{field} = {value}");
         }
     }
 
     #[test]
     fn partitions_keep_tenants_upstreams_and_routes_apart() {
         let body = base().to_string();
-        let k = |p: Partition| normalize(Generate::OpenaiChat, body.as_bytes(), &HashMap::new(), p).unwrap().key;
+        let k = |p: Partition| normalize(Generate::OpenaiChat, body.as_bytes(), &HashMap::new(), p).unwrap().key();
         let a = k(Partition::new(b"Bearer a", "up", "/v1/chat/completions"));
         assert_ne!(a, k(Partition::new(b"Bearer b", "up", "/v1/chat/completions")));
         assert_ne!(a, k(Partition::new(b"Bearer a", "other", "/v1/chat/completions")));
@@ -259,7 +268,7 @@ mod tests {
         let n = normalize(Generate::OpenaiChat, body.to_string().as_bytes(), &aliases, p).unwrap();
         let mut direct = base();
         direct["model"] = json!("smollm2");
-        assert_eq!(n.key, key(Generate::OpenaiChat, direct).key);
+        assert_eq!(n.key(), key(Generate::OpenaiChat, direct).key());
         let forwarded: Value = serde_json::from_slice(n.rewritten.as_deref().unwrap()).unwrap();
         assert_eq!(forwarded["model"], "smollm2");
         assert_eq!(n.model.as_deref(), Some("smollm2"));
