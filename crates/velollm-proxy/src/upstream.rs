@@ -129,9 +129,9 @@ impl Upstream {
     /// An upstream from its validated configuration; the error names what cannot be used (its CA file, its key).
     pub fn new(config: &UpstreamConfig, connect_timeout: Duration) -> Result<Upstream, String> {
         let url = url::Url::parse(&config.url).map_err(|e| format!("upstream {:?}: {e}", config.name))?;
+        // `host_str` writes an IPv6 address between brackets already.
         let host = url.host_str().unwrap_or("localhost");
         let port = url.port_or_known_default().unwrap_or(80);
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
         let origin = format!("{}://{host}:{port}", url.scheme());
         let prefix = url.path().trim_end_matches('/').to_owned();
         let mut http = HttpConnector::new();
@@ -283,4 +283,27 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_keep_the_base_path_and_bracket_ipv6_hosts() {
+        let config = |url: &str| UpstreamConfig {
+            name: "u".into(),
+            url: url.into(),
+            dialects: Vec::new(),
+            http2: false,
+            ca_cert: None,
+            api_key_env: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let v6 = Upstream::new(&config("http://[::1]:8080/base/"), Duration::from_secs(1)).unwrap();
+        assert_eq!(v6.uri("/v1/models"), "http://[::1]:8080/base/v1/models");
+        let plain = Upstream::new(&config("http://localhost"), Duration::from_secs(1)).unwrap();
+        assert_eq!(plain.uri("/health"), "http://localhost:80/health");
+    }
 }
