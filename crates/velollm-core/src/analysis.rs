@@ -82,7 +82,7 @@ pub enum AnalysisSpec {
     },
     /// Speculative decoding: acceptance rate and length, token-normalised ITL, per step.
     Speculative,
-    /// Connections: persistent (keep-alive, HTTP/2) vs a new connection per request, and TLS resumption.
+    /// Connections: persistent (keep-alive, HTTP/2, WebSocket) vs a new connection per request, and TLS resumption.
     Connections {
         /// The step opening a new connection for every request (the reference).
         new: String,
@@ -92,6 +92,9 @@ pub enum AnalysisSpec {
         /// The HTTP/2 step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         http2: Option<String>,
+        /// The WebSocket step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        websocket: Option<String>,
         /// The step with TLS resumption off (a full handshake per request).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         full_tls: Option<String>,
@@ -125,8 +128,8 @@ impl AnalysisSpec {
             AnalysisSpec::Compare { baseline, candidate } => vec![baseline, candidate],
             AnalysisSpec::Plan | AnalysisSpec::Speculative => vec![],
             AnalysisSpec::PromptCache { baseline } => baseline.iter().map(String::as_str).collect(),
-            AnalysisSpec::Connections { new, keep_alive, http2, full_tls } => {
-                let others = [keep_alive, http2, full_tls].into_iter().flatten().map(String::as_str);
+            AnalysisSpec::Connections { new, keep_alive, http2, websocket, full_tls } => {
+                let others = [keep_alive, http2, websocket, full_tls].into_iter().flatten().map(String::as_str);
                 std::iter::once(new.as_str()).chain(others).collect()
             }
         }
@@ -272,8 +275,13 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
         AnalysisSpec::Stats { step } => find(step).map_or_else(|| missing("stats", step), stats),
         AnalysisSpec::PromptCache { baseline } => prompt_cache::prompt_cache(steps, baseline.as_deref()),
         AnalysisSpec::Speculative => speculative::speculative(steps),
-        AnalysisSpec::Connections { new, keep_alive, http2, full_tls } => {
-            connections::connections(steps, new, keep_alive.as_deref(), http2.as_deref(), full_tls.as_deref())
+        AnalysisSpec::Connections { new, keep_alive, http2, websocket, full_tls } => {
+            let persistent = connections::Persistent {
+                keep_alive: keep_alive.as_deref(),
+                http2: http2.as_deref(),
+                websocket: websocket.as_deref(),
+            };
+            connections::connections(steps, new, persistent, full_tls.as_deref())
         }
     }
 }

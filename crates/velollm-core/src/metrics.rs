@@ -108,7 +108,7 @@ pub struct RequestMetrics {
     pub ttfb_ms: Option<f64>,
     /// Client-side queue / scheduling delay (sent − scheduled).
     pub queue_delay_ms: Option<f64>,
-    /// DNS + connect + TLS for a new connection, 0 for a reused one.
+    /// DNS + connect + TLS (+ the WebSocket upgrade) for a new connection, 0 for a reused one.
     pub network_overhead_ms: Option<f64>,
     /// End-to-end latency (done − sent).
     pub e2e_ms: Option<f64>,
@@ -180,7 +180,8 @@ impl RequestMetrics {
             None => Vec::new(),
         };
         let network_overhead_ms = r.connection.as_ref().map(|c| {
-            if c.reused { 0.0 } else { ms(c.dns_ns.unwrap_or(0) + c.connect_ns.unwrap_or(0) + c.tls_ns.unwrap_or(0)) }
+            let setup = [c.dns_ns, c.connect_ns, c.tls_ns, c.upgrade_ns];
+            if c.reused { 0.0 } else { ms(setup.iter().flatten().sum()) }
         });
         RequestMetrics {
             ttft_ms,

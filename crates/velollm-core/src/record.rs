@@ -72,6 +72,10 @@ pub struct ConnectionInfo {
     /// no certificate), false for a full handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_resumed: Option<bool>,
+    /// WebSocket upgrade time (ns), for a new WebSocket session: from the upgrade request's first byte to the
+    /// server's `101 Switching Protocols`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_ns: Option<u64>,
     /// The HTTP version spoken on the connection (absent in records written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<HttpProtocol>,
@@ -87,14 +91,19 @@ pub enum HttpProtocol {
     /// connection.
     #[serde(rename = "h2")]
     H2,
+    /// A WebSocket session (RFC 6455) opened by an HTTP/1.1 upgrade on the generation route: each request is
+    /// one message, each stream event one message back, many requests on one session.
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 impl HttpProtocol {
-    /// The name used in records and reports (`http/1.1`, `h2`).
+    /// The name used in records and reports (`http/1.1`, `h2`, `websocket`).
     pub fn as_str(self) -> &'static str {
         match self {
             HttpProtocol::Http1 => "http/1.1",
             HttpProtocol::H2 => "h2",
+            HttpProtocol::WebSocket => "websocket",
         }
     }
 }

@@ -64,16 +64,22 @@ pub enum ConnectionMode {
     /// over https, falling back to HTTP/1.1 when the server does not offer it; prior knowledge (h2c) over
     /// plain http). Runs only with `--http2`, since many servers (llama-server among them) speak HTTP/1.1 only.
     Http2,
+    /// A WebSocket session per worker, kept for the step: each request one message on it, each stream event
+    /// one message back (the session `velollm proxy` offers on its generation routes). Runs only with
+    /// `--websocket`, since model servers themselves do not offer one.
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 impl ConnectionMode {
-    /// The name used in scenario files (`keep-alive`, `new`, `new-no-resume`, `http2`).
+    /// The name used in scenario files (`keep-alive`, `new`, `new-no-resume`, `http2`, `websocket`).
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectionMode::KeepAlive => "keep-alive",
             ConnectionMode::New => "new",
             ConnectionMode::NewNoResume => "new-no-resume",
             ConnectionMode::Http2 => "http2",
+            ConnectionMode::WebSocket => "websocket",
         }
     }
 
@@ -233,7 +239,8 @@ pub struct Step {
     /// The step's own load profile and bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<StepLoad>,
-    /// How requests get their connection: `keep-alive` (default), `new`, `new-no-resume` or `http2`.
+    /// How requests get their connection: `keep-alive` (default), `new`, `new-no-resume`, `http2` or
+    /// `websocket`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub connection: ConnectionMode,
     /// Unload the model before the step (Ollama `keep_alive: 0`), so its first request is a cold start.

@@ -5,7 +5,7 @@
 
 use crate::dialect::{DialectKind, GenRequest};
 use crate::tokenize::TokenCounter;
-use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions};
+use crate::transport::{Clock, ConnectError, Connection, Endpoint, OpenOptions, Phases};
 use crate::wire::{Decoder, MAX_MESSAGE_BYTES};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ pub fn http_request(
 }
 
 /// The connections of one step: its [`ConnectionMode`] and, for HTTP/2, the one connection every worker of
-/// the step shares.
+/// the step shares (a WebSocket session, like an HTTP/1.1 connection, belongs to one worker).
 #[derive(Default)]
 pub struct StepConnections {
     mode: ConnectionMode,
@@ -241,26 +241,55 @@ impl StepConnections {
     }
 }
 
-/// Apply the target's scheme and `--http2` to the steps' connection modes, before anything is sent. Returns a
-/// note for every step skipped or changed:
+/// The transports asked for on the command line: `--http2`, `--websocket`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transports {
+    /// `--http2`.
+    pub http2: bool,
+    /// `--websocket`.
+    pub websocket: bool,
+}
+
+/// Apply the target's scheme, `--http2` and `--websocket` to the steps' connection modes, before anything is
+/// sent. Returns a note for every step skipped or changed:
 ///
 /// * a scenario with `http2` steps runs them only with `--http2` (many servers, llama-server among them,
 ///   speak HTTP/1.1 only), the other steps keeping their modes; otherwise they are skipped;
-/// * a scenario without one runs every step over HTTP/2 with `--http2`;
+/// * likewise `websocket` steps with `--websocket` (model servers offer no WebSocket session; `velollm proxy`
+///   does);
+/// * a scenario with neither runs every step over HTTP/2 with `--http2`, or over WebSocket sessions with
+///   `--websocket` (both flags: WebSocket, and a note says `--http2` was not used);
 /// * `new-no-resume` steps need https (plain http has no TLS handshake to repeat): skipped on http.
-pub fn connection_plan(steps: &mut Vec<crate::runner::StepPlan>, https: bool, http2: bool) -> Vec<String> {
+pub fn connection_plan(steps: &mut Vec<crate::runner::StepPlan>, https: bool, asked: Transports) -> Vec<String> {
     let mut notes = Vec::new();
-    let has_h2 = steps.iter().any(|s| s.connection == ConnectionMode::Http2);
-    if http2 && !has_h2 {
-        for s in steps.iter_mut() {
-            s.connection = ConnectionMode::Http2;
+    let has = |mode| steps.iter().any(|s| s.connection == mode);
+    let (has_h2, has_ws) = (has(ConnectionMode::Http2), has(ConnectionMode::WebSocket));
+    let every_step = if has_h2 || has_ws {
+        None
+    } else if asked.websocket {
+        if asked.http2 {
+            notes.push("--http2 not used: --websocket runs every step over WebSocket sessions".into());
         }
-        notes.push("--http2: every step shares one HTTP/2 connection among its workers".into());
+        Some((ConnectionMode::WebSocket, "--websocket: every step runs over one WebSocket session per worker"))
+    } else if asked.http2 {
+        Some((ConnectionMode::Http2, "--http2: every step shares one HTTP/2 connection among its workers"))
+    } else {
+        None
+    };
+    if let Some((mode, note)) = every_step {
+        for s in steps.iter_mut() {
+            s.connection = mode;
+        }
+        notes.push(note.into());
     }
     steps.retain(|s| {
         let why = match s.connection {
-            ConnectionMode::Http2 if !http2 => {
+            ConnectionMode::Http2 if !asked.http2 => {
                 "it needs HTTP/2, which many servers (llama-server among them) do not speak: add --http2 to run it"
+            }
+            ConnectionMode::WebSocket if !asked.websocket => {
+                "it needs a server that offers WebSocket sessions (velollm proxy does; model servers do not): add \
+                 --websocket to run it"
             }
             ConnectionMode::NewNoResume if !https => {
                 "a full TLS handshake per request needs an https:// target (plain http has no TLS to resume or not)"
@@ -300,6 +329,10 @@ impl Slot {
         let connect_deadline = deadline.min(Instant::now() + target.timeouts.connect);
         let step = self.step.clone();
         let opts = step.as_ref().map(|s| s.open_options()).unwrap_or_default();
+        if step.as_ref().is_some_and(|s| s.mode == ConnectionMode::WebSocket) {
+            let (conn, info) = open_websocket(target, connect_deadline).await?;
+            return Ok((self.conn.insert(conn), info));
+        }
         if let Some(step) = step.filter(|_| opts.http2) {
             // One HTTP/2 connection for the whole step: the first worker opens it while the others wait.
             let Ok(mut shared) = timeout_at(connect_deadline, step.shared.lock()).await else {
@@ -376,12 +409,30 @@ async fn open(
     opts: OpenOptions,
 ) -> Result<(Connection, ConnectionInfo), RequestError> {
     let id = target.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (conn, phases) =
-        match timeout_at(deadline, Connection::open_with(&target.endpoint, target.clock, id, opts)).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(connect_error(&e)),
-            Err(_) => return Err(connect_timeout(target)),
-        };
+    let opened = timeout_at(deadline, Connection::open_with(&target.endpoint, target.clock, id, opts)).await;
+    connection_info(target, id, opened)
+}
+
+/// Open a WebSocket session for `target` before `deadline`, on its dialect's generation route.
+async fn open_websocket(target: &Target, deadline: Instant) -> Result<(Connection, ConnectionInfo), RequestError> {
+    let id = target.next_conn.fetch_add(1, Ordering::Relaxed);
+    let upgrade = http_request(target, hyper::Method::GET, target.dialect.path(), None);
+    let framing = target.dialect.framing();
+    let opening = Connection::open_websocket(&target.endpoint, target.clock, id, upgrade, framing);
+    connection_info(target, id, timeout_at(deadline, opening).await)
+}
+
+/// A connection just opened (or why not), with what its opening took.
+fn connection_info(
+    target: &Target,
+    id: u64,
+    opened: Result<Result<(Connection, Phases), ConnectError>, tokio::time::error::Elapsed>,
+) -> Result<(Connection, ConnectionInfo), RequestError> {
+    let (conn, phases) = match opened {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return Err(connect_error(&e)),
+        Err(_) => return Err(connect_timeout(target)),
+    };
     let info = ConnectionInfo {
         id,
         reused: false,
@@ -389,6 +440,7 @@ async fn open(
         connect_ns: Some(phases.connect_ns),
         tls_ns: phases.tls_ns,
         tls_resumed: phases.tls_resumed,
+        upgrade_ns: phases.upgrade_ns,
         protocol: Some(phases.protocol),
     };
     Ok((conn, info))
@@ -683,6 +735,7 @@ async fn execute_inner(
         record.chunks.extend(frame_chunks.chunks);
         if st.done {
             record.done = Some(t);
+            conn.finish();
             // Drain what is left (normally nothing) so the connection can be reused.
             let _ = timeout_at(deadline.min(Instant::now() + Duration::from_millis(200)), drain(conn)).await;
             break;
@@ -845,21 +898,31 @@ mod tests {
         };
         let modes = |steps: &[StepPlan]| steps.iter().map(|s| (s.name.clone(), s.connection)).collect::<Vec<_>>();
         use ConnectionMode::*;
-        let scenario = || vec![step("k", KeepAlive), step("n", New), step("f", NewNoResume), step("h", Http2)];
-        // Plain http without --http2: the full-TLS and HTTP/2 steps are skipped, each with its reason.
+        let scenario = || {
+            vec![step("k", KeepAlive), step("n", New), step("f", NewNoResume), step("h", Http2), step("w", WebSocket)]
+        };
+        let none = Transports::default();
+        let h2 = Transports { http2: true, websocket: false };
+        let ws = Transports { http2: false, websocket: true };
+        // Plain http with neither flag: the full-TLS, HTTP/2 and WebSocket steps are skipped, each with its reason.
         let mut steps = scenario();
-        let notes = connection_plan(&mut steps, false, false);
+        let notes = connection_plan(&mut steps, false, none);
         assert_eq!(modes(&steps), [("k".into(), KeepAlive), ("n".into(), New)]);
         assert!(notes[0].contains("step 'f' (new-no-resume) skipped") && notes[0].contains("https://"), "{notes:?}");
         assert!(notes[1].contains("step 'h' (http2) skipped") && notes[1].contains("add --http2"), "{notes:?}");
-        // https with --http2: everything runs, the modes as written.
+        assert!(notes[2].contains("step 'w' (websocket) skipped") && notes[2].contains("add --websocket"), "{notes:?}");
+        // https with both flags: everything runs, the modes as written.
         let mut steps = scenario();
-        assert!(connection_plan(&mut steps, true, true).is_empty());
-        assert_eq!(modes(&steps).len(), 4);
-        // --http2 on a scenario without an HTTP/2 step: every step over HTTP/2.
+        assert!(connection_plan(&mut steps, true, Transports { http2: true, websocket: true }).is_empty());
+        assert_eq!(modes(&steps).len(), 5);
+        // --http2 (or --websocket) on a scenario without such a step: every step over it.
         let mut steps = vec![step("a", KeepAlive), step("b", New)];
-        let notes = connection_plan(&mut steps, false, true);
+        let notes = connection_plan(&mut steps, false, h2);
         assert_eq!(modes(&steps), [("a".into(), Http2), ("b".into(), Http2)]);
+        assert_eq!(notes.len(), 1);
+        let mut steps = vec![step("a", KeepAlive)];
+        let notes = connection_plan(&mut steps, false, ws);
+        assert_eq!((modes(&steps), notes.len()), (vec![("a".into(), WebSocket)], 1));
         assert_eq!(notes.len(), 1);
     }
 }

@@ -314,6 +314,28 @@ impl H1 {
         Ok(Some(line.strip_suffix(b"\r").unwrap_or(line)))
     }
 
+    /// The bytes read but not yet consumed (after a `101 Switching Protocols`: the upgraded protocol's).
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Consume `n` of the [`buffered`](Self::buffered) bytes.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n.min(self.end - self.start);
+    }
+
+    /// Read more bytes into the buffer; false once the server has closed its side. Cancel-safe.
+    pub(crate) async fn read_more(&mut self) -> Result<bool, Error> {
+        self.fill().await?;
+        Ok(!self.eof)
+    }
+
+    /// Write `data` whole (another protocol's bytes, after an upgrade); returns the instant its first byte
+    /// was written, as [`send`](Self::send) does.
+    pub(crate) async fn write_all(&mut self, data: &[u8], clock: Clock) -> Result<Nanos, Error> {
+        self.write(data, clock).await
+    }
+
     /// Read more bytes into the buffer (making room first, growing it up to [`MAX_BUF`]); sets `eof` when
     /// the server has closed its side.
     async fn fill(&mut self) -> Result<(), Error> {

@@ -5,6 +5,8 @@
 //!
 //! * [`transport`] — hyper HTTP/1.1 connections owned by one worker each; DNS, TCP connect and TLS timed;
 //!   the first request byte stamped as it is written.
+//! * [`ws`] — WebSocket client sessions (one message per request, one per stream event), for
+//!   `velollm proxy`'s sessions.
 //! * [`wire`] — SSE and NDJSON framing; every message completed by one HTTP body frame shares its instant.
 //! * [`dialect`] — one file per API: OpenAI chat/completions, Ollama chat/generate, llama.cpp `/completion`.
 //! * [`exec`] — one request from connect to last byte, with timeouts and error classes.
@@ -40,6 +42,7 @@ pub mod sweep;
 pub mod tokenize;
 pub mod transport;
 pub mod wire;
+pub mod ws;
 
 pub use api::{BenchmarkConfig, BenchmarkResult, BenchmarkRunner};
 pub use bench::{Backend, BenchError, BenchOptions, Session};

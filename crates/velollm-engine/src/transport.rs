@@ -18,9 +18,14 @@
 //! interleaved across streams, so the first write of one request cannot be told from another's: over HTTP/2
 //! `sent` is read on the client's clock just before the request is handed to the connection (an upper
 //! bound of the true send instant by the hand-off, microseconds; TTFT can only read longer, never shorter).
+//!
+//! A WebSocket session ([`Connection::open_websocket`], [`crate::ws`]) is an HTTP/1.1 connection upgraded on
+//! the generation route: each request one message, read by the worker that sent it, as over HTTP/1.1.
 
 use crate::h1::{self, H1, Head};
 use crate::rxstamp::{Arrivals, RxSocket};
+use crate::wire::Framing;
+use crate::ws::{UpgradeError, Ws};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -267,6 +272,8 @@ pub struct Phases {
     pub tls_ns: Option<u64>,
     /// Whether the TLS handshake resumed an earlier session (https only).
     pub tls_resumed: Option<bool>,
+    /// The WebSocket upgrade, request to `101` (WebSocket sessions only).
+    pub upgrade_ns: Option<u64>,
     /// The HTTP version spoken.
     pub protocol: HttpProtocol,
 }
@@ -303,6 +310,9 @@ pub enum ConnectError {
     /// HTTP handshake failed.
     #[error("HTTP handshake failed: {0}")]
     Http(#[from] hyper::Error),
+    /// The WebSocket upgrade failed or was refused.
+    #[error("WebSocket upgrade failed: {0}")]
+    WebSocket(#[from] UpgradeError),
 }
 
 /// The request side of an open connection.
@@ -314,6 +324,7 @@ enum Inner {
         body: Option<Incoming>,
         frame: Bytes,
     },
+    Ws(Box<Ws>),
 }
 
 /// Why a request failed on a connection.
@@ -415,6 +426,7 @@ impl Connection {
             connect_ns: t2.duration_since(t1).as_nanos() as u64,
             tls_ns: None,
             tls_resumed: None,
+            upgrade_ns: None,
             protocol: HttpProtocol::Http1,
         };
         let inner = match &endpoint.tls {
@@ -449,11 +461,40 @@ impl Connection {
         Ok((Connection { id, uses: 0, inner, arrivals, origin: endpoint.origin() }, phases))
     }
 
+    /// Open an HTTP/1.1 connection and upgrade it to a WebSocket session with `upgrade` (a `GET` of the
+    /// generation route with the target's headers), whose answers are re-framed as `framing`'s events.
+    pub async fn open_websocket(
+        endpoint: &Endpoint,
+        clock: Clock,
+        id: u64,
+        upgrade: hyper::Request<Bytes>,
+        framing: Framing,
+    ) -> Result<(Connection, Phases), ConnectError> {
+        let (conn, mut phases) = Connection::open_with(endpoint, clock, id, OpenOptions::default()).await?;
+        let Connection { inner: Inner::H1(h1), arrivals, origin, .. } = conn else {
+            unreachable!("an HTTP/1.1 connection was asked for");
+        };
+        let (ws, took) = Ws::connect(*h1, upgrade, framing, clock).await?;
+        phases.upgrade_ns = Some(took);
+        phases.protocol = HttpProtocol::WebSocket;
+        Ok((Connection { id, uses: 0, inner: Inner::Ws(Box::new(ws)), arrivals, origin }, phases))
+    }
+
     /// The HTTP version spoken.
     pub fn protocol(&self) -> HttpProtocol {
         match self.inner {
             Inner::H1(_) => HttpProtocol::Http1,
             Inner::H2 { .. } => HttpProtocol::H2,
+            Inner::Ws(_) => HttpProtocol::WebSocket,
+        }
+    }
+
+    /// The reader saw the end of the answer in its stream (the dialect's end marker). Over a WebSocket
+    /// session, whose messages carry no end of body, the answer ends here and the session can carry the next
+    /// request; over HTTP the body's own end is read instead.
+    pub fn finish(&mut self) {
+        if let Inner::Ws(ws) = &mut self.inner {
+            ws.finish();
         }
     }
 
@@ -468,7 +509,7 @@ impl Connection {
                 arrivals: self.arrivals.clone(),
                 origin: self.origin.clone(),
             }),
-            Inner::H1(_) => None,
+            Inner::H1(_) | Inner::Ws(_) => None,
         }
     }
 
@@ -478,6 +519,7 @@ impl Connection {
         match &self.inner {
             Inner::H1(c) => c.is_usable(),
             Inner::H2 { sender, .. } => !sender.is_closed(),
+            Inner::Ws(ws) => ws.is_usable(),
         }
     }
 
@@ -486,6 +528,8 @@ impl Connection {
         match &mut self.inner {
             Inner::H1(c) if c.is_usable() => Ok(()),
             Inner::H1(_) => Err(h1::Error::Busy.into()),
+            Inner::Ws(ws) if ws.is_usable() => Ok(()),
+            Inner::Ws(_) => Err(h1::Error::Busy.into()),
             Inner::H2 { sender, .. } => Ok(sender.ready().await?),
         }
     }
@@ -498,11 +542,13 @@ impl Connection {
 
     /// Send a request. Returns the response head and the instant the request's first byte was written
     /// (over HTTP/2: the instant it was handed to the connection, see the module documentation); the body
-    /// is then read with [`data`](Self::data).
+    /// is then read with [`data`](Self::data). Over a WebSocket session only the body is sent, and the head
+    /// stands for the answer's first message (see [`crate::ws`]).
     pub async fn send(&mut self, mut req: hyper::Request<Bytes>, clock: Clock) -> Result<(Head, Nanos), HttpError> {
         self.uses += 1;
         match &mut self.inner {
             Inner::H1(c) => Ok(c.send(&h1::serialize(&req), clock).await?),
+            Inner::Ws(ws) => Ok(ws.send(req.body(), clock).await?),
             Inner::H2 { sender, body, frame } => {
                 *body = None;
                 *frame = Bytes::new();
@@ -525,6 +571,7 @@ impl Connection {
     pub async fn data(&mut self) -> Result<Option<&[u8]>, HttpError> {
         match &mut self.inner {
             Inner::H1(c) => Ok(c.data().await?),
+            Inner::Ws(ws) => Ok(ws.data().await?),
             Inner::H2 { body, frame, .. } => {
                 let Some(incoming) = body.as_mut() else {
                     return Ok(None);

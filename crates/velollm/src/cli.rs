@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// otherwise); in a scenario without one, every step shares one HTTP/2 connection among its workers.
     #[arg(long, help_heading = "Target")]
     pub http2: bool,
+    /// WebSocket sessions (one per worker, on the generation route; `velollm proxy` offers them): runs a
+    /// scenario's websocket steps (skipped otherwise); in a scenario without one, every step.
+    #[arg(long, help_heading = "Target")]
+    pub websocket: bool,
 
     /// Built-in scenario name or scenario TOML file.
     #[arg(short, long, default_value = "standard", help_heading = "Workload")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use velollm_core::analysis::AnalysisSpec;
 use velollm_core::cost::PriceTable;
 use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Breakpoint, Dataset, Scenario, Step, StepLoad, Turn, Workload};
+use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Turn, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
 use velollm_engine::dialect::DialectKind;
@@ -472,14 +472,17 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
     }
     let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
-    let notes = velollm_engine::exec::connection_plan(&mut steps, https, args.http2);
+    let asked = velollm_engine::exec::Transports { http2: args.http2, websocket: args.websocket };
+    let notes = velollm_engine::exec::connection_plan(&mut steps, https, asked);
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
     }
     let mut thresholds = thresholds;
-    if !steps.iter().any(|s| s.connection == velollm_core::scenario::ConnectionMode::Http2) {
-        // The HTTP/2 figures (`h2_…`) exist only when an HTTP/2 step ran.
-        thresholds.retain(|t: &Threshold| !t.target.starts_with("h2_"));
+    // The HTTP/2 figures (`h2_…`) and the WebSocket ones (`ws_…`) exist only when such a step ran.
+    for (mode, prefix) in [(ConnectionMode::Http2, "h2_"), (ConnectionMode::WebSocket, "ws_")] {
+        if !steps.iter().any(|s| s.connection == mode) {
+            thresholds.retain(|t: &Threshold| !t.target.starts_with(prefix));
+        }
     }
     let prices = match &args.prices {
         Some(path) => Some(prices(path)?),

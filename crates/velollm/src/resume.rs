@@ -141,6 +141,7 @@ fn fingerprint(a: &BenchArgs) -> Vec<(&'static str, String)> {
         ("--model", show(&a.model)),
         ("--backend", show(&a.backend.to_ascii_lowercase())),
         ("--http2", show(&a.http2)),
+        ("--websocket", show(&a.websocket)),
         ("--scenario", show(&a.scenario)),
         ("--prompt", show(&a.prompt)),
         ("--prompt-file", show(&a.prompt_file)),

@@ -1,6 +1,7 @@
 //! The `connections` scenario end to end through the real `velollm` binary: keep-alive vs a new connection
-//! per request vs a full TLS handshake per request vs one HTTP/2 connection, against the in-process https
-//! fake (a certificate issued at start, trusted with `--ca-cert`), the h2c fake, and the real llama-server.
+//! per request vs a full TLS handshake per request vs one HTTP/2 connection vs WebSocket sessions, against
+//! the in-process https fake (a certificate issued at start, trusted with `--ca-cert`), the h2c fake,
+//! `velollm proxy` (the WebSocket sessions) and the real llama-server.
 //!
 //! Connection counts, protocols and handshake kinds are exact; timings are only checked to exist and be
 //! positive (the fake is on the loopback, where a connection costs well under a millisecond).
@@ -291,4 +292,111 @@ async fn llama_server_closes_every_connection() {
     );
     assert!(figure(a, "network_overhead_reduction").is_none() && figure(a, "ttft_improvement").is_none(), "{a:#}");
     assert!(run.stdout.contains("network_overhead_reduction > 30%"), "{}", run.stdout);
+}
+
+/// `velollm proxy --listen 127.0.0.1:0 --upstream URL --cache off`, killed when dropped.
+struct Proxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::bin())
+            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--cache", "off"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://"), "{line}");
+        // Keep reading what it logs, so that its stderr never fills up or closes.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Proxy { child, url }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_through_velollm_proxy() {
+    let server = FakeServer::start(Flavor::OpenAi, quick()).await;
+    let proxy = Proxy::start(&server.url());
+    let args = ["--scenario", "connections", "--websocket", "--concurrency", "2", "--iterations", "3"];
+    let run = bench(&proxy.url, &args, None).await.ok();
+    assert_eq!(run.step_names(), ["keep_alive", "new_connection", "websocket"]);
+    // One session per worker, every later request a message on it.
+    assert_eq!(run.step("websocket")["succeeded"], 6, "{}", run.step("websocket"));
+    assert_eq!(run.step("websocket")["connections"], serde_json::json!({"opened": 2, "reused": 4}));
+    let ws = run.records_of("websocket");
+    assert_eq!(distinct_connections(&ws), 2);
+    for r in &ws {
+        let c = connection(r);
+        assert_eq!(c["protocol"], "websocket", "{r}");
+        assert_eq!(c["upgrade_ns"].as_u64().is_some_and(|t| t > 0), c["reused"] == false, "{r}");
+        // Events and bytes per channel (how they group into arrivals depends on timing).
+        let chunks = |r: &Value| {
+            let mut by = std::collections::BTreeMap::<String, (u64, u64)>::new();
+            for c in r["chunks"].as_array().unwrap() {
+                let e = by.entry(c["channel"].as_str().unwrap().to_string()).or_default();
+                (e.0, e.1) = (e.0 + c["events"].as_u64().unwrap(), e.1 + c["bytes"].as_u64().unwrap());
+            }
+            by
+        };
+        let over_http = run.records_of("keep_alive")[0];
+        assert_eq!(r["finish_reason"], over_http["finish_reason"], "{r}");
+        assert_eq!(chunks(r), chunks(over_http), "the same events as over HTTP: {r}");
+    }
+    assert_eq!(server.request_count(), 18, "every request reached the upstream");
+    let a = run.analysis("connections");
+    // A session's set-up (TCP + the upgrade round trip) is paid once per worker; how it compares with a new
+    // TCP connection per request depends on the machine, so only its presence is checked here.
+    assert!(figure(a, "ws_network_overhead_reduction").is_some(), "{a:#}");
+    assert!(figure(a, "ws_ttft_improvement").is_some(), "{a:#}");
+    assert!(notes(a).iter().any(|n| n.contains("6 requests over 2 WebSocket sessions")), "{a:#}");
+    let thresholds = run.verdicts();
+    assert!(thresholds.iter().any(|t| t == "ws_network_overhead_reduction > 30%"), "{thresholds:?}");
+    assert!(!thresholds.iter().any(|t| t.starts_with("h2_")), "no HTTP/2 step ran: {thresholds:?}");
+}
+
+/// Each dialect's stream comes back over a session as it does over HTTP: SSE events (OpenAI, Anthropic,
+/// llama.cpp) and NDJSON lines (Ollama), each ended by the dialect's own marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_carry_every_dialect() {
+    for (flavor, backend) in [
+        (Flavor::Ollama, "ollama-chat"),
+        (Flavor::Ollama, "ollama-generate"),
+        (Flavor::Anthropic, "anthropic"),
+        (Flavor::LlamaCpp, "llamacpp"),
+        (Flavor::OpenAi, "openai-completions"),
+    ] {
+        let server = FakeServer::start(flavor, quick()).await;
+        let proxy = Proxy::start(&server.url());
+        let args = ["--websocket", "--backend", backend, "--model", "fake-model", "--prompt", "hi", "-n", "3"];
+        let run = bench(&proxy.url, &args, None).await.ok();
+        assert!(run.stderr.contains("--websocket: every step runs over one WebSocket session"), "{}", run.stderr);
+        assert_eq!(run.doc["steps"][0]["succeeded"], 3, "{backend}: {}", run.doc["steps"][0]);
+        assert_eq!(run.doc["steps"][0]["connections"], serde_json::json!({"opened": 1, "reused": 2}), "{backend}");
+        assert!(run.records.iter().all(|r| connection(r)["protocol"] == "websocket"), "{backend}");
+        assert_eq!(server.request_count(), 3, "{backend}");
+    }
+}
+
+/// A server that offers no WebSocket session: every request fails with a message that names the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_against_a_plain_server_says_what_is_needed() {
+    let server = FakeServer::start(Flavor::OpenAi, quick()).await;
+    let run = bench(&server.url(), &["--websocket", "--prompt", "hi", "-n", "2"], None).await;
+    assert_ne!(run.out.status.code(), Some(0), "{}", run.stdout);
+    let all = format!("{}{}{}", run.stdout, run.stderr, run.doc);
+    assert!(all.contains("did not open a WebSocket session") && all.contains("velollm proxy"), "{all}");
+    assert_eq!(server.request_count(), 0, "no generation was sent");
 }

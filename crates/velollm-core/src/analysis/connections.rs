@@ -1,18 +1,18 @@
 //! The `connections` analysis: what a persistent connection (HTTP/1.1 keep-alive, one shared HTTP/2
-//! connection) saves against a new connection for every request, and what TLS session resumption saves
+//! connection, a WebSocket session per worker) saves against a new connection for every request, and what TLS session resumption saves
 //! against a full handshake — judged against seed 000's phase 5 criteria (network overhead reduced by more
 //! than 30 %, TTFT improved by more than 20 %).
 //!
 //! Per step (successful measured requests): connections opened and reused, the share of resumed TLS
 //! handshakes, the DNS / TCP / TLS split (p50 over the requests that opened a connection), network overhead
-//! per request (p50 and mean; 0 on a reused connection), TTFT p50, and TTFT including the connection setup
+//! per request (p50 and mean, the WebSocket upgrade included; 0 on a reused connection), TTFT p50, and TTFT including the connection setup
 //! (network overhead + TTFT: what the client waits for when it has no connection yet).
 //!
 //! Figures, each persistent mode against the `new` step:
 //!
-//! * `network_overhead_reduction` (`h2_…` for HTTP/2) = (mean overhead new − mean overhead mode) ÷ mean
+//! * `network_overhead_reduction` (`h2_…` for HTTP/2, `ws_…` for WebSocket) = (mean overhead new − mean overhead mode) ÷ mean
 //!   overhead new — the mean, because a persistent connection's overhead is 0 on every request but the first;
-//! * `ttft_improvement` (`h2_…`) = (p50 new − p50 mode) ÷ p50 new of TTFT including the connection setup;
+//! * `ttft_improvement` (`h2_…`, `ws_…`) = (p50 new − p50 mode) ÷ p50 new of TTFT including the connection setup;
 //! * `tls_resumption_saving_ms` / `tls_resumption_saving` = p50 TLS time of full handshakes (the
 //!   `full_tls` step, else the full handshakes of the `new` step) − p50 of resumed ones (in the `new` step).
 //!
@@ -40,11 +40,13 @@ struct Conns {
     connections: BTreeSet<u64>,
     h2: usize,
     h1: usize,
+    ws: usize,
     tls_full: Vec<f64>,
     tls_resumed: Vec<f64>,
     dns: Vec<f64>,
     tcp: Vec<f64>,
     tls: Vec<f64>,
+    upgrade: Vec<f64>,
     overhead: Vec<f64>,
     ttft: Vec<f64>,
     ttft_with_connect: Vec<f64>,
@@ -68,6 +70,7 @@ impl Conns {
             match info.protocol {
                 Some(HttpProtocol::H2) => c.h2 += 1,
                 Some(HttpProtocol::Http1) => c.h1 += 1,
+                Some(HttpProtocol::WebSocket) => c.ws += 1,
                 None => {}
             }
             if info.reused {
@@ -77,6 +80,7 @@ impl Conns {
             c.opened += 1;
             c.dns.extend(info.dns_ns.map(|v| v as f64 / NS_PER_MS));
             c.tcp.extend(info.connect_ns.map(|v| v as f64 / NS_PER_MS));
+            c.upgrade.extend(info.upgrade_ns.map(|v| v as f64 / NS_PER_MS));
             if let Some(tls) = info.tls_ns.map(|v| v as f64 / NS_PER_MS) {
                 c.tls.push(tls);
                 match info.tls_resumed {
@@ -111,6 +115,7 @@ impl Conns {
                 p50(&self.dns),
                 p50(&self.tcp),
                 p50(&self.tls),
+                p50(&self.upgrade),
                 p50(&self.overhead),
                 mean(&self.overhead),
                 p50(&self.ttft),
@@ -140,22 +145,33 @@ fn mark(value: f64, target: f64) -> &'static str {
     if value > target { "✅" } else { "❌" }
 }
 
-/// The analysis: `new` opens a connection per request (the reference); `keep_alive`, `http2` and `full_tls`
-/// name the other steps, when the scenario has them.
+/// The steps with a persistent connection, each compared with the reference, when the scenario has them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Persistent<'a> {
+    /// HTTP/1.1 keep-alive.
+    pub keep_alive: Option<&'a str>,
+    /// One HTTP/2 connection per step.
+    pub http2: Option<&'a str>,
+    /// A WebSocket session per worker.
+    pub websocket: Option<&'a str>,
+}
+
+/// The analysis: `new` opens a connection per request (the reference); `persistent` and `full_tls` name the
+/// other steps, when the scenario has them.
 pub(super) fn connections(
     steps: &[StepData<'_>],
     new: &str,
-    keep_alive: Option<&str>,
-    http2: Option<&str>,
+    persistent: Persistent<'_>,
     full_tls: Option<&str>,
 ) -> AnalysisResult {
+    let Persistent { keep_alive, http2, websocket } = persistent;
     let find = |name: &str| steps.iter().find(|s| s.name == name);
     let mut figures = Vec::new();
     let mut notes = Vec::new();
     let mut rows = Vec::new();
     let reference = find(new).map(|s| Conns::of(s.samples));
-    let named = [(keep_alive, ""), (http2, "h2_")];
-    for name in [Some(new), keep_alive, full_tls, http2].into_iter().flatten() {
+    let named = [(keep_alive, ""), (http2, "h2_"), (websocket, "ws_")];
+    for name in [Some(new), keep_alive, full_tls, http2, websocket].into_iter().flatten() {
         match find(name) {
             Some(s) => rows.push(Conns::of(s.samples).row(name)),
             None => notes.push(format!("step '{name}' did not run: its figures are missing")),
@@ -201,13 +217,25 @@ pub(super) fn connections(
             ));
             continue;
         }
-        let label = if prefix.is_empty() { "keep-alive" } else { "HTTP/2" };
+        if prefix == "ws_" {
+            notes.push(format!(
+                "step '{name}': {} requests over {} WebSocket session{}",
+                c.ws,
+                c.connections.len(),
+                if c.connections.len() == 1 { "" } else { "s" }
+            ));
+        }
+        let label = match prefix {
+            "" => "keep-alive",
+            "h2_" => "HTTP/2",
+            _ => "WebSocket",
+        };
         if let Some(r) = reduction(ref_overhead, mean(&c.overhead)) {
             figures.push(fig(
                 &format!("{prefix}network_overhead_reduction"),
                 r,
                 Unit::Percent,
-                &format!("mean network overhead (DNS + TCP + TLS), {label} vs a new connection per request"),
+                &format!("mean network overhead (DNS + TCP + TLS + upgrade), {label} vs a new connection per request"),
             ));
             notes.push(format!(
                 "{label}: network overhead {r:.1} % lower than a new connection per request (mean {:.3} → {:.3} \
@@ -310,6 +338,7 @@ fn result(figures: Vec<super::Figure>, rows: Vec<TableRow>, notes: Vec<String>, 
                 "DNS p50 ms",
                 "TCP p50 ms",
                 "TLS p50 ms",
+                "WebSocket upgrade p50 ms",
                 "network overhead p50 ms",
                 "network overhead mean ms",
                 "TTFT p50 ms",
@@ -335,7 +364,9 @@ mod tests {
     /// A successful request with TTFT `ttft` ms on connection `id` (new when `new`, with a TLS handshake of
     /// `tls` ms when given).
     fn sample(id: u64, new: bool, tls: Option<(u64, bool)>, ttft: u64, protocol: HttpProtocol) -> Sample {
+        let upgrade = protocol == HttpProtocol::WebSocket && new;
         let connection = ConnectionInfo {
+            upgrade_ns: upgrade.then_some(MS / 2),
             id,
             reused: !new,
             dns_ns: new.then_some(MS / 10),
@@ -381,7 +412,8 @@ mod tests {
         let h2: Vec<Sample> = (0..4).map(|i| sample(30, i == 0, Some((4, false)), 10, H2)).collect();
         let r = empty_result();
         let steps = [step("new", &r, &new), step("keep", &r, &keep), step("full", &r, &full), step("h2", &r, &h2)];
-        let a = connections(&steps, "new", Some("keep"), Some("h2"), Some("full"));
+        let persistent = Persistent { keep_alive: Some("keep"), http2: Some("h2"), websocket: None };
+        let a = connections(&steps, "new", persistent, Some("full"));
         // Network overhead per request: new = 0.3 + 1.75 ms mean; keep-alive = (0.3 + 4) / 4.
         let new_mean = 0.3 + (4.0 + 3.0) / 4.0;
         let keep_mean = 4.3 / 4.0;
@@ -408,7 +440,8 @@ mod tests {
         let keep: Vec<Sample> = (0..3).map(|i| sample(10 + i, true, None, 10, Http1)).collect();
         let r = empty_result();
         let steps = [step("new_connection", &r, &new), step("keep_alive", &r, &keep)];
-        let a = connections(&steps, "new_connection", Some("keep_alive"), Some("http2"), Some("full"));
+        let persistent = Persistent { keep_alive: Some("keep_alive"), http2: Some("http2"), websocket: None };
+        let a = connections(&steps, "new_connection", persistent, Some("full"));
         assert!(figure(&a, "network_overhead_reduction").is_none() && figure(&a, "ttft_improvement").is_none());
         assert!(
             a.notes.iter().any(|n| n.contains("the server closed every connection")
@@ -422,9 +455,28 @@ mod tests {
     }
 
     #[test]
+    fn websocket_sessions_count_their_upgrade_as_connection_setup() {
+        use HttpProtocol::*;
+        // Plain http: new = 0.3 ms per request; one WebSocket session = 0.3 + 0.5 (upgrade) ms once for 4.
+        let new: Vec<Sample> = (0..4).map(|i| sample(i, true, None, 10, Http1)).collect();
+        let ws: Vec<Sample> = (0..4).map(|i| sample(40, i == 0, None, 10, WebSocket)).collect();
+        let r = empty_result();
+        let steps = [step("new", &r, &new), step("ws", &r, &ws)];
+        let persistent = Persistent { websocket: Some("ws"), ..Persistent::default() };
+        let a = connections(&steps, "new", persistent, None);
+        let want = (0.3 - 0.8 / 4.0) / 0.3 * 100.0;
+        assert!((figure(&a, "ws_network_overhead_reduction").unwrap() - want).abs() < 1e-6, "{a:#?}");
+        assert!(figure(&a, "ws_ttft_improvement").is_some(), "{a:#?}");
+        assert!(a.notes.iter().any(|n| n.contains("4 requests over 1 WebSocket session")), "{:?}", a.notes);
+        let row = &a.table.as_ref().unwrap().rows[1];
+        assert_eq!((row.label.as_str(), row.values[7]), ("ws", Some(0.5)), "the upgrade p50 column");
+    }
+
+    #[test]
     fn missing_reference_step_is_a_note() {
         let r = empty_result();
-        let a = connections(&[step("keep", &r, &[])], "new", Some("keep"), None, None);
+        let persistent = Persistent { keep_alive: Some("keep"), ..Persistent::default() };
+        let a = connections(&[step("keep", &r, &[])], "new", persistent, None);
         assert!(a.figures.is_empty());
         assert!(a.notes.iter().any(|n| n.contains("step 'new' did not run")), "{:?}", a.notes);
     }
