@@ -12,8 +12,10 @@
 //! | `stats` | mean, median, min, max and standard deviation of E2E, TTFT and tokens/s of one step |
 //! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria ([`prompt_cache`]) |
 //! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk ([`speculative`]) |
+//! | `agent` | an agent trace's replay by turn index: prefix reuse (cached ÷ prompt tokens), TTFT, E2E; session wall time split into model time and tool/think time; how late the replay sent calls ([`agent`]) |
 //! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria ([`connections`]) |
 
+mod agent;
 mod connections;
 mod prompt_cache;
 mod speculative;
@@ -40,6 +42,11 @@ pub enum AnalysisSpec {
         /// Steps to include (default: all).
         #[serde(default)]
         steps: Vec<String>,
+    },
+    /// An agent trace's replay: by turn index, prefix reuse, model vs tool time.
+    Agent {
+        /// The trace step.
+        step: String,
     },
     /// Per-turn latency of a multi-turn step.
     Turns {
@@ -121,7 +128,10 @@ impl AnalysisSpec {
     pub fn steps(&self) -> Vec<&str> {
         match self {
             AnalysisSpec::Fit { steps, .. } => steps.iter().map(String::as_str).collect(),
-            AnalysisSpec::Turns { step } | AnalysisSpec::Drift { step } | AnalysisSpec::Stats { step } => vec![step],
+            AnalysisSpec::Turns { step }
+            | AnalysisSpec::Agent { step }
+            | AnalysisSpec::Drift { step }
+            | AnalysisSpec::Stats { step } => vec![step],
             AnalysisSpec::Cache { step, independent } => {
                 std::iter::once(step.as_str()).chain(independent.as_deref()).collect()
             }
@@ -261,6 +271,7 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
             fit(x, y, &chosen)
         }
         AnalysisSpec::Turns { step } => find(step).map_or_else(|| missing("turns", step), turns),
+        AnalysisSpec::Agent { step } => find(step).map_or_else(|| missing("agent", step), agent::agent),
         AnalysisSpec::Cache { step, independent } => match find(step) {
             Some(s) => cache(s, independent.as_deref().and_then(find)),
             None => missing("cache", step),

@@ -13,6 +13,7 @@
 //! * [`aggregate`] — turns a step's records into the aggregates of the result document.
 //! * [`result`] — the versioned result document.
 //! * [`scenario`] — scenario files (TOML) and the built-in scenarios.
+//! * [`trace`] — agent traces (one recorded model call per line) and their validation.
 //! * [`slo`] — service-level objectives used for goodput.
 //! * [`check`] — quality checks on answers (regex, contains, number, tool-call schema, command).
 //! * [`threshold`] — `ttft.p95 < 2s`-style thresholds and their ✅/❌ verdicts.
@@ -55,4 +56,5 @@ pub mod speculative;
 pub mod stats;
 pub mod sweep;
 pub mod threshold;
+pub mod trace;
 pub mod tune;

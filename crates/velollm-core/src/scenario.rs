@@ -296,6 +296,10 @@ pub enum Workload {
     /// Conversations (from a dataset): session `i` replays the user turns of `sessions[i % len]`, each with
     /// the model's real previous answers.
     Sessions(Vec<Vec<Turn>>),
+    /// Agent sessions from a trace ([`crate::trace`]): session `i` replays the recorded calls of
+    /// `sessions[i % len]` as they were sent (the recorded history, not the model's answers), with the
+    /// recorded pauses between them.
+    Trace(crate::trace::TraceReplay),
 }
 
 /// The shape of a prompt-length distribution.

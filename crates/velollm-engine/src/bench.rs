@@ -185,6 +185,7 @@ impl Session {
             exact_output: step.exact_output,
             temperature: step.temperature,
             tools: step.tools.clone(),
+            recorded: None,
         };
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
         let mut record =

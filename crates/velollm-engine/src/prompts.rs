@@ -661,6 +661,11 @@ impl PromptSource {
             }
             Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
             Workload::Sessions(_) => (self.session(i).first().map(|t| t.user.clone()).unwrap_or_default(), None),
+            Workload::Trace(t) if t.sessions.is_empty() => (String::new(), None),
+            Workload::Trace(t) => {
+                let session = &t.sessions[(i % t.sessions.len() as u64) as usize];
+                (session.turns.first().map(|c| c.last_user_text()).unwrap_or_default(), None)
+            }
         }
     }
 }

@@ -13,7 +13,7 @@
 //! and [`RunError::Internal`] says what happened — it is never counted as a server failure.
 
 use crate::checks::run_checks;
-use crate::dialect::GenRequest;
+use crate::dialect::{DialectKind, GenRequest};
 use crate::exec::{Slot, StepConnections, Target, execute};
 use crate::prompts::PromptSource;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -97,6 +97,17 @@ impl StepPlan {
                 let first = sessions.first().and_then(|s| s.first()).map_or("", |t| t.user.as_str());
                 (format!("dataset, {} conversations, {turns} user turns; first: {first}", sessions.len()), None)
             }
+            Workload::Trace(t) => {
+                let first = t.sessions.first().and_then(|s| s.turns.first()).map(|c| c.last_user_text());
+                let scale = if t.time_scale == 1.0 { String::new() } else { format!(", time × {}", t.time_scale) };
+                let text = format!(
+                    "trace, {} sessions, {} calls{scale}; first: {}",
+                    t.sessions.len(),
+                    t.calls(),
+                    first.unwrap_or_default()
+                );
+                (text, None)
+            }
         };
         StepConfig {
             prompt,
@@ -117,6 +128,10 @@ impl StepPlan {
             Workload::Sessions(s) => {
                 let n = s.first().map(Vec::len)?;
                 s.iter().all(|t| t.len() == n).then_some(n as u32)
+            }
+            Workload::Trace(t) => {
+                let n = t.sessions.first().map(|s| s.turns.len())?;
+                t.sessions.iter().all(|s| s.turns.len() == n).then_some(n as u32)
             }
             _ => None,
         }
@@ -282,6 +297,7 @@ pub(crate) fn request(
         exact_output: step.exact_output,
         temperature: step.temperature,
         tools: step.tools.clone(),
+        recorded: None,
     }
 }
 
@@ -379,6 +395,7 @@ fn planned_turns(step: &StepPlan, i: u64) -> usize {
     match &step.workload {
         Workload::Conversation(turns) => turns.len().max(1),
         Workload::Sessions(s) if !s.is_empty() => s[(i % s.len() as u64) as usize].len().max(1),
+        Workload::Trace(t) if !t.sessions.is_empty() => t.sessions[(i % t.sessions.len() as u64) as usize].turns.len(),
         _ => 1,
     }
 }
@@ -524,6 +541,9 @@ impl StepCtx {
         if test_panic_at() == Some(i) {
             panic!("VELOLLM_TEST_PANIC_AT={i}: a simulated bug in a request task");
         }
+        if let Workload::Trace(trace) = &self.step.workload {
+            return self.run_trace_session(slot, trace, i, scheduled, tx).await;
+        }
         let conversation =
             matches!(self.step.workload, Workload::Conversation(_) | Workload::Sessions(_)) || self.step.retries > 0;
         let mut queue: VecDeque<(String, Option<String>)> = self.session_turns(i).into();
@@ -599,6 +619,101 @@ impl StepCtx {
     }
 }
 
+impl StepCtx {
+    /// Replay session `i` of a trace (scheduled at `scheduled`): its recorded calls in order, each sent with
+    /// its recorded history, each after the recorded pause that followed the previous one (scaled and capped).
+    /// A call is scheduled at the end of that pause, so its queue delay is how late the replay sent it.
+    /// Returns false when the collector is gone.
+    async fn run_trace_session(
+        &self,
+        slot: &mut Slot,
+        trace: &velollm_core::trace::TraceReplay,
+        i: u64,
+        scheduled: Nanos,
+        tx: &mpsc::Sender<RequestRecord>,
+    ) -> bool {
+        let Some(session) = trace.sessions.get((i % trace.sessions.len().max(1) as u64) as usize) else {
+            return true;
+        };
+        let clock = self.target.clock;
+        let mut at = scheduled;
+        let mut cancel = self.cancel.clone();
+        for (turn, call) in session.turns.iter().enumerate() {
+            if turn > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(clock.instant(at).into()) => {}
+                    _ = cancel.wait_for(|c| *c) => return true,
+                }
+            }
+            let mut record = self.record(i, at);
+            record.conversation = Some(i);
+            record.turn = Some(turn as u32);
+            record.label = Some(format!("session {}", session.id));
+            let req = GenRequest {
+                model: self.model.clone(),
+                system: None,
+                context: None,
+                cache: self.step.cache.clone(),
+                history: Vec::new(),
+                prompt: String::new(),
+                max_tokens: call.output_tokens.or(call.max_tokens).unwrap_or(self.step.max_tokens),
+                exact_output: self.step.exact_output || call.output_tokens.is_some(),
+                temperature: self.step.temperature,
+                tools: call.tools.clone().or_else(|| self.step.tools.clone()),
+                recorded: Some(call.messages.clone()),
+            };
+            let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
+            if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
+                && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
+            {
+                e.message = m;
+            }
+            if self.step.connection.is_new() {
+                slot.discard();
+            }
+            if !self.target.keep_text {
+                record.text = None;
+            }
+            if tx.send(record).await.is_err() {
+                return false;
+            }
+            if *self.cancel.borrow() {
+                break;
+            }
+            // The recorded history goes on whatever this answer was: the next call is sent as recorded.
+            at = clock.now() + (trace.pause_ms(call.delay_ms) * 1e6) as Nanos;
+        }
+        true
+    }
+}
+
+/// Sessions of a trace, each started at its recorded time (or all at once), all running together: session
+/// `i` replays the trace's session `i % len`, up to the step's request bound (its sessions).
+async fn trace_loop(ctx: Arc<StepCtx>, trace: velollm_core::trace::TraceReplay, tx: mpsc::Sender<RequestRecord>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut cancel = ctx.cancel.clone();
+    for i in 0.. {
+        if ctx.skip.contains(&i) {
+            continue;
+        }
+        let at = ctx.start + (trace.start_ms(i as usize) * 1e6) as Nanos;
+        if !ctx.admit(i, at) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(ctx.target.clock.instant(at).into()) => {}
+            _ = cancel.wait_for(|c| *c) => break,
+        }
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        tasks.spawn(async move {
+            let mut slot = ctx.connections.slot();
+            ctx.run_guarded(&mut slot, i, at, &tx).await;
+        });
+    }
+    drop(tx);
+    while tasks.join_next().await.is_some() {}
+}
+
 /// Runs the steps of a plan against one target.
 pub struct Runner {
     target: Arc<Target>,
@@ -635,6 +750,13 @@ pub enum RunError {
         /// What the server said.
         message: String,
     },
+    /// A trace's recorded histories are OpenAI chat messages: other dialects cannot carry them as recorded.
+    #[error(
+        "step '{0}' replays a trace, whose recorded histories (tool calls and results included) are OpenAI chat \
+         messages: the target speaks '{1}'; use --backend openai-chat (llama-server, vLLM, SGLang, Ollama's /v1 \
+         and most gateways serve it)"
+    )]
+    TraceDialect(String, &'static str),
     /// A request task panicked (a bug in velollm): the step stopped, what it measured is kept.
     #[error("internal error: {0} (a bug in velollm, not a server failure; please report it with the command line)")]
     Internal(String),
@@ -683,6 +805,9 @@ impl Runner {
         if !step.bounds.is_bounded() {
             return Err(RunError::Unbounded(step.name.clone()));
         }
+        if matches!(step.workload, Workload::Trace(_)) && self.target.dialect != DialectKind::OpenAiChat {
+            return Err(RunError::TraceDialect(step.name.clone(), self.target.dialect.name()));
+        }
         if step.cold {
             self.unload(step).await?;
         }
@@ -728,9 +853,10 @@ impl Runner {
             connections: StepConnections::new(step.connection),
         });
         let (tx, mut rx) = mpsc::channel::<RequestRecord>(1024);
-        let driver = match schedule {
-            Some(s) => tokio::spawn(open_loop(ctx.clone(), s, step.load.workers(), tx)),
-            None => {
+        let driver = match (schedule, &step.workload) {
+            (_, Workload::Trace(trace)) => tokio::spawn(trace_loop(ctx.clone(), trace.clone(), tx)),
+            (Some(s), _) => tokio::spawn(open_loop(ctx.clone(), s, step.load.workers(), tx)),
+            (None, _) => {
                 let workers = step.load.workers().unwrap_or(1).max(1);
                 tokio::spawn(closed_loop(ctx.clone(), workers, tx))
             }

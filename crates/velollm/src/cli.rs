@@ -138,6 +138,19 @@ pub struct BenchArgs {
     /// Sampling temperature.
     #[arg(long, help_heading = "Workload")]
     pub temperature: Option<f64>,
+    /// Replay an agent trace (JSON Lines, one recorded model call per line with its whole history): its
+    /// sessions at their recorded starts, each call after its recorded pause; `-n N` replays N sessions.
+    #[arg(long, value_name = "FILE", help_heading = "Agent trace")]
+    pub trace: Option<PathBuf>,
+    /// Multiply every recorded time of --trace by F (0.5 = twice as fast; 0 = no pauses) [default: 1].
+    #[arg(long, value_name = "F", requires = "trace", help_heading = "Agent trace")]
+    pub time_scale: Option<f64>,
+    /// Cap any single pause of --trace (after scaling), e.g. 5s.
+    #[arg(long, value_name = "DURATION", requires = "trace", help_heading = "Agent trace")]
+    pub max_delay: Option<String>,
+    /// Start every session of --trace at once instead of at its recorded time.
+    #[arg(long, requires = "trace", help_heading = "Agent trace")]
+    pub sessions_together: bool,
     /// Local tokenizer.json for token counts when the server reports no usage.
     #[arg(long, value_name = "FILE", help_heading = "Workload")]
     pub tokenizer: Option<PathBuf>,

@@ -112,7 +112,34 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
     Ok((Scenario::parse(name, &text)?, path.parent().map(PathBuf::from)))
 }
 
+/// `--trace FILE` with its replay options; errors name the file, the line and the session.
+fn trace(args: &BenchArgs, file: &Path) -> Result<Workload> {
+    if !args.prompt.is_empty() || args.prompt_file.is_some() || args.prompt_tokens.is_some() {
+        bail!("--trace replays the recorded calls: leave out --prompt, --prompt-file and --prompt-tokens");
+    }
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow!("--trace '{}': cannot read it: {e}", file.display()))?;
+    let sessions = velollm_core::trace::parse(&text).map_err(|e| anyhow!("--trace '{}': {e}", file.display()))?;
+    if sessions.is_empty() {
+        bail!("--trace '{}' has no call (one JSON object per line, with session_id and messages)", file.display());
+    }
+    let mut replay = velollm_core::trace::TraceReplay::new(sessions);
+    if let Some(f) = args.time_scale {
+        if !(f.is_finite() && f >= 0.0) {
+            bail!("--time-scale must be a number ≥ 0 (1 = recorded speed, 0 = no pauses)");
+        }
+        replay.time_scale = f;
+    }
+    replay.max_delay_ms =
+        args.max_delay.as_deref().map(|d| duration("--max-delay", d)).transpose()?.map(|d| d.as_secs_f64() * 1e3);
+    replay.together = args.sessions_together;
+    Ok(Workload::Trace(replay))
+}
+
 fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
+    if let Some(file) = &args.trace {
+        return trace(args, file).map(Some);
+    }
     let mut prompts = args.prompt.clone();
     if let Some(file) = &args.prompt_file {
         prompts.extend(prompt_lines(file).context("--prompt-file")?);
@@ -247,9 +274,29 @@ fn read_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Vec<Vec<Turn>>> {
     Ok(dataset.sessions)
 }
 
+/// A step's `dataset` when it is an agent trace (its first record has `session_id` and `messages`).
+fn read_trace_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Option<Workload>> {
+    let Some(file) = &step.dataset else { return Ok(None) };
+    let path = base.map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let is_trace = serde_json::from_str::<serde_json::Value>(first)
+        .is_ok_and(|v| v.get("session_id").is_some() && v.get("messages").is_some());
+    if !is_trace {
+        return Ok(None);
+    }
+    let sessions = velollm_core::trace::parse(&text)
+        .map_err(|e| anyhow!("step '{}': trace {}: {e}", step.name, path.display()))?;
+    Ok(Some(Workload::Trace(velollm_core::trace::TraceReplay::new(sessions))))
+}
+
 /// A scenario step as a runnable plan, with the command line's overrides applied.
 fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepLoad) -> Result<StepPlan> {
     let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?;
+    if let Some(trace) = read_trace_dataset(s, base)? {
+        workload = trace;
+    }
     match &mut workload {
         Workload::Prompts(p) => p.extend(read_prompt_file(s, base)?),
         Workload::Sessions(sessions) => *sessions = read_dataset(s, base)?,
@@ -264,7 +311,11 @@ fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepL
         (Workload::Sessions(sessions), Some(n)) => sessions.iter_mut().for_each(|t| t.truncate(n as usize)),
         _ => {}
     }
-    let l = merge_load(cli, s.load.as_ref());
+    let mut l = merge_load(cli, s.load.as_ref());
+    if let Workload::Trace(t) = &workload {
+        // A trace's sessions run at their recorded times: one replay of every session unless told otherwise.
+        l.requests = l.requests.or(Some(t.sessions.len() as u64));
+    }
     let profile = load(&l)?;
     let thresholds = s
         .thresholds
@@ -440,20 +491,27 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         Some(w) => {
             let name = match &w {
                 Workload::Synthetic { prompt_tokens } => format!("synthetic-{prompt_tokens}"),
+                Workload::Trace(_) => "trace".to_string(),
                 _ => "prompts".to_string(),
             };
             let profile = load(&cli)?;
-            let mut step = StepPlan::simple(
-                name.clone(),
-                w,
-                args.max_tokens.unwrap_or(128),
-                profile,
-                bounds(&cli, &profile, args.iterations.unwrap_or(1))?,
-            );
+            let mut bounds = bounds(&cli, &profile, args.iterations.unwrap_or(1))?;
+            let mut analyses = Vec::new();
+            if let Workload::Trace(t) = &w {
+                if args.rate.is_some() || args.concurrency.is_some() || args.duration.is_some() {
+                    bail!(
+                        "--trace runs its sessions at their recorded times (or together with --sessions-together): \
+                         leave out --rate, --concurrency and --duration; -n N replays N sessions"
+                    );
+                }
+                bounds.requests = Some(args.requests.unwrap_or(t.sessions.len() as u64));
+                analyses.push(AnalysisSpec::Agent { step: name.clone() });
+            }
+            let mut step = StepPlan::simple(name.clone(), w, args.max_tokens.unwrap_or(128), profile, bounds);
             step.system = args.system.clone();
             step.exact_output = args.exact_output;
             step.temperature = args.temperature;
-            (vec![step], name, Vec::new(), Vec::new())
+            (vec![step], name, analyses, Vec::new())
         }
         None => {
             let (sc, base) = scenario(&args.scenario)?;

@@ -38,6 +38,9 @@ pub struct GenRequest {
     pub temperature: Option<f64>,
     /// Tool definitions (OpenAI `tools` format), for chat dialects.
     pub tools: Option<Value>,
+    /// A recorded history (OpenAI chat messages, tool calls and results included) sent as it is, instead of
+    /// the messages built from `system`, `history` and `prompt`: a trace's call ([`velollm_core::trace`]).
+    pub recorded: Option<Vec<Value>>,
 }
 
 impl GenRequest {
@@ -54,11 +57,15 @@ impl GenRequest {
             exact_output: false,
             temperature: None,
             tools: None,
+            recorded: None,
         }
     }
 
     /// Chat messages: system, then each earlier exchange, then the current user message.
     fn messages(&self) -> Vec<Value> {
+        if let Some(recorded) = &self.recorded {
+            return recorded.clone();
+        }
         let mut m = Vec::with_capacity(2 + 2 * self.history.len());
         if let Some(s) = &self.system {
             m.push(serde_json::json!({"role": "system", "content": s}));

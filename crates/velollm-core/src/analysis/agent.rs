@@ -1,0 +1,130 @@
+//! The `agent` analysis: what an agent trace's replay measured ([`crate::trace`]).
+//!
+//! * Per turn index (table): calls, mean prompt tokens, prefix reuse (cached ÷ prompt tokens, as the server
+//!   reports them), TTFT and E2E p50, tokens/s mean.
+//! * Per session: wall time (first call scheduled → last answer), split into model time (the sum of the
+//!   calls' E2E) and the rest (the recorded tool and think pauses, and any lateness).
+//! * Figures: `prefix_reuse` over every call, `computed_share` (prompt tokens the server had to compute),
+//!   `schedule_lateness_p99_ms` (sent − scheduled: how late the replay sent a call against the trace's own
+//!   schedule), `model_time_share` (model time ÷ wall time, over sessions).
+
+use super::{AnalysisResult, StepData, Table, TableRow, fig};
+use crate::metrics::Sample;
+use crate::names::Unit;
+use crate::stats::Summary;
+use std::collections::BTreeMap;
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64 * 100.0)
+}
+
+fn p50(v: &[f64]) -> Option<f64> {
+    Summary::of(v.iter().copied()).map(|s| s.p50)
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Calls of one turn index.
+#[derive(Default)]
+struct Turn {
+    calls: usize,
+    prompt: u64,
+    cached: u64,
+    reported: usize,
+    ttft: Vec<f64>,
+    e2e: Vec<f64>,
+    tps: Vec<f64>,
+}
+
+pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
+    let mut turns: BTreeMap<u32, Turn> = BTreeMap::new();
+    // Per session: (first scheduled, last done, model time).
+    let mut sessions: BTreeMap<u64, (u64, u64, f64)> = BTreeMap::new();
+    let mut late = Vec::new();
+    let (mut prompt, mut cached) = (0u64, 0u64);
+    let ok: Vec<&Sample> = s.samples.iter().filter(|x| x.ok).collect();
+    for x in &ok {
+        let t = turns.entry(x.turn.unwrap_or(0)).or_default();
+        t.calls += 1;
+        let m = &x.metrics;
+        if let (Some(p), Some(c)) = (m.prompt_tokens, m.cached_tokens) {
+            t.prompt += p;
+            t.cached += c;
+            t.reported += 1;
+            prompt += p;
+            cached += c;
+        }
+        t.ttft.extend(m.ttft_ms);
+        t.e2e.extend(m.e2e_ms);
+        t.tps.extend(m.tokens_per_s);
+        late.extend(m.queue_delay_ms);
+        if let (Some(c), Some(done)) = (x.conversation, x.done) {
+            let e = sessions.entry(c).or_insert((x.scheduled, done, 0.0));
+            e.0 = e.0.min(x.scheduled);
+            e.1 = e.1.max(done);
+            e.2 += m.e2e_ms.unwrap_or(0.0);
+        }
+    }
+    let rows = turns
+        .iter()
+        .map(|(k, t)| TableRow {
+            label: format!("turn {}", k + 1),
+            values: vec![
+                Some(t.calls as f64),
+                (t.reported > 0).then(|| t.prompt as f64 / t.reported as f64),
+                ratio(t.cached, t.prompt),
+                p50(&t.ttft),
+                p50(&t.e2e),
+                mean(&t.tps),
+            ],
+        })
+        .collect();
+    let mut figures = Vec::new();
+    let mut notes = Vec::new();
+    if let Some(r) = ratio(cached, prompt) {
+        figures.push(fig("prefix_reuse", r, Unit::Percent, "prompt tokens the server read from its prefix cache"));
+        figures.push(fig("computed_share", 100.0 - r, Unit::Percent, "prompt tokens the server had to compute"));
+    } else if !ok.is_empty() {
+        notes.push("the server reported no cached prompt tokens: prefix reuse is not measured".into());
+    }
+    if let Some(l) = Summary::of(late.iter().copied()) {
+        figures.push(fig("schedule_lateness_p99_ms", l.p99, Unit::Ms, "p99 of sent − scheduled (replay accuracy)"));
+    }
+    let (wall, model): (f64, f64) = sessions
+        .values()
+        .map(|(a, b, m)| (b.saturating_sub(*a) as f64 / 1e6, *m))
+        .fold((0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
+    if wall > 0.0 {
+        figures.push(fig("model_time_share", model / wall * 100.0, Unit::Percent, "model time ÷ session wall time"));
+        notes.push(format!(
+            "{} sessions: {:.1} s of wall time, {:.1} s waiting for the model, {:.1} s of recorded tool/think time \
+             and lateness",
+            sessions.len(),
+            wall / 1e3,
+            model / 1e3,
+            (wall - model).max(0.0) / 1e3
+        ));
+    }
+    AnalysisResult {
+        kind: "agent".into(),
+        title: format!("agent sessions ('{}'): by turn, prefix reuse, model vs tool time", s.name),
+        figures,
+        table: Some(Table {
+            columns: [
+                "turn",
+                "calls",
+                "prompt tokens mean",
+                "prefix reuse %",
+                "TTFT p50 ms",
+                "E2E p50 ms",
+                "tokens/s mean",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        }),
+        notes,
+    }
+}

@@ -1,0 +1,229 @@
+//! `velollm bench --trace FILE`: agent sessions replayed from a request-per-turn trace, through the real
+//! binary, against the in-process fake (exact bodies and timings) and the real llama-server (prefix reuse).
+
+mod common;
+
+use common::{json, jsonl, server_url, text, velollm_async};
+use serde_json::{Value, json};
+use std::time::Duration;
+use velollm_testkit::{FakeServer, Flavor, Script};
+
+/// A two-session agent trace: session `a` lists files, reads one (tool calls and results in its history),
+/// then answers; session `b` starts `b_start_ms` later with one call.
+fn agent_trace(delay_ms: u64, b_start_ms: u64) -> (String, Vec<Vec<Value>>) {
+    let tools = json!([{"type": "function", "function": {"name": "ls", "description": "List files",
+        "parameters": {"type": "object", "properties": {}}}}]);
+    let system = json!({"role": "system", "content": "You are a coding agent."});
+    let user = json!({"role": "user", "content": "What is in this folder?"});
+    let call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "ls", "arguments": "{}"}}]});
+    let result = json!({"role": "tool", "tool_call_id": "c1", "content": "README.md\nsrc/"});
+    let answer = json!({"role": "assistant", "content": "A README and a src folder."});
+    let follow = json!({"role": "user", "content": "Summarise the README in one line."});
+    let turns = vec![
+        vec![system.clone(), user.clone()],
+        vec![system.clone(), user.clone(), call.clone(), result.clone()],
+        vec![system, user, call, result, answer, follow],
+    ];
+    let mut lines = Vec::new();
+    for (k, messages) in turns.iter().enumerate() {
+        let mut line = json!({"session_id": "a", "turn": k, "messages": messages, "tools": tools,
+            "output_tokens": 4, "delay_ms": delay_ms});
+        if k == 0 {
+            line["timestamp_ms"] = json!(1000);
+        }
+        lines.push(line.to_string());
+    }
+    let b = vec![json!({"role": "user", "content": "hello"})];
+    lines.push(json!({"session_id": 2, "timestamp_ms": 1000 + b_start_ms, "messages": b}).to_string());
+    let mut all = turns;
+    all.push(b);
+    (lines.join("\n") + "\n", all)
+}
+
+struct Run {
+    code: Option<i32>,
+    stderr: String,
+    doc: Value,
+    records: Vec<Value>,
+}
+
+async fn bench(url: &str, trace: &str, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace.jsonl");
+    std::fs::write(&file, trace).unwrap();
+    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+    let mut all: Vec<String> = vec!["bench".into(), "--url".into(), url.into(), "--no-progress".into()];
+    for a in ["--trace", file.to_str().unwrap(), "-o", out.to_str().unwrap(), "--records", records.to_str().unwrap()] {
+        all.push(a.into());
+    }
+    all.extend(args.iter().map(|s| s.to_string()));
+    let o = velollm_async(all).await;
+    let (_, stderr) = text(&o);
+    let doc = if out.exists() { json(&out) } else { Value::Null };
+    let records = if records.exists() { jsonl(&records) } else { Vec::new() };
+    Run { code: o.status.code(), stderr, doc, records }
+}
+
+fn ms(ns: &Value) -> f64 {
+    ns.as_u64().unwrap() as f64 / 1e6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_replays_its_recorded_histories_and_pauses() {
+    let script =
+        Script { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), tokens: 4, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let (trace, histories) = agent_trace(150, 100);
+    let run = bench(&server.url(), &trace, &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.doc["steps"][0]["name"], "trace");
+    assert_eq!(run.doc["steps"][0]["succeeded"], 4, "{}", run.doc["steps"][0]);
+
+    // Every call went out with its history exactly as recorded, tools and output length included.
+    let bodies: Vec<Value> = server.requests().into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), 4);
+    for h in &histories {
+        let sent = bodies.iter().find(|b| b["messages"].as_array().unwrap()[..] == h[..]);
+        let sent = sent.unwrap_or_else(|| panic!("no request carried {h:?}: {bodies:#?}"));
+        if h.len() > 1 {
+            assert_eq!(sent["tools"][0]["function"]["name"], "ls");
+            assert_eq!(sent["max_tokens"], 4, "the recorded output length: {sent}");
+        }
+    }
+
+    // Session a: three turns in order, each after the recorded 150 ms pause that followed the previous one.
+    let mut a: Vec<&Value> = run.records.iter().filter(|r| r["label"] == "session a").collect();
+    a.sort_by_key(|r| r["turn"].as_u64());
+    assert_eq!(a.iter().map(|r| r["turn"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    for w in a.windows(2) {
+        let pause = ms(&w[1]["scheduled"]) - ms(&w[0]["done"]);
+        assert!((150.0..160.0).contains(&pause), "scheduled {pause:.1} ms after the previous answer");
+        let late = ms(&w[1]["sent"]) - ms(&w[1]["scheduled"]);
+        assert!((0.0..50.0).contains(&late), "sent {late:.1} ms after its schedule");
+    }
+    // Session 2 starts 100 ms after session a, as recorded.
+    let b = run.records.iter().find(|r| r["label"] == "session 2").unwrap();
+    let start = ms(&b["scheduled"]) - ms(&a[0]["scheduled"]);
+    assert!((99.0..101.0).contains(&start), "session 2 scheduled {start:.1} ms after session a");
+    let agent = analysis(&run.doc, "agent");
+    let rows: Vec<&str> =
+        agent["table"]["rows"].as_array().unwrap().iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(rows, ["turn 1", "turn 2", "turn 3"]);
+    let lateness = figure(agent, "schedule_lateness_p99_ms").unwrap();
+    assert!((0.0..50.0).contains(&lateness), "{agent:#}");
+    assert!(figure(agent, "model_time_share").is_some_and(|s| s > 0.0 && s < 100.0), "{agent:#}");
+}
+
+fn analysis<'a>(doc: &'a Value, kind: &str) -> &'a Value {
+    doc["analyses"].as_array().unwrap().iter().find(|x| x["kind"] == kind).unwrap_or_else(|| panic!("no {kind}: {doc}"))
+}
+
+fn figure(a: &Value, name: &str) -> Option<f64> {
+    a["figures"].as_array()?.iter().find(|f| f["name"] == name).and_then(|f| f["value"].as_f64())
+}
+
+/// A scenario step whose `dataset` is a trace replays it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_dataset_can_be_a_trace() {
+    let server = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (trace, _) = agent_trace(10, 0);
+    std::fs::write(dir.path().join("agent.jsonl"), trace).unwrap();
+    let scenario = dir.path().join("agent.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"agent\"\n[[analyses]]\nkind = \"agent\"\nstep = \"replay\"\n[[steps]]\nname = \"replay\"\ndataset = \"agent.jsonl\"\nmax_tokens = 8\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run.json");
+    let args = [
+        "bench",
+        "--url",
+        &server.url(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--no-progress",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let o = velollm_async(args.iter().map(|s| s.to_string()).collect()).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let doc = json(&out);
+    assert_eq!(doc["steps"][0]["succeeded"], 4, "every call of both sessions: {}", doc["steps"][0]);
+    assert!(analysis(&doc, "agent")["table"]["rows"].as_array().unwrap().len() == 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_scale_and_together_change_the_schedule() {
+    let script =
+        Script { ttft: Duration::from_millis(2), itl: Duration::from_millis(1), tokens: 2, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let (trace, _) = agent_trace(400, 600);
+    let run = bench(&server.url(), &trace, &["--time-scale", "0.25", "--sessions-together"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let a: Vec<&Value> = run.records.iter().filter(|r| r["label"] == "session a").collect();
+    let b = run.records.iter().find(|r| r["label"] == "session 2").unwrap();
+    assert!((ms(&b["scheduled"]) - ms(&a[0]["scheduled"])).abs() < 5.0, "together: both start at once");
+    let pause = ms(&a[1]["scheduled"]) - ms(&a[0]["done"]);
+    assert!((100.0..110.0).contains(&pause), "400 ms × 0.25: {pause:.1}");
+    let run = bench(&server.url(), &trace, &["--max-delay", "20ms"]).await;
+    let a: Vec<&Value> = run.records.iter().filter(|r| r["label"] == "session a").collect();
+    let pause = ms(&a[1]["scheduled"]) - ms(&a[0]["done"]);
+    assert!((20.0..30.0).contains(&pause), "capped at 20 ms: {pause:.1}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_trace_is_refused_before_anything_is_sent() {
+    let server = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let (good, _) = agent_trace(0, 0);
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    // Turn 1 of session a rewrites turn 0's history.
+    lines[1] = lines[1].replace("What is in this folder?", "Something else");
+    let run = bench(&server.url(), &(lines.join("\n") + "\n"), &[]).await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("trace.jsonl': line 2 (session 'a'): the history does not extend turn 0 (line 1)"),
+        "{}",
+        run.stderr
+    );
+    let run = bench(
+        &server.url(),
+        "{\"session_id\": \"x\", \"messages\": [{\"role\": \"user\", \"content\": \"a\"}]}\nnot json\n",
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("line 2: not JSON"), "{}", run.stderr);
+    assert_eq!(server.request_count(), 0, "nothing was sent");
+
+    // Recorded OpenAI chat histories need the OpenAI chat dialect.
+    let anthropic = FakeServer::start(Flavor::Anthropic, Script::default()).await;
+    let run = bench(&anthropic.url(), &good, &["--backend", "anthropic", "--model", "m"]).await;
+    assert_ne!(run.code, Some(0));
+    assert!(run.stderr.contains("--backend openai-chat"), "{}", run.stderr);
+    assert_eq!(anthropic.request_count(), 0);
+}
+
+/// Against llama-server: a trace with tool calls in its history replays end to end, every call reports its
+/// cached prompt tokens, and the later calls of a session reuse the prefix its earlier calls left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_reuses_the_prefix_of_a_sessions_earlier_calls() {
+    let Some(url) = server_url() else { return };
+    let (trace, _) = agent_trace(50, 0);
+    let run = bench(&url, &trace, &["--sessions-together"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.doc["steps"][0]["succeeded"], 4, "{}", run.doc["steps"][0]);
+    for r in &run.records {
+        assert!(r["usage"]["cached_tokens"].is_u64(), "every call reports its cached tokens: {r}");
+    }
+    let mut a: Vec<&Value> = run.records.iter().filter(|r| r["label"] == "session a").collect();
+    a.sort_by_key(|r| r["turn"].as_u64());
+    for later in &a[1..] {
+        let (cached, prompt) =
+            (later["usage"]["cached_tokens"].as_u64().unwrap(), later["usage"]["prompt_tokens"].as_u64().unwrap());
+        assert!(cached > 0 && cached < prompt, "turn {} reused {cached} of {prompt} prompt tokens", later["turn"]);
+    }
+    let reuse = figure(analysis(&run.doc, "agent"), "prefix_reuse").unwrap();
+    assert!(reuse > 0.0 && reuse < 100.0, "{reuse}");
+}
