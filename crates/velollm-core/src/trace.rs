@@ -26,8 +26,10 @@ use serde_json::Value;
 /// One recorded model call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TraceTurn {
-    /// The whole history sent with the call, in the OpenAI chat shape.
-    pub messages: Vec<Value>,
+    /// The whole history sent with the call: the first `messages` of its session's [`TraceSession::history`]
+    /// (each call's history extends the previous one's, so a session keeps only its longest: memory grows with
+    /// the messages, not with their square).
+    pub messages: usize,
     /// Tool definitions (OpenAI `tools` format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Value>,
@@ -51,15 +53,25 @@ pub struct TraceSession {
     pub id: String,
     /// When the session started, relative to the trace's first session (ms).
     pub start_ms: f64,
+    /// The history of its last call, which holds every earlier call's (OpenAI chat messages).
+    pub history: Vec<Value>,
     /// Its calls, in order.
     pub turns: Vec<TraceTurn>,
+}
+
+impl TraceSession {
+    /// The messages call `turn` sends.
+    pub fn messages(&self, turn: &TraceTurn) -> &[Value] {
+        &self.history[..turn.messages.min(self.history.len())]
+    }
 }
 
 /// A trace and how to replay it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TraceReplay {
-    /// The sessions, in the order they first appear in the file.
-    pub sessions: Vec<TraceSession>,
+    /// The sessions, in the order they first appear in the file (shared, not copied, by the step's plan and
+    /// its running sessions).
+    pub sessions: std::sync::Arc<Vec<TraceSession>>,
     /// Every recorded time (session starts, pauses) is multiplied by this (`--time-scale`; 0 sends each call
     /// as soon as the previous answer ends).
     pub time_scale: f64,
@@ -73,7 +85,7 @@ pub struct TraceReplay {
 impl TraceReplay {
     /// A replay at recorded speed, sessions at their recorded starts.
     pub fn new(sessions: Vec<TraceSession>) -> TraceReplay {
-        TraceReplay { sessions, time_scale: 1.0, max_delay_ms: None, together: false }
+        TraceReplay { sessions: std::sync::Arc::new(sessions), time_scale: 1.0, max_delay_ms: None, together: false }
     }
 
     /// When session `i` starts, after the step's start (ms).
@@ -96,10 +108,11 @@ impl TraceReplay {
     }
 }
 
-impl TraceTurn {
-    /// The text of the call's last user message (for display).
-    pub fn last_user_text(&self) -> String {
-        let user = self.messages.iter().rev().find(|m| m["role"] == "user");
+impl TraceSession {
+    /// The text of the first call's last user message (for display).
+    pub fn first_user_text(&self) -> String {
+        let Some(first) = self.turns.first() else { return String::new() };
+        let user = self.messages(first).iter().rev().find(|m| m["role"] == "user");
         match user.map(|m| &m["content"]) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(parts)) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(" "),
@@ -179,7 +192,7 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
             output_tokens: count("output_tokens")?,
             max_tokens: count("max_tokens")?,
             delay_ms: number("delay_ms")?.unwrap_or(0.0),
-            messages,
+            messages: messages.len(),
             line,
         };
         let at = match index.get(&id) {
@@ -187,7 +200,7 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
             None => {
                 index.insert(id.clone(), sessions.len());
                 let start_ms = number("timestamp_ms")?.unwrap_or(0.0);
-                sessions.push(TraceSession { id: id.clone(), start_ms, turns: Vec::new() });
+                sessions.push(TraceSession { id: id.clone(), start_ms, history: Vec::new(), turns: Vec::new() });
                 sessions.len() - 1
             }
         };
@@ -203,10 +216,10 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
             _ => {}
         }
         if let Some(prev) = session.turns.last() {
-            let n = prev.messages.len();
-            if turn.messages.len() <= n || turn.messages[..n] != prev.messages[..] {
-                let at = (0..n.min(turn.messages.len())).find(|&k| turn.messages[k] != prev.messages[k]).map_or_else(
-                    || format!("it has {} messages, no more than line {}'s", turn.messages.len(), prev.line),
+            let (n, before) = (prev.messages, &session.history);
+            if messages.len() <= n || messages[..n] != before[..n] {
+                let at = (0..n.min(messages.len())).find(|&k| messages[k] != before[k]).map_or_else(
+                    || format!("it has {} messages, no more than line {}'s", messages.len(), prev.line),
                     |k| format!("message {} differs", k + 1),
                 );
                 return Err(e(format!(
@@ -218,6 +231,7 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
                 )));
             }
         }
+        session.history = messages;
         session.turns.push(turn);
     }
     let first = sessions.iter().map(|s| s.start_ms).fold(f64::INFINITY, f64::min);
@@ -245,7 +259,8 @@ mod tests {
         );
         let a = &s[0].turns;
         assert_eq!((a[0].delay_ms, a[0].line, a[1].output_tokens, a[1].line), (250.0, 1, Some(32), 3));
-        assert_eq!(a[1].messages[2]["role"], "tool");
+        assert_eq!(s[0].messages(&a[1])[2]["role"], "tool");
+        assert_eq!((s[0].messages(&a[0]).len(), s[0].history.len()), (1, 3), "one history per session");
     }
 
     #[test]

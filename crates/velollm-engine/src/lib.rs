@@ -11,6 +11,7 @@
 //! * [`dialect`] — one file per API: OpenAI chat/completions, Ollama chat/generate, llama.cpp `/completion`.
 //! * [`exec`] — one request from connect to last byte, with timeouts and error classes.
 //! * [`runner`] — sequential, closed-loop and open-loop (constant / Poisson / gamma) load.
+//! * [`timer`] — precise waits for schedules (a thread on the kernel's timers, not tokio's 1 ms wheel).
 //! * [`sweep`] — a capacity probe, then a ladder of rates or concurrency levels up to saturation.
 //! * [`probe`] — which API an endpoint speaks, which server it is, which models it has.
 //! * [`output`] — the result document and per-request records, written as the run goes.
@@ -39,6 +40,7 @@ pub mod rxstamp;
 pub mod scrape;
 pub mod selfcheck;
 pub mod sweep;
+pub mod timer;
 pub mod tokenize;
 pub mod transport;
 pub mod wire;

@@ -664,7 +664,7 @@ impl PromptSource {
             Workload::Trace(t) if t.sessions.is_empty() => (String::new(), None),
             Workload::Trace(t) => {
                 let session = &t.sessions[(i % t.sessions.len() as u64) as usize];
-                (session.turns.first().map(|c| c.last_user_text()).unwrap_or_default(), None)
+                (session.first_user_text(), None)
             }
         }
     }

@@ -98,7 +98,7 @@ impl StepPlan {
                 (format!("dataset, {} conversations, {turns} user turns; first: {first}", sessions.len()), None)
             }
             Workload::Trace(t) => {
-                let first = t.sessions.first().and_then(|s| s.turns.first()).map(|c| c.last_user_text());
+                let first = t.sessions.first().map(|s| s.first_user_text());
                 let scale = if t.time_scale == 1.0 { String::new() } else { format!(", time × {}", t.time_scale) };
                 let text = format!(
                     "trace, {} sessions, {} calls{scale}; first: {}",
@@ -641,7 +641,7 @@ impl StepCtx {
         for (turn, call) in session.turns.iter().enumerate() {
             if turn > 0 {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(clock.instant(at).into()) => {}
+                    _ = crate::timer::sleep_until(clock.instant(at)) => {}
                     _ = cancel.wait_for(|c| *c) => return true,
                 }
             }
@@ -660,7 +660,7 @@ impl StepCtx {
                 exact_output: self.step.exact_output || call.output_tokens.is_some(),
                 temperature: self.step.temperature,
                 tools: call.tools.clone().or_else(|| self.step.tools.clone()),
-                recorded: Some(call.messages.clone()),
+                recorded: Some(session.messages(call).to_vec()),
             };
             let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
             if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
@@ -701,7 +701,7 @@ async fn trace_loop(ctx: Arc<StepCtx>, trace: velollm_core::trace::TraceReplay, 
             break;
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(ctx.target.clock.instant(at).into()) => {}
+            _ = crate::timer::sleep_until(ctx.target.clock.instant(at)) => {}
             _ = cancel.wait_for(|c| *c) => break,
         }
         let (ctx, tx) = (ctx.clone(), tx.clone());
@@ -967,9 +967,8 @@ async fn open_loop(
         if !ctx.admit(i, at) {
             break;
         }
-        let when = tokio::time::Instant::from_std(ctx.target.clock.instant(at));
         tokio::select! {
-            _ = tokio::time::sleep_until(when) => {}
+            _ = crate::timer::sleep_until(ctx.target.clock.instant(at)) => {}
             _ = cancel.wait_for(|c| *c) => break,
         }
         let (ctx, tx, limit, idle_slots) = (ctx.clone(), tx.clone(), limit.clone(), idle_slots.clone());
