@@ -19,9 +19,28 @@
 //! * `delay_ms` (optional, default 0) the time the agent spent after this call's answer before its next call
 //!   (tools running, thinking);
 //! * `timestamp_ms` (optional, on a session's first line) when the session started, relative to the trace.
+//!
+//! The *Mooncake* format (JSON Lines, as in Mooncake's published traces) has one independent request per
+//! line: `{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47, …]}` —
+//! `timestamp` in ms, and one hash id per block of [`MOONCAKE_BLOCK_TOKENS`] prompt tokens. Its prompts are
+//! synthesised when sent: block `h` is the same text wherever it appears (for one run), so requests that share
+//! their first block ids share a byte-identical prefix block by block, and different ids never do. The format
+//! is recognised by its first line.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Prompt tokens per hash id in a Mooncake trace (the block size of Mooncake's published traces).
+pub const MOONCAKE_BLOCK_TOKENS: u32 = 512;
+
+/// A prompt to synthesise instead of a recorded history: a Mooncake request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Blocks {
+    /// One id per block of [`MOONCAKE_BLOCK_TOKENS`] tokens; equal ids are equal text.
+    pub hash_ids: Vec<u64>,
+    /// The prompt's length in tokens (the last block is cut to fit).
+    pub input_tokens: u32,
+}
 
 /// One recorded model call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -44,6 +63,9 @@ pub struct TraceTurn {
     pub delay_ms: f64,
     /// The 1-based line of the trace file it came from.
     pub line: usize,
+    /// A prompt synthesised from blocks (Mooncake) instead of a recorded history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Blocks>,
 }
 
 /// One agent session: its calls in order.
@@ -88,12 +110,15 @@ impl TraceReplay {
         TraceReplay { sessions: std::sync::Arc::new(sessions), time_scale: 1.0, max_delay_ms: None, together: false }
     }
 
-    /// When session `i` starts, after the step's start (ms).
+    /// When session `i` starts, after the step's start (ms). Beyond the trace's sessions it is replayed again,
+    /// each pass starting where the previous one started its last session.
     pub fn start_ms(&self, i: usize) -> f64 {
-        if self.together || self.sessions.is_empty() {
+        let n = self.sessions.len();
+        if self.together || n == 0 {
             return 0.0;
         }
-        self.sessions[i % self.sessions.len()].start_ms * self.time_scale
+        let last = self.sessions[n - 1].start_ms;
+        ((i / n) as f64 * last + self.sessions[i % n].start_ms) * self.time_scale
     }
 
     /// The pause after a call that recorded `delay_ms`, scaled and capped (ms).
@@ -105,6 +130,11 @@ impl TraceReplay {
     /// The calls of all sessions.
     pub fn calls(&self) -> usize {
         self.sessions.iter().map(|s| s.turns.len()).sum()
+    }
+
+    /// True when some call carries a recorded history (which only the OpenAI chat dialect can send as it is).
+    pub fn has_histories(&self) -> bool {
+        self.sessions.iter().any(|s| s.turns.iter().any(|t| t.blocks.is_none()))
     }
 }
 
@@ -136,6 +166,88 @@ pub struct TraceError {
 /// Parse a request-per-turn trace: sessions in the order they first appear, start times made relative to the
 /// earliest one. Every error names the line and the session.
 pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut sessions = match serde_json::from_str::<Value>(first) {
+        Ok(v) if v.get("hash_ids").is_some() && v.get("session_id").is_none() => parse_mooncake(text)?,
+        _ => parse_turns(text)?,
+    };
+    let earliest = sessions.iter().map(|s| s.start_ms).fold(f64::INFINITY, f64::min);
+    for s in &mut sessions {
+        s.start_ms -= if earliest.is_finite() { earliest } else { 0.0 };
+    }
+    // Sessions start in time order (a stable sort keeps the file's order among equal starts).
+    sessions.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    Ok(sessions)
+}
+
+/// True when the text is a trace (request per turn or Mooncake), judged by its first record.
+pub fn looks_like_trace(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    serde_json::from_str::<Value>(first).is_ok_and(|v| {
+        (v.get("session_id").is_some() && v.get("messages").is_some())
+            || (v.get("hash_ids").is_some() && v.get("input_length").is_some())
+    })
+}
+
+/// A Mooncake trace: one session of one call per line.
+fn parse_mooncake(text: &str) -> Result<Vec<TraceSession>, TraceError> {
+    let mut sessions = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| TraceError { line, session: None, message };
+        let v: Value = serde_json::from_str(raw).map_err(|e| err(format!("not JSON: {e}")))?;
+        let whole = |key: &str, min: u64| -> Result<u64, TraceError> {
+            match v.get(key).and_then(Value::as_u64) {
+                Some(n) if n >= min => Ok(n),
+                _ => Err(err(format!(
+                    "\"{key}\" must be a whole number ≥ {min} (Mooncake: timestamp, input_length, output_length, hash_ids)"
+                ))),
+            }
+        };
+        let timestamp = whole("timestamp", 0)?;
+        let input = whole("input_length", 1)?;
+        let output = whole("output_length", 1)?;
+        let hash_ids: Vec<u64> = match v.get("hash_ids").and_then(Value::as_array) {
+            Some(ids) if !ids.is_empty() => ids
+                .iter()
+                .map(|h| h.as_u64().ok_or_else(|| err(format!("hash id {h} is not a whole number ≥ 0"))))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(err("\"hash_ids\" must be a non-empty array of block ids".into())),
+        };
+        let blocks = hash_ids.len() as u64;
+        let block = u64::from(MOONCAKE_BLOCK_TOKENS);
+        if input > blocks * block || input <= (blocks - 1) * block {
+            return Err(err(format!(
+                "input_length {input} does not fit {blocks} blocks of {block} tokens (it must be more than {} and \
+                 at most {})",
+                (blocks - 1) * block,
+                blocks * block
+            )));
+        }
+        let to_u32 = |n: u64| u32::try_from(n).map_err(|_| err(format!("{n} is too large")));
+        sessions.push(TraceSession {
+            id: format!("line {line}"),
+            start_ms: timestamp as f64,
+            history: Vec::new(),
+            turns: vec![TraceTurn {
+                messages: 0,
+                tools: None,
+                output_tokens: Some(to_u32(output)?),
+                max_tokens: None,
+                delay_ms: 0.0,
+                line,
+                blocks: Some(Blocks { hash_ids, input_tokens: to_u32(input)? }),
+            }],
+        });
+    }
+    Ok(sessions)
+}
+
+/// A request-per-turn trace.
+fn parse_turns(text: &str) -> Result<Vec<TraceSession>, TraceError> {
     let mut sessions: Vec<TraceSession> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, raw) in text.lines().enumerate() {
@@ -194,6 +306,7 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
             delay_ms: number("delay_ms")?.unwrap_or(0.0),
             messages: messages.len(),
             line,
+            blocks: None,
         };
         let at = match index.get(&id) {
             Some(&at) => at,
@@ -234,10 +347,6 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
         session.history = messages;
         session.turns.push(turn);
     }
-    let first = sessions.iter().map(|s| s.start_ms).fold(f64::INFINITY, f64::min);
-    for s in &mut sessions {
-        s.start_ms -= if first.is_finite() { first } else { 0.0 };
-    }
     Ok(sessions)
 }
 
@@ -261,6 +370,25 @@ mod tests {
         assert_eq!((a[0].delay_ms, a[0].line, a[1].output_tokens, a[1].line), (250.0, 1, Some(32), 3));
         assert_eq!(s[0].messages(&a[1])[2]["role"], "tool");
         assert_eq!((s[0].messages(&a[0]).len(), s[0].history.len()), (1, 3), "one history per session");
+    }
+
+    #[test]
+    fn mooncake_lines_are_sessions_of_one_synthesised_call_in_time_order() {
+        let text = "{\"timestamp\": 50, \"input_length\": 600, \"output_length\": 8, \"hash_ids\": [1, 2]}\n\
+                    {\"timestamp\": 20, \"input_length\": 512, \"output_length\": 4, \"hash_ids\": [1]}\n";
+        assert!(looks_like_trace(text));
+        let s = parse(text).unwrap();
+        assert_eq!(
+            s.iter().map(|s| (s.id.as_str(), s.start_ms)).collect::<Vec<_>>(),
+            [("line 2", 0.0), ("line 1", 30.0)]
+        );
+        let b = s[1].turns[0].blocks.as_ref().unwrap();
+        assert_eq!((b.hash_ids.as_slice(), b.input_tokens, s[1].turns[0].output_tokens), (&[1, 2][..], 600, Some(8)));
+        let e =
+            parse("{\"timestamp\": 0, \"input_length\": 2000, \"output_length\": 8, \"hash_ids\": [1]}").unwrap_err();
+        assert!(e.to_string().contains("does not fit 1 blocks of 512 tokens"), "{e}");
+        let e = parse("{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 8, \"hash_ids\": []}").unwrap_err();
+        assert!(e.to_string().starts_with("line 1: \"hash_ids\" must be a non-empty array"), "{e}");
     }
 
     #[test]

@@ -649,18 +649,23 @@ impl StepCtx {
             record.conversation = Some(i);
             record.turn = Some(turn as u32);
             record.label = Some(format!("session {}", session.id));
+            // A recorded history is sent as it is; a Mooncake call's prompt is synthesised from its blocks.
+            let (prompt, recorded) = match &call.blocks {
+                Some(blocks) => (self.blocks_prompt(blocks), None),
+                None => (String::new(), Some(session.messages(call).to_vec())),
+            };
             let req = GenRequest {
                 model: self.model.clone(),
                 system: None,
                 context: None,
                 cache: self.step.cache.clone(),
                 history: Vec::new(),
-                prompt: String::new(),
+                prompt,
                 max_tokens: call.output_tokens.or(call.max_tokens).unwrap_or(self.step.max_tokens),
                 exact_output: self.step.exact_output || call.output_tokens.is_some(),
                 temperature: self.step.temperature,
                 tools: call.tools.clone().or_else(|| self.step.tools.clone()),
-                recorded: Some(session.messages(call).to_vec()),
+                recorded,
             };
             let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
             if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
@@ -684,6 +689,26 @@ impl StepCtx {
             at = clock.now() + (trace.pause_ms(call.delay_ms) * 1e6) as Nanos;
         }
         true
+    }
+}
+
+impl StepCtx {
+    /// A Mooncake prompt: block `h` is the same text wherever it appears in the step (and new in every run),
+    /// so equal leading ids give byte-identical prefixes block by block; the last block is cut to the length.
+    fn blocks_prompt(&self, blocks: &velollm_core::trace::Blocks) -> String {
+        let size = velollm_core::trace::MOONCAKE_BLOCK_TOKENS;
+        let tokenizer = self.target.tokenizer.as_deref();
+        let mut left = blocks.input_tokens;
+        let mut parts = Vec::with_capacity(blocks.hash_ids.len());
+        for h in &blocks.hash_ids {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(size);
+            left -= n;
+            parts.push(crate::prompts::synthetic(n, self.nonce ^ h.wrapping_mul(0x9E37_79B9_7F4A_7C15), tokenizer));
+        }
+        parts.join(" ")
     }
 }
 
@@ -805,7 +830,9 @@ impl Runner {
         if !step.bounds.is_bounded() {
             return Err(RunError::Unbounded(step.name.clone()));
         }
-        if matches!(step.workload, Workload::Trace(_)) && self.target.dialect != DialectKind::OpenAiChat {
+        if matches!(&step.workload, Workload::Trace(t) if t.has_histories())
+            && self.target.dialect != DialectKind::OpenAiChat
+        {
             return Err(RunError::TraceDialect(step.name.clone(), self.target.dialect.name()));
         }
         if step.cold {

@@ -274,16 +274,13 @@ fn read_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Vec<Vec<Turn>>> {
     Ok(dataset.sessions)
 }
 
-/// A step's `dataset` when it is an agent trace (its first record has `session_id` and `messages`).
+/// A step's `dataset` when it is a trace (request per turn or Mooncake, judged by its first record).
 fn read_trace_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Option<Workload>> {
     let Some(file) = &step.dataset else { return Ok(None) };
     let path = base.map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let is_trace = serde_json::from_str::<serde_json::Value>(first)
-        .is_ok_and(|v| v.get("session_id").is_some() && v.get("messages").is_some());
-    if !is_trace {
+    if !velollm_core::trace::looks_like_trace(&text) {
         return Ok(None);
     }
     let sessions = velollm_core::trace::parse(&text)

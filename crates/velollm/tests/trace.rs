@@ -227,3 +227,34 @@ async fn llama_server_reuses_the_prefix_of_a_sessions_earlier_calls() {
     let reuse = figure(analysis(&run.doc, "agent"), "prefix_reuse").unwrap();
     assert!(reuse > 0.0 && reuse < 100.0, "{reuse}");
 }
+
+/// A Mooncake trace: prompts synthesised from block ids, equal leading ids giving byte-identical prefixes,
+/// each request at its timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mooncake_trace_shares_prefixes_block_by_block() {
+    let server = FakeServer::start(Flavor::OpenAi, Script::default()).await;
+    let trace = [
+        r#"{"timestamp": 1000, "input_length": 600, "output_length": 4, "hash_ids": [11, 12]}"#,
+        r#"{"timestamp": 1040, "input_length": 700, "output_length": 4, "hash_ids": [11, 13]}"#,
+        r#"{"timestamp": 1080, "input_length": 100, "output_length": 4, "hash_ids": [14]}"#,
+    ]
+    .join("\n");
+    let run = bench(&server.url(), &trace, &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.doc["steps"][0]["succeeded"], 3);
+    let prompts: Vec<String> = server
+        .requests()
+        .into_iter()
+        .map(|(_, b)| b["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string())
+        .collect();
+    let words = |p: &str| p.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let (a, b, c) = (words(&prompts[0]), words(&prompts[1]), words(&prompts[2]));
+    assert_eq!((a.len(), b.len(), c.len()), (600, 700, 100), "one word per token without a tokenizer");
+    assert_eq!(a[..512], b[..512], "block 11 is the same text in both requests");
+    assert_ne!(a[512..], b[512..600], "blocks 12 and 13 differ");
+    assert_ne!(a[..100], c[..], "block 14 shares nothing with block 11");
+    assert_eq!(run.records.iter().map(|r| r["max_tokens"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 4, 4]);
+    let mut starts: Vec<f64> = run.records.iter().map(|r| ms(&r["scheduled"])).collect();
+    starts.sort_by(f64::total_cmp);
+    assert!((starts[1] - starts[0] - 40.0).abs() < 1.0 && (starts[2] - starts[0] - 80.0).abs() < 1.0, "{starts:?}");
+}
