@@ -13,11 +13,13 @@
 //! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria ([`prompt_cache`]) |
 //! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk ([`speculative`]) |
 //! | `agent` | an agent trace's replay by turn index: prefix reuse (cached ÷ prompt tokens), TTFT, E2E; session wall time split into model time and tool/think time; how late the replay sent calls ([`agent`]) |
+//! | `slices` | a step cut into equal time slices: requests ended and failed, requests/s, output tokens/s, TTFT p50/p99, E2E p50 per slice ([`slices`]) |
 //! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria ([`connections`]) |
 
 mod agent;
 mod connections;
 mod prompt_cache;
+mod slices;
 mod speculative;
 
 use crate::metrics::Sample;
@@ -42,6 +44,13 @@ pub enum AnalysisSpec {
         /// Steps to include (default: all).
         #[serde(default)]
         steps: Vec<String>,
+    },
+    /// A step in equal time slices (`--slice 10s`).
+    Slices {
+        /// The step.
+        step: String,
+        /// The width of a slice, in seconds.
+        width_s: f64,
     },
     /// An agent trace's replay: by turn index, prefix reuse, model vs tool time.
     Agent {
@@ -130,6 +139,7 @@ impl AnalysisSpec {
             AnalysisSpec::Fit { steps, .. } => steps.iter().map(String::as_str).collect(),
             AnalysisSpec::Turns { step }
             | AnalysisSpec::Agent { step }
+            | AnalysisSpec::Slices { step, .. }
             | AnalysisSpec::Drift { step }
             | AnalysisSpec::Stats { step } => vec![step],
             AnalysisSpec::Cache { step, independent } => {
@@ -272,6 +282,9 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
         }
         AnalysisSpec::Turns { step } => find(step).map_or_else(|| missing("turns", step), turns),
         AnalysisSpec::Agent { step } => find(step).map_or_else(|| missing("agent", step), agent::agent),
+        AnalysisSpec::Slices { step, width_s } => {
+            find(step).map_or_else(|| missing("slices", step), |s| slices::slices(s, *width_s))
+        }
         AnalysisSpec::Cache { step, independent } => match find(step) {
             Some(s) => cache(s, independent.as_deref().and_then(find)),
             None => missing("cache", step),

@@ -205,6 +205,10 @@ pub struct BenchArgs {
     /// Seed for arrivals and synthetic prompts (recorded in the result).
     #[arg(long, default_value_t = 42, help_heading = "Load")]
     pub seed: u64,
+    /// Cut every step into time slices of this width (e.g. 10s) and report each slice's throughput and
+    /// latency, so that drift over a long run shows.
+    #[arg(long, value_name = "DURATION", help_heading = "Load")]
+    pub slice: Option<String>,
     /// Service-level objectives for goodput, e.g. ttft=2s,tpot=50ms,e2e=30s (repeatable).
     #[arg(long, value_name = "SPEC", help_heading = "Load")]
     pub slo: Vec<String>,

@@ -532,6 +532,14 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
     }
+    let mut analyses = analyses;
+    if let Some(width) = &args.slice {
+        let width_s = duration("--slice", width)?.as_secs_f64();
+        if width_s <= 0.0 {
+            bail!("--slice must be longer than 0 (e.g. 10s)");
+        }
+        analyses.extend(steps.iter().map(|s| AnalysisSpec::Slices { step: s.name.clone(), width_s }));
+    }
     let mut thresholds = thresholds;
     // The HTTP/2 figures (`h2_…`) and the WebSocket ones (`ws_…`) exist only when such a step ran.
     for (mode, prefix) in [(ConnectionMode::Http2, "h2_"), (ConnectionMode::WebSocket, "ws_")] {

@@ -147,6 +147,7 @@ fn fingerprint(a: &BenchArgs) -> Vec<(&'static str, String)> {
         ("--prompt-file", show(&a.prompt_file)),
         ("--prompt-tokens", show(&a.prompt_tokens)),
         ("--trace", show(&a.trace)),
+        ("--slice", show(&a.slice)),
         ("--time-scale", show(&a.time_scale)),
         ("--max-delay", show(&a.max_delay)),
         ("--sessions-together", show(&a.sessions_together)),

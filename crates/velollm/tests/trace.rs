@@ -258,3 +258,30 @@ async fn a_mooncake_trace_shares_prefixes_block_by_block() {
     starts.sort_by(f64::total_cmp);
     assert!((starts[1] - starts[0] - 40.0).abs() < 1.0 && (starts[2] - starts[0] - 80.0).abs() < 1.0, "{starts:?}");
 }
+
+/// `--slice D` cuts each step into slices of D by the instant its requests ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_cut_a_step_by_time() {
+    let script =
+        Script { ttft: Duration::from_millis(20), itl: Duration::from_millis(5), tokens: 4, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+    let args =
+        ["bench", "--url", &server.url(), "--prompt", "hi", "-n", "12", "--slice", "100ms", "--no-progress", "-o"];
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.push(out.to_str().unwrap().to_string());
+    let o = velollm_async(all).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let doc = json(&out);
+    let a = analysis(&doc, "slices");
+    let rows = a["table"]["rows"].as_array().unwrap();
+    // 12 sequential requests of about 35 ms each: about 0.4 s, in slices of 100 ms, every request in one.
+    assert!(rows.len() >= 3, "{a:#}");
+    let ended: f64 = rows.iter().map(|r| r["values"][0].as_f64().unwrap()).sum();
+    assert_eq!(ended, 12.0, "{a:#}");
+    assert!(rows[0]["label"].as_str().unwrap().starts_with("0–0.1 s"), "{a:#}");
+    let bad = velollm_async(vec!["bench".into(), "--url".into(), server.url(), "--slice".into(), "soon".into()]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad).1);
+    assert!(text(&bad).1.contains("--slice"), "{}", text(&bad).1);
+}
