@@ -18,7 +18,10 @@
 //!   `max_tokens` (optional) a cap;
 //! * `delay_ms` (optional, default 0) the time the agent spent after this call's answer before its next call
 //!   (tools running, thinking);
-//! * `timestamp_ms` (optional, on a session's first line) when the session started, relative to the trace.
+//! * `timestamp_ms` (optional, on a session's first line) when the session started, relative to the trace;
+//! * `parent_id` and `parent_turn` (optional, on a session's first line): a sub-agent, started when call
+//!   `parent_turn` of session `parent_id` (defined on an earlier line) has answered; the parent's next call
+//!   waits until every sub-agent it started has ended (and then for its own recorded pause).
 //!
 //! The *Mooncake* format (JSON Lines, as in Mooncake's published traces) has one independent request per
 //! line: `{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47, …]}` —
@@ -68,6 +71,15 @@ pub struct TraceTurn {
     pub blocks: Option<Blocks>,
 }
 
+/// Where a sub-agent forks from its parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Fork {
+    /// The parent session's id.
+    pub id: String,
+    /// The parent's call after whose answer the sub-agent starts.
+    pub turn: usize,
+}
+
 /// One agent session: its calls in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TraceSession {
@@ -79,6 +91,13 @@ pub struct TraceSession {
     pub history: Vec<Value>,
     /// Its calls, in order.
     pub turns: Vec<TraceTurn>,
+    /// For a sub-agent: where it forks from its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Fork>,
+    /// The sub-agents it starts: (its call after which they start, their session index), set by
+    /// [`TraceReplay::new`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<(usize, usize)>,
 }
 
 impl TraceSession {
@@ -94,6 +113,8 @@ pub struct TraceReplay {
     /// The sessions, in the order they first appear in the file (shared, not copied, by the step's plan and
     /// its running sessions).
     pub sessions: std::sync::Arc<Vec<TraceSession>>,
+    /// The sessions that are not sub-agents: the replay's unit (`-n N` counts them).
+    pub roots: std::sync::Arc<Vec<usize>>,
     /// Every recorded time (session starts, pauses) is multiplied by this (`--time-scale`; 0 sends each call
     /// as soon as the previous answer ends).
     pub time_scale: f64,
@@ -105,20 +126,43 @@ pub struct TraceReplay {
 }
 
 impl TraceReplay {
-    /// A replay at recorded speed, sessions at their recorded starts.
-    pub fn new(sessions: Vec<TraceSession>) -> TraceReplay {
-        TraceReplay { sessions: std::sync::Arc::new(sessions), time_scale: 1.0, max_delay_ms: None, together: false }
+    /// A replay at recorded speed, sessions at their recorded starts, each sub-agent linked to its parent.
+    pub fn new(mut sessions: Vec<TraceSession>) -> TraceReplay {
+        let index: std::collections::HashMap<String, usize> =
+            sessions.iter().enumerate().map(|(k, s)| (s.id.clone(), k)).collect();
+        let links: Vec<(usize, usize, usize)> = sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(child, s)| s.parent.as_ref().and_then(|p| Some((index.get(&p.id).copied()?, p.turn, child))))
+            .collect();
+        for (parent, turn, child) in links {
+            sessions[parent].forks.push((turn, child));
+        }
+        let roots = (0..sessions.len()).filter(|&k| sessions[k].parent.is_none()).collect();
+        TraceReplay {
+            sessions: std::sync::Arc::new(sessions),
+            roots: std::sync::Arc::new(roots),
+            time_scale: 1.0,
+            max_delay_ms: None,
+            together: false,
+        }
     }
 
-    /// When session `i` starts, after the step's start (ms). Beyond the trace's sessions it is replayed again,
-    /// each pass starting where the previous one started its last session.
+    /// The session that replay session `i` runs: the trace's root sessions, cycled.
+    pub fn root(&self, i: usize) -> Option<&TraceSession> {
+        let n = self.roots.len();
+        (n > 0).then(|| &self.sessions[self.roots[i % n]])
+    }
+
+    /// When replay session `i` starts, after the step's start (ms). Beyond the trace's root sessions it is
+    /// replayed again, each pass starting where the previous one started its last session.
     pub fn start_ms(&self, i: usize) -> f64 {
-        let n = self.sessions.len();
+        let n = self.roots.len();
         if self.together || n == 0 {
             return 0.0;
         }
-        let last = self.sessions[n - 1].start_ms;
-        ((i / n) as f64 * last + self.sessions[i % n].start_ms) * self.time_scale
+        let last = self.sessions[self.roots[n - 1]].start_ms;
+        ((i / n) as f64 * last + self.sessions[self.roots[i % n]].start_ms) * self.time_scale
     }
 
     /// The pause after a call that recorded `delay_ms`, scaled and capped (ms).
@@ -130,6 +174,12 @@ impl TraceReplay {
     /// The calls of all sessions.
     pub fn calls(&self) -> usize {
         self.sessions.iter().map(|s| s.turns.len()).sum()
+    }
+
+    /// The calls of `session` and of every sub-agent under it.
+    pub fn tree_calls(&self, session: &TraceSession) -> usize {
+        session.turns.len()
+            + session.forks.iter().map(|(_, child)| self.tree_calls(&self.sessions[*child])).sum::<usize>()
     }
 
     /// True when some call carries a recorded history (which only the OpenAI chat dialect can send as it is).
@@ -231,6 +281,8 @@ fn parse_mooncake(text: &str) -> Result<Vec<TraceSession>, TraceError> {
         sessions.push(TraceSession {
             id: format!("line {line}"),
             start_ms: timestamp as f64,
+            parent: None,
+            forks: Vec::new(),
             history: Vec::new(),
             turns: vec![TraceTurn {
                 messages: 0,
@@ -313,7 +365,30 @@ fn parse_turns(text: &str) -> Result<Vec<TraceSession>, TraceError> {
             None => {
                 index.insert(id.clone(), sessions.len());
                 let start_ms = number("timestamp_ms")?.unwrap_or(0.0);
-                sessions.push(TraceSession { id: id.clone(), start_ms, history: Vec::new(), turns: Vec::new() });
+                let parent = match v.get("parent_id") {
+                    None | Some(Value::Null) => None,
+                    Some(p) => {
+                        let pid = p.as_str().map_or_else(|| p.to_string(), str::to_string);
+                        if !index.contains_key(&pid) {
+                            return Err(e(format!(
+                                "parent_id '{pid}' names no session on an earlier line (a sub-agent comes after the \
+                                 call that starts it)"
+                            )));
+                        }
+                        let turn = number("parent_turn")?.ok_or_else(|| {
+                            e("a sub-agent (parent_id) needs \"parent_turn\": the parent's call after which it starts".into())
+                        })?;
+                        Some(Fork { id: pid, turn: turn as usize })
+                    }
+                };
+                sessions.push(TraceSession {
+                    id: id.clone(),
+                    start_ms,
+                    history: Vec::new(),
+                    turns: Vec::new(),
+                    parent,
+                    forks: Vec::new(),
+                });
                 sessions.len() - 1
             }
         };
@@ -346,6 +421,18 @@ fn parse_turns(text: &str) -> Result<Vec<TraceSession>, TraceError> {
         }
         session.history = messages;
         session.turns.push(turn);
+    }
+    for s in &sessions {
+        if let Some(p) = &s.parent {
+            let calls = sessions[index[&p.id]].turns.len();
+            if p.turn >= calls {
+                return Err(TraceError {
+                    line: s.turns.first().map_or(0, |t| t.line),
+                    session: Some(s.id.clone()),
+                    message: format!("parent_turn {} is past the {calls} calls of session '{}'", p.turn, p.id),
+                });
+            }
+        }
     }
     Ok(sessions)
 }

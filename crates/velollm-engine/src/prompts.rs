@@ -661,11 +661,7 @@ impl PromptSource {
             }
             Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
             Workload::Sessions(_) => (self.session(i).first().map(|t| t.user.clone()).unwrap_or_default(), None),
-            Workload::Trace(t) if t.sessions.is_empty() => (String::new(), None),
-            Workload::Trace(t) => {
-                let session = &t.sessions[(i % t.sessions.len() as u64) as usize];
-                (session.first_user_text(), None)
-            }
+            Workload::Trace(t) => (t.root(i as usize).map(|s| s.first_user_text()).unwrap_or_default(), None),
         }
     }
 }

@@ -98,11 +98,13 @@ impl StepPlan {
                 (format!("dataset, {} conversations, {turns} user turns; first: {first}", sessions.len()), None)
             }
             Workload::Trace(t) => {
-                let first = t.sessions.first().map(|s| s.first_user_text());
+                let first = t.root(0).map(|s| s.first_user_text());
                 let scale = if t.time_scale == 1.0 { String::new() } else { format!(", time × {}", t.time_scale) };
+                let subagents = t.sessions.len() - t.roots.len();
+                let forks = if subagents > 0 { format!(" (+ {subagents} sub-agents)") } else { String::new() };
                 let text = format!(
-                    "trace, {} sessions, {} calls{scale}; first: {}",
-                    t.sessions.len(),
+                    "trace, {} sessions{forks}, {} calls{scale}; first: {}",
+                    t.roots.len(),
                     t.calls(),
                     first.unwrap_or_default()
                 );
@@ -130,8 +132,9 @@ impl StepPlan {
                 s.iter().all(|t| t.len() == n).then_some(n as u32)
             }
             Workload::Trace(t) => {
-                let n = t.sessions.first().map(|s| s.turns.len())?;
-                t.sessions.iter().all(|s| s.turns.len() == n).then_some(n as u32)
+                let n = t.root(0).map(|s| s.turns.len())?;
+                let roots = || t.roots.iter().map(|&k| &t.sessions[k]);
+                (t.sessions.len() == t.roots.len() && roots().all(|s| s.turns.len() == n)).then_some(n as u32)
             }
             _ => None,
         }
@@ -395,7 +398,7 @@ fn planned_turns(step: &StepPlan, i: u64) -> usize {
     match &step.workload {
         Workload::Conversation(turns) => turns.len().max(1),
         Workload::Sessions(s) if !s.is_empty() => s[(i % s.len() as u64) as usize].len().max(1),
-        Workload::Trace(t) if !t.sessions.is_empty() => t.sessions[(i % t.sessions.len() as u64) as usize].turns.len(),
+        Workload::Trace(t) => t.root(i as usize).map_or(1, |s| t.tree_calls(s)),
         _ => 1,
     }
 }
@@ -620,10 +623,8 @@ impl StepCtx {
 }
 
 impl StepCtx {
-    /// Replay session `i` of a trace (scheduled at `scheduled`): its recorded calls in order, each sent with
-    /// its recorded history, each after the recorded pause that followed the previous one (scaled and capped).
-    /// A call is scheduled at the end of that pause, so its queue delay is how late the replay sent it.
-    /// Returns false when the collector is gone.
+    /// Replay session `i` of a trace (scheduled at `scheduled`): the root session it maps to, with its
+    /// sub-agents. Returns false when the collector is gone.
     async fn run_trace_session(
         &self,
         slot: &mut Slot,
@@ -632,63 +633,107 @@ impl StepCtx {
         scheduled: Nanos,
         tx: &mpsc::Sender<RequestRecord>,
     ) -> bool {
-        let Some(session) = trace.sessions.get((i % trace.sessions.len().max(1) as u64) as usize) else {
-            return true;
-        };
-        let clock = self.target.clock;
-        let mut at = scheduled;
-        let mut cancel = self.cancel.clone();
-        for (turn, call) in session.turns.iter().enumerate() {
-            if turn > 0 {
-                tokio::select! {
-                    _ = crate::timer::sleep_until(clock.instant(at)) => {}
-                    _ = cancel.wait_for(|c| *c) => return true,
-                }
-            }
-            let mut record = self.record(i, at);
-            record.conversation = Some(i);
-            record.turn = Some(turn as u32);
-            record.label = Some(format!("session {}", session.id));
-            // A recorded history is sent as it is; a Mooncake call's prompt is synthesised from its blocks.
-            let (prompt, recorded) = match &call.blocks {
-                Some(blocks) => (self.blocks_prompt(blocks), None),
-                None => (String::new(), Some(session.messages(call).to_vec())),
-            };
-            let req = GenRequest {
-                model: self.model.clone(),
-                system: None,
-                context: None,
-                cache: self.step.cache.clone(),
-                history: Vec::new(),
-                prompt,
-                max_tokens: call.output_tokens.or(call.max_tokens).unwrap_or(self.step.max_tokens),
-                exact_output: self.step.exact_output || call.output_tokens.is_some(),
-                temperature: self.step.temperature,
-                tools: call.tools.clone().or_else(|| self.step.tools.clone()),
-                recorded,
-            };
-            let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
-            if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
-                && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
-            {
-                e.message = m;
-            }
-            if self.step.connection.is_new() {
-                slot.discard();
-            }
-            if !self.target.keep_text {
-                record.text = None;
-            }
-            if tx.send(record).await.is_err() {
-                return false;
-            }
-            if *self.cancel.borrow() {
-                break;
-            }
-            // The recorded history goes on whatever this answer was: the next call is sent as recorded.
-            at = clock.now() + (trace.pause_ms(call.delay_ms) * 1e6) as Nanos;
+        match trace.roots.get((i % trace.roots.len().max(1) as u64) as usize) {
+            Some(&root) => self.run_trace_calls(slot, trace, root, i, scheduled, tx).await,
+            None => true,
         }
-        true
+    }
+
+    /// Replay the trace's session `index` for replay session `i`: its recorded calls in order, each sent with
+    /// its recorded history, each after the recorded pause that followed the previous one (scaled and capped).
+    /// A call is scheduled at the end of that pause, so its queue delay is how late the replay sent it. The
+    /// sub-agents a call starts run concurrently, each on its own connection, and the next call waits for them
+    /// to end. Returns false when the collector is gone.
+    fn run_trace_calls<'a>(
+        &'a self,
+        slot: &'a mut Slot,
+        trace: &'a velollm_core::trace::TraceReplay,
+        index: usize,
+        i: u64,
+        scheduled: Nanos,
+        tx: &'a mpsc::Sender<RequestRecord>,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let session = &trace.sessions[index];
+            let clock = self.target.clock;
+            let mut at = scheduled;
+            let mut cancel = self.cancel.clone();
+            for (turn, call) in session.turns.iter().enumerate() {
+                if turn > 0 {
+                    tokio::select! {
+                        _ = crate::timer::sleep_until(clock.instant(at)) => {}
+                        _ = cancel.wait_for(|c| *c) => return true,
+                    }
+                }
+                let mut record = self.record(i, at);
+                record.conversation = Some(i);
+                record.turn = Some(turn as u32);
+                record.label = Some(format!("session {}", session.id));
+                let record = self.trace_call(slot, session, call, record).await;
+                if tx.send(record).await.is_err() {
+                    return false;
+                }
+                if *self.cancel.borrow() {
+                    break;
+                }
+                // Sub-agents started by this call, all at once; the session goes on when they have ended.
+                let children: Vec<usize> =
+                    session.forks.iter().filter(|(t, _)| *t == turn).map(|(_, child)| *child).collect();
+                if !children.is_empty() {
+                    let now = clock.now();
+                    let runs = children.into_iter().map(|child| async move {
+                        let mut own = self.connections.slot();
+                        self.run_trace_calls(&mut own, trace, child, i, now, tx).await
+                    });
+                    if !futures_util::future::join_all(runs).await.into_iter().all(|go_on| go_on) {
+                        return false;
+                    }
+                }
+                // The recorded history goes on whatever this answer was: the next call is sent as recorded.
+                at = clock.now() + (trace.pause_ms(call.delay_ms) * 1e6) as Nanos;
+            }
+            true
+        })
+    }
+
+    /// Send one recorded call: its history as recorded, or (Mooncake) a prompt synthesised from its blocks.
+    async fn trace_call(
+        &self,
+        slot: &mut Slot,
+        session: &velollm_core::trace::TraceSession,
+        call: &velollm_core::trace::TraceTurn,
+        record: RequestRecord,
+    ) -> RequestRecord {
+        let (prompt, recorded) = match &call.blocks {
+            Some(blocks) => (self.blocks_prompt(blocks), None),
+            None => (String::new(), Some(session.messages(call).to_vec())),
+        };
+        let req = GenRequest {
+            model: self.model.clone(),
+            system: None,
+            context: None,
+            cache: self.step.cache.clone(),
+            history: Vec::new(),
+            prompt,
+            max_tokens: call.output_tokens.or(call.max_tokens).unwrap_or(self.step.max_tokens),
+            exact_output: self.step.exact_output || call.output_tokens.is_some(),
+            temperature: self.step.temperature,
+            tools: call.tools.clone().or_else(|| self.step.tools.clone()),
+            recorded,
+        };
+        let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
+        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
+            && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
+        {
+            e.message = m;
+        }
+        if self.step.connection.is_new() {
+            slot.discard();
+        }
+        if !self.target.keep_text {
+            record.text = None;
+        }
+        record
     }
 }
 

@@ -311,7 +311,7 @@ fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepL
     let mut l = merge_load(cli, s.load.as_ref());
     if let Workload::Trace(t) = &workload {
         // A trace's sessions run at their recorded times: one replay of every session unless told otherwise.
-        l.requests = l.requests.or(Some(t.sessions.len() as u64));
+        l.requests = l.requests.or(Some(t.roots.len() as u64));
     }
     let profile = load(&l)?;
     let thresholds = s
@@ -501,7 +501,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
                          leave out --rate, --concurrency and --duration; -n N replays N sessions"
                     );
                 }
-                bounds.requests = Some(args.requests.unwrap_or(t.sessions.len() as u64));
+                bounds.requests = Some(args.requests.unwrap_or(t.roots.len() as u64));
                 analyses.push(AnalysisSpec::Agent { step: name.clone() });
             }
             let mut step = StepPlan::simple(name.clone(), w, args.max_tokens.unwrap_or(128), profile, bounds);

@@ -285,3 +285,47 @@ async fn slices_cut_a_step_by_time() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad).1);
     assert!(text(&bad).1.contains("--slice"), "{}", text(&bad).1);
 }
+
+/// Sub-agents (`parent_id`, `parent_turn`) start when their parent's call has answered, run concurrently,
+/// and the parent's next call waits for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_agents_fork_from_their_parent_and_rejoin() {
+    let script =
+        Script { ttft: Duration::from_millis(10), itl: Duration::from_millis(2), tokens: 3, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let user = |text: &str| json!({"role": "user", "content": text});
+    let answer = json!({"role": "assistant", "content": "ok"});
+    let lines = [
+        json!({"session_id": "lead", "messages": [user("plan")], "delay_ms": 20}),
+        json!({"session_id": "w1", "parent_id": "lead", "parent_turn": 0, "messages": [user("part 1")], "delay_ms": 60}),
+        json!({"session_id": "w1", "messages": [user("part 1"), answer.clone(), user("more")]}),
+        json!({"session_id": "w2", "parent_id": "lead", "parent_turn": 0, "messages": [user("part 2")]}),
+        json!({"session_id": "lead", "messages": [user("plan"), answer, user("merge")]}),
+    ];
+    let trace = lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+    let run = bench(&server.url(), &trace, &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(server.request_count(), 5, "2 calls of the lead, 2 of w1, 1 of w2");
+    assert!(run.records.iter().all(|r| r["conversation"] == 0), "one agent task: {:#?}", run.records);
+    let call = |label: &str, turn: u64| {
+        run.records
+            .iter()
+            .find(|r| r["label"] == label && r["turn"] == turn)
+            .unwrap_or_else(|| panic!("{label} {turn}"))
+    };
+    let lead0_done = ms(&call("session lead", 0)["done"]);
+    for worker in ["session w1", "session w2"] {
+        let start = ms(&call(worker, 0)["scheduled"]);
+        assert!((0.0..5.0).contains(&(start - lead0_done)), "{worker} starts when the lead's call answered");
+    }
+    let w1_last = ms(&call("session w1", 1)["done"]);
+    let lead1 = ms(&call("session lead", 1)["scheduled"]);
+    assert!((20.0..30.0).contains(&(lead1 - w1_last)), "the lead waits for its sub-agents, then its own 20 ms pause");
+
+    // A sub-agent whose parent is not defined before it is refused.
+    let orphan =
+        json!({"session_id": "w", "parent_id": "nobody", "parent_turn": 0, "messages": [user("x")]}).to_string();
+    let run = bench(&server.url(), &orphan, &[]).await;
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("parent_id 'nobody' names no session on an earlier line"), "{}", run.stderr);
+}

@@ -2,8 +2,9 @@
 //!
 //! * Per turn index (table): calls, mean prompt tokens, prefix reuse (cached ÷ prompt tokens, as the server
 //!   reports them), TTFT and E2E p50, tokens/s mean.
-//! * Per session: wall time (first call scheduled → last answer), split into model time (the sum of the
-//!   calls' E2E) and the rest (the recorded tool and think pauses, and any lateness).
+//! * Per session: wall time (first call scheduled → last answer), split into model time (the time at least
+//!   one of its calls — its sub-agents' included — was waiting for the model) and the rest (the recorded
+//!   tool and think pauses, and any lateness).
 //! * Figures: `prefix_reuse` over every call, `computed_share` (prompt tokens the server had to compute),
 //!   `schedule_lateness_p99_ms` (sent − scheduled: how late the replay sent a call against the trace's own
 //!   schedule), `model_time_share` (model time ÷ wall time, over sessions).
@@ -38,10 +39,26 @@ struct Turn {
     tps: Vec<f64>,
 }
 
+/// One session (with its sub-agents): first scheduled, last done, the calls' `[sent, done]` intervals (ns).
+type Session = (u64, u64, Vec<(u64, u64)>);
+
+/// The time covered by at least one of `intervals` (ns), in ms: concurrent sub-agents count once.
+fn union_ms(intervals: &mut [(u64, u64)]) -> f64 {
+    intervals.sort_unstable();
+    let (mut total, mut end) = (0u64, 0u64);
+    for &(a, b) in intervals.iter() {
+        let a = a.max(end);
+        if b > a {
+            total += b - a;
+        }
+        end = end.max(b);
+    }
+    total as f64 / 1e6
+}
+
 pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
     let mut turns: BTreeMap<u32, Turn> = BTreeMap::new();
-    // Per session: (first scheduled, last done, model time).
-    let mut sessions: BTreeMap<u64, (u64, u64, f64)> = BTreeMap::new();
+    let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
     let mut late = Vec::new();
     let (mut prompt, mut cached) = (0u64, 0u64);
     let ok: Vec<&Sample> = s.samples.iter().filter(|x| x.ok).collect();
@@ -61,10 +78,11 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
         t.tps.extend(m.tokens_per_s);
         late.extend(m.queue_delay_ms);
         if let (Some(c), Some(done)) = (x.conversation, x.done) {
-            let e = sessions.entry(c).or_insert((x.scheduled, done, 0.0));
+            let e = sessions.entry(c).or_insert((x.scheduled, done, Vec::new()));
             e.0 = e.0.min(x.scheduled);
             e.1 = e.1.max(done);
-            e.2 += m.e2e_ms.unwrap_or(0.0);
+            let sent = done.saturating_sub((m.e2e_ms.unwrap_or(0.0) * 1e6) as u64);
+            e.2.push((sent, done));
         }
     }
     let rows = turns
@@ -93,8 +111,8 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
         figures.push(fig("schedule_lateness_p99_ms", l.p99, Unit::Ms, "p99 of sent − scheduled (replay accuracy)"));
     }
     let (wall, model): (f64, f64) = sessions
-        .values()
-        .map(|(a, b, m)| (b.saturating_sub(*a) as f64 / 1e6, *m))
+        .values_mut()
+        .map(|(a, b, calls)| (b.saturating_sub(*a) as f64 / 1e6, union_ms(calls)))
         .fold((0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
     if wall > 0.0 {
         figures.push(fig("model_time_share", model / wall * 100.0, Unit::Percent, "model time ÷ session wall time"));
@@ -126,5 +144,14 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
             rows,
         }),
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn overlapping_calls_count_once() {
+        let mut calls = [(5_000_000, 9_000_000), (0, 2_000_000), (1_000_000, 3_000_000), (8_000_000, 8_500_000)];
+        assert_eq!(super::union_ms(&mut calls), 7.0);
     }
 }
