@@ -275,6 +275,8 @@ pub struct Sample {
     pub checks: (u32, u32),
     /// How its connection was obtained (the `connections` analysis splits DNS, TCP and TLS).
     pub connection: Option<crate::record::ConnectionInfo>,
+    /// The output length it asked for (`max_tokens`), when recorded.
+    pub max_tokens: Option<u32>,
     /// Its derived metrics.
     pub metrics: RequestMetrics,
 }
@@ -294,6 +296,7 @@ impl Sample {
             server_decode_ms: r.native.as_ref().and_then(|n| n.predicted_ms),
             checks: (r.checks.iter().filter(|c| c.passed).count() as u32, r.checks.len() as u32),
             connection: r.connection.clone(),
+            max_tokens: r.max_tokens,
             metrics: RequestMetrics::of(r),
         }
     }

@@ -113,6 +113,9 @@ async fn a_trace_replays_its_recorded_histories_and_pauses() {
     let lateness = figure(agent, "schedule_lateness_p99_ms").unwrap();
     assert!((0.0..50.0).contains(&lateness), "{agent:#}");
     assert!(figure(agent, "model_time_share").is_some_and(|s| s > 0.0 && s < 100.0), "{agent:#}");
+    // Session a's calls asked for their recorded 4 tokens and got them; session 2's asked for the default 128.
+    assert_eq!(figure(agent, "output_target_reached"), Some(75.0), "{agent:#}");
+    assert!(agent["notes"].to_string().contains("1 of 4 calls answered fewer tokens than asked"), "{agent:#}");
 }
 
 fn analysis<'a>(doc: &'a Value, kind: &str) -> &'a Value {

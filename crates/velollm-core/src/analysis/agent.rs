@@ -7,7 +7,9 @@
 //!   tool and think pauses, and any lateness).
 //! * Figures: `prefix_reuse` over every call, `computed_share` (prompt tokens the server had to compute),
 //!   `schedule_lateness_p99_ms` (sent − scheduled: how late the replay sent a call against the trace's own
-//!   schedule), `model_time_share` (model time ÷ wall time, over sessions).
+//!   schedule), `model_time_share` (model time ÷ wall time, over sessions), `output_target_reached` (calls
+//!   whose answer reached the length asked: the recorded `output_tokens`, else the cap), with a note when some
+//!   fell short (a server that does not hold the length: `ignore_eos` unsupported).
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig};
 use crate::metrics::Sample;
@@ -106,6 +108,24 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
         figures.push(fig("computed_share", 100.0 - r, Unit::Percent, "prompt tokens the server had to compute"));
     } else if !ok.is_empty() {
         notes.push("the server reported no cached prompt tokens: prefix reuse is not measured".into());
+    }
+    let asked: Vec<(u64, u32)> = ok.iter().filter_map(|x| Some((x.metrics.output_tokens, x.max_tokens?))).collect();
+    if !asked.is_empty() {
+        let short = asked.iter().filter(|(got, want)| *got < u64::from(*want)).count();
+        let reached = (asked.len() - short) as f64 / asked.len() as f64 * 100.0;
+        figures.push(fig(
+            "output_target_reached",
+            reached,
+            Unit::Percent,
+            "calls whose answer reached the length asked",
+        ));
+        if short > 0 {
+            notes.push(format!(
+                "{short} of {} calls answered fewer tokens than asked: the server did not hold the recorded length \
+                 (it may not support ignore_eos/min_tokens), so their decode time is shorter than the trace's",
+                asked.len()
+            ));
+        }
     }
     if let Some(l) = Summary::of(late.iter().copied()) {
         figures.push(fig("schedule_lateness_p99_ms", l.p99, Unit::Ms, "p99 of sent − scheduled (replay accuracy)"));
