@@ -7,7 +7,7 @@
 
 use crate::cost::{CostAccumulator, Price};
 use crate::metrics::{RateAccumulator, RequestMetrics, Sample, TokenSource};
-use crate::record::{ErrorClass, RequestRecord};
+use crate::record::{ErrorClass, Nanos, RequestRecord};
 use crate::result::{
     ConnectionStats, CriterionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, QualityStats, StepConfig,
     StepMetrics, StepResult, StepSamples,
@@ -143,6 +143,8 @@ pub struct StepAccumulator {
     /// Σ share of criteria passed, and the number of successful requests checked.
     check_scores: (f64, u64),
     samples: Vec<Sample>,
+    /// When the client aborted requests on purpose (`--cancel-share`): their `done` instants.
+    aborted: Vec<Nanos>,
     /// Arrival index of each retained sample, once the reservoir has replaced one (empty before).
     arrivals: Vec<u64>,
     sample_cap: usize,
@@ -171,6 +173,7 @@ impl StepAccumulator {
             token_sources: BTreeMap::new(),
             check_scores: (0.0, 0),
             samples: Vec::new(),
+            aborted: Vec::new(),
             arrivals: Vec::new(),
             sample_cap: SAMPLE_CAP,
             reservoir: StdRng::seed_from_u64(RESERVOIR_SEED),
@@ -205,8 +208,9 @@ impl StepAccumulator {
         self
     }
 
-    /// Add a finished request. Warm-up requests are only counted; cancelled requests (Ctrl-C) are counted
-    /// under their error class but are not measured requests.
+    /// Add a finished request. Warm-up requests are only counted; cancelled requests (Ctrl-C) and requests the
+    /// client aborted on purpose (`--cancel-share`) are counted under their error class but are not measured
+    /// requests.
     pub fn push(&mut self, r: &RequestRecord) {
         if r.warmup {
             self.warmup += 1;
@@ -217,7 +221,10 @@ impl StepAccumulator {
                 .entry(e.class)
                 .and_modify(|s| s.count += 1)
                 .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
-            if e.class == ErrorClass::Cancelled {
+            if e.class == ErrorClass::Aborted {
+                self.aborted.push(r.done.unwrap_or(r.scheduled));
+            }
+            if matches!(e.class, ErrorClass::Cancelled | ErrorClass::Aborted) {
                 return;
             }
         }
@@ -374,6 +381,11 @@ impl StepAccumulator {
     /// up to [`SAMPLE_CAP`]; past it a uniform random sample of them, in no particular order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
+    }
+
+    /// When the client aborted requests on purpose (`--cancel-share`), in arrival order.
+    pub fn aborted(&self) -> &[Nanos] {
+        &self.aborted
     }
 
     /// Retained samples in arrival order.

@@ -12,10 +12,12 @@
 //! | `stats` | mean, median, min, max and standard deviation of E2E, TTFT and tokens/s of one step |
 //! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria ([`prompt_cache`]) |
 //! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk ([`speculative`]) |
+//! | `aborts` | requests the client aborted mid-stream (`--cancel-share`): how many, and the TTFT of the requests sent right after an abort against the others, to tell whether the server freed the aborted request's slot ([`aborts`]) |
 //! | `agent` | an agent trace's replay by turn index: prefix reuse (cached ÷ prompt tokens), TTFT, E2E; session wall time split into model time and tool/think time; how late the replay sent calls ([`agent`]) |
 //! | `slices` | a step cut into equal time slices: requests ended and failed, requests/s, output tokens/s, TTFT p50/p99, E2E p50 per slice ([`slices`]) |
 //! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria ([`connections`]) |
 
+mod aborts;
 mod agent;
 mod connections;
 mod prompt_cache;
@@ -44,6 +46,11 @@ pub enum AnalysisSpec {
         /// Steps to include (default: all).
         #[serde(default)]
         steps: Vec<String>,
+    },
+    /// Requests aborted by the client and what the requests after them saw (`--cancel-share`).
+    Aborts {
+        /// The step.
+        step: String,
     },
     /// A step in equal time slices (`--slice 10s`).
     Slices {
@@ -139,6 +146,7 @@ impl AnalysisSpec {
             AnalysisSpec::Fit { steps, .. } => steps.iter().map(String::as_str).collect(),
             AnalysisSpec::Turns { step }
             | AnalysisSpec::Agent { step }
+            | AnalysisSpec::Aborts { step }
             | AnalysisSpec::Slices { step, .. }
             | AnalysisSpec::Drift { step }
             | AnalysisSpec::Stats { step } => vec![step],
@@ -166,6 +174,8 @@ pub struct StepData<'a> {
     pub result: &'a StepResult,
     /// Its measured requests.
     pub samples: &'a [Sample],
+    /// When the client aborted requests on purpose (`--cancel-share`): their `done` instants.
+    pub aborted: &'a [crate::record::Nanos],
 }
 
 /// A named figure.
@@ -282,6 +292,7 @@ pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
         }
         AnalysisSpec::Turns { step } => find(step).map_or_else(|| missing("turns", step), turns),
         AnalysisSpec::Agent { step } => find(step).map_or_else(|| missing("agent", step), agent::agent),
+        AnalysisSpec::Aborts { step } => find(step).map_or_else(|| missing("aborts", step), aborts::aborts),
         AnalysisSpec::Slices { step, width_s } => {
             find(step).map_or_else(|| missing("slices", step), |s| slices::slices(s, *width_s))
         }

@@ -187,6 +187,9 @@ pub enum ErrorClass {
     EmptyOutput,
     /// The request was cancelled (Ctrl-C / SIGTERM). Counted, but not part of the measured requests.
     Cancelled,
+    /// The client aborted the request mid-stream on purpose (`--cancel-share`), as agents do. Counted, but not
+    /// part of the measured requests; the `aborts` analysis reports what the requests after it saw.
+    Aborted,
 }
 
 impl ErrorClass {
@@ -202,6 +205,7 @@ impl ErrorClass {
             ErrorClass::ParseError => "parse_error",
             ErrorClass::EmptyOutput => "empty_output",
             ErrorClass::Cancelled => "cancelled",
+            ErrorClass::Aborted => "aborted",
         }
     }
 }
@@ -315,7 +319,9 @@ mod tests {
 
     #[test]
     fn error_class_names_agree_with_serde() {
-        for c in [Connect, Timeout, Http4xx, RateLimited, Http5xx, StreamBroken, ParseError, EmptyOutput, Cancelled] {
+        for c in
+            [Connect, Timeout, Http4xx, RateLimited, Http5xx, StreamBroken, ParseError, EmptyOutput, Cancelled, Aborted]
+        {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }

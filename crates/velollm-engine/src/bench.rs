@@ -46,6 +46,8 @@ pub struct BenchOptions {
     pub gate: Option<watch::Receiver<bool>>,
     /// A PEM certificate to trust besides the public roots (`--ca-cert`, e.g. a self-signed local server).
     pub ca_cert: Option<PathBuf>,
+    /// Abort a share of the requests mid-stream (`--cancel-share`).
+    pub aborts: Option<crate::exec::Aborts>,
 }
 
 impl BenchOptions {
@@ -62,6 +64,7 @@ impl BenchOptions {
             origin: None,
             gate: None,
             ca_cert: None,
+            aborts: None,
         }
     }
 }
@@ -128,6 +131,7 @@ impl Session {
         target.api_key = opts.api_key.clone();
         target.timeouts = opts.timeouts;
         target.keep_text = opts.keep_text;
+        target.aborts = opts.aborts;
         if let Some(p) = &opts.tokenizer {
             target.tokenizer = Some(Arc::new(TokenCounter::from_file(p).map_err(BenchError::Tokenizer)?));
         }
@@ -306,6 +310,7 @@ impl Session {
                 tags: &plan.tags,
                 result,
                 samples: acc.samples(),
+                aborted: acc.aborted(),
             })
             .collect();
         let mut specs: Vec<AnalysisSpec> = analyses.to_vec();

@@ -75,7 +75,32 @@ pub struct Target {
     pub max_message_bytes: usize,
     /// While this is false the server is being restarted and no request is sent (see `health`).
     pub gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Abort a share of the requests mid-stream (`--cancel-share`).
+    pub aborts: Option<Aborts>,
     next_conn: AtomicU64,
+}
+
+/// Requests the client aborts mid-stream on purpose, as agents do (`--cancel-share`, `--cancel-after`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aborts {
+    /// The share of requests aborted, in `(0, 1]`; which ones is drawn from `seed` and the request's id.
+    pub share: f64,
+    /// How long after sending a chosen request is aborted; `None`: as soon as its first token arrives.
+    pub after: Option<Duration>,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl Aborts {
+    /// Whether request `id` is one of those aborted.
+    pub fn chosen(&self, id: u64) -> bool {
+        // splitmix64 of the seed and the id: a uniform draw in [0, 1) per request, the same in every run.
+        let mut z = (self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.share
+    }
 }
 
 impl Target {
@@ -91,6 +116,7 @@ impl Target {
             clock,
             max_message_bytes: MAX_MESSAGE_BYTES,
             gate: None,
+            aborts: None,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -508,7 +534,8 @@ pub async fn execute(
     }
     let mut cancel = cancel.clone();
     let deadline = Instant::now() + target.timeouts.total;
-    let fut = execute_inner(target, slot, req, &mut record, deadline);
+    let abort = target.aborts.filter(|a| !record.warmup && a.chosen(record.id));
+    let fut = execute_inner(target, slot, req, &mut record, deadline, abort);
     let outcome = tokio::select! {
         r = fut => r,
         _ = cancel.wait_for(|c| *c) => Err(error(ErrorClass::Cancelled, "cancelled")),
@@ -529,6 +556,7 @@ async fn execute_inner(
     req: &GenRequest,
     record: &mut RequestRecord,
     deadline: Instant,
+    abort: Option<Aborts>,
 ) -> Result<(), RequestError> {
     let clock = target.clock;
     let dialect = target.dialect;
@@ -632,9 +660,27 @@ async fn execute_inner(
     let idle_due = |from: Instant| after(from, idle, deadline);
     let mut last_frame = Instant::now();
     let mut timer = std::pin::pin!(tokio::time::sleep_until(first_token));
+    // A request chosen to be aborted at a time: cut then, whatever it has received.
+    let abort_at = abort.and_then(|a| a.after).map(|after| clock.instant(sent) + after);
+    let mut abort_timer = std::pin::pin!(crate::timer::sleep_until(abort_at.unwrap_or_else(|| clock.instant(sent))));
+    let aborted = |record: &RequestRecord, t: Nanos| {
+        error(
+            ErrorClass::Aborted,
+            format!(
+                "aborted by the client after {:.1} ms and {} chunks (--cancel-share)",
+                t.saturating_sub(sent) as f64 / 1e6,
+                record.chunks.len()
+            ),
+        )
+    };
     while !ended {
         let frame = tokio::select! {
             biased;
+            () = &mut abort_timer, if abort_at.is_some() => {
+                let t = clock.now();
+                record.done = Some(t);
+                return Err(aborted(record, t));
+            }
             frame = conn.data() => Some(frame),
             () = &mut timer => None,
         };
@@ -733,6 +779,10 @@ async fn execute_inner(
             timer.as_mut().reset(idle_due(last_frame));
         }
         record.chunks.extend(frame_chunks.chunks);
+        if first_output && abort.is_some_and(|a| a.after.is_none()) && !st.done {
+            record.done = Some(t);
+            return Err(aborted(record, t));
+        }
         if st.done {
             record.done = Some(t);
             conn.finish();
@@ -874,6 +924,17 @@ mod tests {
         let r = http_request(&target(DialectKind::OpenAiChat), hyper::Method::POST, "/v1/chat/completions", None);
         assert_eq!(r.headers()[hyper::header::AUTHORIZATION].to_str().unwrap(), "Bearer k-123");
         assert!(r.headers().get("anthropic-version").is_none());
+    }
+
+    #[test]
+    fn aborts_choose_their_share_of_requests_the_same_way_every_run() {
+        let a = Aborts { share: 0.2, after: None, seed: 42 };
+        let chosen: Vec<u64> = (0..10_000).filter(|&id| a.chosen(id)).collect();
+        assert!((1_800..2_200).contains(&chosen.len()), "{}", chosen.len());
+        assert_eq!(chosen, (0..10_000).filter(|&id| a.chosen(id)).collect::<Vec<_>>());
+        assert!((0..1_000).all(|id| Aborts { share: 1.0, ..a }.chosen(id)));
+        let other_seed = Aborts { seed: 7, ..a };
+        assert_ne!(chosen, (0..10_000).filter(|&id| other_seed.chosen(id)).collect::<Vec<_>>());
     }
 
     #[test]

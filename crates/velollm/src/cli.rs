@@ -205,6 +205,13 @@ pub struct BenchArgs {
     /// Seed for arrivals and synthetic prompts (recorded in the result).
     #[arg(long, default_value_t = 42, help_heading = "Load")]
     pub seed: u64,
+    /// Abort this share of the requests mid-stream, as agents do (e.g. 0.2): they are counted as `aborted`, not
+    /// measured, and the aborts analysis compares the requests sent right after an abort with the others.
+    #[arg(long, value_name = "F", help_heading = "Load")]
+    pub cancel_share: Option<f64>,
+    /// Abort the chosen requests this long after sending them (e.g. 500ms) [default: at their first token].
+    #[arg(long, value_name = "DURATION", help_heading = "Load")]
+    pub cancel_after: Option<String>,
     /// Cut every step into time slices of this width (e.g. 10s) and report each slice's throughput and
     /// latency, so that drift over a long run shows.
     #[arg(long, value_name = "DURATION", help_heading = "Load")]

@@ -112,6 +112,21 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
     Ok((Scenario::parse(name, &text)?, path.parent().map(PathBuf::from)))
 }
 
+/// `--cancel-share F` and `--cancel-after D`: the requests the client aborts mid-stream.
+fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::exec::Aborts>> {
+    let Some(share) = args.cancel_share else {
+        if args.cancel_after.is_some() {
+            bail!("--cancel-after needs --cancel-share F (the share of requests to abort)");
+        }
+        return Ok(None);
+    };
+    if !(share > 0.0 && share <= 1.0) {
+        bail!("--cancel-share must be a share in (0, 1], e.g. 0.2 for one request in five");
+    }
+    let after = args.cancel_after.as_deref().map(|d| duration("--cancel-after", d)).transpose()?;
+    Ok(Some(velollm_engine::exec::Aborts { share, after, seed: args.seed }))
+}
+
 /// `--trace FILE` with its replay options; errors name the file, the line and the session.
 fn trace(args: &BenchArgs, file: &Path) -> Result<Workload> {
     if !args.prompt.is_empty() || args.prompt_file.is_some() || args.prompt_tokens.is_some() {
@@ -533,6 +548,10 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         bail!("every step was skipped: {}", notes.join("; "));
     }
     let mut analyses = analyses;
+    let aborts = aborts(args)?;
+    if aborts.is_some() {
+        analyses.extend(steps.iter().map(|s| AnalysisSpec::Aborts { step: s.name.clone() }));
+    }
     if let Some(width) = &args.slice {
         let width_s = duration("--slice", width)?.as_secs_f64();
         if width_s <= 0.0 {
@@ -564,6 +583,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
             origin: None,
             gate: None,
             ca_cert: args.ca_cert.clone(),
+            aborts,
         },
         steps,
         scenario: scenario_name,

@@ -148,6 +148,8 @@ fn fingerprint(a: &BenchArgs) -> Vec<(&'static str, String)> {
         ("--prompt-tokens", show(&a.prompt_tokens)),
         ("--trace", show(&a.trace)),
         ("--slice", show(&a.slice)),
+        ("--cancel-share", show(&a.cancel_share)),
+        ("--cancel-after", show(&a.cancel_after)),
         ("--time-scale", show(&a.time_scale)),
         ("--max-delay", show(&a.max_delay)),
         ("--sessions-together", show(&a.sessions_together)),

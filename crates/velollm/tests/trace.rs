@@ -332,3 +332,88 @@ async fn sub_agents_fork_from_their_parent_and_rejoin() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("parent_id 'nobody' names no session on an earlier line"), "{}", run.stderr);
 }
+
+fn aborted(records: &[Value]) -> Vec<&Value> {
+    records.iter().filter(|r| r["error"]["class"] == "aborted").collect()
+}
+
+/// `--cancel-share F` aborts that share of the requests mid-stream (at the first token, or `--cancel-after`
+/// the send): counted as `aborted`, not measured, and the aborts analysis compares the requests after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_aborts_a_share_of_requests_mid_stream() {
+    let script =
+        Script { ttft: Duration::from_millis(5), itl: Duration::from_millis(10), tokens: 8, ..Script::default() };
+    let server = FakeServer::start(Flavor::OpenAi, script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+        let mut args: Vec<String> =
+            ["bench", "--url", &server.url(), "--prompt", "hi", "-n", "20", "--cancel-share", "0.5"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--no-progress".into(), "-o".into(), out.display().to_string()]);
+        args.extend(["--records".into(), records.display().to_string()]);
+        async move {
+            let o = velollm_async(args).await;
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+            (json(&out), jsonl(&records))
+        }
+    };
+    let (doc, records) = run(&[]).await;
+    let cut = aborted(&records);
+    assert!((4..=16).contains(&cut.len()), "about half of 20: {}", cut.len());
+    let step = &doc["steps"][0];
+    assert_eq!(step["succeeded"].as_u64().unwrap() as usize + cut.len(), 20, "{step}");
+    for r in &cut {
+        // Cut at the first token: one output chunk, long before the 8 tokens' 80 ms.
+        let content = r["chunks"].as_array().unwrap().iter().filter(|c| c["channel"] == "content").count();
+        assert_eq!(content, 1, "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("aborted by the client"), "{r}");
+    }
+    let a = analysis(&doc, "aborts");
+    assert_eq!(figure(a, "aborted"), Some(cut.len() as f64), "{a:#}");
+    assert!(figure(a, "ttft_after_abort_ratio").is_some(), "sequential: every abort is followed by a request: {a:#}");
+
+    let (_, records) = run(&["--cancel-after", "30ms"]).await;
+    for r in aborted(&records) {
+        let lived = ms(&r["done"]) - ms(&r["sent"]);
+        assert!((30.0..45.0).contains(&lived), "aborted 30 ms after the send: {lived:.1}");
+    }
+    let bad =
+        velollm_async(vec!["bench".into(), "--url".into(), server.url(), "--cancel-share".into(), "2".into()]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).1.contains("--cancel-share must be a share in (0, 1]"), "{}", text(&bad).1);
+}
+
+/// Against llama-server: aborted streams free their slot, and the requests after them are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_serves_the_requests_after_an_abort() {
+    let Some(url) = server_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+    let args = [
+        "bench",
+        "--url",
+        &url,
+        "--prompt",
+        "Count from one to fifty.",
+        "--max-tokens",
+        "32",
+        "-n",
+        "8",
+        "--cancel-share",
+        "0.5",
+        "--no-progress",
+    ];
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["-o".into(), out.display().to_string(), "--records".into(), records.display().to_string()]);
+    let o = velollm_async(all).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let (doc, records) = (json(&out), jsonl(&records));
+    let cut = aborted(&records).len();
+    assert!(cut > 0 && cut < 8, "{cut}");
+    assert_eq!(doc["steps"][0]["succeeded"].as_u64().unwrap() as usize + cut, 8, "{}", doc["steps"][0]);
+    assert!(figure(analysis(&doc, "aborts"), "aborted") == Some(cut as f64));
+}

@@ -388,7 +388,7 @@ mod tests {
 
     fn step<'a>(name: &'a str, result: &'a StepResult, samples: &'a [Sample]) -> StepData<'a> {
         static TAGS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
-        StepData { name, tags: TAGS.get_or_init(BTreeMap::new), result, samples }
+        StepData { name, tags: TAGS.get_or_init(BTreeMap::new), result, samples, aborted: &[] }
     }
 
     fn figure(r: &AnalysisResult, name: &str) -> Option<f64> {

@@ -248,8 +248,8 @@ mod tests {
         let tags = BTreeMap::new();
         let results = [base.result(None, false), cached.result(None, false)];
         let data = [
-            StepData { name: "uncached", tags: &tags, result: &results[0], samples: base.samples() },
-            StepData { name: "cached", tags: &tags, result: &results[1], samples: cached.samples() },
+            StepData { name: "uncached", tags: &tags, result: &results[0], samples: base.samples(), aborted: &[] },
+            StepData { name: "cached", tags: &tags, result: &results[1], samples: cached.samples(), aborted: &[] },
         ];
         let a = run(&AnalysisSpec::PromptCache { baseline: Some("uncached".into()) }, &data);
         let f = |n: &str| a.figures.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("{n}: {a:#?}")).value;
@@ -274,7 +274,8 @@ mod tests {
         }
         let result = acc.result(None, false);
         let tags = BTreeMap::from([("cache_ttl".to_string(), "1s".to_string()), ("ttl_gap".into(), "2s".into())]);
-        let data = [StepData { name: "cached@ttl1s", tags: &tags, result: &result, samples: acc.samples() }];
+        let data =
+            [StepData { name: "cached@ttl1s", tags: &tags, result: &result, samples: acc.samples(), aborted: &[] }];
         let a = run(&AnalysisSpec::PromptCache { baseline: None }, &data);
         assert!(a.notes.iter().any(|n| n == "TTL 1s, requests 2s apart: 0 of 2 hit after the gap"), "{:?}", a.notes);
         assert!(a.notes.iter().any(|n| n.contains("give --prices FILE")));

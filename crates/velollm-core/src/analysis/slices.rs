@@ -122,7 +122,7 @@ mod tests {
         samples.push(at(25.0, 30));
         let result = crate::fixtures::step("x", &[]);
         let tags = Default::default();
-        let a = slices(&StepData { name: "x", tags: &tags, result: &result, samples: &samples }, 10.0);
+        let a = slices(&StepData { name: "x", tags: &tags, result: &result, samples: &samples, aborted: &[] }, 10.0);
         let table = a.table.unwrap();
         let labels: Vec<&str> = table.rows.iter().map(|r| r.label.as_str()).collect();
         assert_eq!(labels, ["0–10 s", "10–20 s", "20–30 s"]);
