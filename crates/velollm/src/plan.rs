@@ -543,9 +543,22 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     }
     let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
     let asked = velollm_engine::exec::Transports { http2: args.http2, websocket: args.websocket };
-    let notes = velollm_engine::exec::connection_plan(&mut steps, https, asked);
+    let mut notes = velollm_engine::exec::connection_plan(&mut steps, https, asked);
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
+    }
+    let scenario_workload =
+        args.trace.is_none() && args.prompt.is_empty() && args.prompt_file.is_none() && args.prompt_tokens.is_none();
+    if steps.len() > 1 && scenario_workload {
+        // `-n N` bounds each step: say what the whole run sends before it starts.
+        let total: Option<u64> = steps.iter().map(StepPlan::expected_requests).sum();
+        let all = total.map_or_else(String::new, |n| format!(", {n} requests in all"));
+        notes.push(format!(
+            "scenario '{}': {} steps{all} (--requests and --iterations apply to each step; --prompt or \
+             --prompt-tokens runs a single step)",
+            scenario_name,
+            steps.len()
+        ));
     }
     let mut analyses = analyses;
     let aborts = aborts(args)?;

@@ -40,6 +40,8 @@ async fn standard_scenario_prints_a_summary_and_writes_a_valid_result() {
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("dialect openai-chat (auto: /v1/models answered"), "{stderr}");
+    // Before the run, what the whole suite sends: its steps' 5 + 3 + 3 iterations.
+    assert!(stderr.contains("scenario 'standard': 3 steps, 11 requests in all"), "{stderr}");
     for step in ["short_completion", "medium_completion", "code_generation"] {
         assert!(stdout.contains(step), "{stdout}");
     }
