@@ -266,7 +266,15 @@ async fn killed_run_leaves_a_valid_partial_result() {
     let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
     let mut child = spawn_slow_run(&server.url(), &out, &records);
     wait_for_records(&records, 4).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The result document is rewritten at least a second apart while the step runs: wait until it holds
+    // the 4 requests (on a busy machine that takes longer than a second), then kill.
+    let start = Instant::now();
+    let written = |doc: &serde_json::Value| doc["steps"][0]["requests"].as_u64().unwrap_or(0);
+    while std::fs::read_to_string(&out).ok().and_then(|t| serde_json::from_str(&t).ok()).map_or(0, |d| written(&d)) < 4
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "the partial result never held 4 requests");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let doc = json(&out);
