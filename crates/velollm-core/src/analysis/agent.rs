@@ -1,7 +1,8 @@
 //! The `agent` analysis: what an agent trace's replay measured ([`crate::trace`]).
 //!
-//! * Per turn index (table): calls, mean prompt tokens, prefix reuse (cached ÷ prompt tokens, as the server
-//!   reports them), TTFT and E2E p50, tokens/s mean.
+//! * Per turn index, then per context length (prompt tokens in power-of-two buckets from 256; table): calls,
+//!   mean prompt tokens, prefix reuse (cached ÷ prompt tokens, as the server reports them), TTFT and E2E p50,
+//!   decode speed (tokens/s after the first token) mean.
 //! * Per session: wall time (first call scheduled → last answer), split into model time (the time at least
 //!   one of its calls — its sub-agents' included — was waiting for the model) and the rest (the recorded
 //!   tool and think pauses, and any lateness).
@@ -29,7 +30,7 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Calls of one turn index.
+/// Calls of one turn index, or of one context length.
 #[derive(Default)]
 struct Turn {
     calls: usize,
@@ -38,7 +39,40 @@ struct Turn {
     reported: usize,
     ttft: Vec<f64>,
     e2e: Vec<f64>,
-    tps: Vec<f64>,
+    decode: Vec<f64>,
+}
+
+impl Turn {
+    fn add(&mut self, m: &crate::metrics::RequestMetrics) {
+        self.calls += 1;
+        if let (Some(p), Some(c)) = (m.prompt_tokens, m.cached_tokens) {
+            self.prompt += p;
+            self.cached += c;
+            self.reported += 1;
+        }
+        self.ttft.extend(m.ttft_ms);
+        self.e2e.extend(m.e2e_ms);
+        self.decode.extend(m.decode_tokens_per_s);
+    }
+
+    fn row(&self, label: String) -> TableRow {
+        TableRow {
+            label,
+            values: vec![
+                Some(self.calls as f64),
+                (self.reported > 0).then(|| self.prompt as f64 / self.reported as f64),
+                ratio(self.cached, self.prompt),
+                p50(&self.ttft),
+                p50(&self.e2e),
+                mean(&self.decode),
+            ],
+        }
+    }
+}
+
+/// The context-length bucket of a call: the smallest power of two, at least 256, holding its prompt tokens.
+fn bucket(prompt_tokens: u64) -> u64 {
+    prompt_tokens.max(256).next_power_of_two()
 }
 
 /// One session (with its sub-agents): first scheduled, last done, the calls' `[sent, done]` intervals (ns).
@@ -64,20 +98,17 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
     let mut late = Vec::new();
     let (mut prompt, mut cached) = (0u64, 0u64);
     let ok: Vec<&Sample> = s.samples.iter().filter(|x| x.ok).collect();
+    let mut contexts: BTreeMap<u64, Turn> = BTreeMap::new();
     for x in &ok {
-        let t = turns.entry(x.turn.unwrap_or(0)).or_default();
-        t.calls += 1;
         let m = &x.metrics;
+        turns.entry(x.turn.unwrap_or(0)).or_default().add(m);
+        if let Some(p) = m.prompt_tokens {
+            contexts.entry(bucket(p)).or_default().add(m);
+        }
         if let (Some(p), Some(c)) = (m.prompt_tokens, m.cached_tokens) {
-            t.prompt += p;
-            t.cached += c;
-            t.reported += 1;
             prompt += p;
             cached += c;
         }
-        t.ttft.extend(m.ttft_ms);
-        t.e2e.extend(m.e2e_ms);
-        t.tps.extend(m.tokens_per_s);
         late.extend(m.queue_delay_ms);
         if let (Some(c), Some(done)) = (x.conversation, x.done) {
             let e = sessions.entry(c).or_insert((x.scheduled, done, Vec::new()));
@@ -87,20 +118,12 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
             e.2.push((sent, done));
         }
     }
-    let rows = turns
-        .iter()
-        .map(|(k, t)| TableRow {
-            label: format!("turn {}", k + 1),
-            values: vec![
-                Some(t.calls as f64),
-                (t.reported > 0).then(|| t.prompt as f64 / t.reported as f64),
-                ratio(t.cached, t.prompt),
-                p50(&t.ttft),
-                p50(&t.e2e),
-                mean(&t.tps),
-            ],
-        })
-        .collect();
+    let mut rows: Vec<TableRow> = turns.iter().map(|(k, t)| t.row(format!("turn {}", k + 1))).collect();
+    let mut lower = 0;
+    for (upper, t) in &contexts {
+        rows.push(t.row(format!("context {}–{upper} tokens", lower + 1)));
+        lower = *upper;
+    }
     let mut figures = Vec::new();
     let mut notes = Vec::new();
     if let Some(r) = ratio(cached, prompt) {
@@ -157,7 +180,7 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
                 "prefix reuse %",
                 "TTFT p50 ms",
                 "E2E p50 ms",
-                "tokens/s mean",
+                "decode tok/s mean",
             ]
             .map(String::from)
             .to_vec(),
@@ -169,6 +192,11 @@ pub(super) fn agent(s: &StepData<'_>) -> AnalysisResult {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn contexts_fall_in_power_of_two_buckets() {
+        assert_eq!([1, 256, 257, 600, 4096, 4097].map(super::bucket), [256, 256, 512, 1024, 4096, 8192]);
+    }
+
     #[test]
     fn overlapping_calls_count_once() {
         let mut calls = [(5_000_000, 9_000_000), (0, 2_000_000), (1_000_000, 3_000_000), (8_000_000, 8_500_000)];
