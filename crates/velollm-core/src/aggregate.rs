@@ -143,8 +143,8 @@ pub struct StepAccumulator {
     /// Σ share of criteria passed, and the number of successful requests checked.
     check_scores: (f64, u64),
     samples: Vec<Sample>,
-    /// When the client aborted requests on purpose (`--cancel-share`): their `done` instants.
-    aborted: Vec<Nanos>,
+    /// The requests the client aborted on purpose (`--cancel-share`): `done` and the output tokens received.
+    aborted: Vec<(Nanos, u64)>,
     /// Arrival index of each retained sample, once the reservoir has replaced one (empty before).
     arrivals: Vec<u64>,
     sample_cap: usize,
@@ -222,7 +222,8 @@ impl StepAccumulator {
                 .and_modify(|s| s.count += 1)
                 .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
             if e.class == ErrorClass::Aborted {
-                self.aborted.push(r.done.unwrap_or(r.scheduled));
+                let received = Sample::of(r).metrics.output_tokens;
+                self.aborted.push((r.done.unwrap_or(r.scheduled), received));
             }
             if matches!(e.class, ErrorClass::Cancelled | ErrorClass::Aborted) {
                 return;
@@ -383,8 +384,9 @@ impl StepAccumulator {
         &self.samples
     }
 
-    /// When the client aborted requests on purpose (`--cancel-share`), in arrival order.
-    pub fn aborted(&self) -> &[Nanos] {
+    /// The requests the client aborted on purpose (`--cancel-share`), in arrival order: when, and the output
+    /// tokens received before the abort.
+    pub fn aborted(&self) -> &[(Nanos, u64)] {
         &self.aborted
     }
 

@@ -174,8 +174,8 @@ pub struct StepData<'a> {
     pub result: &'a StepResult,
     /// Its measured requests.
     pub samples: &'a [Sample],
-    /// When the client aborted requests on purpose (`--cancel-share`): their `done` instants.
-    pub aborted: &'a [crate::record::Nanos],
+    /// The requests the client aborted on purpose (`--cancel-share`): `done` and the output tokens received.
+    pub aborted: &'a [(crate::record::Nanos, u64)],
 }
 
 /// A named figure.

@@ -416,5 +416,10 @@ async fn llama_server_serves_the_requests_after_an_abort() {
     let cut = aborted(&records).len();
     assert!(cut > 0 && cut < 8, "{cut}");
     assert_eq!(doc["steps"][0]["succeeded"].as_u64().unwrap() as usize + cut, 8, "{}", doc["steps"][0]);
-    assert!(figure(analysis(&doc, "aborts"), "aborted") == Some(cut as f64));
+    let a = analysis(&doc, "aborts");
+    assert_eq!(figure(a, "aborted"), Some(cut as f64));
+    // llama-server stops generating for a client that has gone: of the 32 tokens each aborted request asked
+    // for, its /metrics counts only the few generated before it saw the connection close.
+    let unreceived = figure(a, "unreceived_tokens").expect("llama-server's /metrics counts generated tokens");
+    assert!(unreceived / (cut as f64) < 16.0, "{unreceived} tokens generated for {cut} aborted requests: {a:#}");
 }

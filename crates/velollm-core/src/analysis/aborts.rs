@@ -6,6 +6,10 @@
 //! So the analysis compares, over the step's successful requests, the TTFT of those sent within
 //! [`AFTER_MS`] of an abort with the TTFT of the others. Figures: `aborted`, `ttft_after_abort_p50`,
 //! `ttft_other_p50`, and `ttft_after_abort_ratio` (after ÷ others; near 1 when the server freed the slots).
+//!
+//! When the server's `/metrics` counted the tokens it generated over the step, `unreceived_tokens` is that
+//! count minus the tokens the client received (its measured requests' and the aborted ones' before the
+//! abort): the tokens the server generated for clients that had gone. Near 0 when it stops at once.
 
 use super::{AnalysisResult, StepData, fig};
 use crate::names::Unit;
@@ -17,7 +21,7 @@ pub const AFTER_MS: f64 = 100.0;
 pub(super) fn aborts(s: &StepData<'_>) -> AnalysisResult {
     let mut figures = vec![fig("aborted", s.aborted.len() as f64, Unit::Plain, "requests aborted by the client")];
     let mut notes = Vec::new();
-    let mut aborted = s.aborted.to_vec();
+    let mut aborted: Vec<u64> = s.aborted.iter().map(|a| a.0).collect();
     aborted.sort_unstable();
     let (mut after, mut other) = (Vec::new(), Vec::new());
     for x in s.samples.iter().filter(|x| x.ok) {
@@ -55,6 +59,26 @@ pub(super) fn aborts(s: &StepData<'_>) -> AnalysisResult {
             "{} requests aborted; too few requests on one side to compare the TTFT right after an abort with the rest",
             s.aborted.len()
         )),
+    }
+    let generated = s.result.server_metrics.as_ref().and_then(|m| m.generation_tokens);
+    let measured = s.result.metrics.output_tokens.as_ref().map(|t| t.mean * t.count as f64);
+    if let (Some(generated), Some(measured)) = (generated, measured) {
+        let received = measured + s.aborted.iter().map(|a| a.1 as f64).sum::<f64>();
+        let unreceived = (generated - received).max(0.0);
+        figures.push(fig(
+            "unreceived_tokens",
+            unreceived,
+            Unit::Plain,
+            "tokens the server generated (its /metrics) that no client received",
+        ));
+        if !s.aborted.is_empty() {
+            notes.push(format!(
+                "the server's /metrics counted {generated:.0} generated tokens over the step, the client received \
+                 {received:.0}: {unreceived:.0} tokens ({:.1} per aborted request) were generated for clients that \
+                 had gone",
+                unreceived / s.aborted.len() as f64
+            ));
+        }
     }
     AnalysisResult {
         kind: "aborts".into(),
