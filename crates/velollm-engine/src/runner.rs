@@ -538,6 +538,51 @@ impl StepCtx {
         session_turns(&self.prompts, &self.step, self.nonce, i, self.target.tokenizer.as_deref())
     }
 
+    /// Send one request of session `i`, due at `at`, as `describe` labels its record: wait while a launched
+    /// server restarts (the request then counts from its return), execute it, keep no key in its error, and
+    /// retire a `new` step's connection.
+    async fn send(
+        &self,
+        slot: &mut Slot,
+        i: u64,
+        mut at: Nanos,
+        req: &GenRequest,
+        describe: impl FnOnce(&mut RequestRecord),
+    ) -> RequestRecord {
+        if let Some(gate) = &self.target.gate
+            && !*gate.borrow()
+        {
+            // The server is being restarted: wait for it; the request counts from its return.
+            let mut gate = gate.clone();
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                _ = gate.wait_for(|open| *open) => {}
+                _ = cancel.wait_for(|c| *c) => {}
+            }
+            at = self.target.clock.now();
+        }
+        let mut record = self.record(i, at);
+        describe(&mut record);
+        let mut record = execute(&self.target, slot, req, record, &self.cancel).await;
+        // A server may echo the key (e.g. the request's headers in an error body): never keep it.
+        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
+            && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
+        {
+            e.message = m;
+        }
+        if self.target.gate.is_some()
+            && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
+        {
+            // A launched server that refuses connections is dying or restarting: give the monitor a
+            // moment to close the gate instead of spinning through the step's requests.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.step.connection.is_new() {
+            slot.discard();
+        }
+        record
+    }
+
     /// Run session `i` (scheduled at `scheduled`): every turn in order, each carrying the real previous
     /// answers, plus correction turns after failed checks. Returns false when the collector is gone.
     async fn run_session(&self, slot: &mut Slot, i: u64, scheduled: Nanos, tx: &mpsc::Sender<RequestRecord>) -> bool {
@@ -555,42 +600,16 @@ impl StepCtx {
         let mut at = scheduled;
         let mut turn = 0;
         while let Some((prompt, label)) = queue.pop_front() {
-            if let Some(gate) = &self.target.gate
-                && !*gate.borrow()
-            {
-                // The server is being restarted: wait for it; the request counts from its return.
-                let mut gate = gate.clone();
-                let mut cancel = self.cancel.clone();
-                tokio::select! {
-                    _ = gate.wait_for(|open| *open) => {}
-                    _ = cancel.wait_for(|c| *c) => {}
-                }
-                at = self.target.clock.now();
-            }
-            let mut record = self.record(i, at);
-            if conversation {
-                record.conversation = Some(i);
-                record.turn = Some(turn);
-            }
-            record.label = label;
             let req = self.request(i, &history, prompt.clone());
-            let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
-            // A server may echo the key (e.g. the request's headers in an error body): never keep it.
-            if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
-                && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
-            {
-                e.message = m;
-            }
-            if self.target.gate.is_some()
-                && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
-            {
-                // A launched server that refuses connections is dying or restarting: give the monitor a
-                // moment to close the gate instead of spinning through the step's requests.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if self.step.connection.is_new() {
-                slot.discard();
-            }
+            let mut record = self
+                .send(slot, i, at, &req, |r| {
+                    if conversation {
+                        r.conversation = Some(i);
+                        r.turn = Some(turn);
+                    }
+                    r.label = label;
+                })
+                .await;
             let ok = record.succeeded();
             if ok && !self.step.checks.is_empty() {
                 run_checks(&self.step.checks, &mut record).await;
@@ -665,11 +684,17 @@ impl StepCtx {
                         _ = cancel.wait_for(|c| *c) => return true,
                     }
                 }
-                let mut record = self.record(i, at);
-                record.conversation = Some(i);
-                record.turn = Some(turn as u32);
-                record.label = Some(format!("session {}", session.id));
-                let record = self.trace_call(slot, session, call, record).await;
+                let req = self.trace_request(session, call);
+                let mut record = self
+                    .send(slot, i, at, &req, |r| {
+                        r.conversation = Some(i);
+                        r.turn = Some(turn as u32);
+                        r.label = Some(format!("session {}", session.id));
+                    })
+                    .await;
+                if !self.target.keep_text {
+                    record.text = None;
+                }
                 if tx.send(record).await.is_err() {
                     return false;
                 }
@@ -696,19 +721,18 @@ impl StepCtx {
         })
     }
 
-    /// Send one recorded call: its history as recorded, or (Mooncake) a prompt synthesised from its blocks.
-    async fn trace_call(
+    /// The request of one recorded call: its history as recorded, or (Mooncake) a prompt synthesised from its
+    /// blocks.
+    fn trace_request(
         &self,
-        slot: &mut Slot,
         session: &velollm_core::trace::TraceSession,
         call: &velollm_core::trace::TraceTurn,
-        record: RequestRecord,
-    ) -> RequestRecord {
+    ) -> GenRequest {
         let (prompt, recorded) = match &call.blocks {
             Some(blocks) => (self.blocks_prompt(blocks), None),
             None => (String::new(), Some(session.messages(call).to_vec())),
         };
-        let req = GenRequest {
+        GenRequest {
             model: self.model.clone(),
             system: None,
             context: None,
@@ -720,24 +744,9 @@ impl StepCtx {
             temperature: self.step.temperature,
             tools: call.tools.clone().or_else(|| self.step.tools.clone()),
             recorded,
-        };
-        let mut record = execute(&self.target, slot, &req, record, &self.cancel).await;
-        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut())
-            && let std::borrow::Cow::Owned(m) = key.redact(&e.message)
-        {
-            e.message = m;
         }
-        if self.step.connection.is_new() {
-            slot.discard();
-        }
-        if !self.target.keep_text {
-            record.text = None;
-        }
-        record
     }
-}
 
-impl StepCtx {
     /// A Mooncake prompt: block `h` is the same text wherever it appears in the step (and new in every run),
     /// so equal leading ids give byte-identical prefixes block by block; the last block is cut to the length.
     fn blocks_prompt(&self, blocks: &velollm_core::trace::Blocks) -> String {
