@@ -241,6 +241,11 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// The p50 of `v` ([`Summary`]'s interpolation), when it has values.
+fn median(v: &[f64]) -> Option<f64> {
+    Summary::of(v.iter().copied()).map(|s| s.p50)
+}
+
 /// A least-squares line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Line {

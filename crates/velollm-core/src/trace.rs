@@ -216,9 +216,9 @@ pub struct TraceError {
 /// Parse a request-per-turn trace: sessions in the order they first appear, start times made relative to the
 /// earliest one. Every error names the line and the session.
 pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut sessions = match serde_json::from_str::<Value>(first) {
-        Ok(v) if v.get("hash_ids").is_some() && v.get("session_id").is_none() => parse_mooncake(text)?,
+    let mut sessions = match format(text) {
+        Some(Format::Mooncake) => parse_mooncake(text)?,
+        // Anything else is read as request per turn, whose errors say what each line lacks.
         _ => parse_turns(text)?,
     };
     let earliest = sessions.iter().map(|s| s.start_ms).fold(f64::INFINITY, f64::min);
@@ -230,13 +230,29 @@ pub fn parse(text: &str) -> Result<Vec<TraceSession>, TraceError> {
     Ok(sessions)
 }
 
+/// The trace formats.
+enum Format {
+    RequestPerTurn,
+    Mooncake,
+}
+
+/// The format of a trace, judged by its first record; `None` when it is not one.
+fn format(text: &str) -> Option<Format> {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let v = serde_json::from_str::<Value>(first).ok()?;
+    let has = |key: &str| v.get(key).is_some();
+    if has("session_id") && has("messages") {
+        Some(Format::RequestPerTurn)
+    } else if has("hash_ids") && !has("session_id") {
+        Some(Format::Mooncake)
+    } else {
+        None
+    }
+}
+
 /// True when the text is a trace (request per turn or Mooncake), judged by its first record.
 pub fn looks_like_trace(text: &str) -> bool {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    serde_json::from_str::<Value>(first).is_ok_and(|v| {
-        (v.get("session_id").is_some() && v.get("messages").is_some())
-            || (v.get("hash_ids").is_some() && v.get("input_length").is_some())
-    })
+    format(text).is_some()
 }
 
 /// A Mooncake trace: one session of one call per line.

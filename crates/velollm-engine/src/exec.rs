@@ -94,11 +94,8 @@ pub struct Aborts {
 impl Aborts {
     /// Whether request `id` is one of those aborted.
     pub fn chosen(&self, id: u64) -> bool {
-        // splitmix64 of the seed and the id: a uniform draw in [0, 1) per request, the same in every run.
-        let mut z = (self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        // A uniform draw in [0, 1) per request from the seed and the id: the same requests in every run.
+        let z = crate::prompts::mix(self.seed, id, crate::prompts::TAG_ABORT);
         ((z >> 11) as f64 / (1u64 << 53) as f64) < self.share
     }
 }

@@ -267,7 +267,7 @@ const WORDS: &[&str] = &[
 ];
 
 /// Mixes a per-request seed (SplitMix64 finaliser), so that neighbouring indices give unrelated streams.
-fn mix(seed: u64, i: u64, tag: u64) -> u64 {
+pub(crate) fn mix(seed: u64, i: u64, tag: u64) -> u64 {
     let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tag.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -279,6 +279,8 @@ const TAG_GROUP: u64 = 2;
 const TAG_PREFIX: u64 = 3;
 const TAG_SUFFIX: u64 = 4;
 const TAG_WORDS: u64 = 5;
+/// The draw that picks the requests the client aborts (`--cancel-share`).
+pub(crate) const TAG_ABORT: u64 = 6;
 /// Words at the start of a salted prefix that encode the nonce (226⁸ ≈ 2⁶² values).
 const NONCE_WORDS: usize = 8;
 /// Length of the sample prompt that checks the server calibration.

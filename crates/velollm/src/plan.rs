@@ -8,7 +8,7 @@ use std::time::Duration;
 use velollm_core::analysis::AnalysisSpec;
 use velollm_core::cost::PriceTable;
 use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Turn, Workload};
+use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
 use velollm_engine::dialect::DialectKind;
@@ -271,48 +271,33 @@ fn prompt_lines(path: &std::path::Path) -> Result<Vec<String>> {
     Ok(prompts)
 }
 
-/// Read a step's `dataset` (JSON Lines, relative to the scenario file) into conversations; an error names
-/// the file and the line.
-fn read_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Vec<Vec<Turn>>> {
-    let Some(file) = &step.dataset else { return Ok(Vec::new()) };
-    let path = match base {
-        Some(dir) => dir.join(file),
-        None => PathBuf::from(file),
-    };
+/// Read a step's `dataset` (JSON Lines, relative to the scenario file): conversations, or a trace (request per
+/// turn or Mooncake, judged by its first record). An error names the file and the line.
+fn read_dataset(step: &Step, file: &str, base: Option<&PathBuf>) -> Result<Workload> {
+    let path = base.map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
+    if velollm_core::trace::looks_like_trace(&text) {
+        let sessions = velollm_core::trace::parse(&text)
+            .map_err(|e| anyhow!("step '{}': trace {}: {e}", step.name, path.display()))?;
+        return Ok(Workload::Trace(velollm_core::trace::TraceReplay::new(sessions)));
+    }
     let dataset = Dataset::parse(&text)
         .map_err(|e| anyhow!("step '{}': dataset {}:{}: {}", step.name, path.display(), e.line, e.message))?;
     if dataset.sessions.is_empty() {
         bail!("step '{}': dataset '{}' has no conversations (one JSON record per line)", step.name, path.display());
     }
-    Ok(dataset.sessions)
-}
-
-/// A step's `dataset` when it is a trace (request per turn or Mooncake, judged by its first record).
-fn read_trace_dataset(step: &Step, base: Option<&PathBuf>) -> Result<Option<Workload>> {
-    let Some(file) = &step.dataset else { return Ok(None) };
-    let path = base.map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
-    if !velollm_core::trace::looks_like_trace(&text) {
-        return Ok(None);
-    }
-    let sessions = velollm_core::trace::parse(&text)
-        .map_err(|e| anyhow!("step '{}': trace {}: {e}", step.name, path.display()))?;
-    Ok(Some(Workload::Trace(velollm_core::trace::TraceReplay::new(sessions))))
+    Ok(Workload::Sessions(dataset.sessions))
 }
 
 /// A scenario step as a runnable plan, with the command line's overrides applied.
 fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepLoad) -> Result<StepPlan> {
     let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?;
-    if let Some(trace) = read_trace_dataset(s, base)? {
-        workload = trace;
+    if let (Workload::Sessions(_), Some(file)) = (&workload, &s.dataset) {
+        workload = read_dataset(s, file, base)?;
     }
-    match &mut workload {
-        Workload::Prompts(p) => p.extend(read_prompt_file(s, base)?),
-        Workload::Sessions(sessions) => *sessions = read_dataset(s, base)?,
-        _ => {}
+    if let Workload::Prompts(p) = &mut workload {
+        p.extend(read_prompt_file(s, base)?);
     }
     if let (Workload::Conversation(_) | Workload::Sessions(_), Some(0)) = (&workload, args.turns) {
         bail!("--turns must be at least 1");

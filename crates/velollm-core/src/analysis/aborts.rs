@@ -11,9 +11,8 @@
 //! count minus the tokens the client received (its measured requests' and the aborted ones' before the
 //! abort): the tokens the server generated for clients that had gone. Near 0 when it stops at once.
 
-use super::{AnalysisResult, StepData, fig};
+use super::{AnalysisResult, StepData, fig, median};
 use crate::names::Unit;
-use crate::stats::Summary;
 
 /// A request sent within this many ms after an abort counts as "right after" it.
 pub const AFTER_MS: f64 = 100.0;
@@ -32,8 +31,7 @@ pub(super) fn aborts(s: &StepData<'_>) -> AnalysisResult {
         let follows = k > 0 && (sent - aborted[k - 1]) as f64 / 1e6 <= AFTER_MS;
         if follows { after.push(ttft) } else { other.push(ttft) }
     }
-    let p50 = |v: &[f64]| Summary::of(v.iter().copied()).map(|s| s.p50);
-    match (p50(&after), p50(&other)) {
+    match (median(&after), median(&other)) {
         (Some(a), Some(o)) => {
             figures.push(fig("ttft_after_abort_p50", a, Unit::Ms, "TTFT p50 of requests sent right after an abort"));
             figures.push(fig("ttft_other_p50", o, Unit::Ms, "TTFT p50 of the other requests"));

@@ -12,7 +12,7 @@
 //!   whose answer reached the length asked: the recorded `output_tokens`, else the cap), with a note when some
 //!   fell short (a server that does not hold the length: `ignore_eos` unsupported).
 
-use super::{AnalysisResult, StepData, Table, TableRow, fig};
+use super::{AnalysisResult, StepData, Table, TableRow, fig, mean, median};
 use crate::metrics::Sample;
 use crate::names::Unit;
 use crate::stats::Summary;
@@ -20,14 +20,6 @@ use std::collections::BTreeMap;
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64 * 100.0)
-}
-
-fn p50(v: &[f64]) -> Option<f64> {
-    Summary::of(v.iter().copied()).map(|s| s.p50)
-}
-
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Calls of one turn index, or of one context length.
@@ -62,8 +54,8 @@ impl Turn {
                 Some(self.calls as f64),
                 (self.reported > 0).then(|| self.prompt as f64 / self.reported as f64),
                 ratio(self.cached, self.prompt),
-                p50(&self.ttft),
-                p50(&self.e2e),
+                median(&self.ttft),
+                median(&self.e2e),
                 mean(&self.decode),
             ],
         }

@@ -19,11 +19,10 @@
 //! A server that closes every connection after its response (llama-server does, after a stream) leaves
 //! nothing for keep-alive to reuse: the analysis says so and claims no reduction for that step.
 
-use super::{AnalysisResult, StepData, Table, TableRow, fig};
+use super::{AnalysisResult, StepData, Table, TableRow, fig, mean, median};
 use crate::metrics::Sample;
 use crate::names::Unit;
 use crate::record::HttpProtocol;
-use crate::stats::Summary;
 use std::collections::BTreeSet;
 
 /// Seed 000 phase 5: network overhead reduced by more than 30 %.
@@ -103,7 +102,6 @@ impl Conns {
     }
 
     fn row(&self, label: &str) -> TableRow {
-        let p50 = |v: &[f64]| Summary::of(v.iter().copied()).map(|s| s.p50);
         let share = (self.handshakes() > 0).then(|| self.tls_resumed.len() as f64 / self.handshakes() as f64 * 100.0);
         TableRow {
             label: label.to_string(),
@@ -112,25 +110,17 @@ impl Conns {
                 Some(self.opened as f64),
                 Some(self.reused as f64),
                 share,
-                p50(&self.dns),
-                p50(&self.tcp),
-                p50(&self.tls),
-                p50(&self.upgrade),
-                p50(&self.overhead),
+                median(&self.dns),
+                median(&self.tcp),
+                median(&self.tls),
+                median(&self.upgrade),
+                median(&self.overhead),
                 mean(&self.overhead),
-                p50(&self.ttft),
-                p50(&self.ttft_with_connect),
+                median(&self.ttft),
+                median(&self.ttft_with_connect),
             ],
         }
     }
-}
-
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    Summary::of(v.iter().copied()).map(|s| s.p50)
 }
 
 /// `(reference − value) ÷ reference × 100`, for a positive reference.

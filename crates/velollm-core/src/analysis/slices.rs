@@ -6,7 +6,7 @@
 //! requests/s, output tokens/s, TTFT p50 and p99, E2E p50. Figure: `ttft_p50_change`, the last full slice's
 //! TTFT p50 against the first's, in percent.
 
-use super::{AnalysisResult, StepData, Table, TableRow, fig};
+use super::{AnalysisResult, StepData, Table, TableRow, fig, median};
 use crate::names::Unit;
 use crate::stats::Summary;
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ pub(super) fn slices(s: &StepData<'_>, width_s: f64) -> AnalysisResult {
         slice.ttft.extend(x.metrics.ttft_ms);
         slice.e2e.extend(x.metrics.e2e_ms);
     }
-    let pct = |v: &[f64], q: fn(&Summary) -> f64| Summary::of(v.iter().copied()).map(|s| q(&s));
+    let p99 = |v: &[f64]| Summary::of(v.iter().copied()).map(|s| s.p99);
     let rows: Vec<TableRow> = by
         .iter()
         .map(|(k, sl)| TableRow {
@@ -48,17 +48,17 @@ pub(super) fn slices(s: &StepData<'_>, width_s: f64) -> AnalysisResult {
                 Some(sl.failed as f64),
                 Some(sl.ended as f64 / width_s),
                 Some(sl.output_tokens as f64 / width_s),
-                pct(&sl.ttft, |s| s.p50),
-                pct(&sl.ttft, |s| s.p99),
-                pct(&sl.e2e, |s| s.p50),
+                median(&sl.ttft),
+                p99(&sl.ttft),
+                median(&sl.e2e),
             ],
         })
         .collect();
     // The last slice is usually cut short by the end of the step: compare the first with the last full one.
     let all: Vec<&Slice> = by.values().collect();
     let last_full = if all.len() > 2 { all.get(all.len() - 2) } else { all.last() };
-    let first_p50 = all.first().and_then(|f| pct(&f.ttft, |s| s.p50));
-    match (first_p50, last_full.and_then(|l| pct(&l.ttft, |s| s.p50))) {
+    let first_p50 = all.first().and_then(|f| median(&f.ttft));
+    match (first_p50, last_full.and_then(|l| median(&l.ttft))) {
         (Some(a), Some(b)) if all.len() > 1 && a > 0.0 => {
             let change = (b - a) / a * 100.0;
             figures.push(fig("ttft_p50_change", change, Unit::Percent, "TTFT p50, last full slice vs first"));
