@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# A fresh build gains nothing from incremental state, which doubles the size of target/.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 port=${VELOLLM_TEST_PORT:-18080}
 scripts/llama-server.sh start "$port"
 redis_port=${VELOLLM_TEST_REDIS_PORT:-16379}
