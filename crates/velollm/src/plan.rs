@@ -1,7 +1,8 @@
 //! From parsed arguments to a validated run plan, in one place. Every input error is reported here with
 //! the flag or file to fix, before anything is sent.
 
-use crate::cli::{BenchArgs, LegacyArgs};
+use crate::args::BenchArgs;
+use crate::exit::InputError;
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,22 +12,9 @@ use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
 use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
-use velollm_engine::dialect::DialectKind;
 use velollm_engine::exec::{Secret, Timeouts};
 use velollm_engine::runner::StepPlan;
 use velollm_engine::{Backend, BenchOptions};
-
-/// An input error: exit code 2.
-#[derive(Debug)]
-pub struct InputError(pub anyhow::Error);
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-
-impl std::error::Error for InputError {}
 
 /// Everything `bench` needs, validated.
 pub struct Plan {
@@ -44,6 +32,8 @@ pub struct Plan {
     pub output: Option<PathBuf>,
     /// Records path.
     pub records: Option<PathBuf>,
+    /// The history database (`--db`; else `VELOLLM_DB`, else the default).
+    pub db: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
     /// Run the quick self-check before the run.
@@ -89,14 +79,6 @@ fn duration(flag: &str, text: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{flag} '{text}' is not a duration (e.g. 500ms, 10s, 5m)"))
 }
 
-/// The dialect choice from `--backend`.
-fn backend(name: &str) -> Result<Backend> {
-    if name.eq_ignore_ascii_case("auto") {
-        return Ok(Backend::Auto);
-    }
-    name.parse::<DialectKind>().map(Backend::Dialect).map_err(|e| anyhow!("--backend: {e}"))
-}
-
 /// Load the scenario named by `--scenario` (built-in name or file), with the folder its relative paths
 /// start from (none for built-ins).
 fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
@@ -114,8 +96,8 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
 
 /// `--cancel-share F` and `--cancel-after D`: the requests the client aborts mid-stream.
 fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::exec::Aborts>> {
-    let Some(share) = args.cancel_share else {
-        if args.cancel_after.is_some() {
+    let Some(share) = args.load.cancel_share else {
+        if args.load.cancel_after.is_some() {
             bail!("--cancel-after needs --cancel-share F (the share of requests to abort)");
         }
         return Ok(None);
@@ -123,13 +105,13 @@ fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::exec::Aborts>> {
     if !(share > 0.0 && share <= 1.0) {
         bail!("--cancel-share must be a share in (0, 1], e.g. 0.2 for one request in five");
     }
-    let after = args.cancel_after.as_deref().map(|d| duration("--cancel-after", d)).transpose()?;
-    Ok(Some(velollm_engine::exec::Aborts { share, after, seed: args.seed }))
+    let after = args.load.cancel_after.map(|d| d.0);
+    Ok(Some(velollm_engine::exec::Aborts { share, after, seed: args.workload.seed }))
 }
 
 /// `--trace FILE` with its replay options; errors name the file, the line and the session.
 fn trace(args: &BenchArgs, file: &Path) -> Result<Workload> {
-    if !args.prompt.is_empty() || args.prompt_file.is_some() || args.prompt_tokens.is_some() {
+    if args.workload.has_prompts() {
         bail!("--trace replays the recorded calls: leave out --prompt, --prompt-file and --prompt-tokens");
     }
     let text =
@@ -139,27 +121,27 @@ fn trace(args: &BenchArgs, file: &Path) -> Result<Workload> {
         bail!("--trace '{}' has no call (one JSON object per line, with session_id and messages)", file.display());
     }
     let mut replay = velollm_core::trace::TraceReplay::new(sessions);
-    if let Some(f) = args.time_scale {
+    if let Some(f) = args.trace.time_scale {
         if !(f.is_finite() && f >= 0.0) {
             bail!("--time-scale must be a number ≥ 0 (1 = recorded speed, 0 = no pauses)");
         }
         replay.time_scale = f;
     }
-    replay.max_delay_ms =
-        args.max_delay.as_deref().map(|d| duration("--max-delay", d)).transpose()?.map(|d| d.as_secs_f64() * 1e3);
-    replay.together = args.sessions_together;
+    replay.max_delay_ms = args.trace.max_delay.map(|d| d.0.as_secs_f64() * 1e3);
+    replay.together = args.trace.sessions_together;
     Ok(Workload::Trace(replay))
 }
 
 fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
-    if let Some(file) = &args.trace {
+    if let Some(file) = &args.trace.trace {
         return trace(args, file).map(Some);
     }
-    let mut prompts = args.prompt.clone();
-    if let Some(file) = &args.prompt_file {
+    let w = &args.workload;
+    let mut prompts = w.prompt.clone();
+    if let Some(file) = &w.prompt_file {
         prompts.extend(prompt_lines(file).context("--prompt-file")?);
     }
-    match (prompts.is_empty(), args.prompt_tokens) {
+    match (prompts.is_empty(), w.prompt_tokens) {
         (false, Some(_)) => bail!("--prompt/--prompt-file and --prompt-tokens are exclusive: keep one"),
         (false, None) => Ok(Some(Workload::Prompts(prompts))),
         (true, Some(0)) => bail!("--prompt-tokens must be at least 1"),
@@ -170,14 +152,15 @@ fn workload(args: &BenchArgs) -> Result<Option<Workload>> {
 
 /// Load flags from the command line, which override a step's own `load`.
 fn cli_load(args: &BenchArgs) -> StepLoad {
+    let l = &args.load;
     StepLoad {
-        concurrency: args.concurrency,
-        rate: args.rate,
-        arrival: args.arrival.clone(),
-        burstiness: args.burstiness,
-        requests: args.requests,
-        duration: args.duration.clone(),
-        warmup: args.warmup.clone(),
+        concurrency: l.concurrency,
+        rate: l.rate,
+        arrival: l.arrival.map(|a| a.name().to_string()),
+        burstiness: l.burstiness,
+        requests: l.requests,
+        duration: l.duration.map(|d| d.to_string()),
+        warmup: l.warmup.clone(),
     }
 }
 
@@ -292,17 +275,18 @@ fn read_dataset(step: &Step, file: &str, base: Option<&PathBuf>) -> Result<Workl
 
 /// A scenario step as a runnable plan, with the command line's overrides applied.
 fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepLoad) -> Result<StepPlan> {
-    let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", args.scenario))?;
+    let w = &args.workload;
+    let mut workload = s.workload().map_err(|e| anyhow!("{}: {e}", w.scenario))?;
     if let (Workload::Sessions(_), Some(file)) = (&workload, &s.dataset) {
         workload = read_dataset(s, file, base)?;
     }
     if let Workload::Prompts(p) = &mut workload {
         p.extend(read_prompt_file(s, base)?);
     }
-    if let (Workload::Conversation(_) | Workload::Sessions(_), Some(0)) = (&workload, args.turns) {
+    if let (Workload::Conversation(_) | Workload::Sessions(_), Some(0)) = (&workload, w.turns) {
         bail!("--turns must be at least 1");
     }
-    match (&mut workload, args.turns) {
+    match (&mut workload, w.turns) {
         (Workload::Conversation(turns), Some(n)) => *turns = turns.iter().cycle().take(n as usize).cloned().collect(),
         // A dataset's conversations are cut to at most N turns, never repeated.
         (Workload::Sessions(sessions), Some(n)) => sessions.iter_mut().for_each(|t| t.truncate(n as usize)),
@@ -322,16 +306,16 @@ fn scenario_step(args: &BenchArgs, s: &Step, base: Option<&PathBuf>, cli: &StepL
     Ok(StepPlan {
         name: s.name.clone(),
         workload,
-        system: args.system.clone().or_else(|| s.system.clone()),
+        system: w.system.clone().or_else(|| s.system.clone()),
         context: s.context.clone(),
         context_tokens: s.context_tokens,
         fresh_context: s.fresh_context,
         cache: s.cache.clone(),
-        max_tokens: args.max_tokens.unwrap_or(s.max_tokens),
-        exact_output: args.exact_output || s.exact_output,
-        temperature: args.temperature.or(s.temperature),
+        max_tokens: w.max_tokens.unwrap_or(s.max_tokens),
+        exact_output: w.exact_output || s.exact_output,
+        temperature: w.temperature.or(s.temperature),
         load: profile,
-        bounds: bounds(&l, &profile, args.iterations.unwrap_or(s.iterations))?,
+        bounds: bounds(&l, &profile, args.load.iterations.unwrap_or(s.iterations))?,
         tools: s.tools.clone(),
         checks: s.checks.clone(),
         retries: s.retries,
@@ -372,8 +356,9 @@ fn breakpoint_variants(text: &str) -> Result<Vec<(String, Vec<Breakpoint>)>> {
 /// The cache-study variants asked on the command line: every step with a reusable context (and no fresh
 /// context) becomes one step per breakpoint placement, and gains one TTL step per lifetime.
 fn cache_variants(steps: Vec<StepPlan>, args: &BenchArgs) -> Result<Vec<StepPlan>> {
-    let placements = args.cache_breakpoints.as_deref().map(breakpoint_variants).transpose()?;
-    let ttls = match args.ttl.as_deref() {
+    let study = &args.cache_study;
+    let placements = study.cache_breakpoints.as_deref().map(breakpoint_variants).transpose()?;
+    let ttls = match study.ttl.as_deref() {
         Some(list) => Some(
             list.split(',')
                 .map(|t| Ok((t.trim().to_string(), duration("--ttl", t)?)))
@@ -391,8 +376,8 @@ fn cache_variants(steps: Vec<StepPlan>, args: &BenchArgs) -> Result<Vec<StepPlan
              the scenario), and this workload has none: use --scenario prompt-cache"
         );
     }
-    let gap = match (&args.ttl_gap, &ttls) {
-        (Some(g), _) => duration("--ttl-gap", g)?,
+    let gap = match (study.ttl_gap, &ttls) {
+        (Some(g), _) => g.0,
         (None, Some(t)) => t.iter().map(|(_, d)| *d).min().unwrap_or_default().mul_f64(1.1),
         (None, None) => Duration::ZERO,
     };
@@ -427,7 +412,7 @@ fn cache_variants(steps: Vec<StepPlan>, args: &BenchArgs) -> Result<Vec<StepPlan
                 max_concurrency: Some(1),
             };
             v.bounds = Bounds {
-                requests: Some(args.ttl_requests.unwrap_or(3).max(2)),
+                requests: Some(study.ttl_requests.unwrap_or(3).max(2)),
                 duration_s: None,
                 warmup: Warmup::None,
             };
@@ -445,12 +430,13 @@ pub fn bench(args: &BenchArgs) -> Result<Plan, InputError> {
 }
 
 fn bench_inner(args: &BenchArgs) -> Result<Plan> {
-    let backend = backend(&args.backend)?;
+    let (target, w, load_args, out) = (&args.target, &args.workload, &args.load, &args.output);
+    let backend = target.backend.backend();
     let url = args.url.clone().unwrap_or_else(|| match backend {
         Backend::Dialect(d) if d.is_ollama() => "http://127.0.0.1:11434".into(),
         _ => "http://127.0.0.1:8080".into(),
     });
-    let api_key = match &args.api_key_env {
+    let api_key = match &target.api_key_env {
         Some(var) => {
             let key = std::env::var(var).map_err(|_| {
                 anyhow!("--api-key-env {var}: the environment variable {var} is not set (export {var}=… first)")
@@ -463,55 +449,56 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     if let Some(c) = url_credentials(&url) {
         keep_secret(c);
     }
+    let c = &args.client;
     let timeouts = Timeouts {
-        connect: duration("--connect-timeout", &args.connect_timeout)?,
-        first_token: duration("--first-token-timeout", &args.first_token_timeout)?,
-        idle: duration("--idle-timeout", &args.idle_timeout)?,
-        total: duration("--timeout", &args.timeout)?,
+        connect: c.connect_timeout.0,
+        first_token: c.first_token_timeout.0,
+        idle: c.idle_timeout.0,
+        total: c.timeout.0,
     };
     let mut slo: Option<Slo> = None;
-    for spec in &args.slo {
+    for spec in &load_args.slo {
         let parsed: Slo = spec.parse().map_err(|e| anyhow!("--slo: {e}"))?;
         slo.get_or_insert_with(Slo::default).extend(parsed);
     }
-    if let Some(t) = args.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+    if let Some(t) = w.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
         bail!("--temperature must be a non-negative number, got {t}");
     }
-    if args.max_tokens == Some(0) {
+    if w.max_tokens == Some(0) {
         bail!("--max-tokens must be at least 1");
     }
-    if let Some(p) = args.tokenizer.as_ref().filter(|p| !p.exists()) {
+    if let Some(p) = w.tokenizer.as_ref().filter(|p| !p.exists()) {
         bail!("--tokenizer '{}' does not exist (give the path of a Hugging Face tokenizer.json)", p.display());
     }
     let cli = cli_load(args);
     let (steps, scenario_name, analyses, thresholds) = match workload(args)? {
-        Some(w) => {
-            let name = match &w {
+        Some(workload) => {
+            let name = match &workload {
                 Workload::Synthetic { prompt_tokens } => format!("synthetic-{prompt_tokens}"),
                 Workload::Trace(_) => "trace".to_string(),
                 _ => "prompts".to_string(),
             };
             let profile = load(&cli)?;
-            let mut bounds = bounds(&cli, &profile, args.iterations.unwrap_or(1))?;
+            let mut bounds = bounds(&cli, &profile, load_args.iterations.unwrap_or(1))?;
             let mut analyses = Vec::new();
-            if let Workload::Trace(t) = &w {
-                if args.rate.is_some() || args.concurrency.is_some() || args.duration.is_some() {
+            if let Workload::Trace(t) = &workload {
+                if load_args.rate.is_some() || load_args.concurrency.is_some() || load_args.duration.is_some() {
                     bail!(
                         "--trace runs its sessions at their recorded times (or together with --sessions-together): \
                          leave out --rate, --concurrency and --duration; -n N replays N sessions"
                     );
                 }
-                bounds.requests = Some(args.requests.unwrap_or(t.roots.len() as u64));
+                bounds.requests = Some(load_args.requests.unwrap_or(t.roots.len() as u64));
                 analyses.push(AnalysisSpec::Agent { step: name.clone() });
             }
-            let mut step = StepPlan::simple(name.clone(), w, args.max_tokens.unwrap_or(128), profile, bounds);
-            step.system = args.system.clone();
-            step.exact_output = args.exact_output;
-            step.temperature = args.temperature;
+            let mut step = StepPlan::simple(name.clone(), workload, w.max_tokens.unwrap_or(128), profile, bounds);
+            step.system = w.system.clone();
+            step.exact_output = w.exact_output;
+            step.temperature = w.temperature;
             (vec![step], name, analyses, Vec::new())
         }
         None => {
-            let (sc, base) = scenario(&args.scenario)?;
+            let (sc, base) = scenario(&w.scenario)?;
             let steps =
                 sc.steps.iter().map(|s| scenario_step(args, s, base.as_ref(), &cli)).collect::<Result<Vec<_>>>()?;
             let thresholds = sc
@@ -523,17 +510,16 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         }
     };
     let mut steps = cache_variants(steps, args)?;
-    if let Some(path) = &args.ca_cert {
+    if let Some(path) = &target.ca_cert {
         velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
     }
     let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
-    let asked = velollm_engine::exec::Transports { http2: args.http2, websocket: args.websocket };
+    let asked = velollm_engine::exec::Transports { http2: target.http2, websocket: target.websocket };
     let mut notes = velollm_engine::exec::connection_plan(&mut steps, https, asked);
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
     }
-    let scenario_workload =
-        args.trace.is_none() && args.prompt.is_empty() && args.prompt_file.is_none() && args.prompt_tokens.is_none();
+    let scenario_workload = args.trace.trace.is_none() && !w.has_prompts();
     if steps.len() > 1 && scenario_workload {
         // `-n N` bounds each step: say what the whole run sends before it starts.
         let total: Option<u64> = steps.iter().map(StepPlan::expected_requests).sum();
@@ -550,8 +536,8 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     if aborts.is_some() {
         analyses.extend(steps.iter().map(|s| AnalysisSpec::Aborts { step: s.name.clone() }));
     }
-    if let Some(width) = &args.slice {
-        let width_s = duration("--slice", width)?.as_secs_f64();
+    if let Some(width) = load_args.slice {
+        let width_s = width.0.as_secs_f64();
         if width_s <= 0.0 {
             bail!("--slice must be longer than 0 (e.g. 10s)");
         }
@@ -564,7 +550,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
             thresholds.retain(|t: &Threshold| !t.target.starts_with(prefix));
         }
     }
-    let prices = match &args.prices {
+    let prices = match &args.cache_study.prices {
         Some(path) => Some(prices(path)?),
         None => None,
     };
@@ -573,52 +559,28 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         options: BenchOptions {
             url,
             backend,
-            model: args.model.clone(),
+            model: target.model.clone(),
             api_key,
             timeouts,
-            tokenizer: args.tokenizer.clone(),
-            keep_text: args.keep_text,
+            tokenizer: w.tokenizer.clone(),
+            keep_text: out.keep_text,
             origin: None,
             gate: None,
-            ca_cert: args.ca_cert.clone(),
+            ca_cert: target.ca_cert.clone(),
             aborts,
         },
         steps,
         scenario: scenario_name,
-        seed: args.seed,
+        seed: w.seed,
         slo,
-        output: args.output.clone(),
-        records: args.records.clone(),
-        progress: !args.no_progress,
-        selfcheck: !args.no_selfcheck,
+        output: out.output.clone(),
+        records: out.records.clone(),
+        db: out.db.clone(),
+        progress: !out.no_progress,
+        selfcheck: !args.client.no_selfcheck,
         analyses,
         thresholds,
-        check: args.check,
+        check: out.check,
         notes,
     })
-}
-
-/// The arguments of `velollm bench` equivalent to the original `velollm benchmark`.
-pub fn legacy(args: &LegacyArgs) -> Result<BenchArgs, InputError> {
-    use clap::Parser;
-    let (backend, url, model) = match args.backend.to_ascii_lowercase().as_str() {
-        "ollama" => ("ollama", "http://127.0.0.1:11434", Some(args.model.clone())),
-        // The default model name is Ollama's; llama-server serves whatever model it loaded.
-        "llamacpp" | "llama.cpp" | "llama-server" => {
-            ("auto", "http://127.0.0.1:8080", Some(args.model.clone()).filter(|m| m != "llama3.2:3b"))
-        }
-        other => return Err(InputError(anyhow!("-b/--backend '{other}': use ollama or llamacpp"))),
-    };
-    let mut argv = vec!["velollm".to_string(), "bench".into(), "--backend".into(), backend.into()];
-    argv.extend(["--url".into(), args.url.clone().unwrap_or_else(|| url.to_string())]);
-    if let Some(m) = model {
-        argv.extend(["--model".into(), m]);
-    }
-    if let Some(o) = &args.output {
-        argv.extend(["--output".into(), o.display().to_string()]);
-    }
-    match crate::cli::Cli::try_parse_from(argv).map_err(|e| InputError(e.into()))?.command {
-        crate::cli::Command::Bench(b) => Ok(*b),
-        _ => Err(InputError(anyhow!("internal: legacy arguments did not map to bench"))),
-    }
 }

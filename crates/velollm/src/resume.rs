@@ -7,8 +7,9 @@
 //! (derived from the stored run id) and the request index. Everything that decides what is measured must
 //! be the same as in the stored command; anything else is refused with exit code 2 before a request is sent.
 
-use crate::cli::{BenchArgs, Cli, Command};
-use crate::plan::{InputError, Plan};
+use crate::args::BenchArgs;
+use crate::exit::InputError;
+use crate::plan::Plan;
 use anyhow::anyhow;
 use clap::Parser;
 use std::path::PathBuf;
@@ -44,10 +45,10 @@ pub fn no_sweep() -> InputError {
 
 /// Read the run that `args.output` holds and check that `plan` continues it.
 pub fn load(args: &BenchArgs, plan: &Plan) -> Result<Resumed, InputError> {
-    let Some(path) = args.output.as_deref() else {
+    let Some(path) = args.output.output.as_deref() else {
         return Err(input("give the interrupted run's result file with -o RESULT.json".into()));
     };
-    if args.sweep.is_some() {
+    if args.sweep.sweep.is_some() {
         return Err(no_sweep());
     }
     if args.server.launch.is_some() {
@@ -63,7 +64,7 @@ pub fn load(args: &BenchArgs, plan: &Plan) -> Result<Resumed, InputError> {
             path.display()
         )));
     }
-    let stored = crate::report::read_result(path).map_err(|e| input(format!("{e}")))?;
+    let stored = crate::documents::read_result(path).map_err(|e| input(format!("{e}")))?;
     if stored.status == RunStatus::Complete {
         return Err(input(format!(
             "'{}' is a complete run: nothing to resume (drop --resume to measure again, into another file)",
@@ -80,7 +81,7 @@ pub fn load(args: &BenchArgs, plan: &Plan) -> Result<Resumed, InputError> {
             path.display()
         )));
     }
-    let Some(records) = before.records.clone() else {
+    let Some(records) = before.output.records.clone() else {
         return Err(input(format!(
             "the interrupted run wrote no records, which --resume needs to rebuild its aggregates: run it again \
              from the start with --records FILE (e.g. -o {} --records {})",
@@ -88,7 +89,7 @@ pub fn load(args: &BenchArgs, plan: &Plan) -> Result<Resumed, InputError> {
             path.with_extension("jsonl").display()
         )));
     };
-    if let Some(now) = args.records.as_ref().filter(|r| **r != records) {
+    if let Some(now) = args.output.records.as_ref().filter(|r| **r != records) {
         return Err(input(format!(
             "--records {} is not the interrupted run's records file ({}): drop --records or pass that file",
             now.display(),
@@ -126,9 +127,23 @@ pub fn load(args: &BenchArgs, plan: &Plan) -> Result<Resumed, InputError> {
 /// The arguments of the stored run's command line.
 fn stored_args(stored: &RunResult) -> Result<BenchArgs, InputError> {
     let unreadable = |why: String| input(format!("cannot read the interrupted run's command line ({why})"));
-    match Cli::try_parse_from(&stored.meta.command).map_err(|e| unreadable(e.kind().to_string()))?.command {
-        Command::Bench(args) => Ok(*args),
-        _ => Err(unreadable("it is not `velollm bench`".into())),
+    /// A recorded `velollm bench …` command line.
+    #[derive(clap::Parser)]
+    #[command(name = "velollm")]
+    struct Recorded {
+        #[command(subcommand)]
+        command: RecordedCommand,
+    }
+    #[derive(clap::Subcommand)]
+    enum RecordedCommand {
+        Bench(Box<BenchArgs>),
+    }
+    match Recorded::try_parse_from(&stored.meta.command) {
+        Ok(Recorded { command: RecordedCommand::Bench(args) }) => Ok(*args),
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            Err(unreadable("it is not `velollm bench`".into()))
+        }
+        Err(e) => Err(unreadable(e.kind().to_string())),
     }
 }
 
@@ -138,46 +153,46 @@ fn fingerprint(a: &BenchArgs) -> Vec<(&'static str, String)> {
     let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
     vec![
         ("--url", show(&url)),
-        ("--model", show(&a.model)),
-        ("--backend", show(&a.backend.to_ascii_lowercase())),
-        ("--http2", show(&a.http2)),
-        ("--websocket", show(&a.websocket)),
-        ("--scenario", show(&a.scenario)),
-        ("--prompt", show(&a.prompt)),
-        ("--prompt-file", show(&a.prompt_file)),
-        ("--prompt-tokens", show(&a.prompt_tokens)),
-        ("--trace", show(&a.trace)),
-        ("--slice", show(&a.slice)),
-        ("--cancel-share", show(&a.cancel_share)),
-        ("--cancel-after", show(&a.cancel_after)),
-        ("--time-scale", show(&a.time_scale)),
-        ("--max-delay", show(&a.max_delay)),
-        ("--sessions-together", show(&a.sessions_together)),
-        ("--system", show(&a.system)),
-        ("--max-tokens", show(&a.max_tokens)),
-        ("--exact-output", show(&a.exact_output)),
-        ("--temperature", show(&a.temperature)),
-        ("--tokenizer", show(&a.tokenizer)),
-        ("--cache-breakpoints", show(&a.cache_breakpoints)),
-        ("--ttl", show(&a.ttl)),
-        ("--ttl-gap", show(&a.ttl_gap)),
-        ("--ttl-requests", show(&a.ttl_requests)),
-        ("--prices", show(&a.prices)),
-        ("--concurrency", show(&a.concurrency)),
-        ("--rate", show(&a.rate)),
-        ("--arrival", show(&a.arrival)),
-        ("--burstiness", show(&a.burstiness)),
-        ("--iterations", show(&a.iterations)),
-        ("--turns", show(&a.turns)),
-        ("--requests", show(&a.requests)),
-        ("--duration", show(&a.duration)),
-        ("--warmup", show(&a.warmup)),
-        ("--seed", show(&a.seed)),
-        ("--slo", show(&a.slo)),
-        ("--keep-text", show(&a.keep_text)),
-        ("--connect-timeout", show(&a.connect_timeout)),
-        ("--first-token-timeout", show(&a.first_token_timeout)),
-        ("--idle-timeout", show(&a.idle_timeout)),
-        ("--timeout", show(&a.timeout)),
+        ("--model", show(&a.target.model)),
+        ("--backend", show(&a.target.backend)),
+        ("--http2", show(&a.target.http2)),
+        ("--websocket", show(&a.target.websocket)),
+        ("--scenario", show(&a.workload.scenario)),
+        ("--prompt", show(&a.workload.prompt)),
+        ("--prompt-file", show(&a.workload.prompt_file)),
+        ("--prompt-tokens", show(&a.workload.prompt_tokens)),
+        ("--trace", show(&a.trace.trace)),
+        ("--slice", show(&a.load.slice)),
+        ("--cancel-share", show(&a.load.cancel_share)),
+        ("--cancel-after", show(&a.load.cancel_after)),
+        ("--time-scale", show(&a.trace.time_scale)),
+        ("--max-delay", show(&a.trace.max_delay)),
+        ("--sessions-together", show(&a.trace.sessions_together)),
+        ("--system", show(&a.workload.system)),
+        ("--max-tokens", show(&a.workload.max_tokens)),
+        ("--exact-output", show(&a.workload.exact_output)),
+        ("--temperature", show(&a.workload.temperature)),
+        ("--tokenizer", show(&a.workload.tokenizer)),
+        ("--cache-breakpoints", show(&a.cache_study.cache_breakpoints)),
+        ("--ttl", show(&a.cache_study.ttl)),
+        ("--ttl-gap", show(&a.cache_study.ttl_gap)),
+        ("--ttl-requests", show(&a.cache_study.ttl_requests)),
+        ("--prices", show(&a.cache_study.prices)),
+        ("--concurrency", show(&a.load.concurrency)),
+        ("--rate", show(&a.load.rate)),
+        ("--arrival", show(&a.load.arrival)),
+        ("--burstiness", show(&a.load.burstiness)),
+        ("--iterations", show(&a.load.iterations)),
+        ("--turns", show(&a.workload.turns)),
+        ("--requests", show(&a.load.requests)),
+        ("--duration", show(&a.load.duration)),
+        ("--warmup", show(&a.load.warmup)),
+        ("--seed", show(&a.workload.seed)),
+        ("--slo", show(&a.load.slo)),
+        ("--keep-text", show(&a.output.keep_text)),
+        ("--connect-timeout", show(&a.client.connect_timeout)),
+        ("--first-token-timeout", show(&a.client.first_token_timeout)),
+        ("--idle-timeout", show(&a.client.idle_timeout)),
+        ("--timeout", show(&a.client.timeout)),
     ]
 }

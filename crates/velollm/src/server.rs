@@ -1,7 +1,7 @@
 //! The Server options of `bench` and `tune` turned into what the engine watches (`WatchOptions`).
 
-use crate::cli::ServerArgs;
-use crate::plan::InputError;
+use crate::args::{Dur, ServerArgs};
+use crate::exit::InputError;
 use anyhow::anyhow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,11 @@ pub fn params(list: &[String]) -> Result<BTreeMap<String, String>, InputError> {
     Ok(out)
 }
 
-/// A duration option (`300s`, `500ms`, `2m`).
-pub fn duration(flag: &str, text: &str) -> Result<Duration, InputError> {
-    humantime::parse_duration(text)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| InputError(anyhow!("{flag} '{text}': write a positive duration such as 500ms, 30s or 5m")))
+/// A duration that must be longer than zero (`--launch-timeout`, `--sample-interval`).
+pub fn positive(flag: &str, d: Dur) -> Result<Duration, InputError> {
+    (!d.0.is_zero())
+        .then_some(d.0)
+        .ok_or_else(|| InputError(anyhow!("{flag} {d}: write a positive duration such as 500ms, 30s or 5m")))
 }
 
 /// The log file of a launched server: `--server-log`, else beside the result (`run.json` → `run.server.log`),
@@ -55,7 +54,7 @@ pub fn watch_options(args: &ServerArgs, output: Option<&Path>) -> Result<WatchOp
                 params,
                 port: None,
                 log: log_path(args.server_log.as_deref(), output),
-                ready_timeout: duration("--launch-timeout", &args.launch_timeout)?,
+                ready_timeout: positive("--launch-timeout", args.launch_timeout)?,
             })
         }
         None => None,
@@ -67,6 +66,6 @@ pub fn watch_options(args: &ServerArgs, output: Option<&Path>) -> Result<WatchOp
         server_pid: args.server_pid,
         metrics_url: args.metrics_url.clone(),
         metrics: !args.no_metrics,
-        interval: duration("--sample-interval", &args.sample_interval)?,
+        interval: positive("--sample-interval", args.sample_interval)?,
     })
 }

@@ -159,9 +159,14 @@ fn bad_input_exits_2_naming_the_fix() {
         (vec!["bench", "--scenario", "nope"], "neither a built-in scenario"),
         (vec!["bench", "--rate", "5", "--prompt", "x"], "--rate needs a bound"),
         (vec!["bench", "--slo", "speed=1"], "unknown metric 'speed'"),
-        (vec!["bench", "--backend", "grpc"], "unknown backend 'grpc'"),
+        (vec!["bench", "--backend", "grpc"], "possible values: auto, openai-chat"),
         (vec!["bench", "--api-key-env", "VELOLLM_TEST_NO_SUCH_VAR"], "VELOLLM_TEST_NO_SUCH_VAR is not set"),
-        (vec!["bench", "--duration", "soon", "--prompt", "x"], "--duration 'soon' is not a duration"),
+        (vec!["bench", "--duration", "soon", "--prompt", "x"], "'soon' is not a duration: write 500ms, 30s"),
+        (
+            vec!["bench", "--launch", "x {port}", "--launch-timeout", "0"],
+            "--launch-timeout 0s: write a positive duration",
+        ),
+        (vec!["ab", "--a", "http://127.0.0.1:9", "--b", "http://127.0.0.1:9", "--backend", "grpc"], "possible values"),
         (vec!["bench", "--concurrency", "0"], "--concurrency must be at least 1"),
     ] {
         let o = velollm(&args);

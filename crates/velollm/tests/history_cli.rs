@@ -181,6 +181,18 @@ async fn benchmarks_are_indexed_listed_filtered_trended_and_rebuilt() {
     );
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(!off.exists());
+
+    // `bench --db FILE` indexes there, as `history --db FILE` reads, ahead of VELOLLM_DB.
+    let flag = dir.path().join("flag.db");
+    let o = run(
+        &["bench", "--url", &a.url(), "--prompt", "hi", "-n", "1", "--no-progress", "--db", flag.to_str().unwrap()],
+        &[("VELOLLM_DB", off.to_str().unwrap())],
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(!off.exists(), "--db wins over VELOLLM_DB");
+    let o = history(&flag, &["--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["runs"].as_array().map(Vec::len), Some(1), "{doc}");
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn sweep_input_errors_name_the_fix() {
         (&["--requests", "5"], "--sweep works on one workload: pass --prompt/--prompt-file/--prompt-tokens"),
         (&["--prompt", "hi", "--requests", "5", "--rate", "3"], "drop --rate/--concurrency"),
         (&["--prompt", "hi", "--requests", "5", "--sweep-mode", "concurrency", "--arrival", "constant"], "--arrival"),
-        (&["--prompt", "hi", "--requests", "5", "--arrival", "bursty"], "--arrival 'bursty'"),
+        (&["--prompt", "hi", "--requests", "5", "--arrival", "bursty"], "possible values: constant, poisson, gamma"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["bench", "--url", "http://127.0.0.1:9", "--sweep", "3"];

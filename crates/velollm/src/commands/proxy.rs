@@ -1,0 +1,123 @@
+//! `velollm proxy`: the gateway in front of model servers (the `velollm-proxy` crate), configured from a TOML
+//! file and the flags that override it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use velollm_proxy::{Proxy, ProxyConfig, StartError};
+
+use crate::args::Dur;
+use crate::exit::InputError;
+
+/// `velollm proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on [default: 127.0.0.1:8000, or the file's `listen`].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// An upstream server, optionally named (repeatable; a route goes to the first that speaks its dialect):
+    /// --upstream http://127.0.0.1:8080, --upstream ollama=http://127.0.0.1:11434.
+    #[arg(long, value_name = "[NAME=]URL")]
+    pub upstream: Vec<String>,
+    /// A TOML file with everything (upstreams and their dialects, aliases, cache, limits); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The exact response cache: memory (in process), off, or redis://HOST:PORT[/DB] (shared by replicas).
+    #[arg(long, value_name = "STORE")]
+    pub cache: Option<String>,
+    /// How long a cached answer lives [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub cache_ttl: Option<Dur>,
+    /// The in-process cache's byte budget; least recently used answers go first [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub cache_max_bytes: Option<usize>,
+    /// Also cache answers to requests that are not deterministic (temperature above 0 and no seed).
+    #[arg(long)]
+    pub cache_nondeterministic: bool,
+    /// A model alias (repeatable): requests for NAME are sent, and cached, as MODEL.
+    #[arg(long, value_name = "NAME=MODEL")]
+    pub alias: Vec<String>,
+    /// The largest request body accepted; larger ones get 413 [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Builds the configuration: the file (if any), then the flags.
+fn config(args: &ProxyArgs) -> Result<ProxyConfig, velollm_proxy::config::ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => ProxyConfig::from_file(path)?,
+        None => ProxyConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    for spec in &args.upstream {
+        config.add_upstream_flag(spec)?;
+    }
+    for spec in &args.alias {
+        config.add_alias_flag(spec)?;
+    }
+    if let Some(store) = &args.cache {
+        config.cache.store = store.clone();
+    }
+    if let Some(Dur(ttl)) = args.cache_ttl {
+        config.cache.ttl = ttl;
+    }
+    if let Some(bytes) = args.cache_max_bytes {
+        config.cache.max_bytes = bytes;
+    }
+    config.cache.nondeterministic |= args.cache_nondeterministic;
+    if let Some(bytes) = args.max_body_bytes {
+        config.limits.max_body_bytes = bytes;
+    }
+    Ok(config)
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, then drains.
+pub async fn run(args: ProxyArgs) -> Result<u8> {
+    let config = config(&args).map_err(|e| InputError(anyhow!(e)))?;
+    let summary = describe(&config);
+    let proxy = Proxy::bind(config).await.map_err(|e| match e {
+        StartError::Config(c) => anyhow::Error::new(InputError(anyhow!(c))),
+        other => anyhow!(other),
+    })?;
+    eprintln!("velollm proxy: listening on http://{}", proxy.local_addr());
+    eprint!("{summary}");
+    if let Err(why) = proxy.check_store().await {
+        eprintln!(
+            "velollm proxy: warning: the cache store does not answer ({why}); requests are served from upstream until it does"
+        );
+    }
+    let shutdown = async {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let name = crate::signal::next_signal(&mut term).await;
+        #[cfg(not(unix))]
+        let name = crate::signal::next_signal().await;
+        eprintln!("velollm proxy: {name}: draining (no new connections; streams in flight finish)");
+    };
+    proxy.run(shutdown).await?;
+    eprintln!("velollm proxy: stopped");
+    Ok(crate::exit::OK)
+}
+
+/// What the proxy will do, one line per upstream.
+fn describe(config: &ProxyConfig) -> String {
+    let mut out = String::new();
+    for u in &config.upstreams {
+        let dialects: Vec<&str> =
+            if u.dialects.is_empty() { vec!["every dialect"] } else { u.dialects.iter().map(|d| d.name()).collect() };
+        out.push_str(&format!("  upstream {} = {} ({})\n", u.name, u.url, dialects.join(", ")));
+    }
+    let cache = &config.cache;
+    let store = if cache.store.starts_with("redis://") { "redis" } else { cache.store.as_str() };
+    out.push_str(&format!(
+        "  cache: {store}, ttl {}, {}\n",
+        humantime::format_duration(cache.ttl),
+        if cache.nondeterministic { "every answer" } else { "deterministic requests only (temperature 0 or a seed)" }
+    ));
+    out
+}

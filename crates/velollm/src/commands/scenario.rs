@@ -1,0 +1,39 @@
+//! `velollm scenario list|show`: the built-in scenarios, listed or printed as editable TOML.
+
+use crate::exit::{self, input};
+use anyhow::Result;
+use clap::Subcommand;
+use velollm_core::scenario::{BUILTINS, Scenario, builtin};
+
+/// `velollm scenario …`.
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Every built-in scenario: name, purpose, what it measures.
+    List,
+    /// Print a built-in scenario's TOML (`velollm scenario show long-conversation > mine.toml`).
+    Show {
+        /// Scenario name.
+        name: String,
+    },
+}
+
+/// Run `velollm scenario list|show`.
+pub fn run(command: ScenarioCommand) -> Result<u8> {
+    match command {
+        ScenarioCommand::List => {
+            let scenarios: Vec<Scenario> = BUILTINS.iter().filter_map(|(n, _)| Scenario::builtin(n)).collect();
+            print!("{}", velollm_report::terminal::render_scenarios(&scenarios));
+            Ok(exit::OK)
+        }
+        ScenarioCommand::Show { name } => match builtin(&name) {
+            Some(text) => {
+                print!("{text}");
+                Ok(exit::OK)
+            }
+            None => {
+                let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+                Err(input(format!("no built-in scenario '{name}'; the built-ins are: {}", names.join(", "))).into())
+            }
+        },
+    }
+}
