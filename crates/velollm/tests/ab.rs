@@ -2,7 +2,7 @@
 //! twins, the alternating order seen from the servers, a proxy in front of A), against two launched
 //! `velollm-fake-server` programs, with bad input — and against two real llama-servers.
 
-mod common;
+use crate::common;
 
 use common::{
     assert_no_process, fake_server_bin, json, jsonl, llama_server, text, unique_marker, velollm, velollm_async,
@@ -423,7 +423,7 @@ fn a_bad_target_is_an_input_error() {
 #[cfg(unix)]
 #[test]
 fn real_llama_servers_side_by_side() {
-    let Some((bin, model)) = llama_server() else { return };
+    let Some((bin, model, _real)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ab.json");
     let cmd = format!(
@@ -471,7 +471,7 @@ fn real_llama_servers_side_by_side() {
 #[cfg(unix)]
 #[test]
 fn real_speculative_decoding_acceptance_and_speedup() {
-    let Some((bin, model)) = llama_server() else { return };
+    let Some((bin, model, _real)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("spec.json");
     let base = format!(

@@ -1,7 +1,7 @@
 //! The `velollm` binary against the in-process Anthropic fake (`/v1/messages`, `x-api-key`, cache
 //! breakpoints), and the prompt-cache simulation of the other fakes: cached tokens reach the result records.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, text};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The `velollm` binary against in-process fake servers: output, result file, records, exit codes, bad
 //! input, interruption, secrets.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, text, velollm, velollm_async};
 use std::process::{Command, Stdio};

@@ -1,11 +1,10 @@
 //! Helpers shared by the integration tests: run the real `velollm` binary and read what it wrote.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The path of the built `velollm` binary.
@@ -73,10 +72,23 @@ pub fn assert_valid(doc: &serde_json::Value) {
     assert!(errors.is_empty(), "result does not match docs/result-schema.json: {errors:#?}");
 }
 
+/// Held while a test uses a real server: one such test at a time (see [`server_url`]). A blocking lock, taken
+/// once at the start of a test and held to its end, so holding it across the test's awaits is what it is for.
+pub struct RealParts(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+/// Wait for the other real-server tests; a test that failed does not stop the others.
+fn real_parts() -> RealParts {
+    static LOCK: Mutex<()> = Mutex::new(());
+    RealParts(LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
 /// The real llama-server the end-to-end tests use (`VELOLLM_TEST_SERVER_URL`, default
 /// `http://127.0.0.1:8080`), if it answers `/health`. Without one the caller skips — except in CI
 /// (`CI=true`), where a missing server is a failure.
-pub fn server_url() -> Option<String> {
+///
+/// The guard that comes with the URL keeps the other real-server tests waiting until this one ends: the
+/// machine has two cores, llama-server one thread, and some tests read the server's counters before and after.
+pub fn server_url() -> Option<(String, RealParts)> {
     let url = std::env::var("VELOLLM_TEST_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
     let healthy = (|| {
@@ -88,7 +100,7 @@ pub fn server_url() -> Option<String> {
         buf.starts_with("HTTP/1.1 200").then_some(())
     })();
     match healthy {
-        Some(()) => Some(url),
+        Some(()) => Some((url, real_parts())),
         None if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("CI=true but no llama-server answers at {url}: run the tests with scripts/test.sh, which starts it")
         }
@@ -279,14 +291,16 @@ pub fn listening(port: u16) -> bool {
 /// llama.cpp's `llama-server` and the SmolLM2 model (`LLAMA_SERVER_BIN`, `SMOLLM2_MODEL`, exported by
 /// `scripts/test.sh` from `scripts/llama-server.sh env`), when both files exist. Without them the caller
 /// skips — except in CI (`CI=true`), where they are required.
-pub fn llama_server() -> Option<(PathBuf, PathBuf)> {
+///
+/// Like [`server_url`], with a guard: a launched llama-server never shares the two cores with another.
+pub fn llama_server() -> Option<(PathBuf, PathBuf, RealParts)> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     let (bin, model) = (var("LLAMA_SERVER_BIN"), var("SMOLLM2_MODEL"));
     let problem = match (&bin, &model) {
         (None, _) | (_, None) => "LLAMA_SERVER_BIN and SMOLLM2_MODEL are not both set".to_string(),
         (Some(b), _) if !b.is_file() => format!("LLAMA_SERVER_BIN={} does not exist", b.display()),
         (_, Some(m)) if !m.is_file() => format!("SMOLLM2_MODEL={} does not exist", m.display()),
-        (Some(b), Some(m)) => return Some((b.clone(), m.clone())),
+        (Some(b), Some(m)) => return Some((b.clone(), m.clone(), real_parts())),
     };
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!(

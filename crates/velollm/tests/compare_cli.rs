@@ -1,7 +1,7 @@
 //! `velollm compare` and `velollm bench --compare-to` end to end: two runs against fake servers with
 //! different, exactly injected latencies; verdicts, gates, criteria, JSON output and exit codes.
 
-mod common;
+use crate::common;
 
 use common::{text, velollm, velollm_async};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! Connection counts, protocols and handshake kinds are exact; timings are only checked to exist and be
 //! positive (the fake is on the loopback, where a connection costs well under a millisecond).
 
-mod common;
+use crate::common;
 
 use common::{json, jsonl, server_url, text, velollm_async};
 use serde_json::Value;
@@ -280,7 +280,7 @@ async fn http2_falls_back_to_http1_when_the_server_does_not_offer_h2() {
 /// and the analysis says so instead of claiming a reduction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_closes_every_connection() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let run = bench(&url, &["--scenario", "connections", "--iterations", "3"], None).await.ok();
     assert_eq!(run.step_names(), ["keep_alive", "new_connection"]);
     assert_eq!(run.step("keep_alive")["connections"], serde_json::json!({"opened": 3, "reused": 0}));

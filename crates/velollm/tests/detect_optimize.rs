@@ -1,6 +1,6 @@
 //! `velollm detect` and `velollm optimize` end to end: the real binary on this machine.
 
-mod common;
+use crate::common;
 
 use common::{text, velollm};
 use velollm_core::gguf::build::{Kv, gguf};

@@ -2,7 +2,7 @@
 //! recovers gives a complete, valid result with the failures counted, and exit code 0 (5 is only for a run in
 //! which every request failed). The engine-level tests of each fault are in `velollm-engine/tests/faults.rs`.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, text, velollm_async};
 use std::time::Duration;

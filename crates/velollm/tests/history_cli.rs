@@ -1,7 +1,7 @@
 //! `velollm history` end to end on temporary databases: benchmarks indexed automatically, listing newest first,
 //! filters, trends with ROI, HTML/Markdown trend reports, rebuilding from a folder, and bad input.
 
-mod common;
+use crate::common;
 
 use common::{json, text};
 use std::path::Path;

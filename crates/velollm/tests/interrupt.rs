@@ -2,7 +2,7 @@
 //! parses and says what happened, with every finished request in the records; `--resume` continues an
 //! interrupted count-bounded run with the prompts an uninterrupted run would have sent.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, text};
 use serde_json::Value;

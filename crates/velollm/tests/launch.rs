@@ -8,7 +8,7 @@
 
 #![cfg(unix)]
 
-mod common;
+use crate::common;
 
 use common::{
     assert_no_process, assert_valid, command, fake_server_bin, json, jsonl, listening, text, unique_marker, velollm,

@@ -1,7 +1,7 @@
 //! User plans: steps tagged by provider and task get a latency breakdown; quality hooks run a command on each
 //! answer, send failures back as correction turns, and report score, first-try success and corrections.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, text, velollm_async};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (as PyPI's `oai2ollama` does in front of llama-server): the probe confirms the Ollama route, falls back to
 //! the OpenAI dialect and says so.
 
-mod common;
+use crate::common;
 
 use common::{text, velollm_async};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

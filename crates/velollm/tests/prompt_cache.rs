@@ -1,7 +1,7 @@
 //! The `prompt-cache` scenario end to end against the fakes' prompt-cache simulation: hit rates, TTFT and cost
 //! from an automatic prefix cache (OpenAI), and the breakpoint and TTL studies on Anthropic's explicit cache.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, text};
 use serde_json::Value;

@@ -3,14 +3,14 @@
 //! significantly faster to the first token — the comparison has to see a real effect, with a confidence
 //! interval below zero. Both runs are indexed in a temporary history database and rendered as reports.
 
-mod common;
+use crate::common;
 
 use common::{json, server_url, text, velollm};
 use std::process::Output;
 
 #[test]
 fn a_shorter_prompt_is_a_significant_ttft_improvement() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
     let indexed = |args: &[&str]| -> Output {

@@ -7,7 +7,7 @@
 
 #![cfg(unix)]
 
-mod common;
+use crate::common;
 
 use common::{assert_no_process, assert_valid, json, jsonl, listening, llama_server, text, velollm};
 use serde_json::Value;
@@ -34,7 +34,7 @@ fn llama_args(model: &Path, port: &str, n_ctx: &str) -> Vec<String> {
 
 #[test]
 fn launched_llama_server_cold_start_resources_and_metrics() {
-    let Some((bin, model)) = llama_server() else { return };
+    let Some((bin, model, _real)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
     let template = format!("'{}' {}", bin.display(), llama_args(&model, "{port}", "{n_ctx}").join(" "));
@@ -142,7 +142,7 @@ fn scrape(port: u16) -> velollm_core::prom::Scrape {
 
 #[test]
 fn real_llama_server_metrics_map_to_step_metrics() {
-    let Some((bin, model)) = llama_server() else { return };
+    let Some((bin, model, _real)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("llama-server.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -9,22 +9,16 @@
 //! missing server is a failure. The tests take a lock so that they never load the one-thread server at the same
 //! time: concurrent requests would distort each other's timings.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, server_url, text, velollm};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use velollm_core::scenario::Scenario;
-
-/// One test at a time against the server.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Run `velollm bench` with a result file and records; returns the process output, the document and the records.
 fn bench(args: &[&str]) -> (Output, Value, Vec<Value>) {
@@ -190,8 +184,7 @@ fn content(m: &Value) -> &str {
 
 #[test]
 fn prefix_cache_miss_then_verified_hit() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let proxy = Proxy::start(&url);
     let (doc, records) = run(&["--url", &proxy.url, "--scenario", "prefix-cache", "--iterations", "3"]);
 
@@ -254,8 +247,7 @@ fn prefix_cache_miss_then_verified_hit() {
 
 #[test]
 fn long_conversation_carries_real_answers() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let proxy = Proxy::start(&url);
     let (doc, records) = run(&[
         "--url",
@@ -313,8 +305,7 @@ fn long_conversation_carries_real_answers() {
 
 #[test]
 fn reasoning_checks_run_on_the_real_answers() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let (doc, records) = run(&["--url", &url, "--scenario", "reasoning", "--keep-text"]);
     let scenario = Scenario::builtin("reasoning").unwrap();
     for (i, spec) in scenario.steps.iter().enumerate() {
@@ -349,8 +340,7 @@ fn reasoning_checks_run_on_the_real_answers() {
 
 #[test]
 fn context_size_fit_on_real_prompt_tokens() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let seed = fresh_seed();
     let (doc, records) = run(&["--url", &url, "--scenario", "context-size", "--iterations", "1", "--seed", &seed]);
     // The server prefilled (almost) the whole synthetic prompt: nothing beyond its chat template came from the
@@ -372,8 +362,7 @@ fn context_size_fit_on_real_prompt_tokens() {
 
 #[test]
 fn max_tokens_exact_lengths_and_speed() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let (doc, records) = run(&["--url", &url, "--scenario", "max-tokens", "--iterations", "1"]);
     for (i, n) in [25u64, 50, 100, 150].into_iter().enumerate() {
         let r = records_of(&records, i as u64);
@@ -411,8 +400,7 @@ fn server_closes_after_stream(url: &str) -> bool {
 
 #[test]
 fn connections_against_a_server_that_closes_streams() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     // llama-server closes the connection after every streamed response, although it answers with
     // `Keep-Alive: timeout=5, max=100` (curl sees the same). So even the keep_alive step cannot reuse a
     // connection: both steps open one connection per request, and velollm reports exactly that rather than a
@@ -444,8 +432,7 @@ fn connections_against_a_server_that_closes_streams() {
 
 #[test]
 fn cold_start_needs_ollama() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let o = common::velollm(&["bench", "--url", &url, "--scenario", "cold-start", "--no-progress"]);
     let (stdout, stderr) = text(&o);
     // An input error for this server, found right after connecting: nothing is sent.
@@ -458,8 +445,7 @@ fn cold_start_needs_ollama() {
 
 #[test]
 fn prompt_cache_hit_rate_ttft_and_cost_on_the_real_server() {
-    let Some(url) = server_url() else { return };
-    let _serial = serial();
+    let Some((url, _real)) = server_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let prices = dir.path().join("prices.toml");
     std::fs::write(&prices, "[models.\"*\"]\ninput = 3.0\noutput = 15.0\n").unwrap();

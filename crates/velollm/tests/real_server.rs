@@ -4,7 +4,7 @@
 //! Without a reachable server these tests are skipped with a message — except in CI (`CI=true`), where a
 //! missing server is a failure.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, server_url, text, velollm};
 use serde_json::Value;
@@ -70,7 +70,7 @@ fn check_step_tokens(doc: &Value, records: &[Value]) {
 
 #[test]
 fn standard_suite_against_llama_server() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let (doc, records, stdout) = run(&["bench", "--url", &url, "--model", "smollm2", "--scenario", "standard"]);
     assert_eq!(doc["meta"]["target"]["server"], "llama.cpp");
     assert_eq!(doc["meta"]["target"]["dialect"], "openai-chat");
@@ -88,7 +88,7 @@ fn standard_suite_against_llama_server() {
 
 #[test]
 fn concurrency_4_with_synthetic_prompts_and_exact_output() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let (doc, records, _) = run(&[
         "bench",
         "--url",
@@ -121,7 +121,7 @@ fn concurrency_4_with_synthetic_prompts_and_exact_output() {
 
 #[test]
 fn poisson_rate_run() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let (doc, records, stdout) = run(&[
         "bench",
         "--url",
@@ -158,7 +158,7 @@ fn poisson_rate_run() {
 
 #[test]
 fn native_and_completions_dialects() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     for backend in ["llamacpp", "openai-completions"] {
         let (doc, records, _) = run(&[
             "bench",

@@ -2,7 +2,7 @@
 //! input; and the HTML report opened in headless Chromium (charts rendered, no script errors, a screenshot kept
 //! as a test artifact).
 
-mod common;
+use crate::common;
 
 use common::{json, text, velollm, velollm_async};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! The committed JSON Schema of scenario files (`docs/scenario-schema.json`) is generated from the types and
-//! must not go stale. Regenerate it with `UPDATE_SCHEMA=1 cargo test -p velollm --test scenario_schema`.
+//! must not go stale. Regenerate it with `UPDATE_SCHEMA=1 cargo test -p velollm --test cli scenario_schema`.
 //!
 //! Every built-in scenario, converted from TOML to JSON, must validate against it, so that editors using the
 //! schema never flag a file velollm accepts.
@@ -25,7 +25,7 @@ fn committed_scenario_schema_matches_the_types() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "docs/scenario-schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p velollm --test scenario_schema` \
+        "docs/scenario-schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p velollm --test cli scenario_schema` \
          and commit it"
     );
 }

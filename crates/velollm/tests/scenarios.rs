@@ -3,7 +3,7 @@
 //! fake makes them exact (token counts, request bodies, connection counts, check outcomes), as lower bounds
 //! where they are timings.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, text, velollm, velollm_async};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The committed JSON Schema of the result document is generated from the types and must not go stale.
-//! Regenerate it with `UPDATE_SCHEMA=1 cargo test -p velollm --test schema`.
+//! Regenerate it with `UPDATE_SCHEMA=1 cargo test -p velollm --test cli schema::`.
 
-mod common;
+use crate::common;
 
 #[test]
 fn committed_schema_matches_the_types() {
@@ -13,6 +13,6 @@ fn committed_schema_matches_the_types() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "docs/result-schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p velollm --test schema` and commit it"
+        "docs/result-schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p velollm --test cli schema::` and commit it"
     );
 }

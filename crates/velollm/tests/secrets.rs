@@ -3,7 +3,7 @@
 //! records, server logs, reports, comparisons, the history database — whether the run succeeds, is refused
 //! (401) or talks to a server that echoes the request's headers in its error messages.
 
-mod common;
+use crate::common;
 
 use common::{fake_server_bin, text, unique_marker};
 use std::io::{Read, Write};

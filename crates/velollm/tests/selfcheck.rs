@@ -2,7 +2,7 @@
 //! figures stored in the result, a run made untrustworthy by the client's own overhead flagged, and the
 //! loopback server served to other clients (`--serve`).
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, command, json, text};
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! `velollm bench --sweep`: a capacity probe, then a ladder of rates or concurrency levels, against an
 //! in-process fake server; and the input errors of a sweep.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, text, velollm, velollm_async};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `velollm bench --trace FILE`: agent sessions replayed from a request-per-turn trace, through the real
 //! binary, against the in-process fake (exact bodies and timings) and the real llama-server (prefix reuse).
 
-mod common;
+use crate::common;
 
 use common::{json, jsonl, server_url, text, velollm_async};
 use serde_json::{Value, json};
@@ -213,7 +213,7 @@ async fn a_bad_trace_is_refused_before_anything_is_sent() {
 /// cached prompt tokens, and the later calls of a session reuse the prefix its earlier calls left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_reuses_the_prefix_of_a_sessions_earlier_calls() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let (trace, _) = agent_trace(50, 0);
     let run = bench(&url, &trace, &["--sessions-together"]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -391,7 +391,7 @@ async fn the_client_aborts_a_share_of_requests_mid_stream() {
 /// Against llama-server: aborted streams free their slot, and the requests after them are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_serves_the_requests_after_an_abort() {
-    let Some(url) = server_url() else { return };
+    let Some((url, _real)) = server_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
     let args = [

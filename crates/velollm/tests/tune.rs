@@ -1,6 +1,6 @@
 //! `velollm tune` end to end: a grid of launched servers, the trade-off table, the best configuration, resuming.
 
-mod common;
+use crate::common;
 
 use common::{fake_server_bin as fake_server, json, llama_server, text, velollm};
 
@@ -84,7 +84,7 @@ fn tune_input_errors_exit_2_before_launching() {
 /// Two configurations of the real llama-server end to end: both launched, measured and stopped, one table.
 #[test]
 fn a_two_config_tune_on_the_real_llama_server() {
-    let Some((bin, model)) = llama_server() else { return };
+    let Some((bin, model, _real)) = llama_server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tune");
     let (bin, model) = (bin.display(), model.display());

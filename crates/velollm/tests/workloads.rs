@@ -2,7 +2,7 @@
 //! JSONL dataset replayed with the model's real answers, shared-prefix groups, sampled prompt lengths, and
 //! dataset errors that name the file and line.
 
-mod common;
+use crate::common;
 
 use common::{assert_valid, json, jsonl, text, velollm_async};
 use serde_json::Value;

@@ -34,15 +34,15 @@ use velollm_engine::transport::{Endpoint, redact_url};
 pub struct AbArgs {
     /// Target A, the baseline: a URL (http://127.0.0.1:8080) or a command that starts the server, with
     /// {port} where its port goes ('llama-server -m model.gguf --port {port}').
-    #[arg(long, value_name = "URL|CMD", help_heading = "Targets")]
+    #[arg(long, value_name = "URL|CMD", help_heading = "Target")]
     pub a: String,
     /// Target B, the candidate: a URL or a launch command, as for --a.
-    #[arg(long, value_name = "URL|CMD", help_heading = "Targets")]
+    #[arg(long, value_name = "URL|CMD", help_heading = "Target")]
     pub b: String,
     /// B is a proxy in front of A: also report the proxy overhead, B − A over the requests sent for the
     /// first time whose B response did not declare a cache hit (x-velollm-cache, x-cache, x-cache-status,
     /// cf-cache-status), and what a hit saves over those that did.
-    #[arg(long, help_heading = "Targets")]
+    #[arg(long, help_heading = "Target")]
     pub b_proxies_a: bool,
     /// Put both sides of a pair in the same upstream cache state: miss (each side its own salted request of
     /// equal length), hit (the request sent once to each side before the pair) or as-is (the same request to
