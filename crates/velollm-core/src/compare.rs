@@ -249,12 +249,12 @@ pub fn compare_steps(a: &StepResult, b: &StepResult, options: &CompareOptions) -
         &options.metrics
     };
     for name in metrics {
-        let Some(m) = crate::names::metric(name) else { continue };
-        if !m.distribution {
+        let Some(m) = crate::registry::metric(name) else { continue };
+        if !m.is_distribution() {
             rows.extend(scalar_row(a, b, m.canonical));
             continue;
         }
-        match (a.samples.values(m.canonical), b.samples.values(m.canonical)) {
+        match (crate::registry::samples(&a.samples, m.canonical), crate::registry::samples(&b.samples, m.canonical)) {
             (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => {
                 rows.extend(distribution_rows(m.canonical, m.unit, m.better, &x, &y, options));
             }
@@ -274,7 +274,7 @@ impl Row {
     /// A row of `metric` (any name or alias) comparing `baseline` with `candidate` over `n` values, not yet
     /// tested: no interval, no p-value, verdict [`Change::NotTested`].
     fn new(metric: &str, stat: &str, unit: Unit, n: (u64, u64), baseline: f64, candidate: f64) -> Row {
-        let m = crate::names::metric(metric);
+        let m = crate::registry::metric(metric);
         Row {
             metric: m.map_or(metric, |m| m.canonical).to_string(),
             stat: stat.to_string(),

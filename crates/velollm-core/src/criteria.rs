@@ -134,8 +134,8 @@ impl<'a> Pooled<'a> {
     fn values(&self, metric: &str) -> (Vec<f64>, Vec<f64>) {
         let mut out = (Vec::new(), Vec::new());
         for (a, b) in &self.pairs {
-            out.0.extend(a.samples.values(metric).unwrap_or_default());
-            out.1.extend(b.samples.values(metric).unwrap_or_default());
+            out.0.extend(crate::registry::samples(&a.samples, metric).unwrap_or_default());
+            out.1.extend(crate::registry::samples(&b.samples, metric).unwrap_or_default());
         }
         out
     }

@@ -7,7 +7,9 @@
 //!   engine-native timings; the error class.
 //! * [`metrics`] — the single home of every metric formula (TTFT, TPOT, ITL, E2E, throughput, goodput…),
 //!   mirrored in `docs/metrics.md`.
-//! * [`names`] — metric names and aliases, their units and better direction.
+//! * [`names`] — the vocabulary of metrics: units, better direction, `metric.stat` names.
+//! * [`registry`] — the metric registry: every metric once, with its aliases, label, unit, direction and how
+//!   to read it from a step, a step's samples and a request. A new metric is one entry there.
 //! * [`stats`] — percentiles (one documented interpolation) and summaries.
 //! * [`load`] — load profiles and seeded arrival schedules (constant, Poisson, gamma).
 //! * [`aggregate`] — turns a step's records into the aggregates of the result document.
@@ -23,6 +25,16 @@
 //! * [`criteria`] — the source documents' success criteria as presets (`--criteria prompt-caching`).
 //! * [`gate`] — `--fail-if` CI gates: absolute, relative or delta conditions on a candidate.
 //! * [`analysis`] — scenario figures: fits, per-turn degradation, cache acceleration, comparisons, drift.
+//! * [`speculative`] — speculative-decoding acceptance, normalised across engines.
+//! * [`proxy_cache`] — what a caching proxy in front of the server said about a step's answers.
+//! * [`cost`] — token prices, the cost of requests and steps, the return on investment of an optimization.
+//! * [`sweep`] — load sweeps: the throughput/latency curve, its knee, over-saturation.
+//! * [`tune`] — a grid of server configurations turned into one table of trade-offs and the best one.
+//! * [`selfcheck`] — the client's own cost and whether a run's figures can be trusted given it.
+//! * [`server`], [`resources`] and [`prom`] — what was observed of the server: launch, cold start, resource
+//!   timeline, its Prometheus metrics per step.
+//! * [`hardware`], [`gguf`] and [`optimize`] — the machine, a model file's header, and the settings
+//!   recommended for them (`velollm detect`, `velollm optimize`).
 //!
 //! This crate has no async code and performs no I/O, so it is fast to compile and property-testable.
 
@@ -46,6 +58,7 @@ pub mod paired;
 pub mod prom;
 pub mod proxy_cache;
 pub mod record;
+pub mod registry;
 pub mod resources;
 pub mod result;
 pub mod scenario;

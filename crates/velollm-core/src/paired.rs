@@ -233,22 +233,9 @@ pub struct Speedup {
     pub ci: Option<(f64, f64)>,
 }
 
-/// The value of a paired metric (canonical name) for one successful request.
+/// The value of a paired metric for one successful request.
 pub fn value(metric: &str, r: &RequestRecord, m: &RequestMetrics) -> Option<f64> {
-    let native = r.native.as_ref();
-    let v = match metric {
-        "ttft" => m.ttft_ms,
-        "ttfb" => m.ttfb_ms,
-        "e2e" => m.e2e_ms,
-        "tpot" => m.tpot_ms,
-        "decode_tokens_per_s" => m.decode_tokens_per_s,
-        "tokens_per_s" => m.tokens_per_s,
-        "network_overhead" => m.network_overhead_ms,
-        "server_prefill" => native.and_then(|n| n.prompt_ms),
-        "server_decode" => native.and_then(|n| n.predicted_ms),
-        _ => None,
-    };
-    v.filter(|x| x.is_finite())
+    crate::registry::metric(metric)?.request(r, m)
 }
 
 /// Whether a response declared a caching proxy's hit (`x-cache`, `x-cache-status` or `cf-cache-status`
@@ -277,9 +264,9 @@ pub fn rows(pairs: &[(&RequestRecord, &RequestRecord)], metrics: &[&str], o: &Pa
         .collect()
 }
 
-/// The paired statistics of `metric` (any name or alias of [`crate::names::metric`]) over `(a, b)` pairs.
+/// The paired statistics of `metric` (any name or alias of [`crate::registry::metric`]) over `(a, b)` pairs.
 pub fn row(metric: &str, pairs: &[(f64, f64)], o: &PairedOptions) -> PairedRow {
-    let m = crate::names::metric(metric);
+    let m = crate::registry::metric(metric);
     let n = pairs.len();
     let mut a: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let mut b: Vec<f64> = pairs.iter().map(|p| p.1).collect();

@@ -253,30 +253,6 @@ impl StepSamples {
     pub fn len(&self) -> usize {
         self.end_s.len()
     }
-
-    /// The values of a per-request metric (any name or alias of [`crate::names::metric`]), missing values
-    /// dropped; `None` when the metric has no column here.
-    pub fn values(&self, name: &str) -> Option<Vec<f64>> {
-        fn f(v: &[Option<f64>]) -> Vec<f64> {
-            v.iter().flatten().copied().collect()
-        }
-        let v = match crate::names::metric(name)?.canonical {
-            "ttft" => f(&self.ttft_ms),
-            "e2e" => f(&self.e2e_ms),
-            "tpot" => f(&self.tpot_ms),
-            "queue_delay" => f(&self.queue_delay_ms),
-            "network_overhead" => f(&self.network_overhead_ms),
-            "decode_tokens_per_s" => f(&self.decode_tokens_per_s),
-            "tokens_per_s" => f(&self.tokens_per_s),
-            "prompt_tokens" => self.prompt_tokens.iter().flatten().map(|&x| x as f64).collect(),
-            "output_tokens" => self.output_tokens.iter().map(|&x| x as f64).collect(),
-            "cached_tokens" => self.cached_tokens.iter().flatten().map(|&x| x as f64).collect(),
-            "server_prefill" => f(&self.server_prefill_ms),
-            "server_decode" => f(&self.server_decode_ms),
-            _ => return None,
-        };
-        Some(v)
-    }
 }
 
 /// How the step's answers fared against its checks.

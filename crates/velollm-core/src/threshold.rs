@@ -165,48 +165,14 @@ pub trait Lookup {
 
 /// The summary a step metric name refers to (`ttft`, `e2e`, `tpot`, `itl`, … and their aliases).
 pub fn step_metric<'a>(step: &'a StepResult, name: &str) -> Option<(&'a Summary, Unit)> {
-    let m = &step.metrics;
-    let name = crate::names::metric(name)?;
-    let s = match name.canonical {
-        "ttft" => &m.ttft_ms,
-        "ttft_content" => &m.ttft_content_ms,
-        "ttfb" => &m.ttfb_ms,
-        "e2e" => &m.e2e_ms,
-        "tpot" => &m.tpot_ms,
-        "itl_chunk" => &m.itl_chunk_ms,
-        "itl_token" => &m.itl_token_ms,
-        "queue_delay" => &m.queue_delay_ms,
-        "network_overhead" => &m.network_overhead_ms,
-        "reasoning" => &m.reasoning_ms,
-        "decode_tokens_per_s" => &m.decode_tokens_per_s,
-        "tokens_per_s" => &m.tokens_per_s,
-        "output_tokens" => &m.output_tokens,
-        "prompt_tokens" => &m.prompt_tokens,
-        "cached_tokens" => &m.cached_tokens,
-        "server_prefill" => &m.server_prefill_ms,
-        "server_decode" => &m.server_decode_ms,
-        "server_load" => &m.server_load_ms,
-        _ => return None,
-    };
-    s.as_ref().map(|s| (s, name.unit))
+    let m = crate::registry::metric(name)?;
+    m.summary(step).map(|s| (s, m.unit))
 }
 
 /// A per-step scalar (`success_rate`, `throughput`, `goodput`, `score`, …) and its unit.
 pub fn step_scalar(step: &StepResult, name: &str) -> Option<(f64, Unit)> {
-    let name = crate::names::metric(name)?;
-    let v = match name.canonical {
-        "success_rate" => step.success_rate,
-        "requests" => step.requests as f64,
-        "failed" => step.failed as f64,
-        "request_throughput" => step.rates.request_throughput,
-        "output_throughput" => step.rates.output_token_throughput,
-        "goodput" => step.rates.goodput?,
-        "good_fraction" => step.rates.good_fraction?,
-        "score" => step.quality.as_ref()?.score * 100.0,
-        "first_try" => step.quality.as_ref()?.first_try_rate * 100.0,
-        _ => return None,
-    };
-    Some((v, name.unit))
+    let m = crate::registry::metric(name)?;
+    m.scalar(step).map(|v| (v, m.unit))
 }
 
 impl Lookup for StepResult {

@@ -7,7 +7,8 @@
 //! over the runner-up comes with a bootstrap confidence interval of the difference (the same bootstrap as
 //! `velollm compare`), so a "best" that is within noise says so.
 
-use crate::names::{Better, MetricName, Unit, metric, split_stat};
+use crate::names::{Better, Unit, split_stat};
+use crate::registry::{Metric, metric};
 use crate::result::{RunResult, RunStatus};
 use crate::stats::{bootstrap_diff_ci, percentile_select};
 use schemars::JsonSchema;
@@ -114,8 +115,8 @@ impl Objective {
     pub fn parse(text: &str) -> Result<Objective, String> {
         let (m, stat) = split_stat(text);
         let stat = if text.contains('.') { stat } else { "p50" };
-        let name: MetricName = metric(m)
-            .filter(|n| n.distribution && n.better != Better::Neither)
+        let name: &Metric = metric(m)
+            .filter(|n| n.is_distribution() && n.better != Better::Neither)
             .ok_or_else(|| {
                 format!("--objective {text}: use a per-request metric and percentile such as ttft.p95, e2e.p50, tpot.p99 or tokens_per_s.p50")
             })?;
@@ -152,7 +153,12 @@ impl Objective {
 
 /// Every successful request's value of a per-request metric in a run, all steps pooled.
 fn pooled(run: &RunResult, metric: &str) -> Vec<f64> {
-    run.steps.iter().filter_map(|s| s.samples.values(metric)).flatten().filter(|v| v.is_finite()).collect()
+    run.steps
+        .iter()
+        .filter_map(|s| crate::registry::samples(&s.samples, metric))
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect()
 }
 
 /// One configuration's row of the trade-off table.

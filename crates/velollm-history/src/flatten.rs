@@ -1,7 +1,8 @@
 //! A result document flattened into what the database stores: one run row and long/narrow metric rows.
 
 use crate::HistoryError;
-use crate::metric::{DISTRIBUTIONS, SCALAR_STAT, SCALARS, STATS};
+use crate::metric::{SCALAR_STAT, STATS};
+use velollm_core::registry;
 use velollm_core::result::{RunResult, RunStatus, StepResult};
 use velollm_core::stats::Summary;
 use velollm_core::threshold::Lookup;
@@ -83,7 +84,8 @@ fn headline(steps: &[StepResult], metric: &str, stat: &str) -> Option<f64> {
         [] => None,
         [one] => one.lookup(&format!("{metric}.{stat}")).map(|(v, _)| v),
         many => {
-            let pooled: Vec<f64> = many.iter().filter_map(|s| s.samples.values(metric)).flatten().collect();
+            let pooled: Vec<f64> =
+                many.iter().filter_map(|s| velollm_core::registry::samples(&s.samples, metric)).flatten().collect();
             Summary::of(pooled)?.get(stat)
         }
     }
@@ -98,14 +100,14 @@ pub(crate) fn metric_rows(run: &RunResult) -> Vec<MetricRow> {
                 rows.push(MetricRow { step_index, step: step.name.clone(), metric, stat, value });
             }
         };
-        for &metric in DISTRIBUTIONS {
+        for metric in registry::distributions() {
             for &stat in STATS {
                 if let Some((v, _)) = step.lookup(&format!("{metric}.{stat}")) {
                     push(metric, stat, v);
                 }
             }
         }
-        for &metric in SCALARS {
+        for metric in registry::scalars() {
             if let Some((v, _)) = step.lookup(metric) {
                 push(metric, SCALAR_STAT, v);
             }

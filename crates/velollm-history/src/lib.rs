@@ -16,9 +16,9 @@
 //!   `cost_usd` (the sum of the steps' costs when the run was priced with `--prices` in USD, else NULL until a
 //!   cost is recorded with [`History::set_cost`]).
 //! - `step_metrics`: long and narrow, `(run_id, step_index, step, metric, stat, value)` — every statistic
-//!   ([`metric::STATS`]) of every per-request distribution ([`metric::DISTRIBUTIONS`]) and every per-step
-//!   scalar ([`metric::SCALARS`], stat `value`) of every step, so a trend of any metric is one query.
-//!   Metric names are the canonical names of [`velollm_core::names`]; values are read with
+//!   ([`metric::STATS`]) of every per-request distribution and every per-step scalar of
+//!   [`velollm_core::registry`] (stat `value`) of every step, so a trend of any metric is one query.
+//!   Metric names are the canonical names of the registry; values are read with
 //!   [`velollm_core::threshold::Lookup`].
 //!
 //! # ROI

@@ -1,47 +1,14 @@
 //! Which metrics the database stores, and how a name such as `ttft.p95` maps to a stored `(metric, stat)`.
 //!
-//! Names, aliases, units and directions come from [`velollm_core::names`]; values are read from step results
-//! with [`velollm_core::threshold::Lookup`], so `ttft.p95` means here what it means in thresholds and gates.
+//! Every metric of [`velollm_core::registry`] is stored: each distribution with every statistic of [`STATS`],
+//! each per-step scalar with [`SCALAR_STAT`]. Names, aliases, units and directions come from the registry;
+//! values are read from step results with [`velollm_core::threshold::Lookup`], so `ttft.p95` means here what
+//! it means in thresholds and gates.
 
 use crate::HistoryError;
 use serde::Serialize;
 use velollm_core::names::{self, Better, Unit};
-
-/// Per-request distributions stored with every statistic of [`STATS`] (canonical names of
-/// [`velollm_core::names::metric`]).
-pub const DISTRIBUTIONS: &[&str] = &[
-    "ttft",
-    "ttft_content",
-    "ttfb",
-    "e2e",
-    "tpot",
-    "itl_chunk",
-    "itl_token",
-    "queue_delay",
-    "network_overhead",
-    "reasoning",
-    "decode_tokens_per_s",
-    "tokens_per_s",
-    "output_tokens",
-    "prompt_tokens",
-    "cached_tokens",
-    "server_prefill",
-    "server_decode",
-    "server_load",
-];
-
-/// Per-step scalars, stored with the statistic [`SCALAR_STAT`].
-pub const SCALARS: &[&str] = &[
-    "success_rate",
-    "requests",
-    "failed",
-    "request_throughput",
-    "output_throughput",
-    "goodput",
-    "good_fraction",
-    "score",
-    "first_try",
-];
+use velollm_core::registry;
 
 /// The statistics stored for every distribution (the names [`velollm_core::stats::Summary::get`] accepts,
 /// without aliases).
@@ -69,13 +36,9 @@ impl MetricSpec {
     pub fn parse(text: &str) -> Result<MetricSpec, HistoryError> {
         let text = text.trim();
         let (name, stat) = names::split_stat(text);
-        let resolved = names::metric(name).ok_or_else(|| HistoryError::UnknownMetric(text.to_string()))?;
-        let metric = DISTRIBUTIONS
-            .iter()
-            .chain(SCALARS)
-            .find(|m| **m == resolved.canonical)
-            .ok_or_else(|| HistoryError::UnknownMetric(text.to_string()))?;
-        let stat = if resolved.distribution {
+        let resolved = registry::metric(name).ok_or_else(|| HistoryError::UnknownMetric(text.to_string()))?;
+        let metric = resolved.canonical;
+        let stat = if resolved.is_distribution() {
             canonical_stat(stat)
                 .ok_or_else(|| HistoryError::UnknownStat { text: text.to_string(), stat: stat.to_string() })?
         } else if text.contains('.') {
@@ -111,27 +74,13 @@ fn canonical_stat(stat: &str) -> Option<&'static str> {
 
 /// Every metric name, for error messages.
 pub(crate) fn known_names() -> String {
-    DISTRIBUTIONS.iter().chain(SCALARS).copied().collect::<Vec<_>>().join(", ")
+    registry::METRICS.iter().map(|m| m.canonical).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use velollm_core::stats::Summary;
-
-    #[test]
-    fn every_stored_name_is_canonical_in_core() {
-        for m in DISTRIBUTIONS {
-            let r = names::metric(m).unwrap_or_else(|| panic!("{m} is not a core metric name"));
-            assert_eq!(r.canonical, *m);
-            assert!(r.distribution, "{m}");
-        }
-        for m in SCALARS {
-            let r = names::metric(m).unwrap_or_else(|| panic!("{m} is not a core metric name"));
-            assert_eq!(r.canonical, *m);
-            assert!(!r.distribution, "{m}");
-        }
-    }
 
     #[test]
     fn stat_aliases_mean_what_summary_get_means() {

@@ -15,20 +15,9 @@ use velollm_core::names::Unit;
 use velollm_core::paired::PairedRow;
 use velollm_core::result::RunStatus;
 
-/// The human name of a paired metric.
+/// The human name of a paired metric (its label in [`velollm_core::registry`]).
 pub fn metric_label(metric: &str) -> &str {
-    match metric {
-        "ttft" => "TTFT",
-        "ttfb" => "TTFB",
-        "e2e" => "E2E",
-        "tpot" => "TPOT",
-        "network_overhead" => "network overhead",
-        "decode_tokens_per_s" => "decode tok/s",
-        "tokens_per_s" => "tok/s (E2E)",
-        "server_prefill" => "server prefill",
-        "server_decode" => "server decode",
-        other => other,
-    }
+    velollm_core::registry::label(metric)
 }
 
 /// A signed value in its unit: `+12.3 ms`, `−0.50`.

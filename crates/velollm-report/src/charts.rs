@@ -56,7 +56,13 @@ pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
         let series: Vec<(String, Vec<f64>)> = groups
             .iter()
             .map(|(l, steps)| {
-                (l.clone(), steps.iter().flat_map(|s| s.samples.values(metric).unwrap_or_default()).collect())
+                (
+                    l.clone(),
+                    steps
+                        .iter()
+                        .flat_map(|s| velollm_core::registry::samples(&s.samples, metric).unwrap_or_default())
+                        .collect(),
+                )
             })
             .filter(|(_, v): &(String, Vec<f64>)| !v.is_empty())
             .collect();
@@ -567,7 +573,7 @@ pub struct MetricBars {
     pub label: String,
     /// Unit for the axis, e.g. `ms`, `tok/s` (empty for none).
     pub unit: String,
-    /// Which direction is an improvement (from [`velollm_core::names::metric`]); shown under the panel title.
+    /// Which direction is an improvement (from [`velollm_core::registry`]); shown under the panel title.
     pub better: Better,
     /// The baseline's value.
     pub baseline: f64,

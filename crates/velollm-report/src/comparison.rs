@@ -33,26 +33,9 @@ pub fn verdict(change: Change) -> String {
     format!("{mark} {}", change.label())
 }
 
-/// The human name of a metric statistic: `TTFT p50`, `success rate`.
+/// The human name of a metric statistic: `TTFT p50`, `success rate` (labels from [`velollm_core::registry`]).
 pub fn label(row: &Row) -> String {
-    let name = match row.metric.as_str() {
-        "ttft" => "TTFT",
-        "ttft_content" => "TTFT content",
-        "ttfb" => "TTFB",
-        "e2e" => "E2E",
-        "tpot" => "TPOT",
-        "itl_chunk" => "ITL/chunk",
-        "queue_delay" => "queue delay",
-        "network_overhead" => "network overhead",
-        "decode_tokens_per_s" => "decode tok/s",
-        "tokens_per_s" => "tok/s (E2E)",
-        "server_prefill" => "server prefill",
-        "server_decode" => "server decode",
-        "success_rate" => "success rate",
-        "output_throughput" => "output tok/s (step)",
-        "request_throughput" => "req/s (step)",
-        other => other,
-    };
+    let name = velollm_core::registry::label(&row.metric);
     if row.stat == "value" { name.to_string() } else { format!("{name} {}", row.stat) }
 }
 
