@@ -12,9 +12,11 @@
 use crate::bench::Session;
 use crate::checks::run_checks;
 use crate::dialect::GenRequest;
-use crate::exec::{StepConnections, execute};
+use crate::exec::execute;
+use crate::plan::StepPlan;
+use crate::pool::StepConnections;
 use crate::prompts::PromptSource;
-use crate::runner::{StepPlan, request, session_turns, step_context};
+use crate::runner::{request, session_turns, step_context};
 use crate::scrape::Scraper;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};

@@ -20,7 +20,8 @@
 
 use crate::bench::{Backend, BenchError, BenchOptions, Session};
 use crate::dialect::DialectKind;
-use crate::runner::{NoObserver, StepPlan};
+use crate::plan::StepPlan;
+use crate::runner::NoObserver;
 use velollm_core::aggregate::legacy;
 use velollm_core::load::{Bounds, LoadProfile};
 use velollm_core::result::StepResult;

@@ -1,9 +1,11 @@
 //! A benchmark session: probe the endpoint, choose the dialect and model, run the steps, describe the run.
 
 use crate::dialect::DialectKind;
-use crate::exec::{Secret, Target, Timeouts};
+use crate::plan::StepPlan;
 use crate::probe::{ProbeError, ServerInfo, probe, resolve_model};
-use crate::runner::{Observer, Resume, RunError, Runner, StepPlan};
+use crate::runner::{Observer, Resume, RunError, Runner};
+use crate::secrets::Secret;
+use crate::target::{Target, Timeouts};
 use crate::tokenize::TokenCounter;
 use crate::transport::{Clock, Endpoint, UrlError};
 use std::path::PathBuf;
@@ -47,7 +49,7 @@ pub struct BenchOptions {
     /// A PEM certificate to trust besides the public roots (`--ca-cert`, e.g. a self-signed local server).
     pub ca_cert: Option<PathBuf>,
     /// Abort a share of the requests mid-stream (`--cancel-share`).
-    pub aborts: Option<crate::exec::Aborts>,
+    pub aborts: Option<crate::target::Aborts>,
 }
 
 impl BenchOptions {
@@ -193,7 +195,7 @@ impl Session {
         };
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
         let mut record =
-            crate::exec::execute(&self.target, &mut crate::exec::Slot::default(), &req, record, cancel).await;
+            crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), &req, record, cancel).await;
         if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {
             e.message = key.redact(&e.message).into_owned();
         }

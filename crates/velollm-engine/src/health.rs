@@ -13,9 +13,10 @@
 //! Steps call [`Monitor::step_started`] and [`Monitor::step_finished`], which scrape at once, so every
 //! step's server metrics are the difference between a scrape just before it and one just after it.
 
-use crate::exec::{Target, get};
+use crate::exec::get;
 use crate::launch::Server;
 use crate::scrape::Scraper;
+use crate::target::Target;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;

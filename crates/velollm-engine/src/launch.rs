@@ -7,7 +7,8 @@
 //! command runs under `sh -c 'exec …'`, so quoting, environment assignments and empty values (a grid value
 //! that drops a flag) behave as in a shell.
 
-use crate::exec::{Target, get};
+use crate::exec::get;
+use crate::target::Target;
 use crate::transport::Endpoint;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -320,7 +321,7 @@ impl Server {
         {
             use std::io::Write;
             let mut header = &out;
-            let shown = crate::exec::redact_secrets(command);
+            let shown = crate::secrets::redact_secrets(command);
             let _ = writeln!(header, "# velollm: {spawned_at}: starting: {shown}");
         }
         let spawned = Instant::now();
@@ -330,7 +331,7 @@ impl Server {
         #[cfg(unix)]
         cmd.process_group(0);
         let child = cmd.spawn().map_err(|e| {
-            LaunchError::Io(format!("cannot start `sh -c {}`: {e}", crate::exec::redact_secrets(command)))
+            LaunchError::Io(format!("cannot start `sh -c {}`: {e}", crate::secrets::redact_secrets(command)))
         })?;
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         if pgid > 0 {

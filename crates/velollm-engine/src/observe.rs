@@ -9,12 +9,12 @@
 //! ```
 
 use crate::bench::Session;
-use crate::exec::Target;
 use crate::health::{Monitor, MonitorOptions};
 use crate::launch::{LaunchError, LaunchSpec, Server};
+use crate::plan::StepPlan;
 use crate::resources::ResourceSampler;
-use crate::runner::StepPlan;
 use crate::scrape::Scraper;
+use crate::target::Target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;

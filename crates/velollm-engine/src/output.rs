@@ -8,7 +8,8 @@
 //! A failed write (a full disk, a folder that went away) stops the run when [`ResultWriter::stop_on_error`]
 //! is set: the error names the file and the OS error, and the last document that was written stays whole.
 
-use crate::runner::{Observer, StepPlan};
+use crate::plan::StepPlan;
+use crate::runner::Observer;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,8 @@
 //! to pass.
 
 use crate::dialect::DialectKind;
-use crate::exec::{Target, get, send_json};
+use crate::exec::{get, send_json};
+use crate::target::Target;
 use serde_json::Value;
 use velollm_core::record::ErrorClass;
 

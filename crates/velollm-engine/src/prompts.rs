@@ -37,7 +37,8 @@
 //! **Datasets** (`dataset`): session *i* replays the user turns of record `i % len`; the runner sends each
 //! with the model's real previous answers.
 
-use crate::exec::{Target, send_json};
+use crate::exec::send_json;
+use crate::target::Target;
 use crate::tokenize::TokenCounter;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -14,8 +14,11 @@
 
 use crate::checks::run_checks;
 use crate::dialect::{DialectKind, GenRequest};
-use crate::exec::{Slot, StepConnections, Target, execute};
+use crate::exec::execute;
+use crate::plan::StepPlan;
+use crate::pool::{Slot, StepConnections};
 use crate::prompts::PromptSource;
+use crate::target::Target;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -27,166 +30,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use velollm_core::aggregate::StepAccumulator;
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::check::Check;
-use velollm_core::load::{ArrivalSchedule, Bounds, LoadProfile, ScheduleError, Warmup};
+use velollm_core::load::{ArrivalSchedule, LoadProfile, ScheduleError, Warmup};
 use velollm_core::record::{ErrorClass, Nanos, RequestError, RequestRecord};
 use velollm_core::result::{StepConfig, StepResult};
-use velollm_core::scenario::{CacheHints, ConnectionMode, Workload};
+use velollm_core::scenario::Workload;
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Verdict;
-
-/// One step to run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepPlan {
-    /// Step name.
-    pub name: String,
-    /// What to send.
-    pub workload: Workload,
-    /// Optional system prompt.
-    pub system: Option<String>,
-    /// Stable context sent before every prompt, in the same user message.
-    pub context: Option<String>,
-    /// A synthetic stable context of about this many tokens, generated per step (instead of `context`).
-    pub context_tokens: Option<u32>,
-    /// Start every request with a unique marker so nothing of it can be cached (an uncached baseline).
-    pub fresh_context: bool,
-    /// Explicit prompt-cache hints (Anthropic `cache_control`).
-    pub cache: CacheHints,
-    /// Maximum tokens to generate.
-    pub max_tokens: u32,
-    /// Ask for exactly `max_tokens`.
-    pub exact_output: bool,
-    /// Sampling temperature.
-    pub temperature: Option<f64>,
-    /// How requests are issued.
-    pub load: LoadProfile,
-    /// How many, for how long, and the warm-up (for conversations: how many conversations).
-    pub bounds: Bounds,
-    /// Tool definitions sent with each request.
-    pub tools: Option<serde_json::Value>,
-    /// Checks applied to every answer.
-    pub checks: Vec<Check>,
-    /// Correction turns allowed after an answer fails a check.
-    pub retries: u32,
-    /// Connection reuse.
-    pub connection: ConnectionMode,
-    /// Unload the model first (Ollama), so the step starts cold.
-    pub cold: bool,
-    /// Tags (provider, task type).
-    pub tags: BTreeMap<String, String>,
-    /// Thresholds over the step's aggregates.
-    pub thresholds: Vec<velollm_core::threshold::Threshold>,
-}
-
-impl StepPlan {
-    /// The step's configuration as recorded in the result.
-    pub fn config(&self) -> StepConfig {
-        let (prompt, prompt_tokens) = match &self.workload {
-            Workload::Prompts(p) => (p.first().cloned().unwrap_or_default(), None),
-            Workload::Synthetic { prompt_tokens } => {
-                (format!("synthetic, {prompt_tokens} tokens, distinct per request"), Some(*prompt_tokens))
-            }
-            Workload::Conversation(turns) => (turns.first().map(|t| t.user.clone()).unwrap_or_default(), None),
-            Workload::SyntheticDist(d) => (format!("synthetic, {}, distinct per request", d.describe()), d.constant()),
-            Workload::SharedPrefix { prefix, suffix } => (
-                format!("synthetic, {} + a distinct suffix of {}", prefix.describe(), suffix.describe()),
-                suffix.constant().map(|n| n.saturating_add(prefix.prefix_tokens)),
-            ),
-            Workload::Sessions(sessions) => {
-                let turns: usize = sessions.iter().map(Vec::len).sum();
-                let first = sessions.first().and_then(|s| s.first()).map_or("", |t| t.user.as_str());
-                (format!("dataset, {} conversations, {turns} user turns; first: {first}", sessions.len()), None)
-            }
-            Workload::Trace(t) => {
-                let first = t.root(0).map(|s| s.first_user_text());
-                let scale = if t.time_scale == 1.0 { String::new() } else { format!(", time × {}", t.time_scale) };
-                let subagents = t.sessions.len() - t.roots.len();
-                let forks = if subagents > 0 { format!(" (+ {subagents} sub-agents)") } else { String::new() };
-                let text = format!(
-                    "trace, {} sessions{forks}, {} calls{scale}; first: {}",
-                    t.roots.len(),
-                    t.calls(),
-                    first.unwrap_or_default()
-                );
-                (text, None)
-            }
-        };
-        StepConfig {
-            prompt,
-            prompt_tokens,
-            max_tokens: self.max_tokens,
-            exact_output: self.exact_output,
-            load: self.load,
-            bounds: self.bounds,
-            turns: self.turns(),
-            tags: self.tags.clone(),
-        }
-    }
-
-    /// Turns per conversation, for multi-turn steps (for a dataset: when every conversation has as many).
-    pub fn turns(&self) -> Option<u32> {
-        match &self.workload {
-            Workload::Conversation(t) => Some(t.len() as u32),
-            Workload::Sessions(s) => {
-                let n = s.first().map(Vec::len)?;
-                s.iter().all(|t| t.len() == n).then_some(n as u32)
-            }
-            Workload::Trace(t) => {
-                let n = t.root(0).map(|s| s.turns.len())?;
-                let roots = || t.roots.iter().map(|&k| &t.sessions[k]);
-                (t.sessions.len() == t.roots.len() && roots().all(|s| s.turns.len() == n)).then_some(n as u32)
-            }
-            _ => None,
-        }
-    }
-
-    /// A single-turn step with default options.
-    pub fn simple(
-        name: impl Into<String>,
-        workload: Workload,
-        max_tokens: u32,
-        load: LoadProfile,
-        bounds: Bounds,
-    ) -> StepPlan {
-        StepPlan {
-            name: name.into(),
-            workload,
-            system: None,
-            context: None,
-            context_tokens: None,
-            fresh_context: false,
-            cache: CacheHints::default(),
-            max_tokens,
-            exact_output: false,
-            temperature: None,
-            load,
-            bounds,
-            tools: None,
-            checks: Vec::new(),
-            retries: 0,
-            connection: ConnectionMode::KeepAlive,
-            cold: false,
-            tags: BTreeMap::new(),
-            thresholds: Vec::new(),
-        }
-    }
-
-    /// Requests the step will send when that is known in advance (warm-up included).
-    pub fn expected_requests(&self) -> Option<u64> {
-        let warm = match self.bounds.warmup {
-            Warmup::Requests(n) => n,
-            Warmup::None => 0,
-            Warmup::Seconds(_) => return None,
-        };
-        if self.retries > 0 {
-            return None;
-        }
-        match (self.bounds.requests, self.bounds.duration_s) {
-            (Some(r), None) => Some((r + warm) * u64::from(self.turns().unwrap_or(1))),
-            _ => None,
-        }
-    }
-}
 
 /// Receives what a run produces, as it happens.
 pub trait Observer: Send {
@@ -993,8 +842,8 @@ impl Runner {
         if !self.target.dialect.is_ollama() {
             return Err(RunError::ColdUnsupported(step.name.clone()));
         }
-        let body = serde_json::json!({"model": self.model, "keep_alive": 0});
-        match crate::exec::send_json(&self.target, hyper::Method::POST, "/api/generate", &body).await {
+        let (path, body) = crate::dialect::ollama::unload_request(&self.model);
+        match crate::exec::send_json(&self.target, hyper::Method::POST, path, &body).await {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(RunError::Unload {
                 step: step.name.clone(),

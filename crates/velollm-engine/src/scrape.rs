@@ -1,6 +1,7 @@
 //! Scraping a server's Prometheus `/metrics` endpoint (parsed and mapped by `velollm_core::prom`).
 
-use crate::exec::{Target, get};
+use crate::exec::get;
+use crate::target::Target;
 use crate::transport::Endpoint;
 use std::sync::Arc;
 use velollm_core::prom::{Scrape, parse};

@@ -9,9 +9,10 @@
 //! [`velollm_core::selfcheck`].
 
 use crate::dialect::DialectKind;
-use crate::exec::Target;
 use crate::loopback::{Loopback, LoopbackConfig, process_cpu, read_stamps};
-use crate::runner::{Observer, Runner, StepPlan};
+use crate::plan::StepPlan;
+use crate::runner::{Observer, Runner};
+use crate::target::Target;
 use crate::transport::{Clock, Endpoint};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,7 +16,8 @@
 //! the thresholds.
 
 use crate::bench::{BenchError, Session};
-use crate::runner::{Observer, Runner, StepPlan};
+use crate::plan::StepPlan;
+use crate::runner::{Observer, Runner};
 use tokio::sync::watch;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::load::{Arrival, LoadProfile};

@@ -10,8 +10,9 @@ use velollm_core::load::{Arrival, Bounds, LoadProfile};
 use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
 use velollm_engine::dialect::DialectKind;
-use velollm_engine::exec::Timeouts;
-use velollm_engine::runner::{NoObserver, StepPlan};
+use velollm_engine::plan::StepPlan;
+use velollm_engine::runner::NoObserver;
+use velollm_engine::target::Timeouts;
 use velollm_engine::{Backend, BenchError, BenchOptions, BenchmarkConfig, BenchmarkRunner, Session};
 use velollm_testkit::{FakeServer, Flavor, Script};
 

@@ -16,8 +16,9 @@ use velollm_core::record::{ErrorClass, RequestRecord};
 use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
 use velollm_engine::dialect::DialectKind;
-use velollm_engine::exec::{Target, Timeouts};
-use velollm_engine::runner::{Observer, Runner, StepPlan};
+use velollm_engine::plan::StepPlan;
+use velollm_engine::runner::{Observer, Runner};
+use velollm_engine::target::{Target, Timeouts};
 use velollm_engine::transport::{Clock, Endpoint};
 use velollm_testkit::{FakeServer, Fault, Flavor, Script};
 

@@ -15,9 +15,10 @@ use velollm_core::load::{Bounds, LoadProfile};
 use velollm_core::record::RequestRecord;
 use velollm_core::scenario::Workload;
 use velollm_engine::dialect::DialectKind;
-use velollm_engine::exec::Target;
 use velollm_engine::loopback::{Loopback, LoopbackConfig, read_stamps};
-use velollm_engine::runner::{Observer, Runner, StepPlan};
+use velollm_engine::plan::StepPlan;
+use velollm_engine::runner::{Observer, Runner};
+use velollm_engine::target::Target;
 use velollm_engine::transport::{Clock, Endpoint};
 
 #[derive(Clone, Default)]

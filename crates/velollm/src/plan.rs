@@ -12,8 +12,9 @@ use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
 use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Workload};
 use velollm_core::slo::Slo;
 use velollm_core::threshold::Threshold;
-use velollm_engine::exec::{Secret, Timeouts};
-use velollm_engine::runner::StepPlan;
+use velollm_engine::plan::StepPlan;
+use velollm_engine::secrets::Secret;
+use velollm_engine::target::Timeouts;
 use velollm_engine::{Backend, BenchOptions};
 
 /// Everything `bench` needs, validated.
@@ -52,12 +53,12 @@ pub struct Plan {
 
 /// Remember `secret` so that [`redact`] removes it (empty ones are ignored).
 fn keep_secret(secret: &str) {
-    velollm_engine::exec::register_secret(secret);
+    velollm_engine::secrets::register_secret(secret);
 }
 
 /// `text` without any secret of this run (the API key, URL credentials; each replaced by `[REDACTED]`).
 pub fn redact(text: &str) -> String {
-    velollm_engine::exec::redact_secrets(text).into_owned()
+    velollm_engine::secrets::redact_secrets(text).into_owned()
 }
 
 /// The credentials of a URL's userinfo (`scheme://user:password@host`): the password, or a lone user name
@@ -95,7 +96,7 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
 }
 
 /// `--cancel-share F` and `--cancel-after D`: the requests the client aborts mid-stream.
-fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::exec::Aborts>> {
+fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::target::Aborts>> {
     let Some(share) = args.load.cancel_share else {
         if args.load.cancel_after.is_some() {
             bail!("--cancel-after needs --cancel-share F (the share of requests to abort)");
@@ -106,7 +107,7 @@ fn aborts(args: &BenchArgs) -> Result<Option<velollm_engine::exec::Aborts>> {
         bail!("--cancel-share must be a share in (0, 1], e.g. 0.2 for one request in five");
     }
     let after = args.load.cancel_after.map(|d| d.0);
-    Ok(Some(velollm_engine::exec::Aborts { share, after, seed: args.workload.seed }))
+    Ok(Some(velollm_engine::target::Aborts { share, after, seed: args.workload.seed }))
 }
 
 /// `--trace FILE` with its replay options; errors name the file, the line and the session.
@@ -514,8 +515,8 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
     }
     let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
-    let asked = velollm_engine::exec::Transports { http2: target.http2, websocket: target.websocket };
-    let mut notes = velollm_engine::exec::connection_plan(&mut steps, https, asked);
+    let asked = velollm_engine::plan::Transports { http2: target.http2, websocket: target.websocket };
+    let mut notes = velollm_engine::plan::connection_plan(&mut steps, https, asked);
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use velollm_core::metrics::RequestMetrics;
 use velollm_core::record::RequestRecord;
 use velollm_core::result::StepResult;
-use velollm_engine::runner::{Observer, StepPlan};
+use velollm_engine::plan::StepPlan;
+use velollm_engine::runner::Observer;
 
 /// Draws a progress bar per step.
 pub struct Progress {

@@ -7,7 +7,7 @@
 //! the stream with an error. The framing's `event:` line repeats the `type`, so only `data` is read.
 //!
 //! Requests carry `x-api-key` (not `Authorization: Bearer`) and `anthropic-version` (see
-//! [`crate::exec::http_request`]).
+//! [`crate::request::http_request`]).
 //!
 //! Usage mapping. Anthropic's `input_tokens` counts only the prompt tokens after the last cache breakpoint,
 //! so the prompt is the sum of the three input counts:

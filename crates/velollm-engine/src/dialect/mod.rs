@@ -5,7 +5,7 @@
 
 pub(crate) mod anthropic;
 mod llamacpp;
-mod ollama;
+pub(crate) mod ollama;
 mod openai;
 
 use crate::wire::Framing;

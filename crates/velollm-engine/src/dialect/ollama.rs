@@ -6,6 +6,12 @@ use super::{GenRequest, Parsed, error_message, json, text, uint};
 use serde_json::{Map, Value, json};
 use velollm_core::record::{Channel, NativeTimings, Usage};
 
+/// The request that unloads `model` so that the next request loads it again (a cold start): a generation
+/// with `keep_alive: 0`, sent as `POST` to the path returned.
+pub fn unload_request(model: &str) -> (&'static str, Value) {
+    ("/api/generate", json!({"model": model, "keep_alive": 0}))
+}
+
 fn options(req: &GenRequest) -> Value {
     let mut o = Map::new();
     o.insert("num_predict".into(), json!(req.max_tokens));
