@@ -6,8 +6,6 @@ use crate::comparison::verdict;
 use crate::document::{Block, Table};
 use crate::format::value;
 use crate::markdown::render_blocks;
-use comfy_table::presets::NOTHING;
-use comfy_table::{CellAlignment, Table as Comfy};
 use std::fmt::Write;
 use velollm_core::ab::{AbResult, AbStep, AbTarget, PairCache, ProxyOverhead};
 use velollm_core::compare::Change;
@@ -308,20 +306,7 @@ pub fn render_ab(doc: &AbResult) -> String {
     for s in &doc.steps {
         let _ = writeln!(out, "\n{}{}  ·  {}", s.name, if s.partial { " (partial)" } else { "" }, failures(s));
         let t = rows_table(&s.rows, o.level);
-        let mut c = Comfy::new();
-        c.load_preset(NOTHING);
-        c.set_header(t.head.clone());
-        for row in &t.rows {
-            c.add_row(row.clone());
-        }
-        for (i, numeric) in t.numeric.iter().enumerate() {
-            if let (true, Some(col)) = (*numeric, c.column_mut(i)) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        for line in c.to_string().lines() {
-            let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-        }
+        out.push_str(&t.terminal("  "));
         for r in s.rows.iter().filter(|r| !r.note.is_empty()).take(2) {
             let _ = writeln!(out, "  note: {}: {}", metric_label(&r.metric), r.note);
         }

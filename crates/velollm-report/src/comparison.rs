@@ -1,9 +1,8 @@
 //! A comparison of runs rendered as text: per step, one row per metric statistic with the change, its
 //! confidence interval, the p-value and the verdict; then gates and success criteria.
 
+use crate::document::Table;
 pub use crate::format::value;
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
 use velollm_core::compare::{Change, Comparison, Row};
 use velollm_core::criteria::CriterionOutcome;
@@ -71,30 +70,21 @@ pub fn render_comparison(c: &Comparison) -> String {
         };
         let n = s.rows.first().map(|r| format!("  ·  n = {} vs {}", r.n_baseline, r.n_candidate)).unwrap_or_default();
         let _ = writeln!(out, "\n{name}{n}");
-        let mut table = Table::new();
-        table.load_preset(NOTHING);
-        table.set_header(["", "baseline", "candidate", "change", &format!("{level:.0}% CI"), "p", "verdict"]);
+        let ci = format!("{level:.0}% CI");
+        let mut table = Table::new(&["", "baseline", "candidate", "change", &ci, "p", "verdict"], 1);
+        table.numeric[6] = false;
         for r in &s.rows {
-            table.add_row([
-                Cell::new(label(r)),
-                Cell::new(value(r.baseline, r.unit)),
-                Cell::new(value(r.candidate, r.unit)),
-                Cell::new(delta(r)),
-                Cell::new(interval(r)),
-                Cell::new(
-                    r.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
-                ),
-                Cell::new(verdict(r.change)),
+            table.rows.push(vec![
+                label(r),
+                value(r.baseline, r.unit),
+                value(r.candidate, r.unit),
+                delta(r),
+                interval(r),
+                r.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
+                verdict(r.change),
             ]);
         }
-        for i in 1..6 {
-            if let Some(col) = table.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        for line in table.to_string().lines() {
-            let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-        }
+        out.push_str(&table.terminal("  "));
         for r in s.rows.iter().filter(|r| !r.note.is_empty() && r.change == Change::TooFewSamples).take(1) {
             let _ = writeln!(out, "  ⚠ {}", r.note);
         }

@@ -78,6 +78,31 @@ impl Table {
             rows: vec![],
         }
     }
+
+    /// The table for a terminal, in the house style: no borders, numeric columns right-aligned, every line
+    /// indented by `indent` (comfy-table's one-space padding before the first column dropped) and trimmed at
+    /// the end. Every terminal table of velollm is drawn here.
+    pub fn terminal(&self, indent: &str) -> String {
+        use comfy_table::{CellAlignment, presets::NOTHING};
+        let mut t = comfy_table::Table::new();
+        t.load_preset(NOTHING);
+        t.set_header(self.head.clone());
+        for row in &self.rows {
+            t.add_row(row.clone());
+        }
+        for (i, _) in self.numeric.iter().enumerate().filter(|(_, numeric)| **numeric) {
+            if let Some(col) = t.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let mut out = String::new();
+        for line in t.to_string().lines() {
+            out.push_str(indent);
+            out.push_str(line.strip_prefix(' ').unwrap_or(line).trim_end());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// One block of a report.

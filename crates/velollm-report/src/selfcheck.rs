@@ -1,8 +1,7 @@
 //! The client's self-check and the run's trust verdict, as text (terminal and Markdown).
 
+use crate::document::Table;
 use crate::format::num;
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
 use velollm_core::selfcheck::{SelfCheck, Trust};
 use velollm_core::stats::Summary;
@@ -24,43 +23,37 @@ pub fn render(check: &SelfCheck) -> String {
         num(check.ttft_ms),
         num(check.itl_ms)
     );
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header([
-        "level",
-        "requests",
-        "req/s",
-        "chunks/s",
-        "CPU ms/req",
-        "added/req p50",
-        "p99",
-        "added/chunk p50",
-        "p99",
-        "ITL error p99",
-    ]);
+    let mut table = Table::new(
+        &[
+            "level",
+            "requests",
+            "req/s",
+            "chunks/s",
+            "CPU ms/req",
+            "added/req p50",
+            "p99",
+            "added/chunk p50",
+            "p99",
+            "ITL error p99",
+        ],
+        0,
+    );
     for l in &check.levels {
         let failed = if l.failed > 0 { format!(" ({} failed)", l.failed) } else { String::new() };
-        table.add_row([
-            Cell::new(format!("{} c{}", if l.ceiling { "ceiling" } else { "paced" }, l.concurrency)),
-            Cell::new(format!("{}{failed}", l.requests)),
-            Cell::new(num(l.request_rate)),
-            Cell::new(num(l.chunk_rate)),
-            Cell::new(l.cpu_ms_per_request.map_or("–".into(), |c| format!("{c:.3}"))),
-            Cell::new(ms(l.added_request_ms.as_ref(), |s| s.p50)),
-            Cell::new(ms(l.added_request_ms.as_ref(), |s| s.p99)),
-            Cell::new(ms(l.added_chunk_ms.as_ref(), |s| s.p50)),
-            Cell::new(ms(l.added_chunk_ms.as_ref(), |s| s.p99)),
-            Cell::new(ms(l.itl_error_ms.as_ref(), |s| s.p99)),
+        table.rows.push(vec![
+            format!("{} c{}", if l.ceiling { "ceiling" } else { "paced" }, l.concurrency),
+            format!("{}{failed}", l.requests),
+            num(l.request_rate),
+            num(l.chunk_rate),
+            l.cpu_ms_per_request.map_or("–".into(), |c| format!("{c:.3}")),
+            ms(l.added_request_ms.as_ref(), |s| s.p50),
+            ms(l.added_request_ms.as_ref(), |s| s.p99),
+            ms(l.added_chunk_ms.as_ref(), |s| s.p50),
+            ms(l.added_chunk_ms.as_ref(), |s| s.p99),
+            ms(l.itl_error_ms.as_ref(), |s| s.p99),
         ]);
     }
-    for i in 0..10 {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    for line in table.to_string().lines() {
-        let _ = writeln!(out, "  {}", line.trim_end());
-    }
+    out.push_str(&table.terminal("  "));
     let _ = writeln!(
         out,
         "  in ms: added per request = measured TTFT − the server's own TTFT (the TTFT error); per chunk = arrival − \

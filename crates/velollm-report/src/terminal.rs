@@ -2,9 +2,8 @@
 //! velollm observed of the server (its `/metrics` per step; launch, cold start, resources and events at the
 //! end).
 
+use crate::document::Table;
 use crate::format::{num, value};
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Table};
 use std::fmt::Write;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::result::{RunResult, RunStatus, StepResult};
@@ -14,12 +13,12 @@ use velollm_core::stats::Summary;
 use velollm_core::threshold::Verdict;
 
 fn metric_row(table: &mut Table, label: &str, s: Option<&Summary>) {
-    let mut row = vec![Cell::new(label)];
+    let mut row = vec![label.to_string()];
     match s {
-        Some(s) => row.extend([s.mean, s.p50, s.p90, s.p95, s.p99, s.max].map(|v| Cell::new(num(v)))),
-        None => row.extend((0..6).map(|_| Cell::new("–"))),
+        Some(s) => row.extend([s.mean, s.p50, s.p90, s.p95, s.p99, s.max].map(num)),
+        None => row.extend((0..6).map(|_| "–".to_string())),
     }
-    table.add_row(row);
+    table.rows.push(row);
 }
 
 /// Render one step's summary.
@@ -36,9 +35,7 @@ pub fn render_step(step: &StepResult) -> String {
         if step.warmup_requests > 0 { format!(", {} warm-up excluded", step.warmup_requests) } else { String::new() },
         partial
     );
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(["", "mean", "p50", "p90", "p95", "p99", "max"]);
+    let mut table = Table::new(&["", "mean", "p50", "p90", "p95", "p99", "max"], 1);
     let m = &step.metrics;
     metric_row(&mut table, "TTFT (ms)", m.ttft_ms.as_ref());
     if m.reasoning_ms.is_some() {
@@ -55,15 +52,7 @@ pub fn render_step(step: &StepResult) -> String {
         metric_row(&mut table, "E2E from schedule (ms)", m.e2e_from_scheduled_ms.as_ref());
     }
     metric_row(&mut table, "decode (tok/s)", m.decode_tokens_per_s.as_ref());
-    for i in 1..7 {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    for line in table.to_string().lines() {
-        // comfy-table pads every cell with one space; drop the first column's left padding.
-        let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-    }
+    out.push_str(&table.terminal("  "));
     let r = &step.rates;
     let mut rates = format!(
         "  throughput: {} req/s · {} output tok/s · {} total tok/s over {:.2} s",
@@ -153,22 +142,14 @@ pub fn render_analysis(a: &AnalysisResult) -> String {
         let _ = writeln!(out, "  {:<22} {:>12}   {}", f.name, value(f.value, f.unit), f.label);
     }
     if let Some(t) = a.table.as_ref().filter(|t| !t.rows.is_empty()) {
-        let mut table = Table::new();
-        table.load_preset(NOTHING);
-        table.set_header(t.columns.clone());
+        let columns: Vec<&str> = t.columns.iter().map(String::as_str).collect();
+        let mut table = Table::new(&columns, 1);
         for r in &t.rows {
-            let mut row = vec![Cell::new(&r.label)];
-            row.extend(r.values.iter().map(|v| Cell::new(v.map_or("–".to_string(), num))));
-            table.add_row(row);
+            let mut row = vec![r.label.clone()];
+            row.extend(r.values.iter().map(|v| v.map_or("–".to_string(), num)));
+            table.rows.push(row);
         }
-        for i in 1..t.columns.len() {
-            if let Some(col) = table.column_mut(i) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        for line in table.to_string().lines() {
-            let _ = writeln!(out, "  {}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-        }
+        out.push_str(&table.terminal("  "));
     }
     for n in &a.notes {
         let _ = writeln!(out, "  • {n}");
@@ -190,17 +171,11 @@ pub fn render_verdicts(verdicts: &[Verdict]) -> String {
 
 /// The built-in scenarios as an aligned list.
 pub fn render_scenarios(scenarios: &[Scenario]) -> String {
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(["scenario", "purpose", "measures"]);
+    let mut table = Table::new(&["scenario", "purpose", "measures"], usize::MAX);
     for s in scenarios {
-        table.add_row([s.name.as_str(), s.description.as_str(), s.measures.as_str()]);
+        table.rows.push(vec![s.name.clone(), s.description.clone(), s.measures.clone()]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        let _ = writeln!(out, "{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-    }
-    out
+    table.terminal("")
 }
 
 /// Render what velollm observed of the server over a run: launch, cold start (its first TTFT against

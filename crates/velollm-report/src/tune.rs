@@ -125,19 +125,7 @@ pub fn table(s: &TuneSummary) -> Table {
 
 /// The tune report for a terminal: the table, then the verdict.
 pub fn render_tune(s: &TuneSummary) -> String {
-    use comfy_table::presets::NOTHING;
-    use comfy_table::{CellAlignment, Table as Comfy};
     let t = table(s);
-    let mut c = Comfy::new();
-    c.load_preset(NOTHING);
-    c.set_header(t.head.clone());
-    for row in &t.rows {
-        c.add_row(row.clone());
-    }
-    for (i, numeric) in t.numeric.iter().enumerate() {
-        if let (true, Some(col)) = (*numeric, c.column_mut(i)) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    format!("velollm tune · {}\n{c}\n\n{}\n", objective_text(s), verdict(s))
+    let c = t.terminal(" ");
+    format!("velollm tune · {}\n{c}\n{}\n", objective_text(s), verdict(s))
 }

@@ -1,8 +1,6 @@
 //! What `velollm history` shows: the run list as an aligned table, and a trend as a terminal summary, JSON, a
 //! self-contained HTML page or Markdown with its chart as an SVG file.
 
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Table};
 use jiff::tz::TimeZone;
 use std::fmt::Write;
 use std::path::Path;
@@ -39,23 +37,12 @@ fn host(url: &str) -> &str {
 
 /// Render a table in the house style: no borders, numbers right-aligned, lines indented by `indent`.
 fn render_table(header: &[&str], rows: Vec<Vec<String>>, numeric: &[usize], indent: &str) -> String {
-    let mut table = Table::new();
-    table.load_preset(NOTHING);
-    table.set_header(header.to_vec());
-    for r in rows {
-        table.add_row(r.into_iter().map(Cell::new));
+    let mut table = document::Table::new(header, usize::MAX);
+    for &i in numeric.iter().filter(|&&i| i < header.len()) {
+        table.numeric[i] = true;
     }
-    for &i in numeric {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        // comfy-table pads every cell with one space; drop the first column's left padding.
-        let _ = writeln!(out, "{indent}{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
-    }
-    out
+    table.rows = rows;
+    table.terminal(indent)
 }
 
 fn opt(v: Option<f64>) -> String {
