@@ -468,6 +468,34 @@ pub struct GateArgs {
     pub criteria: Vec<String>,
 }
 
+/// `--json [FILE]`, with one meaning in every command that has it: the command's answer as JSON — on standard
+/// output, instead of the text, when no FILE (or `-`) is given; in FILE, beside the text, otherwise.
+#[derive(Debug, Clone, PartialEq, Default, Args)]
+pub struct JsonArg {
+    /// The answer as JSON: on standard output instead of the text (`--json` or `--json -`), or in FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-", help_heading = "Output")]
+    pub json: Option<PathBuf>,
+}
+
+impl JsonArg {
+    /// JSON replaces the text on standard output.
+    pub fn on_stdout(&self) -> bool {
+        self.json.as_deref().is_some_and(|p| p == std::path::Path::new("-"))
+    }
+
+    /// Write `value` where `--json` says (nothing without `--json`).
+    pub fn write(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let Some(path) = &self.json else { return Ok(()) };
+        let text = serde_json::to_string_pretty(value)?;
+        if self.on_stdout() {
+            println!("{text}");
+            return Ok(());
+        }
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write --json {}", path.display()))
+    }
+}
+
 /// `velollm bench`: every group above, and the URL.
 #[derive(Debug, Clone, PartialEq, Default, Args)]
 pub struct BenchArgs {

@@ -3,8 +3,6 @@
 
 use crate::args::GateArgs;
 use crate::exit::{self, InputError};
-use anyhow::{Context, Result};
-use std::path::Path;
 use velollm_core::compare::{Change, CompareOptions, Comparison, compare};
 use velollm_core::criteria::{CriterionOutcome, Outcome};
 use velollm_core::gate::{Gate, GateOutcome};
@@ -39,11 +37,14 @@ pub fn decide(
     gates: &[Gate],
     args: &GateArgs,
     options: &CompareOptions,
+    print: bool,
 ) -> Decision {
     let mut d = Decision { comparisons: Vec::new(), gates: Vec::new(), criteria: Vec::new(), failures: Vec::new() };
     for (name, cand) in candidates {
         let c = compare(baseline.1, cand, (baseline.0, name), options);
-        println!("{}", velollm_report::comparison::render_comparison(&c));
+        if print {
+            println!("{}", velollm_report::comparison::render_comparison(&c));
+        }
         let pairs = velollm_core::compare::match_steps(baseline.1, cand).0;
         let mut outcomes = Vec::new();
         for g in gates {
@@ -51,7 +52,7 @@ pub fn decide(
                 outcomes.push(g.evaluate(&b.name, a, b));
             }
         }
-        if !outcomes.is_empty() {
+        if print && !outcomes.is_empty() {
             println!("{}", velollm_report::comparison::render_gates(&outcomes));
         }
         for o in outcomes.iter().filter(|o| o.failed) {
@@ -62,7 +63,7 @@ pub fn decide(
             // Presets were checked by `GateArgs::parse`.
             crit.extend(velollm_core::criteria::evaluate(preset, baseline.1, cand, options.alpha).unwrap_or_default());
         }
-        if !crit.is_empty() {
+        if print && !crit.is_empty() {
             println!("{}", velollm_report::comparison::render_criteria(&crit));
         }
         for o in crit.iter().filter(|o| o.outcome == Outcome::Fail) {
@@ -80,22 +81,15 @@ pub fn decide(
     d
 }
 
-/// Write the comparisons, gates and criteria as one JSON document.
-pub fn write_json(path: &Path, d: &Decision) -> Result<()> {
-    let doc = serde_json::json!({
+/// The comparisons, gates and criteria as one JSON document.
+pub fn json(d: &Decision) -> serde_json::Value {
+    serde_json::json!({
         "comparisons": d.comparisons,
         "gates": d.gates,
         "criteria": d.criteria,
         "failed": !d.failures.is_empty(),
         "failures": d.failures,
-    });
-    let text = serde_json::to_string_pretty(&doc)?;
-    if path == Path::new("-") {
-        println!("{text}");
-    } else {
-        std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    })
 }
 
 /// Exit code of a decision, with the failures printed.

@@ -21,6 +21,26 @@ fn detect_json_describes_this_machine() {
 }
 
 #[test]
+fn json_means_the_same_in_every_command() {
+    // `--json` alone (or `--json -`): JSON instead of the text on standard output; `--json FILE`: the text as
+    // usual, and the JSON in FILE.
+    for args in [&["detect", "--json"][..], &["detect", "--json", "-"]] {
+        let out = velollm(args);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hw.json");
+    let out = velollm(&["detect", "--json", file.to_str().unwrap()]);
+    assert!(text(&out).0.contains("CPU "), "{}", text(&out).0);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(v["cpu"].is_object());
+    let db = dir.path().join("empty.db");
+    let out = velollm(&["history", "--db", db.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history --json prints JSON");
+    assert_eq!(v["runs"], serde_json::json!([]));
+}
+
+#[test]
 fn detect_text_names_cpu_and_ram() {
     let out = velollm(&["detect"]);
     let (stdout, stderr) = text(&out);

@@ -64,8 +64,14 @@ fn compare_run(b: Baseline, args: &BenchArgs, code: u8) -> Result<u8> {
     let path = args.output.output.as_deref().expect("checked by baseline()");
     let run = read_result(path)?;
     println!();
-    let d =
-        decide((&file_name(&b.path), &b.result), &[(file_name(path), run)], &b.gates, &args.gates, &Default::default());
+    let d = decide(
+        (&file_name(&b.path), &b.result),
+        &[(file_name(path), run)],
+        &b.gates,
+        &args.gates,
+        &Default::default(),
+        true,
+    );
     Ok(code.max(verdict_code(&d)))
 }
 

@@ -1,8 +1,8 @@
 //! `velollm compare`: runs compared per step and metric with confidence intervals and significance; gates
 //! and success criteria for CI.
 
-use crate::args::GateArgs;
-use crate::decide::{decide, gates, verdict_code, write_json};
+use crate::args::{GateArgs, JsonArg};
+use crate::decide::{decide, gates, json, verdict_code};
 use crate::documents::{file_name as label, read_result};
 use crate::exit::InputError;
 use anyhow::{Context, Result};
@@ -32,9 +32,9 @@ pub struct CompareArgs {
     /// Compare only these per-request metrics (ttft, e2e, tpot, decode, tok_s, network, queue, …); repeatable.
     #[arg(long = "metric", value_name = "NAME", help_heading = "Statistics")]
     pub metrics: Vec<String>,
-    /// Write the comparison as JSON (`-` for standard output).
-    #[arg(long, value_name = "PATH", help_heading = "Output")]
-    pub json: Option<PathBuf>,
+    /// The comparison as JSON (gates, criteria and failures included).
+    #[command(flatten)]
+    pub json: JsonArg,
     /// Write the comparison as a Markdown report; its charts are written beside it as SVG files.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub md: Option<PathBuf>,
@@ -95,10 +95,9 @@ pub fn run(args: CompareArgs) -> Result<u8> {
         metrics: args.metrics.clone(),
         ..CompareOptions::default()
     };
-    let d = decide((&label(&args.results[0]), &baseline), &candidates, &gates, &args.gates, &options);
-    if let Some(path) = &args.json {
-        write_json(path, &d)?;
-    }
+    let print = !args.json.on_stdout();
+    let d = decide((&label(&args.results[0]), &baseline), &candidates, &gates, &args.gates, &options, print);
+    args.json.write(&json(&d))?;
     let report = velollm_report::compare_report::ComparisonReport {
         comparisons: &d.comparisons,
         gates: &d.gates,

@@ -1,5 +1,6 @@
 //! `velollm detect`: this machine's GPUs, CPU, memory and OS, as text or JSON.
 
+use crate::args::JsonArg;
 use anyhow::Result;
 use clap::Args;
 use std::fmt::Write;
@@ -8,19 +9,18 @@ use velollm_core::hardware::{Hardware, gib};
 /// `velollm detect` arguments.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Print the hardware as JSON (the same object every result records).
-    #[arg(long)]
-    pub json: bool,
+    /// The hardware as JSON (the same object every result records).
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// Run `velollm detect`.
 pub fn run(args: DetectArgs) -> Result<u8> {
     let hw = velollm_engine::detect::detect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&hw)?);
-    } else {
+    if !args.json.on_stdout() {
         print!("{}", render(&hw));
     }
+    args.json.write(&hw)?;
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 
 mod render;
 
+use crate::args::JsonArg;
 use crate::exit::InputError;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -65,9 +66,9 @@ pub struct HistoryArgs {
     /// First index every velollm result (*.json) under DIR, recursively; other files are skipped.
     #[arg(long, value_name = "DIR")]
     pub rebuild: Option<PathBuf>,
-    /// Machine-readable JSON on standard output.
-    #[arg(long)]
-    pub json: bool,
+    /// The runs (or the trend) as JSON.
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// A run status on the command line.
@@ -158,13 +159,13 @@ pub fn run(args: HistoryArgs) -> Result<u8> {
 
 /// Report an empty answer: the message on the terminal, or an empty JSON answer with the message on stderr.
 fn nothing(args: &HistoryArgs, path: &Path, message: &str) -> Result<u8> {
-    if args.json {
-        let key = if args.trend.is_some() { "points" } else { "runs" };
-        println!("{}", serde_json::json!({ "database": path, key: [] }));
+    if args.json.on_stdout() {
         eprintln!("velollm: {message}");
     } else {
         println!("{message}");
     }
+    let key = if args.trend.is_some() { "points" } else { "runs" };
+    args.json.write(&serde_json::json!({ "database": path, key: [] }))?;
     Ok(0)
 }
 
@@ -175,9 +176,8 @@ fn list(history: &History, filter: &Filter, args: &HistoryArgs) -> Result<u8> {
         let total = history.len().map_err(classify)?;
         return nothing(args, history.path(), &format!("no run matches these filters ({total} runs indexed)"));
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "database": history.path(), "runs": runs }))?);
-    } else {
+    args.json.write(&serde_json::json!({ "database": history.path(), "runs": runs }))?;
+    if !args.json.on_stdout() {
         print!("{}", render::runs_table(&runs));
         let total = history.len().map_err(classify)?;
         if (runs.len() as u64) < total {
@@ -202,11 +202,10 @@ fn trend(
         return nothing(args, history.path(), &msg);
     }
     let report = render::TrendReport::new(&trend, prices, filter);
-    if args.json {
-        let mut doc = report.json();
-        doc["database"] = serde_json::json!(history.path());
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
+    let mut doc = report.json();
+    doc["database"] = serde_json::json!(history.path());
+    args.json.write(&doc)?;
+    if !args.json.on_stdout() {
         print!("{}", report.terminal());
     }
     if let Some(p) = &args.html {

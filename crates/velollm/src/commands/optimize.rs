@@ -269,7 +269,7 @@ async fn verify(args: &OptimizeArgs, advice: &Advice) -> Result<u8> {
     let after_run = results.pop().expect("two runs");
     let before_run = results.pop().expect("two runs");
     println!();
-    let d = decide((&before_run.0, &before_run.1), &[after_run], &[], &Default::default(), &Default::default());
+    let d = decide((&before_run.0, &before_run.1), &[after_run], &[], &Default::default(), &Default::default(), true);
     eprintln!("velollm: both results are in {}", args.verify_dir.display());
     Ok(verdict_code(&d))
 }

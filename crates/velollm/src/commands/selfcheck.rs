@@ -1,11 +1,10 @@
 //! `velollm selfcheck`: measure velollm's own cost against its built-in loopback server, or serve that
 //! server (`--serve`) so other clients can be measured against the same zero-cost server.
 
-use crate::args::Dur;
+use crate::args::{Dur, JsonArg};
 use crate::exit::InputError;
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use std::path::PathBuf;
 use velollm_engine::loopback::LoopbackConfig;
 use velollm_engine::selfcheck::SelfCheckOptions;
 
@@ -39,9 +38,9 @@ pub struct SelfcheckArgs {
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 128)]
     pub prompt_tokens: u32,
-    /// Also write the figures as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    /// The figures as JSON.
+    #[command(flatten)]
+    pub json: JsonArg,
     /// Do not measure: serve the loopback server on this address (e.g. 127.0.0.1:8099) until Ctrl-C.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["quick", "levels", "ceiling", "duration", "json"])]
     pub serve: Option<String>,
@@ -87,11 +86,10 @@ pub async fn run(args: SelfcheckArgs) -> Result<u8> {
     opts.prompt_tokens = args.prompt_tokens;
     let (_cancel_tx, cancel) = crate::signal::cancel_on_signal();
     let check = velollm_engine::selfcheck::run(&opts, &cancel).await?;
-    print!("{}", velollm_report::selfcheck::render(&check));
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&check)?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    if !args.json.on_stdout() {
+        print!("{}", velollm_report::selfcheck::render(&check));
     }
+    args.json.write(&check)?;
     Ok(if *cancel.borrow() { crate::exit::INTERRUPTED } else { crate::exit::OK })
 }
 
