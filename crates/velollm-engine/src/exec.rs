@@ -3,9 +3,11 @@
 //! Failures are data: whatever happens, the result is a [`RequestRecord`] with an error class, never a
 //! panic or an early return that loses what was measured.
 
-use crate::dialect::GenRequest;
+use crate::dialect::{DialectKind, GenRequest};
+use crate::h1::Head;
 use crate::pool::{Slot, error};
 use crate::request::http_request;
+use crate::rxstamp::Arrivals;
 use crate::target::{Aborts, Target};
 use crate::transport::Connection;
 use crate::wire::Decoder;
@@ -134,27 +136,44 @@ async fn execute_inner(
     deadline: Instant,
     abort: Option<Aborts>,
 ) -> Result<(), RequestError> {
-    let clock = target.clock;
-    let dialect = target.dialect;
-    let body = dialect.body(req);
-    let first_token_phase = || {
-        format!(
-            "no first token within {:?} of sending the request (--first-token-timeout)",
-            target.timeouts.first_token
-        )
+    let body = target.dialect.body(req);
+    let (head, sent, first_token) = send(target, slot, &body, record, deadline).await?;
+    let Some(conn) = slot.connection() else {
+        return Err(error(ErrorClass::StreamBroken, "the connection went away before its response was read"));
     };
+    // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
+    let arrivals = conn.arrivals();
+    record.sent = Some(sent);
+    let headers = arrivals.stamp(target.clock.now()).max(sent);
+    record.headers = Some(headers);
+    let status = head.status;
+    check_status(target, conn, &head, record, deadline).await?;
+    let stream = Stream { sent, headers, first_token, deadline, abort };
+    let (st, received) = read_stream(target, conn, &arrivals, record, stream).await?;
+    finish(target, record, st, received, status.as_u16())
+}
+
+/// Connect (or reuse the slot's connection) and send the request; a kept-alive connection the server closed
+/// while idle is retried once on a fresh one. Returns the response head, when the request was sent, and the
+/// first-token deadline (its clock starts when the request is sent, the connection open).
+async fn send(
+    target: &Target,
+    slot: &mut Slot,
+    body: &serde_json::Value,
+    record: &mut RequestRecord,
+    deadline: Instant,
+) -> Result<(Head, Nanos, Instant), RequestError> {
+    let clock = target.clock;
     let mut attempt = 0;
-    // The first-token clock starts when the request is sent, the connection open.
-    let mut first_token;
-    let (resp, sent) = loop {
+    loop {
         attempt += 1;
         let (conn, info) = slot.acquire(target, deadline).await?;
         let (reused, conn_protocol) = (info.reused, info.protocol);
         record.connection = Some(info);
-        let http = http_request(target, hyper::Method::POST, dialect.path(), Some(&body));
-        first_token = within(deadline, target.timeouts.first_token);
+        let http = http_request(target, hyper::Method::POST, target.dialect.path(), Some(body));
+        let first_token = within(deadline, target.timeouts.first_token);
         match timeout_at(first_token, conn.send(http, clock)).await {
-            Ok(Ok(x)) => break x,
+            Ok(Ok((head, sent))) => return Ok((head, sent, first_token)),
             // A kept-alive connection the server closed while idle: retry once on a fresh one.
             Ok(Err(e)) if reused && attempt == 1 && e.is_stale_connection() => {
                 slot.discard();
@@ -178,43 +197,73 @@ async fn execute_inner(
                 return Err(timed_out(target, deadline, phase));
             }
         }
-    };
-    let Some(conn) = slot.connection() else {
-        return Err(error(ErrorClass::StreamBroken, "the connection went away before its response was read"));
-    };
-    // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
-    let arrivals = conn.arrivals();
-    record.sent = Some(sent);
-    let headers = arrivals.stamp(clock.now()).max(sent);
-    record.headers = Some(headers);
-    // Stamps never run backwards (a stepped wall clock cannot reorder them).
-    let mut last_stamp = headers;
-    let status = resp.status;
+    }
+}
+
+/// The response head: its status and a caching proxy's verdict recorded; an error status read (with its body
+/// and `Retry-After`) and returned as the request's error.
+async fn check_status(
+    target: &Target,
+    conn: &mut Connection,
+    head: &Head,
+    record: &mut RequestRecord,
+    deadline: Instant,
+) -> Result<(), RequestError> {
+    let status = head.status;
     record.status = Some(status.as_u16());
     // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
     record.proxy_cache = ["x-velollm-cache", "x-cache", "x-cache-status", "cf-cache-status"]
         .iter()
-        .find_map(|h| resp.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
-    if !status.is_success() {
-        let retry_after = resp
-            .headers
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
-        record.done = Some(clock.now());
-        let class = velollm_core::metrics::classify_status(status.as_u16());
-        let hint = match status.as_u16() {
-            401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
-            _ => "",
-        };
-        return Err(RequestError {
-            class,
-            message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
-            retry_after_s: retry_after,
-        });
+        .find_map(|h| head.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
+    if status.is_success() {
+        return Ok(());
     }
+    let retry_after = head
+        .headers
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
+    record.done = Some(target.clock.now());
+    let class = velollm_core::metrics::classify_status(status.as_u16());
+    let hint = match status.as_u16() {
+        401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
+        _ => "",
+    };
+    Err(RequestError {
+        class,
+        message: format!("HTTP {}: {}{hint}", status.as_u16(), text),
+        retry_after_s: retry_after,
+    })
+}
 
+/// The instants a response is read against.
+struct Stream {
+    /// When the request was sent.
+    sent: Nanos,
+    /// When its response head arrived: no chunk is stamped earlier.
+    headers: Nanos,
+    /// The first-token deadline.
+    first_token: Instant,
+    /// The whole request's deadline.
+    deadline: Instant,
+    /// Whether and when this request is aborted on purpose.
+    abort: Option<Aborts>,
+}
+
+/// Read the body frame by frame until the dialect's end (or the stream's): every frame stamped at its
+/// arrival, its messages decoded into chunks; the first-token, idle and total timeouts, and a chosen abort,
+/// enforced. Returns what the messages said and how many body bytes came.
+async fn read_stream(
+    target: &Target,
+    conn: &mut Connection,
+    arrivals: &Arrivals,
+    record: &mut RequestRecord,
+    stream: Stream,
+) -> Result<(StreamState, usize), RequestError> {
+    let Stream { sent, headers, first_token, deadline, abort } = stream;
+    let clock = target.clock;
+    let dialect = target.dialect;
     let mut decoder = Decoder::with_limit(dialect.framing(), target.max_message_bytes);
     let mut messages: Vec<Vec<u8>> = Vec::new();
     let mut st = StreamState {
@@ -225,6 +274,8 @@ async fn execute_inner(
         reasoning: String::new(),
         tools: Vec::new(),
     };
+    // Stamps never run backwards (a stepped wall clock cannot reorder them).
+    let mut last_stamp = headers;
     let mut ended = false;
     // Body bytes received: none at all is an empty answer, not a broken stream.
     let mut received = 0usize;
@@ -270,7 +321,10 @@ async fn execute_inner(
                 let phase = if first_output {
                     format!("no data for {:?} while waiting for the next chunk (--idle-timeout)", target.timeouts.idle)
                 } else {
-                    first_token_phase()
+                    format!(
+                        "no first token within {:?} of sending the request (--first-token-timeout)",
+                        target.timeouts.first_token
+                    )
                 };
                 return Err(timed_out(target, deadline, phase));
             }
@@ -311,45 +365,7 @@ async fn execute_inner(
             }
             continue;
         }
-        let mut frame_chunks = FrameChunks { chunks: Vec::new() };
-        // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
-        for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
-            let p = dialect.parse(m).map_err(|e| {
-                record.done = Some(t);
-                error(ErrorClass::ParseError, e)
-            })?;
-            if let Some(e) = p.error {
-                record.done = Some(t);
-                return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
-            }
-            if p.pieces.iter().all(|(c, _)| !c.is_output()) {
-                frame_chunks.add(t, p.empty_channel(), 0, None);
-            }
-            for (channel, text) in &p.pieces {
-                if channel.is_output() {
-                    frame_chunks.add(t, *channel, text.len(), p.tokens);
-                    // The answer is what conversations carry and checks judge; reasoning only counts as output.
-                    match channel {
-                        Channel::Content => st.text.push_str(text),
-                        Channel::Reasoning => st.reasoning.push_str(text),
-                        _ => {}
-                    }
-                }
-            }
-            for (index, name, args) in p.tool_deltas {
-                st.tool_delta(index, name, &args);
-            }
-            if let Some(u) = p.usage {
-                st.usage = Some(merge_usage(st.usage.take(), u));
-            }
-            if let Some(n) = p.native {
-                record.native = Some(n);
-            }
-            if p.finish_reason.is_some() {
-                st.finish = p.finish_reason;
-            }
-            st.done |= p.done;
-        }
+        let frame_chunks = parse_messages(dialect, &messages, t, &mut st, record)?;
         if !first_output && frame_chunks.chunks.iter().any(|c| c.channel.is_output()) {
             first_output = true;
             timer.as_mut().reset(idle_due(last_frame));
@@ -370,6 +386,69 @@ async fn execute_inner(
             record.done = Some(t);
         }
     }
+    Ok((st, received))
+}
+
+/// The messages one frame completed, arrived at `t`: their output merged into chunks per channel, the text,
+/// reasoning, tool calls, usage, native timings and finish reason added to the stream's state.
+fn parse_messages(
+    dialect: DialectKind,
+    messages: &[Vec<u8>],
+    t: Nanos,
+    st: &mut StreamState,
+    record: &mut RequestRecord,
+) -> Result<FrameChunks, RequestError> {
+    let mut frame_chunks = FrameChunks { chunks: Vec::new() };
+    // An event whose data is blank (`data:` alone) carries nothing: a keep-alive, not a malformed chunk.
+    for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
+        let p = dialect.parse(m).map_err(|e| {
+            record.done = Some(t);
+            error(ErrorClass::ParseError, e)
+        })?;
+        if let Some(e) = p.error {
+            record.done = Some(t);
+            return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
+        }
+        if p.pieces.iter().all(|(c, _)| !c.is_output()) {
+            frame_chunks.add(t, p.empty_channel(), 0, None);
+        }
+        for (channel, text) in &p.pieces {
+            if channel.is_output() {
+                frame_chunks.add(t, *channel, text.len(), p.tokens);
+                // The answer is what conversations carry and checks judge; reasoning only counts as output.
+                match channel {
+                    Channel::Content => st.text.push_str(text),
+                    Channel::Reasoning => st.reasoning.push_str(text),
+                    _ => {}
+                }
+            }
+        }
+        for (index, name, args) in p.tool_deltas {
+            st.tool_delta(index, name, &args);
+        }
+        if let Some(u) = p.usage {
+            st.usage = Some(merge_usage(st.usage.take(), u));
+        }
+        if let Some(n) = p.native {
+            record.native = Some(n);
+        }
+        if p.finish_reason.is_some() {
+            st.finish = p.finish_reason;
+        }
+        st.done |= p.done;
+    }
+    Ok(frame_chunks)
+}
+
+/// What the stream said, into the record: usage, finish reason, local token count, tool calls, the text; and
+/// whether the answer is complete (a body, an end, some output).
+fn finish(
+    target: &Target,
+    record: &mut RequestRecord,
+    st: StreamState,
+    received: usize,
+    status: u16,
+) -> Result<(), RequestError> {
     record.usage = st.usage;
     record.finish_reason = st.finish;
     if let Some(tok) = &target.tokenizer {
@@ -382,7 +461,7 @@ async fn execute_inner(
     if received == 0 {
         return Err(error(
             ErrorClass::EmptyOutput,
-            format!("HTTP {} with an empty body: the server sent no stream", status.as_u16()),
+            format!("HTTP {status} with an empty body: the server sent no stream"),
         ));
     }
     if !st.done && record.finish_reason.is_none() {

@@ -272,9 +272,14 @@ async fn resume_continues_an_interrupted_run_with_the_same_prompts() {
     assert_eq!(indices, (0..20).collect());
     let ids: HashSet<u64> = recs.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     assert_eq!(ids.len(), 20);
-    // The server saw 20 distinct prompts: the cancelled ones again, the finished ones never twice.
+    // The server saw 20 distinct prompts: the cancelled ones again, the finished ones never twice. A request
+    // cancelled by the interruption may not have reached the server yet, so it is seen at most twice.
     let sent = server.requests();
-    assert_eq!(sent.len(), 20 + cancelled, "{sent_first} sent before the interruption");
+    assert!(
+        (20..=20 + cancelled).contains(&sent.len()),
+        "{} requests, {sent_first} before the interruption",
+        sent.len()
+    );
     let prompts: HashSet<String> = sent.iter().map(|(_, b)| prompt(b)).collect();
     assert_eq!(prompts.len(), 20, "the resumed requests carry the prompts of their indices");
     // The step's rate counts the time it ran, not the pause before the resume.
