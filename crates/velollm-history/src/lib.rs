@@ -5,6 +5,16 @@
 //! recreate from a folder of results. It lives at [`default_path`] unless told otherwise, and needs nothing
 //! installed (SQLite is compiled in).
 //!
+//! # Modules
+//!
+//! * [`History`] (module `db`) — the open database: indexing runs, listings, trends; `flatten` turns a result
+//!   document into the rows it stores, `rebuild` re-indexes a folder of results.
+//! * [`metric`] — which metrics are stored and how `ttft.p95` maps to a stored `(metric, stat)`.
+//! * [`schema`] — the tables and their migrations.
+//! * [`Filter`] and [`RunRow`] (module `query`), [`Trend`] and [`Series`] (module `trend`), [`Roi`] (module
+//!   `roi`) — what a listing or a trend covers and returns; `since` parses `--since`.
+//! * [`default_path`] (module `path`) and [`HistoryError`] (module `error`).
+//!
 //! # Schema
 //!
 //! Guarded by `PRAGMA user_version` ([`SCHEMA_VERSION`]) and marked by `PRAGMA application_id`

@@ -19,6 +19,8 @@
 //! * [`format`](mod@format) — numbers and units, written one way in every report.
 //! * [`svg`] — the dependency-free SVG chart toolkit the charts are drawn with.
 //! * [`target`] — the runs a report covers and their labels.
+//! * [`selfcheck`] — the client's self-check and the run's trust verdict, as text.
+//! * [`tune`] — the `velollm tune` report: every configuration's trade-offs and the best one.
 
 pub mod ab;
 pub mod charts;
