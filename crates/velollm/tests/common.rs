@@ -59,6 +59,129 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// One `velollm bench` run, its result and records written to a folder of its own:
+/// `Bench::new(&url).args(&["--prompt", "hi", "-n", "3"]).run().await.ok()`.
+pub struct Bench {
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+/// What a [`Bench`] run left behind.
+pub struct Ran {
+    /// The process output.
+    pub out: Output,
+    /// Its exit code.
+    pub code: Option<i32>,
+    /// Standard output, as text.
+    pub stdout: String,
+    /// Standard error, as text.
+    pub stderr: String,
+    /// The result document (`Null` when none was written).
+    pub doc: serde_json::Value,
+    /// The per-request records (none when no file was written).
+    pub records: Vec<serde_json::Value>,
+    /// The run's folder, kept until the `Ran` is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl Bench {
+    /// `velollm bench --url URL --no-progress -o DIR/run.json --records DIR/run.jsonl`.
+    pub fn new(url: &str) -> Bench {
+        Bench::bare().args(&["--url", url])
+    }
+
+    /// `velollm bench --no-progress -o DIR/run.json --records DIR/run.jsonl`: the target comes from the
+    /// arguments.
+    pub fn bare() -> Bench {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+        let args = ["bench", "--no-progress", "-o", out.to_str().unwrap(), "--records", records.to_str().unwrap()];
+        Bench { args: args.iter().map(|a| a.to_string()).collect(), dir }
+    }
+
+    /// More arguments.
+    pub fn args(mut self, args: &[&str]) -> Bench {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The run's folder (for input files: a trace, a certificate).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run it off the async runtime (the fake servers live on it).
+    pub async fn run(self) -> Ran {
+        let Bench { args, dir } = self;
+        let out = velollm_async(args).await;
+        Ran::read(out, dir)
+    }
+
+    /// Run it, blocking.
+    pub fn run_blocking(self) -> Ran {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let out = velollm(&args);
+        Ran::read(out, self.dir)
+    }
+}
+
+impl Ran {
+    fn read(out: Output, dir: tempfile::TempDir) -> Ran {
+        let (stdout, stderr) = text(&out);
+        let (doc, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
+        let doc = if doc.exists() { json(&doc) } else { serde_json::Value::Null };
+        let records = if records.exists() { jsonl(&records) } else { Vec::new() };
+        Ran { code: out.status.code(), out, stdout, stderr, doc, records, dir }
+    }
+
+    /// Assert exit 0 and a complete, schema-valid result.
+    pub fn ok(self) -> Ran {
+        assert_eq!(self.code, Some(0), "stderr: {}\nstdout: {}", self.stderr, self.stdout);
+        assert_valid(&self.doc);
+        assert_eq!(self.doc["status"], "complete", "{}", self.doc);
+        self
+    }
+
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> &serde_json::Value {
+        self.doc["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+            .unwrap_or_else(|| panic!("no step '{name}' in {}", self.doc["steps"]))
+    }
+
+    /// The names of the steps, in order.
+    pub fn step_names(&self) -> Vec<&str> {
+        self.doc["steps"].as_array().map_or(Vec::new(), |s| s.iter().filter_map(|s| s["name"].as_str()).collect())
+    }
+
+    /// The measured records (warm-up left out) of the step named `name`.
+    pub fn records_of(&self, name: &str) -> Vec<&serde_json::Value> {
+        let index = self.step_names().iter().position(|n| *n == name).expect("a step of the run") as u64;
+        self.records.iter().filter(|r| r["step"] == index && r["warmup"] != true).collect()
+    }
+
+    /// The analyses of this kind, in order.
+    pub fn analyses(&self, kind: &str) -> Vec<&serde_json::Value> {
+        self.doc["analyses"].as_array().map_or(vec![], |a| a.iter().filter(|a| a["kind"] == kind).collect())
+    }
+
+    /// The only analysis of this kind.
+    pub fn analysis(&self, kind: &str) -> &serde_json::Value {
+        let found = self.analyses(kind);
+        assert_eq!(found.len(), 1, "expected one '{kind}' analysis in {}", self.doc["analyses"]);
+        found[0]
+    }
+
+    /// `(threshold, scope, passed)` of every verdict.
+    pub fn verdicts(&self) -> Vec<(String, String, bool)> {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        self.doc["verdicts"].as_array().map_or(vec![], |v| {
+            v.iter().map(|v| (text(&v["threshold"]), text(&v["scope"]), v["passed"] == true)).collect()
+        })
+    }
+}
+
 /// The committed JSON Schema of the result document.
 pub fn schema_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/result-schema.json")

@@ -8,11 +8,10 @@
 
 use crate::common;
 
-use common::{json, jsonl, server_url, text, velollm_async};
+use common::{server_url, text, velollm_async};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 use velollm_testkit::{FakeServer, Flavor, Script, TlsOptions};
 
@@ -21,54 +20,11 @@ fn quick() -> Script {
     Script { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), tokens: 4, ..Script::default() }
 }
 
-/// What one `velollm bench` run left behind.
-struct Run {
-    out: Output,
-    stdout: String,
-    stderr: String,
-    doc: Value,
-    records: Vec<Value>,
-    _dir: tempfile::TempDir,
-}
+type Run = common::Ran;
 
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.out.status.code(), Some(0), "stderr: {}\nstdout: {}", self.stderr, self.stdout);
-        assert_eq!(self.doc["status"], "complete", "{}", self.doc);
-        self
-    }
-
-    fn step_names(&self) -> Vec<&str> {
-        self.doc["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect()
-    }
-
-    fn step(&self, name: &str) -> &Value {
-        self.doc["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no step '{name}' in {}", self.doc["steps"]))
-    }
-
-    /// The measured records of the step at `index` (its position in the run).
-    fn records_of(&self, name: &str) -> Vec<&Value> {
-        let index = self.step_names().iter().position(|n| *n == name).unwrap() as u64;
-        self.records.iter().filter(|r| r["step"] == index && r["warmup"] != true).collect()
-    }
-
-    fn analysis(&self, kind: &str) -> &Value {
-        let found: Vec<&Value> =
-            self.doc["analyses"].as_array().unwrap().iter().filter(|a| a["kind"] == kind).collect();
-        assert_eq!(found.len(), 1, "expected one '{kind}' analysis in {}", self.doc["analyses"]);
-        found[0]
-    }
-
-    fn verdicts(&self) -> Vec<String> {
-        self.doc["verdicts"]
-            .as_array()
-            .map_or(vec![], |v| v.iter().map(|v| v["threshold"].as_str().unwrap().to_string()).collect())
-    }
+/// The thresholds of a run's verdicts, in order.
+fn verdict_thresholds(run: &Run) -> Vec<String> {
+    run.verdicts().into_iter().map(|v| v.0).collect()
 }
 
 fn figure(a: &Value, name: &str) -> Option<f64> {
@@ -86,24 +42,14 @@ fn ca_file(dir: &Path, pem: &str) -> PathBuf {
     path
 }
 
-/// `velollm bench --url URL --no-progress -o run.json --records run.jsonl ARGS…`.
+/// `velollm bench --url URL --no-progress -o run.json --records run.jsonl ARGS…`, trusting `pem` as a CA.
 async fn bench(url: &str, args: &[&str], pem: Option<&str>) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
-    let mut all: Vec<String> = ["bench", "--url", url, "--no-progress", "-o", out.to_str().unwrap(), "--records"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    all.push(records.to_str().unwrap().to_string());
+    let mut b = common::Bench::new(url);
     if let Some(pem) = pem {
-        all.extend(["--ca-cert".to_string(), ca_file(dir.path(), pem).display().to_string()]);
+        let ca = ca_file(b.dir(), pem);
+        b = b.args(&["--ca-cert", ca.to_str().unwrap()]);
     }
-    all.extend(args.iter().map(|s| s.to_string()));
-    let o = velollm_async(all).await;
-    let (stdout, stderr) = text(&o);
-    let doc = if out.exists() { json(&out) } else { Value::Null };
-    let records = if records.exists() { jsonl(&records) } else { Vec::new() };
-    Run { out: o, stdout, stderr, doc, records, _dir: dir }
+    b.args(args).run().await
 }
 
 fn connection(r: &Value) -> &Value {
@@ -189,7 +135,7 @@ async fn https_keep_alive_new_full_tls_and_http2() {
         "h2_network_overhead_reduction > 30%",
         "h2_ttft_improvement > 20%",
     ];
-    assert_eq!(run.verdicts(), thresholds);
+    assert_eq!(verdict_thresholds(&run), thresholds);
     for t in thresholds {
         assert!(run.stdout.lines().any(|l| l.contains(t) && (l.contains('✅') || l.contains('❌'))), "{}", run.stdout);
     }
@@ -199,7 +145,7 @@ async fn https_keep_alive_new_full_tls_and_http2() {
 async fn an_untrusted_certificate_fails_naming_ca_cert() {
     let (server, _pem) = FakeServer::start_tls(Flavor::OpenAi, quick()).await;
     let run = bench(&server.url(), &["--scenario", "connections", "--iterations", "1"], None).await;
-    assert_ne!(run.out.status.code(), Some(0), "{}", run.stdout);
+    assert_ne!(run.code, Some(0), "{}", run.stdout);
     assert!(run.stderr.contains("certificate") && run.stderr.contains("--ca-cert FILE"), "{}", run.stderr);
     assert_eq!(server.request_count(), 0);
 
@@ -231,7 +177,7 @@ async fn plain_http_skips_the_tls_and_http2_steps_with_notes() {
         run.stderr
     );
     // The thresholds on HTTP/2 figures are not evaluated when no HTTP/2 step ran.
-    assert_eq!(run.verdicts(), ["network_overhead_reduction > 30%", "ttft_improvement > 20%"]);
+    assert_eq!(verdict_thresholds(&run), ["network_overhead_reduction > 30%", "ttft_improvement > 20%"]);
     let a = run.analysis("connections");
     assert!(figure(a, "network_overhead_reduction").is_some(), "{a:#}");
     assert!(figure(a, "tls_resumed_share").is_none(), "plain http has no TLS: {a:#}");
@@ -362,7 +308,7 @@ async fn websocket_sessions_through_velollm_proxy() {
     assert!(figure(a, "ws_network_overhead_reduction").is_some(), "{a:#}");
     assert!(figure(a, "ws_ttft_improvement").is_some(), "{a:#}");
     assert!(notes(a).iter().any(|n| n.contains("6 requests over 2 WebSocket sessions")), "{a:#}");
-    let thresholds = run.verdicts();
+    let thresholds = verdict_thresholds(&run);
     assert!(thresholds.iter().any(|t| t == "ws_network_overhead_reduction > 30%"), "{thresholds:?}");
     assert!(!thresholds.iter().any(|t| t.starts_with("h2_")), "no HTTP/2 step ran: {thresholds:?}");
 }
@@ -395,7 +341,7 @@ async fn websocket_sessions_carry_every_dialect() {
 async fn websocket_against_a_plain_server_says_what_is_needed() {
     let server = FakeServer::start(Flavor::OpenAi, quick()).await;
     let run = bench(&server.url(), &["--websocket", "--prompt", "hi", "-n", "2"], None).await;
-    assert_ne!(run.out.status.code(), Some(0), "{}", run.stdout);
+    assert_ne!(run.code, Some(0), "{}", run.stdout);
     let all = format!("{}{}{}", run.stdout, run.stderr, run.doc);
     assert!(all.contains("did not open a WebSocket session") && all.contains("velollm proxy"), "{all}");
     assert_eq!(server.request_count(), 0, "no generation was sent");

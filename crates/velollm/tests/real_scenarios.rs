@@ -11,7 +11,7 @@
 
 use crate::common;
 
-use common::{assert_valid, json, jsonl, server_url, text, velollm};
+use common::{assert_valid, server_url, text};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,15 +22,8 @@ use velollm_core::scenario::Scenario;
 
 /// Run `velollm bench` with a result file and records; returns the process output, the document and the records.
 fn bench(args: &[&str]) -> (Output, Value, Vec<Value>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
-    let mut all: Vec<&str> = vec!["bench"];
-    all.extend(args);
-    all.extend(["--no-progress", "-o", out.to_str().unwrap(), "--records", records.to_str().unwrap()]);
-    let o = velollm(&all);
-    let doc = json(&out);
-    let recs = if records.exists() { jsonl(&records) } else { Vec::new() };
-    (o, doc, recs)
+    let r = common::Bench::bare().args(args).run_blocking();
+    (r.out, r.doc, r.records)
 }
 
 /// [`bench`] that must succeed with a complete, schema-valid result.

@@ -6,21 +6,16 @@
 
 use crate::common;
 
-use common::{assert_valid, json, jsonl, server_url, text, velollm};
+use common::server_url;
 use serde_json::Value;
 
+/// `velollm ARGS…` (a `bench` command line) that must end with a complete, schema-valid result.
 fn run(args: &[&str]) -> (Value, Vec<Value>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--no-progress", "-o", out.to_str().unwrap(), "--records", records.to_str().unwrap()]);
-    let o = velollm(&all);
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "velollm {args:?} failed:\n{stdout}\n{stderr}");
-    let doc = json(&out);
-    assert_valid(&doc);
-    assert_eq!(doc["status"], "complete");
-    (doc, jsonl(&records), stdout)
+    let args = args.strip_prefix(&["bench"]).expect("a bench command line");
+    let r = common::Bench::bare().args(args).run_blocking();
+    assert!(r.out.status.success(), "velollm {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    let r = r.ok();
+    (r.doc, r.records, r.stdout)
 }
 
 fn ns(v: &Value) -> f64 {

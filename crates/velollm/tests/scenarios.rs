@@ -5,9 +5,8 @@
 
 use crate::common;
 
-use common::{assert_valid, json, text, velollm, velollm_async};
+use common::{assert_valid, text, velollm};
 use serde_json::Value;
-use std::process::Output;
 use std::time::Duration;
 use velollm_testkit::{FakeServer, Flavor, Script};
 
@@ -27,60 +26,7 @@ fn quick() -> Script {
     }
 }
 
-/// What one `velollm bench --scenario …` run left behind.
-struct Run {
-    out: Output,
-    stdout: String,
-    stderr: String,
-    /// The result document, when one was written.
-    doc: Value,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.out.status.code()
-    }
-
-    /// Assert exit 0, a complete result and a valid document.
-    fn ok(self) -> Run {
-        assert_eq!(self.code(), Some(0), "stderr: {}\nstdout: {}", self.stderr, self.stdout);
-        assert_valid(&self.doc);
-        assert_eq!(self.doc["status"], "complete", "{}", self.doc);
-        self
-    }
-
-    fn step(&self, name: &str) -> &Value {
-        self.doc["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no step '{name}' in {}", self.doc["steps"]))
-    }
-
-    fn step_names(&self) -> Vec<&str> {
-        self.doc["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect()
-    }
-
-    /// The analyses of this kind, in order.
-    fn analyses(&self, kind: &str) -> Vec<&Value> {
-        self.doc["analyses"].as_array().map_or(vec![], |a| a.iter().filter(|a| a["kind"] == kind).collect())
-    }
-
-    /// The only analysis of this kind.
-    fn analysis(&self, kind: &str) -> &Value {
-        let found = self.analyses(kind);
-        assert_eq!(found.len(), 1, "expected one '{kind}' analysis in {}", self.doc["analyses"]);
-        found[0]
-    }
-
-    /// `(threshold, scope, passed)` of every verdict.
-    fn verdicts(&self) -> Vec<(String, String, bool)> {
-        self.doc["verdicts"]
-            .as_array()
-            .map_or(vec![], |v| v.iter().map(|v| (s(&v["threshold"]), s(&v["scope"]), v["passed"] == true)).collect())
-    }
-}
+type Run = common::Ran;
 
 fn s(v: &Value) -> String {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
@@ -121,18 +67,7 @@ fn metric(step: &Value, name: &str, stat: &str) -> f64 {
 
 /// Run `velollm bench --url FAKE --scenario NAME -o run.json --no-progress EXTRA…`.
 async fn bench(server: &FakeServer, scenario: &str, extra: &[&str]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run.json");
-    let mut args: Vec<String> = ["bench", "--url", &server.url(), "--scenario", scenario, "--no-progress", "-o"]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    args.push(path.to_str().unwrap().to_string());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let out = velollm_async(args).await;
-    let (stdout, stderr) = text(&out);
-    let doc = if path.exists() { json(&path) } else { Value::Null };
-    Run { out, stdout, stderr, doc }
+    common::Bench::new(&server.url()).args(&["--scenario", scenario]).args(extra).run().await
 }
 
 /// The JSON bodies of every generation request the fake received on `path`.
@@ -269,7 +204,7 @@ async fn cold_start_fails_on_a_server_velollm_cannot_unload() {
     let server = FakeServer::start(Flavor::OpenAi, quick()).await;
     let run = bench(&server, "cold-start", &[]).await;
     // An input error for this server, found before anything is sent or written.
-    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("Ollama") && run.stderr.contains("keep_alive"), "{}", run.stderr);
     assert!(run.stderr.contains("step 'cold' needs a cold model"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
@@ -454,17 +389,17 @@ async fn prefix_cache_on_a_server_without_cached_counts_is_unverified() {
 async fn check_turns_a_failed_threshold_into_exit_3() {
     let server = FakeServer::start(Flavor::OpenAi, quick()).await;
     let run = bench(&server, "prefix-cache", &["--check"]).await;
-    assert_eq!(run.code(), Some(3), "{}", run.stderr);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(run.stderr.contains("threshold(s) failed (--check)"), "{}", run.stderr);
     assert_valid(&run.doc);
     assert_eq!(run.doc["status"], "complete");
     // Without --check the same failures are reported but the run exits 0.
     let run = bench(&server, "prefix-cache", &[]).await;
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.verdicts().iter().any(|v| v.0 == "hit_rate >= 80%" && !v.2));
     // And --check passes when every threshold holds.
     let run = bench(&server, "warm", &["--check"]).await;
-    assert_eq!(run.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,28 +41,13 @@ fn agent_trace(delay_ms: u64, b_start_ms: u64) -> (String, Vec<Vec<Value>>) {
     (lines.join("\n") + "\n", all)
 }
 
-struct Run {
-    code: Option<i32>,
-    stderr: String,
-    doc: Value,
-    records: Vec<Value>,
-}
+type Run = common::Ran;
 
 async fn bench(url: &str, trace: &str, args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("trace.jsonl");
+    let b = common::Bench::new(url);
+    let file = b.dir().join("trace.jsonl");
     std::fs::write(&file, trace).unwrap();
-    let (out, records) = (dir.path().join("run.json"), dir.path().join("run.jsonl"));
-    let mut all: Vec<String> = vec!["bench".into(), "--url".into(), url.into(), "--no-progress".into()];
-    for a in ["--trace", file.to_str().unwrap(), "-o", out.to_str().unwrap(), "--records", records.to_str().unwrap()] {
-        all.push(a.into());
-    }
-    all.extend(args.iter().map(|s| s.to_string()));
-    let o = velollm_async(all).await;
-    let (_, stderr) = text(&o);
-    let doc = if out.exists() { json(&out) } else { Value::Null };
-    let records = if records.exists() { jsonl(&records) } else { Vec::new() };
-    Run { code: o.status.code(), stderr, doc, records }
+    b.args(&["--trace", file.to_str().unwrap()]).args(args).run().await
 }
 
 fn ms(ns: &Value) -> f64 {
