@@ -8,8 +8,9 @@
 use crate::compare::Change;
 use crate::paired::{PROXY_METRICS, PairedOptions, PairedRow, Speedup, proxy_cache_hit, rows};
 use crate::record::RequestRecord;
-use crate::result::{HostInfo, RunStatus, StepResult, TargetInfo};
+use crate::result::{HostInfo, RunStatus, TargetInfo};
 use crate::server::LaunchReport;
+use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

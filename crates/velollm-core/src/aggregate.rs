@@ -8,13 +8,13 @@
 use crate::cost::{CostAccumulator, Price};
 use crate::metrics::{RateAccumulator, RequestMetrics, Sample, TokenSource};
 use crate::record::{ErrorClass, Nanos, RequestRecord};
-use crate::result::{
-    ConnectionStats, CriterionStats, ErrorSummary, LegacyBenchmark, LegacyConfig, QualityStats, StepConfig,
-    StepMetrics, StepResult, StepSamples,
-};
+use crate::result::{LegacyBenchmark, LegacyConfig};
 use crate::slo::Slo;
 use crate::speculative::DraftCounts;
 use crate::stats::{Distribution, Summary};
+use crate::step::{
+    ConnectionStats, CriterionStats, ErrorSummary, QualityStats, StepConfig, StepMetrics, StepResult, StepSamples,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;

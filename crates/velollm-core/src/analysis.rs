@@ -26,8 +26,8 @@ mod speculative;
 
 use crate::metrics::Sample;
 use crate::record::ErrorClass;
-use crate::result::StepResult;
 use crate::stats::Summary;
+use crate::step::StepResult;
 use crate::threshold::{Lookup, Unit};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -14,8 +14,9 @@
 //! tested at level α on its own; with many rows, expect about α of the unchanged ones to be flagged by chance.
 
 use crate::names::{Better, Unit};
-use crate::result::{RunResult, StepResult};
+use crate::result::RunResult;
 use crate::stats::{bootstrap_diff_cis, mann_whitney_u, percentile_select, two_proportion_p};
+use crate::step::StepResult;
 use crate::threshold::{step_metric, step_scalar};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -382,7 +383,7 @@ fn success_row(a: &StepResult, b: &StepResult, alpha: f64) -> Option<Row> {
 mod tests {
     use super::*;
     use crate::fixtures::{run, step};
-    use crate::result::StepSamples;
+    use crate::step::StepSamples;
     use proptest::prelude::*;
 
     fn row<'a>(rows: &'a [Row], metric: &str, stat: &str) -> &'a Row {

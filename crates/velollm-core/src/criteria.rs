@@ -9,8 +9,9 @@
 //! server whose counters were not scraped — is *not measured*, with the reason, never a guess.
 
 use crate::compare::match_steps;
-use crate::result::{RunResult, StepResult};
+use crate::result::RunResult;
 use crate::stats::{mann_whitney_u, percentile_select};
+use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +124,7 @@ fn p_text(p: f64) -> String {
 
 /// Per-request values of the matched steps of both runs, pooled.
 struct Pooled<'a> {
-    pairs: Vec<(&'a crate::result::StepResult, &'a crate::result::StepResult)>,
+    pairs: Vec<(&'a crate::step::StepResult, &'a crate::step::StepResult)>,
 }
 
 impl<'a> Pooled<'a> {
@@ -240,7 +241,7 @@ impl<'a> Pooled<'a> {
     fn acceptance(&self, target: f64) -> Figure {
         let (mut accepted, mut drafted) = (0.0, 0.0);
         for (_, b) in &self.pairs {
-            if let Some(a) = crate::speculative::Acceptance::of_step(b)
+            if let Some(a) = b.acceptance()
                 && let (Some(x), Some(d)) = (a.accepted_tokens, a.draft_tokens)
             {
                 accepted += x;

@@ -2,7 +2,8 @@
 
 use crate::aggregate::StepAccumulator;
 use crate::record::{Channel, Chunk, RequestRecord};
-use crate::result::{RunResult, StepConfig, StepResult};
+use crate::result::RunResult;
+use crate::step::{StepConfig, StepResult};
 
 /// A step config with nothing in it.
 pub fn config() -> StepConfig {

@@ -13,8 +13,8 @@
 //! interval beside each so a failing gate can be told from noise.
 
 use crate::names::Unit;
-use crate::result::StepResult;
 use crate::slo::parse_ms;
+use crate::step::StepResult;
 use crate::threshold::{Lookup, Threshold, ThresholdError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

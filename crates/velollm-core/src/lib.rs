@@ -13,7 +13,8 @@
 //! * [`stats`] — percentiles (one documented interpolation) and summaries.
 //! * [`load`] — load profiles and seeded arrival schedules (constant, Poisson, gamma).
 //! * [`aggregate`] — turns a step's records into the aggregates of the result document.
-//! * [`result`] — the versioned result document.
+//! * [`step`] — one step's aggregates, which judging and analyses read.
+//! * [`result`] — the versioned result document: the run, its steps, analyses, verdicts and server report.
 //! * [`scenario`] — scenario files (TOML) and the built-in scenarios.
 //! * [`trace`] — agent traces (one recorded model call per line) and their validation.
 //! * [`slo`] — service-level objectives used for goodput.
@@ -67,6 +68,7 @@ pub mod server;
 pub mod slo;
 pub mod speculative;
 pub mod stats;
+pub mod step;
 pub mod sweep;
 pub mod threshold;
 pub mod trace;

@@ -7,8 +7,8 @@
 use crate::metrics::RequestMetrics;
 use crate::names::{Better, Unit};
 use crate::record::RequestRecord;
-use crate::result::{StepMetrics, StepResult, StepSamples};
 use crate::stats::Summary;
+use crate::step::{StepMetrics, StepResult, StepSamples};
 
 /// One metric.
 #[derive(Debug)]

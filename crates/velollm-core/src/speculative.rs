@@ -12,7 +12,7 @@
 //! `spec_decode_draft_acceptance_rate`), averaged over the server's own window.
 
 use crate::metrics::Sample;
-use crate::result::StepResult;
+use crate::prom::ServerMetrics;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -69,9 +69,10 @@ pub struct Acceptance {
 }
 
 impl Acceptance {
-    /// The step's acceptance from the best source available; `None` when nothing was drafted or reported.
-    pub fn of_step(step: &StepResult) -> Option<Acceptance> {
-        if let Some(m) = &step.server_metrics
+    /// A step's acceptance from the best source available — the server's counters, else the requests' own
+    /// draft counts, else the server's gauges; `None` when nothing was drafted or reported.
+    pub fn of(server_metrics: Option<&ServerMetrics>, drafts: Option<&DraftCounts>) -> Option<Acceptance> {
+        if let Some(m) = server_metrics
             && let (Some(d), Some(a)) = (m.spec_draft_tokens, m.spec_accepted_tokens)
             && d > 0.0
         {
@@ -83,7 +84,7 @@ impl Acceptance {
                 source: "the server's speculative-decoding counters",
             });
         }
-        if let Some(c) = &step.drafts {
+        if let Some(c) = drafts {
             let (d, a) = (c.draft_tokens as f64, c.accepted_tokens as f64);
             return Some(Acceptance {
                 rate: Some(a / d),
@@ -93,7 +94,7 @@ impl Acceptance {
                 source: "per-request timings (llama.cpp draft_n, draft_n_accepted)",
             });
         }
-        let m = step.server_metrics.as_ref()?;
+        let m = server_metrics?;
         (m.server_spec_accept_rate.is_some() || m.server_spec_accept_length.is_some()).then_some(Acceptance {
             rate: m.server_spec_accept_rate,
             mean_length: m.server_spec_accept_length,
@@ -128,7 +129,7 @@ mod tests {
         }
         let mut step = acc.result(None, false);
         assert_eq!(step.drafts, Some(DraftCounts { requests: 2, draft_tokens: 30, accepted_tokens: 23 }));
-        let a = Acceptance::of_step(&step).unwrap();
+        let a = step.acceptance().unwrap();
         assert_eq!((a.rate, a.mean_length, a.draft_tokens), (Some(23.0 / 30.0), None, Some(30.0)));
         assert!(a.source.starts_with("per-request"));
 
@@ -139,7 +140,7 @@ mod tests {
         .unwrap();
         (m.spec_drafts, m.spec_draft_tokens, m.spec_accepted_tokens) = (Some(10.0), Some(29.0), Some(29.0));
         step.server_metrics = Some(m);
-        let a = Acceptance::of_step(&step).unwrap();
+        let a = step.acceptance().unwrap();
         assert_eq!((a.rate, a.mean_length), (Some(1.0), Some(3.9)));
     }
 }

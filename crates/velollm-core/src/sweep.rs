@@ -22,7 +22,7 @@
 //! is no knee.
 
 use crate::analysis::{AnalysisResult, Table, TableRow, fig};
-use crate::result::StepResult;
+use crate::step::StepResult;
 use crate::threshold::Unit;
 use std::fmt;
 

@@ -1,9 +1,9 @@
 //! Thresholds: `ttft.p95 < 2s`, `success_rate > 0.95`, `degradation < 20%` — parsed once, evaluated
 //! against a step's aggregates or a scenario's analysis figures, each giving a ✅/❌ verdict.
 
-use crate::result::StepResult;
 use crate::slo::parse_ms;
 use crate::stats::Summary;
+use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -26,8 +26,8 @@ use velollm_core::aggregate::StepAccumulator;
 use velollm_core::load::{Bounds, LoadProfile, Warmup};
 use velollm_core::prom::Scrape;
 use velollm_core::record::RequestRecord;
-use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
+use velollm_core::step::StepResult;
 
 /// One side of the experiment: a connected session and, when it exposes one, its metrics endpoint.
 pub struct AbSide {

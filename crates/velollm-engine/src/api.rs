@@ -24,8 +24,8 @@ use crate::plan::StepPlan;
 use crate::runner::NoObserver;
 use velollm_core::aggregate::legacy;
 use velollm_core::load::{Bounds, LoadProfile};
-use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
+use velollm_core::step::StepResult;
 
 /// One benchmark: a prompt sent `iterations` times, one after another.
 #[derive(Debug, Clone, PartialEq, Eq)]

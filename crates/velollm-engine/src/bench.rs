@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 use velollm_core::analysis::{AnalysisResult, AnalysisSpec, StepData};
-use velollm_core::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, StepResult, TargetInfo};
+use velollm_core::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, TargetInfo};
 use velollm_core::slo::Slo;
+use velollm_core::step::StepResult;
 use velollm_core::threshold::{Lookup, Threshold, Verdict};
 
 /// Which dialect to speak.

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use velollm_core::aggregate::legacy;
 use velollm_core::record::RequestRecord;
-use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::result::{RunResult, RunStatus};
+use velollm_core::step::StepResult;
 
 /// Keeps the result document and the records file up to date.
 pub struct ResultWriter {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use velollm_core::check::Check;
 use velollm_core::load::{Bounds, LoadProfile, Warmup};
-use velollm_core::result::StepConfig;
 use velollm_core::scenario::{CacheHints, ConnectionMode, Workload};
+use velollm_core::step::StepConfig;
 
 /// One step to run.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,9 +32,9 @@ use velollm_core::aggregate::StepAccumulator;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::load::{ArrivalSchedule, LoadProfile, ScheduleError, Warmup};
 use velollm_core::record::{ErrorClass, Nanos, RequestError, RequestRecord};
-use velollm_core::result::{StepConfig, StepResult};
 use velollm_core::scenario::Workload;
 use velollm_core::slo::Slo;
+use velollm_core::step::{StepConfig, StepResult};
 use velollm_core::threshold::Verdict;
 
 /// Receives what a run produces, as it happens.

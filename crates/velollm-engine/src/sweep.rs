@@ -21,8 +21,8 @@ use crate::runner::{Observer, Runner};
 use tokio::sync::watch;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::load::{Arrival, LoadProfile};
-use velollm_core::result::StepResult;
 use velollm_core::slo::Slo;
+use velollm_core::step::StepResult;
 use velollm_core::sweep::{Sweep, SweepMode, SweepPoint, analyse, concurrency_levels, over_saturated, rate_fractions};
 use velollm_core::threshold::{Lookup, Threshold, Verdict};
 

@@ -7,8 +7,8 @@
 use std::time::Duration;
 use tokio::sync::watch;
 use velollm_core::load::{Arrival, Bounds, LoadProfile};
-use velollm_core::result::StepResult;
 use velollm_core::scenario::Workload;
+use velollm_core::step::StepResult;
 use velollm_engine::dialect::DialectKind;
 use velollm_engine::plan::StepPlan;
 use velollm_engine::runner::NoObserver;

@@ -3,8 +3,9 @@
 use crate::HistoryError;
 use crate::metric::{SCALAR_STAT, STATS};
 use velollm_core::registry;
-use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::result::{RunResult, RunStatus};
 use velollm_core::stats::Summary;
+use velollm_core::step::StepResult;
 use velollm_core::threshold::Lookup;
 
 /// The run-level columns of a result.

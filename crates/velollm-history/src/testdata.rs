@@ -2,7 +2,8 @@
 
 use velollm_core::aggregate::StepAccumulator;
 use velollm_core::record::{Channel, Chunk, RequestRecord, Usage};
-use velollm_core::result::{HostInfo, RunMeta, RunResult, RunStatus, StepConfig, TargetInfo};
+use velollm_core::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
+use velollm_core::step::StepConfig;
 
 const MS: u64 = 1_000_000;
 

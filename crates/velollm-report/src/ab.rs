@@ -103,11 +103,10 @@ pub fn speedup_line(step: &AbStep, level: f64) -> Option<String> {
 /// The speculative-decoding sentence of a step, when a side's server reported draft tokens (its counters, scraped
 /// around the step): acceptance and length per side, then the seed's criteria (acceptance > 70 %, speedup > 1.5×).
 pub fn speculative_line(step: &AbStep) -> Option<String> {
-    use velollm_core::speculative::Acceptance;
     let mut parts = Vec::new();
     let mut b_rate = None;
     for (side, result) in [("A", &step.a), ("B", &step.b)] {
-        let Some(a) = Acceptance::of_step(result) else { continue };
+        let Some(a) = result.acceptance() else { continue };
         let mut p = match (a.rate, a.accepted_tokens, a.draft_tokens) {
             (Some(r), Some(x), Some(d)) => {
                 format!("{side} accepts {:.1} % of draft tokens ({x:.0} of {d:.0})", r * 100.0)

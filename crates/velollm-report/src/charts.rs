@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use velollm_core::analysis::fit_line;
 use velollm_core::load::LoadProfile;
 use velollm_core::names::Better;
-use velollm_core::result::StepResult;
 use velollm_core::stats::percentile_sorted;
+use velollm_core::step::StepResult;
 
 /// Most points drawn in a scatter or CDF; larger samples are thinned evenly (fits and percentiles still use
 /// every value).

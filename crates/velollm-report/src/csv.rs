@@ -12,7 +12,7 @@
 use crate::document::STEP_METRICS;
 use crate::target::Target;
 use velollm_core::load::LoadProfile;
-use velollm_core::result::StepSamples;
+use velollm_core::step::StepSamples;
 
 fn field(s: &str) -> String {
     if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }

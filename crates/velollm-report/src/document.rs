@@ -26,8 +26,9 @@ use crate::server::{self as sv, METRIC_FIELDS};
 use crate::target::Target;
 use velollm_core::analysis::AnalysisResult;
 use velollm_core::prom::ServerMetrics;
-use velollm_core::result::{RunResult, RunStatus, StepMetrics, StepResult};
+use velollm_core::result::{RunResult, RunStatus};
 use velollm_core::stats::Summary;
+use velollm_core::step::{StepMetrics, StepResult};
 use velollm_core::threshold::Verdict;
 
 /// The per-step metric summaries a report shows: result field name, label with unit, accessor.

@@ -6,10 +6,11 @@ use crate::document::Table;
 use crate::format::{num, value};
 use std::fmt::Write;
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::result::{RunResult, RunStatus};
 use velollm_core::scenario::Scenario;
 use velollm_core::server::ServerReport;
 use velollm_core::stats::Summary;
+use velollm_core::step::StepResult;
 use velollm_core::threshold::Verdict;
 
 fn metric_row(table: &mut Table, label: &str, s: Option<&Summary>) {
@@ -282,7 +283,7 @@ mod tests {
     use velollm_core::load::{Bounds, LoadProfile};
     use velollm_core::metrics::StepRates;
     use velollm_core::record::ErrorClass;
-    use velollm_core::result::{ConnectionStats, ErrorSummary, StepConfig, StepMetrics};
+    use velollm_core::step::{ConnectionStats, ErrorSummary, StepConfig, StepMetrics};
 
     fn s(mean: f64) -> Option<Summary> {
         Summary::of([mean * 0.9, mean, mean * 1.1])

@@ -6,7 +6,7 @@ use velollm_core::load::{Bounds, LoadProfile};
 use velollm_core::record::{
     Channel, Chunk, ConnectionInfo, ErrorClass, NativeTimings, RequestError, RequestRecord, Usage,
 };
-use velollm_core::result::StepConfig;
+use velollm_core::step::StepConfig;
 
 const MS: u64 = 1_000_000;
 

@@ -8,11 +8,11 @@ use velollm_core::load::{Bounds, LoadProfile};
 use velollm_core::metrics::StepRates;
 use velollm_core::names::Better;
 use velollm_core::record::ErrorClass;
-use velollm_core::result::{
-    ConnectionStats, CriterionStats, ErrorSummary, HostInfo, QualityStats, RunMeta, RunResult, RunStatus, StepConfig,
-    StepMetrics, StepResult, StepSamples, TargetInfo,
-};
+use velollm_core::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
 use velollm_core::stats::Summary;
+use velollm_core::step::{
+    ConnectionStats, CriterionStats, ErrorSummary, QualityStats, StepConfig, StepMetrics, StepResult, StepSamples,
+};
 use velollm_core::threshold::{Unit, Verdict};
 use velollm_report::charts::{BeforeAfter, CandidateValue, MetricBars, before_after_bars, run_charts};
 use velollm_report::csv::{records_csv, steps_csv};

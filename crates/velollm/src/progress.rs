@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
 use velollm_core::metrics::RequestMetrics;
 use velollm_core::record::RequestRecord;
-use velollm_core::result::StepResult;
+use velollm_core::step::StepResult;
 use velollm_engine::plan::StepPlan;
 use velollm_engine::runner::Observer;
 

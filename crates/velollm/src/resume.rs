@@ -14,7 +14,8 @@ use anyhow::anyhow;
 use clap::Parser;
 use std::path::PathBuf;
 use velollm_core::load::Warmup;
-use velollm_core::result::{RunResult, RunStatus, StepResult};
+use velollm_core::result::{RunResult, RunStatus};
+use velollm_core::step::StepResult;
 use velollm_engine::runner::Resume;
 
 /// An interrupted run, read and checked, ready to be continued.

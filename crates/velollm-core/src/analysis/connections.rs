@@ -346,7 +346,7 @@ fn result(figures: Vec<super::Figure>, rows: Vec<TableRow>, notes: Vec<String>, 
 mod tests {
     use super::*;
     use crate::record::{Channel, Chunk, ConnectionInfo, RequestRecord};
-    use crate::result::StepResult;
+    use crate::step::StepResult;
     use std::collections::BTreeMap;
 
     const MS: u64 = 1_000_000;

@@ -10,7 +10,6 @@
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig};
 use crate::names::Unit;
-use crate::speculative::Acceptance;
 
 /// Seed 000 phase 3 criterion: acceptance rate > 70 %.
 const ACCEPT_RATE: f64 = 70.0;
@@ -22,7 +21,7 @@ pub(super) fn speculative(steps: &[StepData<'_>]) -> AnalysisResult {
     let mut lengths = Vec::new();
     let mut sources = Vec::new();
     for s in steps {
-        let a = Acceptance::of_step(s.result);
+        let a = s.result.acceptance();
         let m = &s.result.metrics;
         let p50 = |x: &Option<crate::stats::Summary>| x.as_ref().map(|s| s.p50);
         let chunks: Vec<f64> = s
