@@ -233,11 +233,6 @@ pub struct Speedup {
     pub ci: Option<(f64, f64)>,
 }
 
-/// The value of a paired metric for one successful request.
-pub fn value(metric: &str, r: &RequestRecord, m: &RequestMetrics) -> Option<f64> {
-    crate::registry::metric(metric)?.request(r, m)
-}
-
 /// Whether a response declared a caching proxy's hit (`x-cache`, `x-cache-status` or `cf-cache-status`
 /// starting with `HIT`, in any case).
 pub fn proxy_cache_hit(r: &RequestRecord) -> bool {
@@ -255,9 +250,10 @@ pub fn rows(pairs: &[(&RequestRecord, &RequestRecord)], metrics: &[&str], o: &Pa
     metrics
         .iter()
         .filter_map(|&metric| {
+            let def = crate::registry::metric(metric)?;
             let values: Vec<(f64, f64)> = ok
                 .iter()
-                .filter_map(|((ra, ma), (rb, mb))| Some((value(metric, ra, ma)?, value(metric, rb, mb)?)))
+                .filter_map(|((ra, ma), (rb, mb))| Some((def.request(ra, ma)?, def.request(rb, mb)?)))
                 .collect();
             (!values.is_empty()).then(|| row(metric, &values, o))
         })

@@ -222,6 +222,13 @@ pub struct RequestError {
     pub retry_after_s: Option<f64>,
 }
 
+impl RequestError {
+    /// An error of `class` with `message` (no `Retry-After`).
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> RequestError {
+        RequestError { class, message: message.into(), retry_after_s: None }
+    }
+}
+
 /// Everything observed for one request. Metrics are derived from it by [`crate::metrics::RequestMetrics`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestRecord {

@@ -5,7 +5,7 @@
 
 use crate::dialect::{DialectKind, GenRequest};
 use crate::h1::Head;
-use crate::pool::{Slot, error};
+use crate::pool::Slot;
 use crate::request::http_request;
 use crate::rxstamp::Arrivals;
 use crate::target::{Aborts, Target};
@@ -32,7 +32,7 @@ fn timed_out(target: &Target, deadline: Instant, phase: String) -> RequestError 
     } else {
         phase
     };
-    error(ErrorClass::Timeout, message)
+    RequestError::new(ErrorClass::Timeout, message)
 }
 
 /// An error and its sources, `: `-joined (hyper's own message leaves out the cause, e.g. "connection reset").
@@ -116,7 +116,7 @@ pub async fn execute(
     let fut = execute_inner(target, slot, req, &mut record, deadline, abort);
     let outcome = tokio::select! {
         r = fut => r,
-        _ = cancel.wait_for(|c| *c) => Err(error(ErrorClass::Cancelled, "cancelled")),
+        _ = cancel.wait_for(|c| *c) => Err(RequestError::new(ErrorClass::Cancelled, "cancelled")),
     };
     if let Err(e) = outcome {
         if record.done.is_none() {
@@ -139,7 +139,10 @@ async fn execute_inner(
     let body = target.dialect.body(req);
     let (head, sent, first_token) = send(target, slot, &body, record, deadline).await?;
     let Some(conn) = slot.connection() else {
-        return Err(error(ErrorClass::StreamBroken, "the connection went away before its response was read"));
+        return Err(RequestError::new(
+            ErrorClass::StreamBroken,
+            "the connection went away before its response was read",
+        ));
     };
     // Chunks are stamped at their kernel arrival, when the socket has them (see `rxstamp`).
     let arrivals = conn.arrivals();
@@ -187,7 +190,10 @@ async fn send(
                     ""
                 };
                 let e = chain(&e);
-                return Err(error(ErrorClass::StreamBroken, format!("request failed before a response: {e}{hint}")));
+                return Err(RequestError::new(
+                    ErrorClass::StreamBroken,
+                    format!("request failed before a response: {e}{hint}"),
+                ));
             }
             Err(_) => {
                 let phase = format!(
@@ -291,7 +297,7 @@ async fn read_stream(
     let abort_at = abort.and_then(|a| a.after).map(|after| clock.instant(sent) + after);
     let mut abort_timer = std::pin::pin!(crate::timer::sleep_until(abort_at.unwrap_or_else(|| clock.instant(sent))));
     let aborted = |record: &RequestRecord, t: Nanos| {
-        error(
+        RequestError::new(
             ErrorClass::Aborted,
             format!(
                 "aborted by the client after {:.1} ms and {} chunks (--cancel-share)",
@@ -334,7 +340,7 @@ async fn read_stream(
             }
             Some(Err(e)) => {
                 record.done = Some(clock.now());
-                return Err(error(
+                return Err(RequestError::new(
                     ErrorClass::StreamBroken,
                     format!("stream broke after {} chunks: {}", record.chunks.len(), chain(&e)),
                 ));
@@ -357,7 +363,10 @@ async fn read_stream(
         };
         if let Err(e) = decoded {
             record.done = Some(t);
-            return Err(error(ErrorClass::ParseError, format!("{e} (after {} chunks)", record.chunks.len())));
+            return Err(RequestError::new(
+                ErrorClass::ParseError,
+                format!("{e} (after {} chunks)", record.chunks.len()),
+            ));
         }
         if messages.is_empty() {
             if ended {
@@ -403,11 +412,11 @@ fn parse_messages(
     for m in messages.iter().filter(|m| !m.trim_ascii().is_empty()) {
         let p = dialect.parse(m).map_err(|e| {
             record.done = Some(t);
-            error(ErrorClass::ParseError, e)
+            RequestError::new(ErrorClass::ParseError, e)
         })?;
         if let Some(e) = p.error {
             record.done = Some(t);
-            return Err(error(ErrorClass::Http5xx, format!("server error in stream: {e}")));
+            return Err(RequestError::new(ErrorClass::Http5xx, format!("server error in stream: {e}")));
         }
         if p.pieces.iter().all(|(c, _)| !c.is_output()) {
             frame_chunks.add(t, p.empty_channel(), 0, None);
@@ -459,19 +468,19 @@ fn finish(
     // unless `keep_text` is set.
     record.text = Some(st.text);
     if received == 0 {
-        return Err(error(
+        return Err(RequestError::new(
             ErrorClass::EmptyOutput,
             format!("HTTP {status} with an empty body: the server sent no stream"),
         ));
     }
     if !st.done && record.finish_reason.is_none() {
-        return Err(error(
+        return Err(RequestError::new(
             ErrorClass::StreamBroken,
             format!("stream ended after {} chunks before the server said it was done", record.chunks.len()),
         ));
     }
     if record.output_chunks().next().is_none() {
-        return Err(error(ErrorClass::EmptyOutput, "the server answered but generated no output"));
+        return Err(RequestError::new(ErrorClass::EmptyOutput, "the server answered but generated no output"));
     }
     Ok(())
 }
@@ -543,8 +552,8 @@ async fn request(
     let req = http_request(target, method, path, body);
     let (resp, _) = match timeout_at(deadline, conn.send(req, target.clock)).await {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-        Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
+        Ok(Err(e)) => return Err(RequestError::new(ErrorClass::StreamBroken, e.to_string())),
+        Err(_) => return Err(RequestError::new(ErrorClass::Timeout, format!("{path} timed out"))),
     };
     let status = resp.status.as_u16();
     let mut buf = Vec::new();
@@ -552,8 +561,8 @@ async fn request(
         match timeout_at(deadline, conn.data()).await {
             Ok(Ok(Some(d))) => buf.extend_from_slice(d),
             Ok(Ok(None)) => break,
-            Ok(Err(e)) => return Err(error(ErrorClass::StreamBroken, e.to_string())),
-            Err(_) => return Err(error(ErrorClass::Timeout, format!("{path} timed out"))),
+            Ok(Err(e)) => return Err(RequestError::new(ErrorClass::StreamBroken, e.to_string())),
+            Err(_) => return Err(RequestError::new(ErrorClass::Timeout, format!("{path} timed out"))),
         }
     }
     Ok((status, buf))

@@ -10,12 +10,8 @@ use tokio::time::{Instant, timeout_at};
 use velollm_core::record::{ConnectionInfo, ErrorClass, RequestError};
 use velollm_core::scenario::ConnectionMode;
 
-pub(crate) fn error(class: ErrorClass, message: impl Into<String>) -> RequestError {
-    RequestError { class, message: message.into(), retry_after_s: None }
-}
-
 pub(crate) fn connect_error(e: &ConnectError) -> RequestError {
-    error(ErrorClass::Connect, e.to_string())
+    RequestError::new(ErrorClass::Connect, e.to_string())
 }
 
 /// The connections of one step: its [`ConnectionMode`] and, for HTTP/2, the one connection every worker of
@@ -124,7 +120,7 @@ fn reused_info(c: &Connection) -> ConnectionInfo {
 }
 
 pub(crate) fn connect_timeout(target: &Target) -> RequestError {
-    error(
+    RequestError::new(
         ErrorClass::Timeout,
         format!(
             "connect timeout: no connection to {} within {:?} (--connect-timeout)",

@@ -68,7 +68,7 @@ mod tests;
 pub use db::History;
 pub use error::HistoryError;
 pub use metric::MetricSpec;
-pub use path::{default_path, default_path_for};
+pub use path::{default_path, default_path_for, path_or_default};
 pub use query::{Filter, RunRow};
 pub use rebuild::{RebuildReport, Skipped};
 pub use roi::{CostChange, CostSource, Prices, Roi, RoiOutcome};

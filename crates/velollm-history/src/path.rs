@@ -2,12 +2,20 @@
 
 use crate::HistoryError;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The default database file: `$XDG_DATA_HOME/velollm/history.db`, else `~/.local/share/velollm/history.db`;
 /// on macOS `~/Library/Application Support/velollm/history.db`; on Windows `%APPDATA%\velollm\history.db`.
 pub fn default_path() -> Result<PathBuf, HistoryError> {
     default_path_for(std::env::consts::OS, |k| std::env::var_os(k))
+}
+
+/// The database to use: `db` when it is given and not empty, else [`default_path`].
+pub fn path_or_default(db: Option<&Path>) -> Result<PathBuf, HistoryError> {
+    match db.filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => Ok(p.to_path_buf()),
+        None => default_path(),
+    }
 }
 
 /// [`default_path`] for an operating system (`std::env::consts::OS`) and an environment.
@@ -32,6 +40,15 @@ mod tests {
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
         move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+    }
+
+    #[test]
+    fn a_given_path_wins_unless_empty() {
+        assert_eq!(path_or_default(Some(Path::new("/x/h.db"))).unwrap(), PathBuf::from("/x/h.db"));
+        if let Ok(default) = default_path() {
+            assert_eq!(path_or_default(Some(Path::new(""))).unwrap(), default);
+            assert_eq!(path_or_default(None).unwrap(), default);
+        }
     }
 
     #[test]

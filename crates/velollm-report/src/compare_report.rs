@@ -2,7 +2,7 @@
 //! their confidence intervals, p-values and verdicts, before/after bars, then gates and success criteria.
 
 use crate::charts::{BeforeAfter, CandidateValue, Chart, MetricBars, before_after_bars};
-use crate::comparison::{delta, interval, label, value, verdict};
+use crate::comparison::{cells, label, value};
 use crate::document::{Block, Table};
 use crate::markdown::{MarkdownReport, render_blocks};
 use velollm_core::compare::{Change, Comparison, Row};
@@ -128,17 +128,7 @@ fn blocks(r: &ComparisonReport<'_>, charts: &[Chart]) -> Vec<Block> {
             out.push(Block::Heading(3, format!("{}{n}", s.step)));
             let mut t = Table::new(&["metric", "baseline", "candidate", "change", "95% CI", "p", "verdict"], 1);
             t.numeric[6] = false;
-            for row in &s.rows {
-                t.rows.push(vec![
-                    label(row),
-                    value(row.baseline, row.unit),
-                    value(row.candidate, row.unit),
-                    delta(row),
-                    interval(row),
-                    row.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
-                    verdict(row.change),
-                ]);
-            }
+            t.rows.extend(s.rows.iter().map(cells));
             out.push(Block::Table(t));
             let notes: Vec<String> =
                 s.rows.iter().filter(|r| r.change == Change::TooFewSamples).map(|r| r.note.clone()).collect();

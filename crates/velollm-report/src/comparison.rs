@@ -38,6 +38,20 @@ pub fn label(row: &Row) -> String {
     if row.stat == "value" { name.to_string() } else { format!("{name} {}", row.stat) }
 }
 
+/// A comparison row's cells: metric, baseline, candidate, change, interval, p-value, verdict (the terminal table
+/// and the reports show the same cells).
+pub fn cells(r: &Row) -> Vec<String> {
+    vec![
+        label(r),
+        value(r.baseline, r.unit),
+        value(r.candidate, r.unit),
+        delta(r),
+        interval(r),
+        r.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
+        verdict(r.change),
+    ]
+}
+
 /// The change column: `−35.2 ms (−17.6 %)`.
 pub fn delta(row: &Row) -> String {
     match row.delta_pct {
@@ -73,17 +87,7 @@ pub fn render_comparison(c: &Comparison) -> String {
         let ci = format!("{level:.0}% CI");
         let mut table = Table::new(&["", "baseline", "candidate", "change", &ci, "p", "verdict"], 1);
         table.numeric[6] = false;
-        for r in &s.rows {
-            table.rows.push(vec![
-                label(r),
-                value(r.baseline, r.unit),
-                value(r.candidate, r.unit),
-                delta(r),
-                interval(r),
-                r.p_value.map_or("–".into(), |p| if p < 0.001 { "<0.001".into() } else { format!("{p:.3}") }),
-                verdict(r.change),
-            ]);
-        }
+        table.rows.extend(s.rows.iter().map(cells));
         out.push_str(&table.terminal("  "));
         for r in s.rows.iter().filter(|r| !r.note.is_empty() && r.change == Change::TooFewSamples).take(1) {
             let _ = writeln!(out, "  ⚠ {}", r.note);

@@ -264,9 +264,10 @@ fn record(doc: &RunResult, json_path: Option<&Path>, db: Option<&Path>) {
     if std::env::var_os("VELOLLM_NO_HISTORY").is_some_and(|v| !v.is_empty() && v != "0") {
         return;
     }
+    // A plan built in code (`optimize --verify`, `benchmark`) has no `--db`: the variable still applies.
     let db = db.map(PathBuf::from).or_else(|| std::env::var_os("VELOLLM_DB").map(PathBuf::from));
-    let db = db.filter(|p| !p.as_os_str().is_empty()).map_or_else(velollm_history::default_path, Ok);
-    let outcome = db.and_then(|path| velollm_history::History::open(&path)?.index(doc, json_path));
+    let outcome = velollm_history::path_or_default(db.as_deref())
+        .and_then(|path| velollm_history::History::open(&path)?.index(doc, json_path));
     if let Err(e) = outcome {
         eprintln!("velollm: note: this run was not added to the history database: {e} (VELOLLM_NO_HISTORY=1 skips it)");
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use velollm_core::result::RunStatus;
-use velollm_history::{Filter, History, HistoryError, MetricSpec, Prices, default_path, parse_since};
+use velollm_history::{Filter, History, HistoryError, MetricSpec, Prices, parse_since, path_or_default};
 
 const EXAMPLES: &str = "Examples:
   velollm history                                    every run stored, newest first
@@ -100,18 +100,10 @@ fn classify(e: HistoryError) -> anyhow::Error {
     if e.is_input() { InputError(e.into()).into() } else { e.into() }
 }
 
-/// The database to use: `--db`/`VELOLLM_DB`, else the default path.
-fn db_path(db: Option<&Path>) -> Result<PathBuf, HistoryError> {
-    match db.filter(|p| !p.as_os_str().is_empty()) {
-        Some(p) => Ok(p.to_path_buf()),
-        None => default_path(),
-    }
-}
-
 /// Run `velollm history`.
 pub fn run(args: HistoryArgs) -> Result<u8> {
     // Check everything typed before touching the database.
-    let path = db_path(args.db.as_deref()).map_err(classify)?;
+    let path = path_or_default(args.db.as_deref()).map_err(classify)?;
     let since = args.since.as_deref().map(|s| parse_since(s, jiff::Timestamp::now())).transpose().map_err(classify)?;
     let metric = args.trend.as_deref().map(MetricSpec::parse).transpose().map_err(classify)?;
     let prices = match (args.price_in, args.price_out) {
