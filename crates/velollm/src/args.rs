@@ -386,9 +386,10 @@ impl Default for ClientArgs {
             first_token_timeout: Dur::secs(60),
             idle_timeout: Dur::secs(60),
             timeout: Dur::secs(600),
-            // As on the command line, the environment may turn the self-check off.
-            no_selfcheck: std::env::var("VELOLLM_NO_SELFCHECK").is_ok_and(|v| {
-                !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off" | "n" | "f")
+            // As on the command line, the environment may turn the self-check off (read by clap's own parser).
+            no_selfcheck: std::env::var_os("VELOLLM_NO_SELFCHECK").is_some_and(|v| {
+                use clap::builder::{FalseyValueParser, TypedValueParser};
+                FalseyValueParser::new().parse_ref(&clap::Command::new("velollm"), None, &v).unwrap_or(false)
             }),
         }
     }
