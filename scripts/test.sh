@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, starts a real llama-server with
 # SmolLM2-135M on loopback (cached build and model) and Debian's redis-server (the proxy's shared cache),
-# then runs formatting, lint and every test.
+# fetches the semantic cache's embedding model (all-MiniLM-L6-v2, cached), then runs formatting, lint and
+# every test.
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -23,6 +24,8 @@ export VELOLLM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 # The binary and the model, for the tests in which velollm launches llama-server itself.
 eval "$(scripts/llama-server.sh env)"
 export LLAMA_SERVER_BIN SMOLLM2_MODEL
+eval "$(scripts/embedder.sh env)"
+export VELOLLM_EMBEDDER_MODEL
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

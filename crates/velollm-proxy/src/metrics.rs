@@ -75,6 +75,10 @@ pub struct Metrics {
     upstream_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     overhead: Histogram,
     in_flight: AtomicI64,
+    semantic_skips: Family,
+    semantic_blocks: Family,
+    semantic_embed: Histogram,
+    semantic_search: Histogram,
 }
 
 /// The outcome of one cache lookup.
@@ -142,6 +146,22 @@ impl Metrics {
         self.overhead.observe(d);
     }
 
+    /// Counts a request the semantic layer did not look at, by reason (`tools`, `history`, `too_long`, …).
+    pub fn semantic_skip(&self, reason: &str) {
+        self.semantic_skips.inc(format!("reason=\"{reason}\""));
+    }
+
+    /// Counts a semantic hit the lexical guard blocked, by reason (`negation`, `number`, …).
+    pub fn semantic_block(&self, reason: &str) {
+        self.semantic_blocks.inc(format!("reason=\"{reason}\""));
+    }
+
+    /// Records one semantic lookup's embedding time and search time.
+    pub fn semantic_times(&self, embed: Duration, search: Duration) {
+        self.semantic_embed.observe(embed);
+        self.semantic_search.observe(search);
+    }
+
     /// Response bodies being sent now.
     pub fn streams_in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
@@ -191,6 +211,23 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         self.overhead.render(name, "", &mut out);
+        self.semantic_skips.render(
+            "velollm_proxy_semantic_skips_total",
+            "Requests the semantic layer did not look at, by reason.",
+            &mut out,
+        );
+        self.semantic_blocks.render(
+            "velollm_proxy_semantic_guard_blocks_total",
+            "Semantic hits the lexical guard turned into misses, by reason.",
+            &mut out,
+        );
+        for (name, help, h) in [
+            ("velollm_proxy_semantic_embed_seconds", "Embedding the last user turn.", &self.semantic_embed),
+            ("velollm_proxy_semantic_search_seconds", "Searching the vector index.", &self.semantic_search),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(name, "", &mut out);
+        }
         let name = "velollm_proxy_streams_in_flight";
         let _ = writeln!(out, "# HELP {name} Response bodies being sent.\n# TYPE {name} gauge");
         let _ = writeln!(out, "{name} {}", self.in_flight.load(Ordering::Relaxed));

@@ -69,10 +69,22 @@ impl Normalized {
     /// The cache key: SHA-256 of the partition and the canonical body. Computed on demand, so that requests the
     /// cache will not look at (not deterministic, cache off) never pay for it.
     pub fn key(&self) -> CacheKey {
+        self.key_of(b"", &self.value)
+    }
+
+    /// The normalized body.
+    pub fn body(&self) -> &Value {
+        &self.value
+    }
+
+    /// The key of `value` (a part of this request, such as the semantic layer's context) in this request's
+    /// partition, under `salt` (which keeps one layer's keys apart from another's).
+    pub fn key_of(&self, salt: &[u8], value: &Value) -> CacheKey {
         let mut canonical = Vec::with_capacity(256);
-        write_canonical(&self.value, &mut canonical);
+        write_canonical(value, &mut canonical);
         let mut ctx = Context::new(&SHA256);
         ctx.update(&self.partition.0);
+        ctx.update(salt);
         ctx.update(&canonical);
         let mut key = [0; 32];
         key.copy_from_slice(ctx.finish().as_ref());

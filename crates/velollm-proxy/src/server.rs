@@ -23,6 +23,7 @@ use crate::config::{ConfigError, ProxyConfig};
 use crate::deadline::WriteDeadline;
 use crate::handler::{State, handle};
 use crate::metrics::Metrics;
+use crate::semantic::{Embedder, Index, Semantic};
 use crate::upstream::Upstream;
 
 /// A proxy bound to its address, ready to run.
@@ -73,10 +74,30 @@ impl Proxy {
                 nondeterministic: config.cache.nondeterministic,
             })
         });
+        let sem = &config.semantic;
+        let semantic = if sem.enabled {
+            let embedder = if sem.embedder == "local" {
+                Embedder::local(&sem.model_dir()).map_err(ConfigError)?
+            } else {
+                Embedder::remote(&sem.embedder, &sem.model, limits.connect_timeout).map_err(ConfigError)?
+            };
+            Some(Arc::new(Semantic {
+                embedder,
+                index: Index::new(sem.capacity, config.cache.ttl),
+                threshold: sem.threshold,
+                guard: sem.guard,
+                max_turns: sem.max_turns,
+                max_chars: sem.max_chars,
+                timeout: sem.timeout,
+            }))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let state = State { config, upstreams, cache, metrics: Arc::default(), draining: AtomicBool::new(false) };
+        let state =
+            State { config, upstreams, cache, semantic, metrics: Arc::default(), draining: AtomicBool::new(false) };
         Ok(Proxy { listener, state: Arc::new(state) })
     }
 
@@ -88,6 +109,17 @@ impl Proxy {
     /// Its metrics, shared with the running proxy.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.state.metrics)
+    }
+
+    /// Checks that a remote embedder answers and learns its dimension; `Err` says why (the proxy still runs:
+    /// an embedder that is down makes every semantic lookup a miss).
+    pub async fn check_embedder(&self) -> Result<Option<usize>, String> {
+        match self.state.semantic.as_deref() {
+            Some(s) => {
+                s.embedder.embed("dimension check", s.timeout.max(Duration::from_secs(5))).await.map(|v| Some(v.len()))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Checks that a shared cache store answers; `Err` says why (the proxy still runs: a store that is down

@@ -17,6 +17,7 @@ use crate::cache::{Cache, Entry, Store};
 use crate::dialect::{Dialect, Generate};
 use crate::metrics::Metrics;
 use crate::normalize::CacheKey;
+use crate::semantic::{Pending, Semantic};
 use crate::upstream::UpstreamBody;
 
 /// The error type of response bodies: the caller's connection is aborted.
@@ -53,6 +54,8 @@ pub struct CacheWriter {
     pub buf: Vec<u8>,
     /// The flight this answer leads, released once it is stored or given up.
     pub guard: Option<FlightGuard>,
+    /// The question for the semantic layer's index, added once the answer is stored.
+    pub semantic: Option<(Arc<Semantic>, Pending)>,
 }
 
 /// An upstream body on its way to the caller.
@@ -126,12 +129,20 @@ impl TeeBody {
             // In process: stored before the caller sees the end, so its next request hits.
             memory.put(w.key, entry, w.cache.ttl);
             self.metrics.write("memory", "stored");
+            if let Some((semantic, pending)) = w.semantic {
+                semantic.insert(pending, w.key);
+            }
             return;
         }
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
             let outcome = match w.cache.store.put(w.key, entry, w.cache.ttl).await {
-                Ok(()) => "stored",
+                Ok(()) => {
+                    if let Some((semantic, pending)) = w.semantic {
+                        semantic.insert(pending, w.key);
+                    }
+                    "stored"
+                }
                 Err(_) => "error",
             };
             metrics.write(w.cache.store.kind(), outcome);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -50,6 +50,43 @@ impl std::fmt::Debug for UpstreamBody {
             UpstreamBody::Hyper(_) => f.write_str("UpstreamBody::Hyper"),
             UpstreamBody::H1 { pool, .. } => write!(f, "UpstreamBody::H1({pool:?})"),
         }
+    }
+}
+
+impl UpstreamBody {
+    /// Reads the whole body (at most `limit` bytes), for the proxy's own calls (the embedder); a kept-alive
+    /// connection read to its end goes back to its pool.
+    pub async fn collect(mut self, limit: usize) -> Result<Bytes, String> {
+        let mut out = Vec::new();
+        loop {
+            let next = std::future::poll_fn(|cx| match &mut self {
+                UpstreamBody::Hyper(body) => match std::pin::Pin::new(body).poll_frame(cx) {
+                    std::task::Poll::Ready(Some(Ok(frame))) => {
+                        std::task::Poll::Ready(Some(Ok(frame.into_data().unwrap_or_default())))
+                    }
+                    std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(error_chain(&e)))),
+                    std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                },
+                UpstreamBody::H1 { conn: Some(conn), .. } => crate::h1pool::poll_data(conn, cx),
+                UpstreamBody::H1 { conn: None, .. } => std::task::Poll::Ready(None),
+            })
+            .await;
+            match next {
+                Some(Ok(data)) if out.len() + data.len() > limit => {
+                    return Err(format!("the response is larger than {limit} bytes"));
+                }
+                Some(Ok(data)) => out.extend_from_slice(&data),
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        if let UpstreamBody::H1 { conn, pool } = &mut self
+            && let Some(conn) = conn.take()
+        {
+            pool.put_back(conn);
+        }
+        Ok(Bytes::from(out))
     }
 }
 

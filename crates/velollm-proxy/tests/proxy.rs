@@ -102,7 +102,7 @@ async fn only_deterministic_requests_are_stored_and_cache_control_is_honoured() 
     let body = chat("hi", false).to_string();
     let no_store = [("cache-control", "no-store")];
     let r = send(proxy.addr, "POST", "/v1/chat/completions", &no_store, &body).await;
-    assert_eq!(r.header("x-velollm-cache"), "bypass");
+    assert_eq!(r.header("x-velollm-cache"), "miss");
     // no-store stored nothing: the next plain request misses and stores.
     assert_eq!(send(proxy.addr, "POST", "/v1/chat/completions", &[], &body).await.header("x-velollm-cache"), "miss");
     assert_eq!(send(proxy.addr, "POST", "/v1/chat/completions", &[], &body).await.header("x-velollm-cache"), "hit");

@@ -39,6 +39,23 @@ pub struct ProxyArgs {
     /// A model alias (repeatable): requests for NAME are sent, and cached, as MODEL.
     #[arg(long, value_name = "NAME=MODEL")]
     pub alias: Vec<String>,
+    /// Turn on the semantic cache layer: after an exact miss, a question close in meaning to one already
+    /// answered in the same context gets that answer (all-MiniLM-L6-v2 in process, from scripts/embedder.sh).
+    #[arg(long)]
+    pub semantic: bool,
+    /// The semantic layer's embedder: local (in process) or the URL of an OpenAI-compatible /v1/embeddings
+    /// (llama-server --embedding, vLLM, TEI, Ollama); implies --semantic.
+    #[arg(long, value_name = "local|URL")]
+    pub embedder: Option<String>,
+    /// The `model` sent to a remote embedder.
+    #[arg(long, value_name = "NAME")]
+    pub embedder_model: Option<String>,
+    /// The least cosine similarity that counts as the same question [default: 0.9]; implies --semantic.
+    #[arg(long, value_name = "COSINE")]
+    pub semantic_threshold: Option<f32>,
+    /// Turn off the lexical guard (negations, antonyms, numbers, identifiers, entities that differ block a hit).
+    #[arg(long)]
+    pub no_semantic_guard: bool,
     /// The largest request body accepted; larger ones get 413 [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -72,6 +89,18 @@ fn config(args: &ProxyArgs) -> Result<ProxyConfig, velollm_proxy::config::Config
     if let Some(bytes) = args.max_body_bytes {
         config.limits.max_body_bytes = bytes;
     }
+    let semantic = &mut config.semantic;
+    semantic.enabled |= args.semantic || args.embedder.is_some() || args.semantic_threshold.is_some();
+    if let Some(embedder) = &args.embedder {
+        semantic.embedder = embedder.clone();
+    }
+    if let Some(model) = &args.embedder_model {
+        semantic.model = model.clone();
+    }
+    if let Some(threshold) = args.semantic_threshold {
+        semantic.threshold = threshold;
+    }
+    semantic.guard &= !args.no_semantic_guard;
     Ok(config)
 }
 
@@ -85,6 +114,13 @@ pub async fn run(args: ProxyArgs) -> Result<u8> {
     })?;
     eprintln!("velollm proxy: listening on http://{}", proxy.local_addr());
     eprint!("{summary}");
+    match proxy.check_embedder().await {
+        Ok(Some(dimension)) => eprintln!("  embedder answers: {dimension} dimensions"),
+        Ok(None) => {}
+        Err(why) => eprintln!(
+            "velollm proxy: warning: the embedder does not answer ({why}); semantic lookups are misses until it does"
+        ),
+    }
     if let Err(why) = proxy.check_store().await {
         eprintln!(
             "velollm proxy: warning: the cache store does not answer ({why}); requests are served from upstream until it does"
@@ -119,5 +155,18 @@ fn describe(config: &ProxyConfig) -> String {
         humantime::format_duration(cache.ttl),
         if cache.nondeterministic { "every answer" } else { "deterministic requests only (temperature 0 or a seed)" }
     ));
+    let semantic = &config.semantic;
+    if semantic.enabled {
+        let embedder = if semantic.embedder == "local" {
+            format!("in process, {}", semantic.model_dir().display())
+        } else {
+            semantic.embedder.clone()
+        };
+        out.push_str(&format!(
+            "  semantic: threshold {}, guard {}, embedder {embedder}\n",
+            semantic.threshold,
+            if semantic.guard { "on" } else { "off" }
+        ));
+    }
     out
 }

@@ -1,0 +1,190 @@
+//! The semantic cache layer, consulted after an exact miss: the last user turn is embedded and compared with
+//! the questions already answered *in the same context* (every other field of the request equal, same tenant
+//! partition, same embedding model and dimension); the nearest one above the threshold, unless the lexical
+//! guard objects, lends its answer, which is replayed from the exact cache and stored under the new request's
+//! key as well.
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`probe`] | what is compared (the last user turn) and what must match (the rest); who bypasses |
+//! | [`embedder`] | text to vector: in process, or an OpenAI-compatible `/v1/embeddings` |
+//! | [`index`] | the embedded vector index, grouped by context |
+//! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
+//!
+//! Any failure here (the embedder down or slow, a dimension that changed) makes the request a miss, counted,
+//! never an error.
+
+pub mod embedder;
+pub mod guard;
+pub mod index;
+pub mod probe;
+
+use std::time::{Duration, Instant};
+
+use crate::dialect::Generate;
+use crate::metrics::{Lookup, Metrics};
+use crate::normalize::{CacheKey, Normalized};
+
+pub use embedder::Embedder;
+pub use index::Index;
+
+/// The layer's settings and state.
+#[derive(Debug)]
+pub struct Semantic {
+    /// Text to vector.
+    pub embedder: Embedder,
+    /// The questions answered so far.
+    pub index: Index,
+    /// The least cosine similarity that counts as the same question.
+    pub threshold: f32,
+    /// Apply the lexical guard.
+    pub guard: bool,
+    /// Earlier turns (system prompts not counted) beyond which a request bypasses the layer.
+    pub max_turns: usize,
+    /// Characters of the last turn beyond which a request bypasses the layer.
+    pub max_chars: usize,
+    /// The embedder's deadline; past it the request is a miss.
+    pub timeout: Duration,
+}
+
+/// A request the layer will look up: its context's key and the text compared.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Everything but the last turn, hashed in the request's partition; the embedder's name and the vector's
+    /// length are added once the text is embedded ([`generation`]).
+    pub context: CacheKey,
+    /// The last user turn.
+    pub text: String,
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Found {
+    /// A stored question close enough: its answer's exact key.
+    Hit {
+        /// Where the answer is.
+        answer: CacheKey,
+        /// The index group it was found in.
+        context: CacheKey,
+        /// How close.
+        score: f32,
+        /// The lookup's times, for the response header.
+        times: Times,
+    },
+    /// Nothing close enough (or the guard objected): the question, to index once its answer is stored.
+    Miss {
+        /// The nearest stored question's similarity, if any.
+        score: Option<f32>,
+        /// Why the guard blocked the nearest one, if it did.
+        blocked: Option<guard::Block>,
+        /// To index with the answer.
+        pending: Pending,
+        /// The lookup's times.
+        times: Times,
+    },
+    /// The embedder failed: a plain miss.
+    Failed(String),
+}
+
+/// Embedding and search times of one lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    /// Embedding the text.
+    pub embed: Duration,
+    /// Searching the index.
+    pub search: Duration,
+}
+
+/// A question waiting for its answer to be stored.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    context: CacheKey,
+    text: String,
+    vector: Vec<f32>,
+}
+
+impl Semantic {
+    /// The probe for a normalized request, or why it bypasses the layer.
+    pub fn probe(&self, route: Generate, normalized: &Normalized) -> Result<Probe, probe::Skip> {
+        let split = probe::split(route, normalized.body(), self.max_turns, self.max_chars)?;
+        Ok(Probe { context: normalized.key_of(b"semantic\0", &split.context), text: split.text })
+    }
+
+    /// Embeds the probe's text and searches its context.
+    pub async fn lookup(&self, probe: Probe, metrics: &Metrics) -> Found {
+        let started = Instant::now();
+        let vector = match self.embedder.embed(&probe.text, self.timeout).await {
+            Ok(v) => v,
+            Err(e) => {
+                metrics.lookup("semantic", Lookup::Error);
+                return Found::Failed(e);
+            }
+        };
+        let embedded = Instant::now();
+        let context = generation(&probe.context, &self.embedder.name(), vector.len());
+        let nearest = self.index.nearest(&context, &vector);
+        let times = Times { embed: embedded - started, search: embedded.elapsed() };
+        metrics.semantic_times(times.embed, times.search);
+        let score = nearest.as_ref().map(|n| n.score);
+        let mut blocked = None;
+        if let Some(n) = nearest.filter(|n| n.score >= self.threshold) {
+            blocked = if self.guard { guard::check(&probe.text, &n.text) } else { None };
+            match blocked {
+                None => {
+                    metrics.lookup("semantic", Lookup::Hit);
+                    return Found::Hit { answer: n.answer, context, score: n.score, times };
+                }
+                Some(b) => metrics.semantic_block(b.as_str()),
+            }
+        }
+        metrics.lookup("semantic", Lookup::Miss);
+        Found::Miss { score, blocked, pending: Pending { context, text: probe.text, vector }, times }
+    }
+
+    /// Indexes a question once its answer is stored under `answer`.
+    pub fn insert(&self, pending: Pending, answer: CacheKey) {
+        self.index.insert(pending.context, pending.vector, pending.text, answer);
+    }
+
+    /// Forgets a question whose answer is no longer in the exact cache.
+    pub fn forget(&self, context: &CacheKey, answer: &CacheKey) {
+        self.index.remove(context, answer);
+    }
+}
+
+/// The index group of a context under one embedding space (model and dimension): changing either starts a
+/// new generation of entries instead of comparing vectors that do not belong together.
+pub fn generation(context: &CacheKey, model: &str, dimension: usize) -> CacheKey {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&context.0);
+    ctx.update(model.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(&(dimension as u64).to_le_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    CacheKey(out)
+}
+
+impl Found {
+    /// The `x-velollm-cache` value: `hit; layer=semantic; score=0.934; embed_ms=…; search_ms=…`, or the miss
+    /// with the nearest score and the guard's reason.
+    pub fn header(&self) -> String {
+        let times = |t: &Times| {
+            format!("embed_ms={:.3}; search_ms={:.3}", t.embed.as_secs_f64() * 1e3, t.search.as_secs_f64() * 1e3)
+        };
+        match self {
+            Found::Hit { score, times: t, .. } => format!("hit; layer=semantic; score={score:.4}; {}", times(t)),
+            Found::Miss { score, blocked, times: t, .. } => {
+                let mut s = "miss; layer=semantic".to_owned();
+                if let Some(score) = score {
+                    s.push_str(&format!("; score={score:.4}"));
+                }
+                if let Some(b) = blocked {
+                    s.push_str(&format!("; guard={}", b.as_str()));
+                }
+                format!("{s}; {}", times(t))
+            }
+            Found::Failed(_) => "miss; layer=semantic; error".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The semantic layer against real parts: llama-server with SmolLM2 (`VELOLLM_TEST_SERVER_URL`) upstream and
+//! the real all-MiniLM-L6-v2 (`VELOLLM_EMBEDDER_MODEL`, fetched by `scripts/embedder.sh`), in process and
+//! behind an OpenAI-compatible `/v1/embeddings`. Without them the tests are skipped with a message — except
+//! with `CI=true`, where a missing part is a failure.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::routing::post as route_post;
+use common::{Running, config, post, send, start};
+use serde_json::{Value, json};
+use velollm_embed::SentenceEncoder;
+use velollm_proxy::ProxyConfig;
+use velollm_proxy::metrics::Lookup;
+
+fn required(what: &str, fix: &str) -> Option<String> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {what} is missing: {fix}");
+    }
+    eprintln!("skipped: {what} is missing ({fix})");
+    None
+}
+
+/// The llama-server of `scripts/test.sh` and the embedding model's directory.
+async fn parts() -> Option<(String, PathBuf)> {
+    let url = std::env::var("VELOLLM_TEST_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    if tokio::net::TcpStream::connect(&addr).await.is_err() {
+        required(&format!("a llama-server at {url}"), "run scripts/test.sh, or scripts/llama-server.sh start")?;
+    }
+    let Some(model) = std::env::var_os("VELOLLM_EMBEDDER_MODEL") else {
+        required("VELOLLM_EMBEDDER_MODEL", "run scripts/test.sh, or export $(scripts/embedder.sh env)")?;
+        return None;
+    };
+    Some((url, PathBuf::from(model)))
+}
+
+fn semantic(url: &str, model: &std::path::Path, threshold: f32) -> ProxyConfig {
+    let mut c = config(url);
+    c.semantic.enabled = true;
+    c.semantic.model_dir = Some(model.to_owned());
+    c.semantic.threshold = threshold;
+    c
+}
+
+/// A question no earlier run asked (the llama-server's own prompt cache does not matter, the proxy's is new
+/// per test; the marker keeps answers distinct between tests that share a proxy).
+fn chat(system: &str, question: &str, stream: bool) -> Value {
+    json!({
+        "model": "smollm2", "temperature": 0, "max_tokens": 12, "stream": stream,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+    })
+}
+
+fn score(note: &str) -> f32 {
+    note.split("; ").find_map(|p| p.strip_prefix("score=")).and_then(|s| s.parse().ok()).unwrap_or(f32::NAN)
+}
+
+async fn ask(proxy: &Running, body: &Value) -> (String, Vec<u8>) {
+    let r = post(proxy.addr, "/v1/chat/completions", body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    (r.header("x-velollm-cache").to_owned(), r.body())
+}
+
+#[tokio::test]
+async fn a_paraphrase_gets_the_answer_as_a_valid_stream_and_then_hits_exactly() {
+    let Some((url, model)) = parts().await else { return };
+    let proxy = start(semantic(&url, &model, 0.85)).await;
+    let (seed, answer) = ask(&proxy, &chat("Answer briefly.", "How do I reset my password?", true)).await;
+    assert!(seed.starts_with("miss; layer=semantic; embed_ms="), "{seed}");
+    let paraphrase = chat("Answer briefly.", "I forgot my password, how can I reset it?", true);
+    let (note, body) = ask(&proxy, &paraphrase).await;
+    assert!(note.starts_with("hit; layer=semantic; score=0.9"), "{note}");
+    assert!(note.contains("embed_ms=") && note.contains("search_ms="), "{note}");
+    assert_eq!(body, answer, "the neighbour's answer, replayed byte for byte");
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"), "a complete OpenAI stream");
+    // The hit filled the exact layer under the paraphrase's own key.
+    assert_eq!(ask(&proxy, &paraphrase).await.0, "hit");
+    assert_eq!(proxy.metrics.lookups("semantic", Lookup::Hit), 1);
+    // Non-streaming requests are another context (`stream` is part of it): a JSON question never gets a stream.
+    let (json_note, json_body) = ask(&proxy, &chat("Answer briefly.", "How can I reset my password?", false)).await;
+    assert!(json_note.starts_with("miss; layer=semantic"), "{json_note}");
+    assert!(serde_json::from_slice::<Value>(&json_body).is_ok());
+}
+
+#[tokio::test]
+async fn near_misses_other_contexts_tenants_and_tools_never_share_an_answer() {
+    let Some((url, model)) = parts().await else { return };
+    // A low threshold, so that the guard and the context are what keep these apart.
+    let proxy = start(semantic(&url, &model, 0.6)).await;
+    ask(&proxy, &chat("Be brief.", "How do I enable 2FA on my account?", false)).await;
+    let (note, _) = ask(&proxy, &chat("Be brief.", "How do I disable 2FA on my account?", false)).await;
+    assert!(note.contains("guard=antonym"), "{note}");
+    assert!(score(&note) >= 0.6, "{note}");
+    ask(&proxy, &chat("Be brief.", "What is 15% of 80?", false)).await;
+    let (note, _) = ask(&proxy, &chat("Be brief.", "What is 15% of 90?", false)).await;
+    assert!(note.contains("guard=number"), "{note}");
+    // Another system prompt is another context: nothing to compare with.
+    let (note, _) = ask(&proxy, &chat("Be very brief.", "How do I enable 2FA on my account?", false)).await;
+    assert!(note.starts_with("miss; layer=semantic; embed_ms="), "no score: an empty context, {note}");
+    // Another tenant likewise.
+    let body = chat("Be brief.", "How can I enable 2FA on my account?", false).to_string();
+    let r = send(proxy.addr, "POST", "/v1/chat/completions", &[("authorization", "Bearer other")], &body).await;
+    assert!(
+        r.header("x-velollm-cache").starts_with("miss; layer=semantic; embed_ms="),
+        "{}",
+        r.header("x-velollm-cache")
+    );
+    // Tool results bypass the layer.
+    let tools = json!({
+        "model": "smollm2", "temperature": 0, "max_tokens": 8,
+        "messages": [
+            {"role": "user", "content": "What is the weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "1", "content": "sunny"},
+            {"role": "user", "content": "So, what is the weather?"},
+        ],
+    });
+    let r = post(proxy.addr, "/v1/chat/completions", &tools).await;
+    assert_eq!(r.header("x-velollm-cache"), "miss; layer=semantic; skip=tools", "{}", r.text());
+    assert!(proxy.metrics.render().contains("velollm_proxy_semantic_guard_blocks_total{reason=\"antonym\"} 1"));
+}
+
+#[tokio::test]
+async fn a_remote_embedder_works_and_one_that_is_down_makes_misses_not_errors() {
+    let Some((url, model)) = parts().await else { return };
+    // The same model behind an OpenAI-compatible /v1/embeddings, in this process.
+    let encoder = Arc::new(SentenceEncoder::load(&model).expect("the model loads"));
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        route_post(move |Json(body): Json<Value>| {
+            let encoder = Arc::clone(&encoder);
+            async move {
+                let text = body["input"].as_str().unwrap_or("").to_owned();
+                let v = tokio::task::spawn_blocking(move || encoder.embed(&text).unwrap()).await.unwrap();
+                Json(json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": v}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let embed_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut c = semantic(&url, &model, 0.85);
+    c.semantic.embedder = embed_url.clone();
+    c.semantic.model = "all-MiniLM-L6-v2".into();
+    let proxy = start(c).await;
+    ask(&proxy, &chat("Answer briefly.", "What is the capital of France?", false)).await;
+    let (note, _) = ask(&proxy, &chat("Answer briefly.", "Which city is the capital of France?", false)).await;
+    assert!(note.starts_with("hit; layer=semantic"), "{note}");
+
+    // An embedder that is down: every request is served from upstream, and counted.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = semantic(&url, &model, 0.85);
+    c.semantic.embedder = dead;
+    let proxy = start(c).await;
+    for _ in 0..2 {
+        let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Spain?", false)).await;
+        assert!(note == "miss; layer=semantic; error" || note == "hit", "{note}");
+        assert!(serde_json::from_slice::<Value>(&body).is_ok());
+    }
+    assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);
+}
+
+#[tokio::test]
+async fn a_missing_model_or_a_bad_setting_is_refused_at_start_with_the_fix() {
+    let mut c = config("http://127.0.0.1:9");
+    c.semantic.enabled = true;
+    c.semantic.model_dir = Some(PathBuf::from("/nonexistent/model"));
+    let Err(err) = velollm_proxy::Proxy::bind(c).await else { panic!("a missing model is refused") };
+    let err = err.to_string();
+    assert!(err.contains("scripts/embedder.sh"), "{err}");
+    let mut c = config("http://127.0.0.1:9");
+    c.semantic.enabled = true;
+    c.semantic.threshold = 1.5;
+    assert!(c.validate().unwrap_err().0.contains("(0, 1]"));
+    c.semantic.threshold = 0.9;
+    c.cache.store = "off".into();
+    assert!(c.validate().unwrap_err().0.contains("exact cache"));
+}
