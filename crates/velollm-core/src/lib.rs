@@ -64,6 +64,7 @@ pub mod resources;
 pub mod result;
 pub mod scenario;
 pub mod selfcheck;
+pub mod semantic_eval;
 pub mod server;
 pub mod slo;
 pub mod speculative;

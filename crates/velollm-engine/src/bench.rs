@@ -51,6 +51,10 @@ pub struct BenchOptions {
     pub ca_cert: Option<PathBuf>,
     /// Abort a share of the requests mid-stream (`--cancel-share`).
     pub aborts: Option<crate::target::Aborts>,
+    /// Header fields added to every request (name, value).
+    pub headers: Vec<(String, String)>,
+    /// A response header that says whether a cache answered (besides `x-velollm-cache`, `x-cache`, …).
+    pub cache_header: Option<String>,
 }
 
 impl BenchOptions {
@@ -68,6 +72,8 @@ impl BenchOptions {
             gate: None,
             ca_cert: None,
             aborts: None,
+            headers: Vec::new(),
+            cache_header: None,
         }
     }
 }
@@ -90,6 +96,9 @@ pub enum BenchError {
     /// The tokenizer file is unusable.
     #[error("{0}")]
     Tokenizer(String),
+    /// A header name or value cannot be sent.
+    #[error("{0}")]
+    Header(String),
     /// A step could not start.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -135,6 +144,16 @@ impl Session {
         target.timeouts = opts.timeouts;
         target.keep_text = opts.keep_text;
         target.aborts = opts.aborts;
+        let bad = |what: &str, text: &str| BenchError::Header(format!("{what} {text:?} cannot be sent in HTTP"));
+        for (name, value) in &opts.headers {
+            let name = hyper::header::HeaderName::try_from(name.as_str()).map_err(|_| bad("header name", name))?;
+            let value = hyper::header::HeaderValue::try_from(value.as_str()).map_err(|_| bad("header value", value))?;
+            target.headers.push((name, value));
+        }
+        if let Some(name) = &opts.cache_header {
+            let header = hyper::header::HeaderName::try_from(name.as_str()).map_err(|_| bad("header name", name))?;
+            target.cache_header = Some(header);
+        }
         if let Some(p) = &opts.tokenizer {
             target.tokenizer = Some(Arc::new(TokenCounter::from_file(p).map_err(BenchError::Tokenizer)?));
         }
@@ -192,6 +211,37 @@ impl Session {
             exact_output: step.exact_output,
             temperature: step.temperature,
             tools: step.tools.clone(),
+            recorded: None,
+        };
+        let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
+        let mut record =
+            crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), &req, record, cancel).await;
+        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {
+            e.message = key.redact(&e.message).into_owned();
+        }
+        record
+    }
+
+    /// Send one chat request outside any step (temperature 0, on a fresh slot): what the semantic cache's
+    /// evaluation sends, one labelled question at a time. The record keeps the answer's text.
+    pub async fn ask(
+        &self,
+        system: Option<&str>,
+        prompt: &str,
+        max_tokens: u32,
+        cancel: &watch::Receiver<bool>,
+    ) -> velollm_core::record::RequestRecord {
+        let req = crate::dialect::GenRequest {
+            model: self.model.clone(),
+            system: system.map(str::to_owned),
+            context: None,
+            cache: Default::default(),
+            history: Vec::new(),
+            prompt: prompt.to_owned(),
+            max_tokens,
+            exact_output: false,
+            temperature: Some(0.0),
+            tools: None,
             recorded: None,
         };
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };

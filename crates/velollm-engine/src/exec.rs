@@ -218,9 +218,15 @@ async fn check_status(
     let status = head.status;
     record.status = Some(status.as_u16());
     // A caching proxy's verdict (`velollm ab --b-proxies-a` counts only misses).
-    record.proxy_cache = ["x-velollm-cache", "x-cache", "x-cache-status", "cf-cache-status"]
-        .iter()
-        .find_map(|h| head.headers.get(*h)?.to_str().ok().map(|v| v.trim().to_string()));
+    let named = target.cache_header.as_ref().and_then(|h| head.headers.get(h));
+    record.proxy_cache = named
+        .into_iter()
+        .chain(
+            ["x-velollm-cache", "x-cache", "x-cache-status", "cf-cache-status"]
+                .iter()
+                .filter_map(|h| head.headers.get(*h)),
+        )
+        .find_map(|v| v.to_str().ok().map(|v| v.trim().to_string()));
     if status.is_success() {
         return Ok(());
     }

@@ -39,6 +39,9 @@ pub fn http_request(
         }
         None => {}
     }
+    for (name, value) in &target.headers {
+        builder = builder.header(name, value);
+    }
     builder.body(bytes).expect("a valid request")
 }
 

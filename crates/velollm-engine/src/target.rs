@@ -61,6 +61,11 @@ pub struct Target {
     pub gate: Option<tokio::sync::watch::Receiver<bool>>,
     /// Abort a share of the requests mid-stream (`--cancel-share`).
     pub aborts: Option<Aborts>,
+    /// Header fields added to every request (the semantic cache's evaluation probes with
+    /// `Cache-Control: no-store`).
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    /// A response header that says whether a cache answered, read before the ones caching proxies use.
+    pub cache_header: Option<hyper::header::HeaderName>,
     pub(crate) next_conn: AtomicU64,
 }
 
@@ -98,6 +103,8 @@ impl Target {
             max_message_bytes: MAX_MESSAGE_BYTES,
             gate: None,
             aborts: None,
+            headers: Vec::new(),
+            cache_header: None,
             next_conn: AtomicU64::new(1),
         }
     }

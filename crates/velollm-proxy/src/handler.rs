@@ -264,7 +264,7 @@ async fn semantic_lookup(
         }
     };
     let found = semantic.lookup(probe, &state.metrics).await;
-    let note = found.header();
+    let note = found.header(&key);
     match found {
         Found::Hit { answer, context, .. } => match cache.store.get(&answer).await {
             Ok(Some(entry)) => {

@@ -70,11 +70,13 @@ async fn a_paraphrase_gets_the_answer_as_a_valid_stream_and_then_hits_exactly() 
     let Some((url, model)) = parts().await else { return };
     let proxy = start(semantic(&url, &model, 0.85)).await;
     let (seed, answer) = ask(&proxy, &chat("Answer briefly.", "How do I reset my password?", true)).await;
-    assert!(seed.starts_with("miss; layer=semantic; embed_ms="), "{seed}");
+    assert!(seed.starts_with("miss; layer=semantic; key=") && !seed.contains("score="), "{seed}");
+    let key = seed.split("; ").find_map(|p| p.strip_prefix("key=")).unwrap().to_owned();
     let paraphrase = chat("Answer briefly.", "I forgot my password, how can I reset it?", true);
     let (note, body) = ask(&proxy, &paraphrase).await;
     assert!(note.starts_with("hit; layer=semantic; score=0.9"), "{note}");
     assert!(note.contains("embed_ms=") && note.contains("search_ms="), "{note}");
+    assert!(note.contains(&format!("entry={key}")), "the hit names the seed's entry: {note}");
     assert_eq!(body, answer, "the neighbour's answer, replayed byte for byte");
     assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"), "a complete OpenAI stream");
     // The hit filled the exact layer under the paraphrase's own key.
@@ -100,15 +102,12 @@ async fn near_misses_other_contexts_tenants_and_tools_never_share_an_answer() {
     assert!(note.contains("guard=number"), "{note}");
     // Another system prompt is another context: nothing to compare with.
     let (note, _) = ask(&proxy, &chat("Be very brief.", "How do I enable 2FA on my account?", false)).await;
-    assert!(note.starts_with("miss; layer=semantic; embed_ms="), "no score: an empty context, {note}");
+    assert!(note.starts_with("miss; layer=semantic; key=") && !note.contains("score="), "an empty context: {note}");
     // Another tenant likewise.
     let body = chat("Be brief.", "How can I enable 2FA on my account?", false).to_string();
     let r = send(proxy.addr, "POST", "/v1/chat/completions", &[("authorization", "Bearer other")], &body).await;
-    assert!(
-        r.header("x-velollm-cache").starts_with("miss; layer=semantic; embed_ms="),
-        "{}",
-        r.header("x-velollm-cache")
-    );
+    let note = r.header("x-velollm-cache");
+    assert!(note.starts_with("miss; layer=semantic; key=") && !note.contains("score="), "another tenant: {note}");
     // Tool results bypass the layer.
     let tools = json!({
         "model": "smollm2", "temperature": 0, "max_tokens": 8,

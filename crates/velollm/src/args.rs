@@ -259,6 +259,22 @@ pub struct CacheStudyArgs {
     pub prices: Option<PathBuf>,
 }
 
+/// The semantic cache's evaluation (`bench --scenario semantic-cache`).
+#[derive(Debug, Clone, PartialEq, Default, Args)]
+pub struct SemanticEvalArgs {
+    /// Labelled questions for --scenario semantic-cache (JSONL: family, kind, text per line) [default: the
+    /// 30 families shipped with velollm].
+    #[arg(long, value_name = "FILE", help_heading = "Semantic cache evaluation")]
+    pub labels: Option<PathBuf>,
+    /// A response header that says whether a cache answered, read before x-velollm-cache, x-cache,
+    /// x-cache-status and cf-cache-status.
+    #[arg(long, value_name = "NAME", help_heading = "Semantic cache evaluation")]
+    pub hit_header: Option<String>,
+    /// The false-hit rate, in percent of hits, under which the operating point is chosen [default: 2].
+    #[arg(long, value_name = "PERCENT", help_heading = "Semantic cache evaluation")]
+    pub false_hit_target: Option<f64>,
+}
+
 /// The load profile and its bounds (`bench`).
 #[derive(Debug, Clone, PartialEq, Default, Args)]
 pub struct LoadArgs {
@@ -515,6 +531,9 @@ pub struct BenchArgs {
     /// The prompt-cache study.
     #[command(flatten)]
     pub cache_study: CacheStudyArgs,
+
+    #[command(flatten)]
+    pub semantic_eval: SemanticEvalArgs,
     /// How the requests are sent.
     #[command(flatten)]
     pub load: LoadArgs,

@@ -50,7 +50,13 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
     }
     match e.downcast_ref::<BenchError>() {
         Some(BenchError::Probe(_)) => UNREACHABLE,
-        Some(BenchError::Model(_) | BenchError::Url(_) | BenchError::Tokenizer(_) | BenchError::CaCert(_)) => INPUT,
+        Some(
+            BenchError::Model(_)
+            | BenchError::Url(_)
+            | BenchError::Tokenizer(_)
+            | BenchError::CaCert(_)
+            | BenchError::Header(_),
+        ) => INPUT,
         Some(BenchError::Run(_)) | None => ERROR,
     }
 }

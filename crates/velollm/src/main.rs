@@ -8,6 +8,7 @@
 //! | `plan` | `bench` arguments → one validated run plan, every input error named before anything is sent |
 //! | `execute` | running a plan: launch, connect, self-check, steps or sweep, result, history, summary |
 //! | `resume` | continuing an interrupted run |
+//! | `semantic_eval` | `bench --scenario semantic-cache`: a semantic cache's labelled evaluation |
 //! | `server` | the Server options → what the engine launches and watches |
 //! | `decide` | a comparison decided: tables, gates, criteria, exit code |
 //! | `documents` | reading result documents |
@@ -26,6 +27,7 @@ mod exit;
 mod plan;
 mod progress;
 mod resume;
+mod semantic_eval;
 mod server;
 mod signal;
 

@@ -430,8 +430,14 @@ pub fn bench(args: &BenchArgs) -> Result<Plan, InputError> {
     bench_inner(args).map_err(InputError)
 }
 
-fn bench_inner(args: &BenchArgs) -> Result<Plan> {
-    let (target, w, load_args, out) = (&args.target, &args.workload, &args.load, &args.output);
+/// How `bench` reaches its target (URL, dialect, key, timeouts, certificate), from the command line: what
+/// a run of any workload shares, and all that the semantic cache's evaluation needs.
+pub fn options(args: &BenchArgs) -> Result<BenchOptions, InputError> {
+    options_inner(args).map_err(InputError)
+}
+
+fn options_inner(args: &BenchArgs) -> Result<BenchOptions> {
+    let (target, w, out) = (&args.target, &args.workload, &args.output);
     let backend = target.backend.backend();
     let url = args.url.clone().unwrap_or_else(|| match backend {
         Backend::Dialect(d) if d.is_ollama() => "http://127.0.0.1:11434".into(),
@@ -457,6 +463,29 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         idle: c.idle_timeout.0,
         total: c.timeout.0,
     };
+    if let Some(path) = &target.ca_cert {
+        velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
+    }
+    Ok(BenchOptions {
+        url,
+        backend,
+        model: target.model.clone(),
+        api_key,
+        timeouts,
+        tokenizer: w.tokenizer.clone(),
+        keep_text: out.keep_text,
+        origin: None,
+        gate: None,
+        ca_cert: target.ca_cert.clone(),
+        aborts: aborts(args)?,
+        headers: Vec::new(),
+        cache_header: None,
+    })
+}
+
+fn bench_inner(args: &BenchArgs) -> Result<Plan> {
+    let (w, load_args, out) = (&args.workload, &args.load, &args.output);
+    let options = options_inner(args)?;
     let mut slo: Option<Slo> = None;
     for spec in &load_args.slo {
         let parsed: Slo = spec.parse().map_err(|e| anyhow!("--slo: {e}"))?;
@@ -511,11 +540,8 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         }
     };
     let mut steps = cache_variants(steps, args)?;
-    if let Some(path) = &target.ca_cert {
-        velollm_engine::transport::read_ca_cert(path).map_err(|e| anyhow!(e))?;
-    }
-    let https = url.trim_start().to_ascii_lowercase().starts_with("https://");
-    let asked = velollm_engine::plan::Transports { http2: target.http2, websocket: target.websocket };
+    let https = options.url.trim_start().to_ascii_lowercase().starts_with("https://");
+    let asked = velollm_engine::plan::Transports { http2: args.target.http2, websocket: args.target.websocket };
     let mut notes = velollm_engine::plan::connection_plan(&mut steps, https, asked);
     if steps.is_empty() {
         bail!("every step was skipped: {}", notes.join("; "));
@@ -533,8 +559,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
         ));
     }
     let mut analyses = analyses;
-    let aborts = aborts(args)?;
-    if aborts.is_some() {
+    if options.aborts.is_some() {
         analyses.extend(steps.iter().map(|s| AnalysisSpec::Aborts { step: s.name.clone() }));
     }
     if let Some(width) = load_args.slice {
@@ -557,19 +582,7 @@ fn bench_inner(args: &BenchArgs) -> Result<Plan> {
     };
     Ok(Plan {
         prices,
-        options: BenchOptions {
-            url,
-            backend,
-            model: target.model.clone(),
-            api_key,
-            timeouts,
-            tokenizer: w.tokenizer.clone(),
-            keep_text: out.keep_text,
-            origin: None,
-            gate: None,
-            ca_cert: target.ca_cert.clone(),
-            aborts,
-        },
+        options,
         steps,
         scenario: scenario_name,
         seed: w.seed,

@@ -34,6 +34,7 @@ mod scenarios;
 mod schema;
 mod secrets;
 mod selfcheck;
+mod semantic_eval;
 mod sweep;
 mod trace;
 mod tune;

@@ -1,6 +1,7 @@
 //! A lexical guard over two texts that embed close together: what embeddings are known to blur — a negation,
-//! an antonym ("enable" / "disable" score 0.82 on common models), a number, an identifier, a named entity —
-//! must agree, or the hit is blocked. Cheap (a pass over each text), and only ever turns a hit into a miss.
+//! an antonym ("enable" / "disable" score 0.82 on common models), a number, an identifier, a named entity, a
+//! literal, two words swapped around a preposition ("miles in kilometers" / "kilometers in miles": 0.997 with
+//! all-MiniLM-L6-v2) — must agree, or the hit is blocked. Cheap (a pass over each text), and only ever turns a hit into a miss.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +18,10 @@ pub enum Block {
     Identifier,
     /// Each names an entity the other does not.
     Entity,
+    /// Their literals (`{…}`, `[…]`, quoted text or code) differ.
+    Literal,
+    /// The same two words around a preposition, swapped ("Celsius to Fahrenheit" / "Fahrenheit to Celsius").
+    Order,
 }
 
 impl Block {
@@ -28,6 +33,8 @@ impl Block {
             Block::Number => "number",
             Block::Identifier => "identifier",
             Block::Entity => "entity",
+            Block::Literal => "literal",
+            Block::Order => "order",
         }
     }
 }
@@ -101,6 +108,12 @@ const NUMBER_WORDS: &[(&str, &str)] = &[
     ("thousand", "1000"),
 ];
 
+/// Prepositions whose two sides a swap reverses.
+const PREPOSITIONS: &[&str] = &["to", "into", "from", "in", "per", "than", "vs", "versus"];
+
+/// Words skipped when looking for a preposition's neighbours.
+const FILLERS: &[&str] = &["a", "an", "the", "are", "is", "be", "there", "of", "many", "much", "what", "how"];
+
 /// What the guard reads from one text. Words are split at spaces, hyphens and slashes.
 #[derive(Debug, Default, PartialEq)]
 struct Features {
@@ -109,10 +122,65 @@ struct Features {
     numbers: BTreeSet<String>,
     identifiers: BTreeSet<String>,
     entities: BTreeSet<String>,
+    literals: BTreeSet<String>,
+    /// (word before, word after) each preposition, fillers and numbers skipped.
+    around: BTreeSet<(String, String)>,
+}
+
+/// Bracketed (`{…}`, `[…]`, nesting kept) and quoted (`"…"`, `` `…` ``) spans, verbatim but for spaces.
+fn literals(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let end = match chars[i] {
+            '{' | '[' => {
+                let (open, close) = if chars[i] == '{' { ('{', '}') } else { ('[', ']') };
+                let mut depth = 0;
+                (i..chars.len()).find(|&j| {
+                    if chars[j] == open {
+                        depth += 1;
+                    } else if chars[j] == close {
+                        depth -= 1;
+                    }
+                    depth == 0
+                })
+            }
+            '"' | '`' => (i + 1..chars.len()).find(|&j| chars[j] == chars[i]),
+            _ => None,
+        };
+        match end {
+            Some(end) => {
+                let span: String = chars[i..=end].iter().filter(|c| !c.is_whitespace()).collect();
+                out.insert(span);
+                i = end + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
+/// The content words next to each preposition: ("celsius", "fahrenheit") in "convert Celsius to Fahrenheit".
+fn around(words: &[String]) -> BTreeSet<(String, String)> {
+    let content = |w: &&String| !FILLERS.contains(&w.as_str()) && !w.chars().all(|c| c.is_ascii_digit());
+    let mut out = BTreeSet::new();
+    for (i, w) in words.iter().enumerate() {
+        if !PREPOSITIONS.contains(&w.as_str()) {
+            continue;
+        }
+        let before = words[..i].iter().rev().find(content);
+        let after = words[i + 1..].iter().find(content);
+        if let (Some(b), Some(a)) = (before, after) {
+            out.insert((b.clone(), a.clone()));
+        }
+    }
+    out
 }
 
 fn features(text: &str) -> Features {
-    let mut f = Features::default();
+    let mut f = Features { literals: literals(text), ..Features::default() };
+    let mut sequence = Vec::new();
     let mut sentence_start = true;
     for raw in text.split(|c: char| c.is_whitespace() || c == '-' || c == '/') {
         let ends_sentence = raw.ends_with(['.', '?', '!', ':']);
@@ -140,9 +208,11 @@ fn features(text: &str) -> Features {
             f.entities.insert(lower.clone());
         }
         f.negated |= NEGATIONS.contains(&lower.as_str());
+        sequence.push(lower.clone());
         f.words.insert(lower);
         sentence_start = ends_sentence;
     }
+    f.around = around(&sequence);
     f
 }
 
@@ -165,6 +235,12 @@ pub fn check(a: &str, b: &str) -> Option<Block> {
     if fa.identifiers != fb.identifiers {
         return Some(Block::Identifier);
     }
+    if fa.literals != fb.literals {
+        return Some(Block::Literal);
+    }
+    if fa.around.iter().any(|(b, a)| fb.around.contains(&(a.clone(), b.clone())) && a != b) {
+        return Some(Block::Order);
+    }
     // An entity swap (each names one the other does not); a name moved to the start of a sentence is not.
     if fa.entities.difference(&fb.entities).next().is_some() && fb.entities.difference(&fa.entities).next().is_some() {
         return Some(Block::Entity);
@@ -184,6 +260,8 @@ mod tests {
             ("What is the capital of France?", "Which city is the capital of France?"),
             ("Paris: how many people live there?", "What is the population of Paris?"),
             ("Sort a list of 3 items in Python", "In Python, how do I sort a list with three items?"),
+            ("Is this valid JSON: {\"a\": 1}?", "Is {\"a\": 1} valid JSON?"),
+            ("How do I convert Celsius to Fahrenheit?", "What is the formula to convert Celsius to Fahrenheit?"),
         ] {
             assert_eq!(check(a, b), None, "{a} / {b}");
         }
@@ -200,6 +278,10 @@ mod tests {
             ("What does `parseInt` do?", "What does `parseFloat` do?", Block::Identifier),
             ("What is the capital of France?", "What is the capital of Germany?", Block::Entity),
             ("List the first five primes", "List the first six primes", Block::Number),
+            ("Is this valid JSON: {\"a\": 1}?", "Is this valid JSON: {'a': 1}?", Block::Literal),
+            ("Is this valid JSON: {\"a\": 1}?", "Is this valid JSON: {\"a\": 1,}?", Block::Literal),
+            ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?", Block::Order),
+            ("How many kilometers are in 10 miles?", "How many miles are in 10 kilometers?", Block::Order),
         ] {
             assert_eq!(check(a, b), Some(why), "{a} / {b}");
         }

@@ -75,6 +75,8 @@ pub enum Found {
     Miss {
         /// The nearest stored question's similarity, if any.
         score: Option<f32>,
+        /// Where the nearest question's answer is.
+        nearest: Option<CacheKey>,
         /// Why the guard blocked the nearest one, if it did.
         blocked: Option<guard::Block>,
         /// To index with the answer.
@@ -126,9 +128,11 @@ impl Semantic {
         let times = Times { embed: embedded - started, search: embedded.elapsed() };
         metrics.semantic_times(times.embed, times.search);
         let score = nearest.as_ref().map(|n| n.score);
-        let mut blocked = None;
+        // The guard is asked about the nearest question whatever its score, so that the header tells an
+        // evaluation what any threshold would have done.
+        let blocked = nearest.as_ref().and_then(|n| if self.guard { guard::check(&probe.text, &n.text) } else { None });
+        let near = nearest.as_ref().map(|n| n.answer);
         if let Some(n) = nearest.filter(|n| n.score >= self.threshold) {
-            blocked = if self.guard { guard::check(&probe.text, &n.text) } else { None };
             match blocked {
                 None => {
                     metrics.lookup("semantic", Lookup::Hit);
@@ -138,7 +142,8 @@ impl Semantic {
             }
         }
         metrics.lookup("semantic", Lookup::Miss);
-        Found::Miss { score, blocked, pending: Pending { context, text: probe.text, vector }, times }
+        let pending = Pending { context, text: probe.text, vector };
+        Found::Miss { score, nearest: near, blocked, pending, times }
     }
 
     /// Indexes a question once its answer is stored under `answer`.
@@ -150,6 +155,11 @@ impl Semantic {
     pub fn forget(&self, context: &CacheKey, answer: &CacheKey) {
         self.index.remove(context, answer);
     }
+}
+
+/// The first 12 hex digits of a key.
+fn short(key: &CacheKey) -> String {
+    key.hex()[..12].to_owned()
 }
 
 /// The index group of a context under one embedding space (model and dimension): changing either starts a
@@ -166,18 +176,22 @@ pub fn generation(context: &CacheKey, model: &str, dimension: usize) -> CacheKey
 }
 
 impl Found {
-    /// The `x-velollm-cache` value: `hit; layer=semantic; score=0.934; embed_ms=…; search_ms=…`, or the miss
-    /// with the nearest score and the guard's reason.
-    pub fn header(&self) -> String {
+    /// The `x-velollm-cache` value: `hit; layer=semantic; score=0.934; entry=…; embed_ms=…; search_ms=…`, or
+    /// the miss with the nearest question's score, its entry and what the guard said of it. `entry` is the
+    /// first 12 hex digits of the answer's exact key (a hash: nothing of the request): the answer served, or
+    /// the nearest one, which an evaluation matches with the `entry` its seed requests were stored under.
+    pub fn header(&self, own: &CacheKey) -> String {
         let times = |t: &Times| {
             format!("embed_ms={:.3}; search_ms={:.3}", t.embed.as_secs_f64() * 1e3, t.search.as_secs_f64() * 1e3)
         };
         match self {
-            Found::Hit { score, times: t, .. } => format!("hit; layer=semantic; score={score:.4}; {}", times(t)),
-            Found::Miss { score, blocked, times: t, .. } => {
-                let mut s = "miss; layer=semantic".to_owned();
-                if let Some(score) = score {
-                    s.push_str(&format!("; score={score:.4}"));
+            Found::Hit { score, answer, times: t, .. } => {
+                format!("hit; layer=semantic; score={score:.4}; entry={}; {}", short(answer), times(t))
+            }
+            Found::Miss { score, nearest, blocked, times: t, .. } => {
+                let mut s = format!("miss; layer=semantic; key={}", short(own));
+                if let (Some(score), Some(nearest)) = (score, nearest) {
+                    s.push_str(&format!("; score={score:.4}; entry={}", short(nearest)));
                 }
                 if let Some(b) = blocked {
                     s.push_str(&format!("; guard={}", b.as_str()));

@@ -14,6 +14,10 @@ use velollm_engine::sweep::SweepPlan;
 
 /// Run `velollm bench`.
 pub async fn run(args: BenchArgs) -> Result<u8> {
+    let w = &args.workload;
+    if w.scenario == crate::semantic_eval::SCENARIO && !w.has_prompts() && args.trace.trace.is_none() {
+        return crate::semantic_eval::run(&args).await;
+    }
     let baseline = baseline(&args)?;
     let watch = server::watch_options(&args.server, args.output.output.as_deref())?;
     let code = match args.sweep.sweep {

@@ -1,0 +1,122 @@
+//! `velollm bench --scenario semantic-cache` as a user runs it: against `velollm proxy --semantic` in front of
+//! the real llama-server (the proxy run as its own process, the real embedding model), against the bare
+//! llama-server (no cache: the report says so), and with a label file that is wrong (exit 2, file:line:field).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use crate::common::{command, json, server_url, text};
+
+const LABELS: &str = r#"{"family": "reset", "kind": "seed", "text": "How do I reset my password?"}
+{"family": "fr", "kind": "seed", "text": "What is the capital of France?"}
+{"family": "temp", "kind": "seed", "text": "How do I convert Celsius to Fahrenheit?"}
+{"family": "reset", "kind": "paraphrase", "text": "I forgot my password, how can I reset it?"}
+{"family": "fr", "kind": "paraphrase", "text": "Which city is the capital of France?"}
+{"family": "temp", "kind": "antonym", "text": "How do I convert Fahrenheit to Celsius?"}
+{"family": "fr", "kind": "entity", "text": "What is the capital of Germany?"}
+{"family": "none", "kind": "unrelated", "text": "Why is the sky blue?"}
+"#;
+
+/// The embedding model's directory, or a skip (a failure with `CI=true`).
+fn embedder_model() -> Option<String> {
+    match std::env::var("VELOLLM_EMBEDDER_MODEL") {
+        Ok(dir) => Some(dir),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but VELOLLM_EMBEDDER_MODEL is not set: run the tests with scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!("skipped: VELOLLM_EMBEDDER_MODEL is not set (export $(scripts/embedder.sh env))");
+            None
+        }
+    }
+}
+
+/// `velollm proxy ARGS…` started on a free port; its address.
+fn proxy(args: &[&str]) -> (Child, String) {
+    let mut child =
+        command().args(["proxy", "--listen", "127.0.0.1:0"]).args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    // Keep reading stderr so the proxy never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}
+
+fn labels(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("labels.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn velollm_proxy_is_evaluated_hits_guard_blocks_sweep_and_criteria() {
+    let Some((url, _real)) = server_url() else { return };
+    let Some(_model) = embedder_model() else { return };
+    let (mut child, addr) = proxy(&["--upstream", &url, "--semantic"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("semantic.json");
+    let out = command()
+        .args(["bench", "--url", &format!("http://{addr}"), "--scenario", "semantic-cache", "--labels"])
+        .arg(labels(dir.path(), LABELS))
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Threshold sweep") && stdout.contains("Criteria:"), "{stdout}");
+    let r = json(&report);
+    assert_eq!((r["seeds"].as_u64(), r["probes"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(r["exact_repeat_hit"], true);
+    let at = &r["at_endpoint"];
+    assert_eq!((at["hits"].as_u64(), at["false_hits"].as_u64()), (Some(2), Some(0)), "{stdout}");
+    assert_eq!(at["recall"], 1.0);
+    let kinds = r["by_kind"].as_array().unwrap();
+    let antonym = kinds.iter().find(|k| k["kind"] == "antonym").unwrap();
+    assert_eq!(antonym["hits"], 0, "the guard blocks the swapped conversion (cosine above 0.99)");
+    assert_eq!(r["sweep"].as_array().unwrap().len(), 51, "0.50 to 1.00 by 0.01");
+    assert!(r["operating"]["threshold"].as_f64().is_some());
+    assert!(r["lookup_ms"]["p99"].as_f64().unwrap() > 0.0, "embedding and search times read from the header");
+    assert!(r["ttft_hit_ms"]["p50"].as_f64().unwrap() < r["ttft_miss_ms"]["p50"].as_f64().unwrap());
+    let names: Vec<&str> = r["criteria"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.iter().any(|n| n.contains("source plan")) && names.iter().any(|n| n.contains("velollm")));
+}
+
+#[test]
+fn a_server_without_a_cache_gets_no_hits_and_is_told_so() {
+    let Some((url, _real)) = server_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = command()
+        .args(["bench", "--url", &url, "--scenario", "semantic-cache", "--max-tokens", "4", "--labels"])
+        .arg(labels(dir.path(), LABELS))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("hit rate 0.0 %"), "{stdout}");
+    assert!(stdout.contains("is there a cache in front of this server?"), "{stdout}");
+    assert!(stdout.contains("no threshold sweep"), "{stdout}");
+}
+
+#[test]
+fn a_bad_label_file_names_the_file_the_line_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!("{LABELS}{{\"family\": \"zz\", \"kind\": \"paraphrase\", \"text\": \"q\"}}\n");
+    let path = labels(dir.path(), &bad);
+    let out = command()
+        .args(["bench", "--url", "http://127.0.0.1:9", "--scenario", "semantic-cache", "--labels"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:9: family: unknown family \"zz\"", path.display())), "{stderr}");
+    let typo = labels(dir.path(), "{\"family\": \"a\", \"kind\": \"sede\", \"text\": \"q\"}\n");
+    let out = command().args(["bench", "--scenario", "semantic-cache", "--labels"]).arg(&typo).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains(":1: kind: unknown kind \"sede\""), "{}", text(&out).1);
+}
