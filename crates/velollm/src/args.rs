@@ -273,6 +273,12 @@ pub struct SemanticEvalArgs {
     /// The false-hit rate, in percent of hits, under which the operating point is chosen [default: 2].
     #[arg(long, value_name = "PERCENT", help_heading = "Semantic cache evaluation")]
     pub false_hit_target: Option<f64>,
+    /// Sizes loaded into each store by --scenario vector-stores [default: 10000,100000].
+    #[arg(long, value_name = "LIST", help_heading = "Semantic cache evaluation")]
+    pub vectors: Option<String>,
+    /// Queries per store and size in --scenario vector-stores [default: 200].
+    #[arg(long, value_name = "N", help_heading = "Semantic cache evaluation")]
+    pub queries: Option<usize>,
 }
 
 /// The load profile and its bounds (`bench`).

@@ -9,6 +9,7 @@
 //! | `execute` | running a plan: launch, connect, self-check, steps or sweep, result, history, summary |
 //! | `resume` | continuing an interrupted run |
 //! | `semantic_eval` | `bench --scenario semantic-cache`: a semantic cache's labelled evaluation |
+//! | `vector_eval` | `bench --scenario vector-stores`: the semantic cache's vector stores compared |
 //! | `server` | the Server options → what the engine launches and watches |
 //! | `decide` | a comparison decided: tables, gates, criteria, exit code |
 //! | `documents` | reading result documents |
@@ -30,6 +31,7 @@ mod resume;
 mod semantic_eval;
 mod server;
 mod signal;
+mod vector_eval;
 
 use clap::Parser;
 use cli::{Cli, Command};

@@ -91,6 +91,11 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("report written to {}", path.display());
+        if let Some(svg) = chart(&report) {
+            let chart_path = path.with_extension("svg");
+            std::fs::write(&chart_path, svg).with_context(|| format!("cannot write {}", chart_path.display()))?;
+            eprintln!("threshold sweep chart written to {}", chart_path.display());
+        }
     }
     let failed = report.criteria.iter().any(|c| c.pass == Some(false));
     Ok(if failed && args.output.check { exit::THRESHOLD } else { exit::OK })
@@ -106,6 +111,53 @@ fn labels(args: &BenchArgs) -> Result<Labels, InputError> {
         }
         None => Ok(Labels::parse("built-in semantic-cache labels", BUILTIN_LABELS).expect("the shipped labels parse")),
     }
+}
+
+/// The threshold sweep as a chart: hit rate and false-hit rate against the threshold, the operating point
+/// marked; `None` without a sweep.
+pub fn chart(r: &SemanticReport) -> Option<String> {
+    use velollm_report::svg::{Axis, Style, XyChart, XySeries, xy_chart};
+    if r.sweep.is_empty() {
+        return None;
+    }
+    let series = |name: &str, colour: usize, f: &dyn Fn(&velollm_core::semantic_eval::Point) -> f64| XySeries {
+        name: name.to_owned(),
+        colour,
+        style: Style::LineMarkers,
+        points: r.sweep.iter().map(|p| (p.threshold.unwrap_or(0.0), f(p) * 100.0)).collect(),
+        legend: true,
+    };
+    let mut all = vec![
+        series("hit rate (% of probes)", 0, &|p| p.hit_rate),
+        series("false-hit rate (% of hits)", 1, &|p| p.false_hit_rate),
+        series("recall (% of paraphrases)", 2, &|p| p.recall),
+    ];
+    let mut notes = vec![format!(
+        "{} seeds, {} probes; the endpoint's scores and guard replayed at every threshold",
+        r.seeds, r.probes
+    )];
+    if let Some(o) = &r.operating {
+        notes.push(format!(
+            "operating point for false hits ≤ {}: threshold {:.2}, hit rate {}",
+            pct(r.target_false_hit_rate),
+            o.threshold.unwrap_or(0.0),
+            pct(o.hit_rate)
+        ));
+        all.push(XySeries {
+            name: "operating point".into(),
+            colour: 3,
+            style: Style::Markers,
+            points: vec![(o.threshold.unwrap_or(0.0), o.hit_rate * 100.0)],
+            legend: true,
+        });
+    }
+    Some(xy_chart(&XyChart {
+        title: "Semantic cache: hits and false hits against the similarity threshold".into(),
+        notes,
+        x: Axis::new("similarity threshold (cosine)").range(0.5, 1.0),
+        y: Axis::new("%").range(0.0, 100.0),
+        series: all,
+    }))
 }
 
 fn pct(x: f64) -> String {

@@ -80,6 +80,8 @@ fn velollm_proxy_is_evaluated_hits_guard_blocks_sweep_and_criteria() {
     assert_eq!(antonym["hits"], 0, "the guard blocks the swapped conversion (cosine above 0.99)");
     assert_eq!(r["sweep"].as_array().unwrap().len(), 51, "0.50 to 1.00 by 0.01");
     assert!(r["operating"]["threshold"].as_f64().is_some());
+    let chart = std::fs::read_to_string(report.with_extension("svg")).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("operating point"), "the sweep's chart");
     assert!(r["lookup_ms"]["p99"].as_f64().unwrap() > 0.0, "embedding and search times read from the header");
     assert!(r["ttft_hit_ms"]["p50"].as_f64().unwrap() < r["ttft_miss_ms"]["p50"].as_f64().unwrap());
     let names: Vec<&str> = r["criteria"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -119,4 +121,28 @@ fn a_bad_label_file_names_the_file_the_line_and_the_field() {
     let out = command().args(["bench", "--scenario", "semantic-cache", "--labels"]).arg(&typo).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains(":1: kind: unknown kind \"sede\""), "{}", text(&out).1);
+}
+
+#[test]
+fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("vectors.json");
+    let out = command()
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "-o"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("embedded, HNSW graph") && stdout.contains("not measured: Redis Stack"), "{stdout}");
+    let r = json(&report);
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["recall_at_1"], 1.0, "the exact scan is the reference");
+    assert!(runs[1]["recall_at_1"].as_f64().unwrap() >= 0.9, "{}", runs[1]);
+    assert!(runs.iter().all(|r| r["inserts_per_s"].as_f64().unwrap() > 0.0 && r["query_ms"]["p99"].as_f64().is_some()));
+    assert!(std::fs::read_to_string(report.with_extension("svg")).unwrap().starts_with("<svg"));
+    let out = command().args(["bench", "--scenario", "vector-stores", "--vectors", "ten"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--vectors \"ten\""), "{}", text(&out).1);
 }

@@ -1,23 +1,27 @@
 //! The embedded vector index: entries grouped by context (a request only ever compares against entries whose
-//! every other field matched exactly), searched by exact scan, each with its expiry. Unit vectors, so the
-//! similarity is a dot product. The oldest entries go first past the capacity.
+//! every other field matched exactly), each with its expiry. Unit vectors, so the similarity is a dot product.
+//! A group is scanned exactly while small; from [`GRAPH_FROM`] entries on it is searched through an HNSW graph
+//! ([`super::hnsw`]). The oldest entries go first past the capacity.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use super::hnsw::Hnsw;
 use crate::normalize::CacheKey;
+
+/// Entries of one context from which it is searched through a graph instead of scanned.
+pub const GRAPH_FROM: usize = 1024;
+/// Candidates a graph search looks at.
+pub const EF_SEARCH: usize = 64;
 
 /// One stored question.
 #[derive(Debug, Clone)]
-pub struct Item {
-    /// Its embedding (unit length).
-    pub vector: Vec<f32>,
-    /// Its text, for the lexical guard.
-    pub text: String,
-    /// The exact-cache key of its answer.
-    pub answer: CacheKey,
+struct Item {
+    text: String,
+    answer: CacheKey,
     expires: Instant,
+    removed: bool,
 }
 
 /// The nearest stored question to a query.
@@ -31,17 +35,91 @@ pub struct Nearest {
     pub answer: CacheKey,
 }
 
+/// One context's entries: slots never move (the graph numbers nodes by slot); removed ones are skipped until
+/// they outnumber the live ones, then the group is rebuilt.
+#[derive(Debug, Default)]
+struct Group {
+    items: Vec<Item>,
+    vectors: Vec<Vec<f32>>,
+    removed: usize,
+    graph: Option<Hnsw>,
+}
+
+impl Group {
+    fn live(&self) -> usize {
+        self.items.len() - self.removed
+    }
+
+    fn push(&mut self, vector: Vec<f32>, item: Item, graph_from: usize) {
+        self.items.push(item);
+        self.vectors.push(vector);
+        match &mut self.graph {
+            Some(g) => g.insert(&self.vectors),
+            None if self.items.len() >= graph_from => self.build_graph(),
+            None => {}
+        }
+    }
+
+    fn build_graph(&mut self) {
+        let mut g = Hnsw::new();
+        for n in 1..=self.vectors.len() {
+            g.insert(&self.vectors[..n]);
+        }
+        self.graph = Some(g);
+    }
+
+    /// Marks the live entry of `answer` removed; true if there was one.
+    fn remove(&mut self, answer: &CacheKey, graph_from: usize) -> bool {
+        let Some(item) = self.items.iter_mut().find(|i| !i.removed && i.answer == *answer) else { return false };
+        item.removed = true;
+        self.removed += 1;
+        if self.removed > self.live() && self.items.len() > 64 {
+            self.compact(graph_from);
+        }
+        true
+    }
+
+    /// Drops removed entries and rebuilds the graph.
+    fn compact(&mut self, graph_from: usize) {
+        let (items, vectors): (Vec<Item>, Vec<Vec<f32>>) = std::mem::take(&mut self.items)
+            .into_iter()
+            .zip(std::mem::take(&mut self.vectors))
+            .filter(|(i, _)| !i.removed)
+            .unzip();
+        (self.items, self.vectors, self.removed, self.graph) = (items, vectors, 0, None);
+        if self.items.len() >= graph_from {
+            self.build_graph();
+        }
+    }
+
+    fn nearest(&self, query: &[f32], now: Instant) -> Option<(f32, usize)> {
+        let alive = |slot: usize| !self.items[slot].removed && self.items[slot].expires > now;
+        if let Some(g) = &self.graph {
+            return g.nearest(query, EF_SEARCH, &self.vectors, |n| alive(n as usize)).map(|(n, s)| (s, n as usize));
+        }
+        let mut best: Option<(f32, usize)> = None;
+        for (slot, v) in self.vectors.iter().enumerate().filter(|(slot, _)| alive(*slot)) {
+            let score = velollm_embed::bert::dot(query, v);
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, slot));
+            }
+        }
+        best
+    }
+}
+
 /// Entries by context, in process.
 #[derive(Debug)]
 pub struct Index {
     groups: RwLock<Groups>,
     capacity: usize,
     ttl: Duration,
+    graph_from: usize,
 }
 
 #[derive(Debug, Default)]
 struct Groups {
-    by_context: HashMap<CacheKey, Vec<Item>>,
+    by_context: HashMap<CacheKey, Group>,
     /// Insertion order, for eviction past the capacity.
     order: VecDeque<(CacheKey, CacheKey)>,
     len: usize,
@@ -50,7 +128,13 @@ struct Groups {
 impl Index {
     /// An empty index holding at most `capacity` entries, each for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Index {
-        Index { groups: RwLock::default(), capacity: capacity.max(1), ttl }
+        Index::with_graph_from(capacity, ttl, GRAPH_FROM)
+    }
+
+    /// An empty index whose contexts switch from a scan to a graph at `graph_from` entries (`usize::MAX`:
+    /// always scan, as the vector-store benchmark's exact baseline does).
+    pub fn with_graph_from(capacity: usize, ttl: Duration, graph_from: usize) -> Index {
+        Index { groups: RwLock::default(), capacity: capacity.max(1), ttl, graph_from }
     }
 
     /// Entries held now.
@@ -66,15 +150,10 @@ impl Index {
     /// The live entry of `context` most similar to `query`.
     pub fn nearest(&self, context: &CacheKey, query: &[f32]) -> Option<Nearest> {
         let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let mut best: Option<(f32, &Item)> = None;
-        for item in groups.by_context.get(context)?.iter().filter(|i| i.expires > now) {
-            let score = velollm_embed::bert::dot(query, &item.vector);
-            if best.is_none_or(|(b, _)| score > b) {
-                best = Some((score, item));
-            }
-        }
-        best.map(|(score, item)| Nearest { score, text: item.text.clone(), answer: item.answer })
+        let group = groups.by_context.get(context)?;
+        let (score, slot) = group.nearest(query, Instant::now())?;
+        let item = &group.items[slot];
+        Some(Nearest { score, text: item.text.clone(), answer: item.answer })
     }
 
     /// Adds an entry (replacing one of the same context and answer), evicting the oldest past the capacity.
@@ -82,35 +161,33 @@ impl Index {
         let mut g = self.groups.write().unwrap_or_else(PoisonError::into_inner);
         let expires = Instant::now() + self.ttl;
         let group = g.by_context.entry(context).or_default();
-        if let Some(existing) = group.iter_mut().find(|i| i.answer == answer) {
-            *existing = Item { vector, text, answer, expires };
+        let replaced = group.remove(&answer, self.graph_from);
+        group.push(vector, Item { text, answer, expires, removed: false }, self.graph_from);
+        if replaced {
             return;
         }
-        group.push(Item { vector, text, answer, expires });
         g.order.push_back((context, answer));
         g.len += 1;
         while g.len > self.capacity {
             let Some((ctx, key)) = g.order.pop_front() else { break };
-            g.remove(&ctx, &key);
+            g.remove(&ctx, &key, self.graph_from);
         }
     }
 
     /// Forgets an entry whose answer is gone from the exact cache.
     pub fn remove(&self, context: &CacheKey, answer: &CacheKey) {
         let mut g = self.groups.write().unwrap_or_else(PoisonError::into_inner);
-        if g.remove(context, answer) {
+        if g.remove(context, answer, self.graph_from) {
             g.order.retain(|(c, a)| !(c == context && a == answer));
         }
     }
 }
 
 impl Groups {
-    fn remove(&mut self, context: &CacheKey, answer: &CacheKey) -> bool {
+    fn remove(&mut self, context: &CacheKey, answer: &CacheKey, graph_from: usize) -> bool {
         let Some(group) = self.by_context.get_mut(context) else { return false };
-        let before = group.len();
-        group.retain(|i| i.answer != *answer);
-        let removed = before != group.len();
-        if group.is_empty() {
+        let removed = group.remove(answer, graph_from);
+        if group.live() == 0 {
             self.by_context.remove(context);
         }
         if removed {
@@ -145,6 +222,33 @@ mod tests {
         index.remove(&c1, &CacheKey([11; 32]));
         assert_eq!(index.nearest(&c1, &unit(&[0.2, 1.0])).unwrap().text, "a");
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn large_contexts_are_searched_through_the_graph_with_the_scan_s_answers() {
+        let index = Index::new(10_000, Duration::from_secs(60));
+        let c = CacheKey([1; 32]);
+        let mut state = 1u64;
+        let mut rand = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let stored: Vec<Vec<f32>> =
+            (0..GRAPH_FROM + 500).map(|_| unit(&(0..24).map(|_| rand()).collect::<Vec<_>>())).collect();
+        for (i, v) in stored.iter().enumerate() {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            index.insert(c, v.clone(), format!("{i}"), CacheKey(key));
+        }
+        let groups = index.groups.read().unwrap();
+        assert!(groups.by_context[&c].graph.is_some());
+        drop(groups);
+        let mut agree = 0;
+        for i in (0..stored.len()).step_by(15) {
+            let q = unit(&stored[i].iter().map(|x| x + 0.05 * rand()).collect::<Vec<_>>());
+            agree += usize::from(index.nearest(&c, &q).unwrap().text == format!("{i}"));
+        }
+        assert!(agree * 100 >= 99 * stored.len().div_ceil(15), "{agree} of {}", stored.len().div_ceil(15));
     }
 
     #[test]

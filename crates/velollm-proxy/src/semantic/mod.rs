@@ -8,7 +8,8 @@
 //! |---|---|
 //! | [`probe`] | what is compared (the last user turn) and what must match (the rest); who bypasses |
 //! | [`embedder`] | text to vector: in process, or an OpenAI-compatible `/v1/embeddings` |
-//! | [`index`] | the embedded vector index, grouped by context |
+//! | [`index`] | the embedded vector index, grouped by context: exact scan while small, a graph beyond |
+//! | [`hnsw`] | the graph: a hierarchical navigable small world |
 //! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
 //!
 //! Any failure here (the embedder down or slow, a dimension that changed) makes the request a miss, counted,
@@ -16,6 +17,7 @@
 
 pub mod embedder;
 pub mod guard;
+pub mod hnsw;
 pub mod index;
 pub mod probe;
 

@@ -23,6 +23,15 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
         ScenarioCommand::List => {
             let scenarios: Vec<Scenario> = BUILTINS.iter().filter_map(|(n, _)| Scenario::builtin(n)).collect();
             print!("{}", velollm_report::terminal::render_scenarios(&scenarios));
+            println!(
+                "\nsemantic-cache: a semantic cache's labelled evaluation (hit and false-hit rates, threshold sweep); \
+                 its labels: velollm scenario show semantic-cache\nvector-stores: the semantic cache's vector \
+                 stores compared (insert rate, query latency, recall@1, memory; --vectors, --queries)"
+            );
+            Ok(exit::OK)
+        }
+        ScenarioCommand::Show { name } if name == "semantic-cache" => {
+            print!("{}", velollm_core::semantic_eval::BUILTIN_LABELS);
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } => match builtin(&name) {
@@ -31,7 +40,8 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
                 Ok(exit::OK)
             }
             None => {
-                let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+                let mut names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+                names.push("semantic-cache");
                 Err(input(format!("no built-in scenario '{name}'; the built-ins are: {}", names.join(", "))).into())
             }
         },

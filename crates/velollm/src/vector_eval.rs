@@ -1,0 +1,255 @@
+//! `velollm bench --scenario vector-stores`: the semantic cache's vector stores compared on the same vectors.
+//! For each size (`--vectors`, default 10,000 and 100,000), every store is loaded with the same clustered unit
+//! vectors of 384 dimensions, then asked the same queries: stored vectors moved to a cosine of about 0.93 from
+//! their original, as a paraphrase is. Reported per store and size: insert rate, query latency p50/p99, recall@1
+//! against an exact search, and the memory the store took (the process's resident set, before and after).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use velollm_core::stats::Summary;
+use velollm_proxy::normalize::CacheKey;
+use velollm_proxy::semantic::index::{GRAPH_FROM, Index};
+use velollm_report::document::Table;
+
+use crate::args::BenchArgs;
+use crate::exit::{self, input};
+
+/// The scenario name that runs this benchmark.
+pub const SCENARIO: &str = "vector-stores";
+
+/// The embedding dimension of the default embedder (all-MiniLM-L6-v2).
+const DIM: usize = 384;
+
+/// One store at one size.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreRun {
+    /// The store.
+    pub store: String,
+    /// Vectors loaded.
+    pub vectors: usize,
+    /// Vectors inserted per second.
+    pub inserts_per_s: f64,
+    /// Query latency, ms.
+    pub query_ms: Summary,
+    /// Queries whose answer was the exact search's nearest.
+    pub recall_at_1: f64,
+    /// Resident memory the loaded store added, bytes (`None` where the system does not say).
+    pub memory_bytes: Option<u64>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorReport {
+    /// Dimensions of every vector.
+    pub dimensions: usize,
+    /// Queries per store and size.
+    pub queries: usize,
+    /// The runs.
+    pub runs: Vec<StoreRun>,
+    /// Stores that were not measured, and why.
+    pub not_measured: Vec<String>,
+}
+
+/// Runs the comparison.
+pub fn run(args: &BenchArgs) -> Result<u8> {
+    let e = &args.semantic_eval;
+    let sizes: Vec<usize> = match &e.vectors {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().replace('_', "").parse::<usize>().ok().filter(|&n| n > 0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| input(format!("--vectors {list:?}: give sizes like 10000,100000")))?,
+        None => vec![10_000, 100_000],
+    };
+    let queries = e.queries.unwrap_or(200);
+    if queries == 0 {
+        return Err(input("--queries must be at least 1").into());
+    }
+    let mut runs = Vec::new();
+    for &n in &sizes {
+        eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
+        let data = Data::new(n, queries, n as u64);
+        for (store, graph_from) in [("embedded, exact scan", usize::MAX), ("embedded, HNSW graph", GRAPH_FROM)] {
+            runs.push(measure(store, graph_from, &data));
+        }
+    }
+    let report = VectorReport {
+        dimensions: DIM,
+        queries,
+        runs,
+        not_measured: vec![
+            "Redis Stack, Postgres with pgvector and Milvus Lite: the proxy has no client for them yet".to_owned(),
+        ],
+    };
+    print!("{}", render(&report));
+    if let Some(path) = &args.output.output {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        let chart_path = path.with_extension("svg");
+        std::fs::write(&chart_path, chart(&report))
+            .with_context(|| format!("cannot write {}", chart_path.display()))?;
+        eprintln!("report written to {} and {}", path.display(), chart_path.display());
+    }
+    Ok(exit::OK)
+}
+
+/// The vectors, the queries and the exact answers.
+struct Data {
+    vectors: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    exact: Vec<usize>,
+}
+
+impl Data {
+    fn new(n: usize, queries: usize, seed: u64) -> Data {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        // Clusters of about 50 related vectors; a member is at cosine about 0.7 from its centre.
+        let centres: Vec<Vec<f32>> = (0..n.div_ceil(50)).map(|_| unit(rng.gaussian(DIM))).collect();
+        let vectors: Vec<Vec<f32>> = (0..n)
+            .map(|_| {
+                let c = &centres[rng.below(centres.len())];
+                let g = rng.gaussian(DIM);
+                unit(c.iter().zip(g).map(|(c, g)| c + g / (DIM as f32).sqrt()).collect())
+            })
+            .collect();
+        let queries: Vec<Vec<f32>> = (0..queries)
+            .map(|_| {
+                let v = &vectors[rng.below(n)];
+                let g = rng.gaussian(DIM);
+                unit(v.iter().zip(g).map(|(v, g)| v + 0.4 * g / (DIM as f32).sqrt()).collect())
+            })
+            .collect();
+        let exact = queries
+            .iter()
+            .map(|q| {
+                let score = |v: &Vec<f32>| velollm_embed::bert::dot(q, v);
+                (0..n).max_by(|&a, &b| score(&vectors[a]).total_cmp(&score(&vectors[b]))).unwrap_or(0)
+            })
+            .collect();
+        Data { vectors, queries, exact }
+    }
+}
+
+/// Loads one store and asks it every query.
+fn measure(store: &str, graph_from: usize, data: &Data) -> StoreRun {
+    let n = data.vectors.len();
+    let context = CacheKey([0; 32]);
+    let key = |i: usize| {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        CacheKey(k)
+    };
+    let before = resident_bytes();
+    let index = Index::with_graph_from(n, Duration::from_secs(86_400), graph_from);
+    let start = Instant::now();
+    for (i, v) in data.vectors.iter().enumerate() {
+        index.insert(context, v.clone(), String::new(), key(i));
+    }
+    let load = start.elapsed();
+    let memory_bytes = before.zip(resident_bytes()).map(|(b, a)| a.saturating_sub(b));
+    let mut latencies = Vec::with_capacity(data.queries.len());
+    let mut right = 0;
+    for (q, &exact) in data.queries.iter().zip(&data.exact) {
+        let t = Instant::now();
+        let found = index.nearest(&context, q);
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        right += usize::from(found.is_some_and(|f| f.answer == key(exact)));
+    }
+    StoreRun {
+        store: store.to_owned(),
+        vectors: n,
+        inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
+        query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),
+        recall_at_1: right as f64 / data.queries.len() as f64,
+        memory_bytes,
+    }
+}
+
+/// The resident set of this process, from `/proc/self/statm` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.into_iter().map(|x| x / n).collect()
+}
+
+/// A small seeded generator (SplitMix64), so that every run loads the same vectors.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `n` standard normal values (Box–Muller).
+    fn gaussian(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1 = ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect()
+    }
+}
+
+/// The report for the terminal.
+pub fn render(r: &VectorReport) -> String {
+    let mut t = Table::new(&["store", "vectors", "inserts/s", "query p50", "query p99", "recall@1", "memory"], 1);
+    for run in &r.runs {
+        t.rows.push(vec![
+            run.store.clone(),
+            run.vectors.to_string(),
+            format!("{:.0}", run.inserts_per_s),
+            format!("{:.3} ms", run.query_ms.p50),
+            format!("{:.3} ms", run.query_ms.p99),
+            format!("{:.3}", run.recall_at_1),
+            run.memory_bytes.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        ]);
+    }
+    let mut out = format!("\nVector stores, {} dimensions, {} queries near stored vectors:\n", r.dimensions, r.queries);
+    out.push_str(&t.terminal("  "));
+    for n in &r.not_measured {
+        out.push_str(&format!("not measured: {n}\n"));
+    }
+    out
+}
+
+/// Query p99 against the number of vectors, one line per store.
+fn chart(r: &VectorReport) -> String {
+    use velollm_report::svg::{Axis, Style, XyChart, XySeries, xy_chart};
+    let mut stores: Vec<&str> = r.runs.iter().map(|x| x.store.as_str()).collect();
+    stores.dedup();
+    let series = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| XySeries {
+            name: format!("{s}, query p99"),
+            colour: i,
+            style: Style::LineMarkers,
+            points: r.runs.iter().filter(|x| x.store == *s).map(|x| (x.vectors as f64, x.query_ms.p99)).collect(),
+            legend: true,
+        })
+        .collect();
+    xy_chart(&XyChart {
+        title: "Vector stores: query latency against size".into(),
+        notes: vec![format!("{} dimensions, {} queries near stored vectors", r.dimensions, r.queries)],
+        x: Axis::new("vectors loaded").from_zero(),
+        y: Axis::new("query p99 (ms)").from_zero(),
+        series,
+    })
+}
