@@ -93,6 +93,13 @@ pub struct SemanticConfig {
     /// Questions the index holds (oldest out first).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Where questions live: `memory` (this process) or the `redis://` URL of a Redis Stack server, shared
+    /// by replicas.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// The Redis Stack index's name (its keys start with it).
+    #[serde(default = "default_index")]
+    pub index: String,
 }
 
 impl SemanticConfig {
@@ -130,6 +137,8 @@ impl Default for SemanticConfig {
             max_chars: default_max_chars(),
             timeout: default_embed_timeout(),
             capacity: default_capacity(),
+            store: default_store(),
+            index: default_index(),
         }
     }
 }
@@ -220,6 +229,9 @@ fn default_max_chars() -> usize {
 }
 fn default_embed_timeout() -> Duration {
     Duration::from_secs(1)
+}
+fn default_index() -> String {
+    "velollm-semantic".into()
 }
 fn default_capacity() -> usize {
     100_000
@@ -398,6 +410,12 @@ impl ProxyConfig {
                 return Err(ConfigError(format!(
                     "semantic embedder {:?}: use local or the URL of an OpenAI-compatible /v1/embeddings",
                     sem.embedder
+                )));
+            }
+            if sem.store != "memory" && !sem.store.starts_with("redis://") {
+                return Err(ConfigError(format!(
+                    "semantic store {:?}: use memory or the redis:// URL of a Redis Stack server",
+                    sem.store
                 )));
             }
             if sem.max_chars == 0 || sem.capacity == 0 {

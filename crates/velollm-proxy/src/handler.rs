@@ -276,7 +276,7 @@ async fn semantic_lookup(
             }
             _ => {
                 // The answer left the exact cache (evicted, expired): the question goes too.
-                semantic.forget(&context, &answer);
+                semantic.forget(&context, &answer).await;
                 Semantically::Miss { note: "miss; layer=semantic; stale".to_owned(), pending: None }
             }
         },

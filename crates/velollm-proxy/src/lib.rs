@@ -12,6 +12,7 @@
 //! | [`dialect`] | the routes of each dialect, stream defaults, how answers end, error shapes |
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
 //! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
+//! | [`resp`] | a small Redis client (RESP), shared by the exact cache's store and the semantic layer's |
 //! | [`semantic`] | the semantic layer after an exact miss: embedder, vector index, lexical guard |
 //! | [`upstream`] | the upstreams and their kept-alive connection pools |
 //! | [`h1pool`] | plain-http HTTP/1.1 upstreams on velollm's own client: no channel per chunk |
@@ -30,6 +31,7 @@ pub mod h1pool;
 pub mod handler;
 pub mod metrics;
 pub mod normalize;
+pub mod resp;
 pub mod semantic;
 pub mod server;
 pub mod tee;

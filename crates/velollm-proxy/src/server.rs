@@ -23,7 +23,8 @@ use crate::config::{ConfigError, ProxyConfig};
 use crate::deadline::WriteDeadline;
 use crate::handler::{State, handle};
 use crate::metrics::Metrics;
-use crate::semantic::{Embedder, Index, Semantic};
+use crate::semantic::redis_vectors::RedisVectors;
+use crate::semantic::{Embedder, Index, Semantic, VectorStore};
 use crate::upstream::Upstream;
 
 /// A proxy bound to its address, ready to run.
@@ -81,9 +82,30 @@ impl Proxy {
             } else {
                 Embedder::remote(&sem.embedder, &sem.model, limits.connect_timeout).map_err(ConfigError)?
             };
+            let store = if sem.store == "memory" {
+                VectorStore::Embedded(Index::new(sem.capacity, config.cache.ttl))
+            } else {
+                let redis = RedisVectors::new(
+                    &sem.store,
+                    &sem.index,
+                    config.cache.ttl,
+                    config.cache.store_timeout.max(Duration::from_secs(1)),
+                )
+                .map_err(ConfigError)?;
+                if let Some(dimension) = embedder.dimension() {
+                    // A store built for another dimension is refused now; one that is down is not (lookups
+                    // are misses until it answers, and the index is created then).
+                    if let Err(e) = redis.ensure(dimension).await
+                        && e.starts_with("the vector store's index")
+                    {
+                        return Err(ConfigError(e).into());
+                    }
+                }
+                VectorStore::Redis(redis)
+            };
             Some(Arc::new(Semantic {
                 embedder,
-                index: Index::new(sem.capacity, config.cache.ttl),
+                store: Arc::new(store),
                 threshold: sem.threshold,
                 guard: sem.guard,
                 max_turns: sem.max_turns,
@@ -125,10 +147,16 @@ impl Proxy {
     /// Checks that a shared cache store answers; `Err` says why (the proxy still runs: a store that is down
     /// makes every request a miss).
     pub async fn check_store(&self) -> Result<(), String> {
-        match self.state.cache.as_deref().map(|c| &c.store) {
-            Some(Store::Redis(r)) => r.ping().await.map_err(|e| e.0),
-            _ => Ok(()),
+        if let Some(Store::Redis(r)) = self.state.cache.as_deref().map(|c| &c.store) {
+            r.ping().await.map_err(|e| e.0)?;
         }
+        if let Some(s) = self.state.semantic.as_deref()
+            && let VectorStore::Redis(r) = &*s.store
+            && let Some(dimension) = s.embedder.dimension()
+        {
+            r.ensure(dimension).await.map_err(|e| format!("semantic store: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Serves until `shutdown` completes, then drains: no new connections, streams in flight finish within

@@ -181,3 +181,84 @@ async fn a_missing_model_or_a_bad_setting_is_refused_at_start_with_the_fix() {
     c.cache.store = "off".into();
     assert!(c.validate().unwrap_err().0.contains("exact cache"));
 }
+
+/// The Redis Stack server of `scripts/test.sh` (`VELOLLM_TEST_REDIS_STACK_URL`).
+async fn redis_stack() -> Option<String> {
+    let Ok(url) = std::env::var("VELOLLM_TEST_REDIS_STACK_URL") else {
+        required("VELOLLM_TEST_REDIS_STACK_URL", "run scripts/test.sh, which starts scripts/redis-stack.sh")?;
+        return None;
+    };
+    let addr = url.trim_start_matches("redis://").split('/').next().unwrap_or("").to_owned();
+    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        Some(url)
+    } else {
+        required(&format!("a Redis Stack server at {url}"), "scripts/redis-stack.sh start 16380")
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_redis_stack() {
+    let Some((url, model)) = parts().await else { return };
+    let Some(stack) = redis_stack().await else { return };
+    let run = nanos();
+    let replica = |index: String| {
+        let mut c = semantic(&url, &model, 0.85);
+        c.cache.store = stack.clone();
+        c.semantic.store = stack.clone();
+        c.semantic.index = index;
+        c
+    };
+    let index = format!("velollm-test-{run}");
+    let a = start(replica(index.clone())).await;
+    let b = start(replica(index.clone())).await;
+    // A system prompt no earlier run used: the exact answers in Redis outlive a run.
+    let system = format!("Answer briefly. [{run}]");
+    let (seed, answer) = ask(&a, &chat(&system, "How do I reset my password?", false)).await;
+    assert!(seed.starts_with("miss; layer=semantic"), "{seed}");
+    // The question is written in the background: give it a moment to land (no-store: a miss stores nothing).
+    let paraphrase = chat(&system, "I forgot my password, how can I reset it?", false).to_string();
+    let mut note = String::new();
+    for _ in 0..50 {
+        let r = send(b.addr, "POST", "/v1/chat/completions", &[("cache-control", "no-store")], &paraphrase).await;
+        note = r.header("x-velollm-cache").to_owned();
+        if note.starts_with("hit") {
+            assert_eq!(r.body(), answer, "replica B lends replica A's answer");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(note.starts_with("hit; layer=semantic; score="), "{note}");
+
+    // An index built for another dimension is refused at start, naming both.
+    let other = format!("velollm-test-dim-{run}");
+    let r = velollm_proxy::semantic::redis_vectors::RedisVectors::new(
+        &stack,
+        &other,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    r.ensure(8).await.unwrap();
+    let Err(err) = velollm_proxy::Proxy::bind(replica(other)).await else { panic!("another dimension is refused") };
+    let err = err.to_string();
+    assert!(err.contains("8-dimension") && err.contains("384"), "{err}");
+}
+
+#[tokio::test]
+async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
+    let Some((url, model)) = parts().await else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = semantic(&url, &model, 0.85);
+    c.semantic.store = dead;
+    let proxy = start(c).await;
+    let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Italy?", false)).await;
+    assert_eq!(note, "miss; layer=semantic; error");
+    assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
+    assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);
+}

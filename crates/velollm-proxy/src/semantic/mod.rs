@@ -10,6 +10,8 @@
 //! | [`embedder`] | text to vector: in process, or an OpenAI-compatible `/v1/embeddings` |
 //! | [`index`] | the embedded vector index, grouped by context: exact scan while small, a graph beyond |
 //! | [`hnsw`] | the graph: a hierarchical navigable small world |
+//! | [`redis_vectors`] | Redis Stack's vector search, shared by replicas |
+//! | [`store`] | the stores behind one interface |
 //! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
 //!
 //! Any failure here (the embedder down or slow, a dimension that changed) makes the request a miss, counted,
@@ -20,7 +22,10 @@ pub mod guard;
 pub mod hnsw;
 pub mod index;
 pub mod probe;
+pub mod redis_vectors;
+pub mod store;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dialect::Generate;
@@ -29,6 +34,7 @@ use crate::normalize::{CacheKey, Normalized};
 
 pub use embedder::Embedder;
 pub use index::Index;
+pub use store::VectorStore;
 
 /// The layer's settings and state.
 #[derive(Debug)]
@@ -36,7 +42,7 @@ pub struct Semantic {
     /// Text to vector.
     pub embedder: Embedder,
     /// The questions answered so far.
-    pub index: Index,
+    pub store: Arc<VectorStore>,
     /// The least cosine similarity that counts as the same question.
     pub threshold: f32,
     /// Apply the lexical guard.
@@ -126,7 +132,13 @@ impl Semantic {
         };
         let embedded = Instant::now();
         let context = generation(&probe.context, &self.embedder.name(), vector.len());
-        let nearest = self.index.nearest(&context, &vector);
+        let nearest = match self.store.nearest(&context, &vector).await {
+            Ok(n) => n,
+            Err(e) => {
+                metrics.lookup("semantic", Lookup::Error);
+                return Found::Failed(format!("vector store: {e}"));
+            }
+        };
         let times = Times { embed: embedded - started, search: embedded.elapsed() };
         metrics.semantic_times(times.embed, times.search);
         let score = nearest.as_ref().map(|n| n.score);
@@ -150,12 +162,12 @@ impl Semantic {
 
     /// Indexes a question once its answer is stored under `answer`.
     pub fn insert(&self, pending: Pending, answer: CacheKey) {
-        self.index.insert(pending.context, pending.vector, pending.text, answer);
+        self.store.insert(pending.context, pending.vector, pending.text, answer);
     }
 
     /// Forgets a question whose answer is no longer in the exact cache.
-    pub fn forget(&self, context: &CacheKey, answer: &CacheKey) {
-        self.index.remove(context, answer);
+    pub async fn forget(&self, context: &CacheKey, answer: &CacheKey) {
+        self.store.remove(context, answer).await;
     }
 }
 

@@ -53,6 +53,10 @@ pub struct ProxyArgs {
     /// The least cosine similarity that counts as the same question [default: 0.9]; implies --semantic.
     #[arg(long, value_name = "COSINE")]
     pub semantic_threshold: Option<f32>,
+    /// Where the semantic layer keeps its questions: memory (this process) [default] or the redis:// URL of a
+    /// Redis Stack server, shared by replicas (scripts/redis-stack.sh start); implies --semantic.
+    #[arg(long, value_name = "STORE")]
+    pub semantic_store: Option<String>,
     /// Turn off the lexical guard (negations, antonyms, numbers, identifiers, entities that differ block a hit).
     #[arg(long)]
     pub no_semantic_guard: bool,
@@ -90,7 +94,11 @@ fn config(args: &ProxyArgs) -> Result<ProxyConfig, velollm_proxy::config::Config
         config.limits.max_body_bytes = bytes;
     }
     let semantic = &mut config.semantic;
-    semantic.enabled |= args.semantic || args.embedder.is_some() || args.semantic_threshold.is_some();
+    semantic.enabled |=
+        args.semantic || args.embedder.is_some() || args.semantic_threshold.is_some() || args.semantic_store.is_some();
+    if let Some(store) = &args.semantic_store {
+        semantic.store = store.clone();
+    }
     if let Some(embedder) = &args.embedder {
         semantic.embedder = embedder.clone();
     }
@@ -123,7 +131,7 @@ pub async fn run(args: ProxyArgs) -> Result<u8> {
     }
     if let Err(why) = proxy.check_store().await {
         eprintln!(
-            "velollm proxy: warning: the cache store does not answer ({why}); requests are served from upstream until it does"
+            "velollm proxy: warning: a shared store does not answer ({why}); requests are served from upstream until it does"
         );
     }
     let shutdown = async {
@@ -163,9 +171,10 @@ fn describe(config: &ProxyConfig) -> String {
             semantic.embedder.clone()
         };
         out.push_str(&format!(
-            "  semantic: threshold {}, guard {}, embedder {embedder}\n",
+            "  semantic: threshold {}, guard {}, embedder {embedder}, store {}\n",
             semantic.threshold,
-            if semantic.guard { "on" } else { "off" }
+            if semantic.guard { "on" } else { "off" },
+            if semantic.store.starts_with("redis://") { "redis-stack" } else { semantic.store.as_str() }
         ));
     }
     out

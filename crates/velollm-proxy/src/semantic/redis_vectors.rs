@@ -1,0 +1,211 @@
+//! The semantic layer's shared vector store: Redis Stack's vector search (RediSearch `FT.CREATE … VECTOR HNSW`),
+//! so that proxy replicas lend each other's answers. One hash per question, `INDEX:CONTEXT:ANSWER`, with the
+//! context as a tag (a search only ever looks inside its own context), the vector as little-endian `f32`, the
+//! question's text (for the lexical guard) and its answer's key; it expires with the answer.
+
+use std::time::Duration;
+
+use super::index::Nearest;
+use crate::normalize::CacheKey;
+use crate::resp::{Client, Reply};
+
+/// Questions in a Redis Stack server.
+#[derive(Debug)]
+pub struct RedisVectors {
+    client: Client,
+    index: String,
+    ttl: Duration,
+}
+
+impl RedisVectors {
+    /// A store at `url` (`redis://HOST:PORT`) under the index `index`.
+    pub fn new(url: &str, index: &str, ttl: Duration, timeout: Duration) -> Result<RedisVectors, String> {
+        if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("semantic index {index:?}: use letters, digits, '-' and '_'"));
+        }
+        Ok(RedisVectors { client: Client::new(url, timeout, "--semantic-store")?, index: index.to_owned(), ttl })
+    }
+
+    /// `HOST:PORT`.
+    pub fn addr(&self) -> &str {
+        self.client.addr()
+    }
+
+    /// Creates the index for `dimension`-long vectors, or checks that the existing one has that dimension.
+    pub async fn ensure(&self, dimension: usize) -> Result<(), String> {
+        match self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await {
+            Ok(info) => match find_dim(&info) {
+                Some(d) if d == dimension => Ok(()),
+                Some(d) => Err(format!(
+                    "the vector store's index {:?} at {} holds {d}-dimension vectors and the embedder makes \
+                     {dimension}: drop it (FT.DROPINDEX {} DD) or name another with [semantic] index",
+                    self.index,
+                    self.addr(),
+                    self.index
+                )),
+                None => Err(format!("FT.INFO {} did not say the vectors' dimension", self.index)),
+            },
+            Err(e) if e.contains("Unknown index") || e.contains("no such index") => {
+                let (prefix, dim) = (format!("{}:", self.index), dimension.to_string());
+                let args: Vec<&[u8]> = vec![
+                    b"FT.CREATE",
+                    self.index.as_bytes(),
+                    b"ON",
+                    b"HASH",
+                    b"PREFIX",
+                    b"1",
+                    prefix.as_bytes(),
+                    b"SCHEMA",
+                    b"ctx",
+                    b"TAG",
+                    b"vec",
+                    b"VECTOR",
+                    b"HNSW",
+                    b"6",
+                    b"TYPE",
+                    b"FLOAT32",
+                    b"DIM",
+                    dim.as_bytes(),
+                    b"DISTANCE_METRIC",
+                    b"COSINE",
+                ];
+                self.client.call(&args).await.map(drop)
+            }
+            Err(e) if e.contains("unknown command") => Err(format!(
+                "the server at {} has no vector search (FT.*): use Redis Stack (scripts/redis-stack.sh start)",
+                self.addr()
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn key(&self, context: &CacheKey, answer: &CacheKey) -> String {
+        format!("{}:{}:{}", self.index, context.hex(), answer.hex())
+    }
+
+    /// The question of `context` nearest to `query`.
+    pub async fn nearest(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
+        let q = format!("(@ctx:{{{}}})=>[KNN 1 @vec $B AS dist]", context.hex());
+        let bytes: Vec<u8> = query.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let args: Vec<&[u8]> = vec![
+            b"FT.SEARCH",
+            self.index.as_bytes(),
+            q.as_bytes(),
+            b"PARAMS",
+            b"2",
+            b"B",
+            &bytes,
+            b"RETURN",
+            b"3",
+            b"dist",
+            b"text",
+            b"answer",
+            b"DIALECT",
+            b"2",
+        ];
+        let reply = self.client.call(&args).await?;
+        let Reply::Array(Some(items)) = reply else { return Err(format!("FT.SEARCH answered {reply:?}")) };
+        // [total, key, [field, value, …], …]
+        let Some(Reply::Array(Some(fields))) = items.get(2) else { return Ok(None) };
+        let field = |name: &str| {
+            fields.chunks(2).find(|kv| kv[0].text().as_deref() == Some(name)).and_then(|kv| kv.get(1)?.text())
+        };
+        let dist: f32 = field("dist").and_then(|d| d.parse().ok()).ok_or("FT.SEARCH gave no distance")?;
+        let answer = field("answer").and_then(|a| parse_key(&a)).ok_or("FT.SEARCH gave no answer key")?;
+        Ok(Some(Nearest { score: 1.0 - dist, text: field("text").unwrap_or_default(), answer }))
+    }
+
+    /// Stores a question whose answer is stored under `answer`.
+    pub async fn insert(
+        &self,
+        context: &CacheKey,
+        vector: &[f32],
+        text: &str,
+        answer: &CacheKey,
+    ) -> Result<(), String> {
+        let key = self.key(context, answer);
+        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let (ctx, ans) = (context.hex(), answer.hex());
+        let args: Vec<&[u8]> = vec![
+            b"HSET",
+            key.as_bytes(),
+            b"ctx",
+            ctx.as_bytes(),
+            b"vec",
+            &bytes,
+            b"text",
+            text.as_bytes(),
+            b"answer",
+            ans.as_bytes(),
+        ];
+        self.client.call(&args).await?;
+        let ms = self.ttl.as_millis().max(1).to_string();
+        self.client.call(&[b"PEXPIRE", key.as_bytes(), ms.as_bytes()]).await.map(drop)
+    }
+
+    /// Forgets a question whose answer is gone.
+    pub async fn remove(&self, context: &CacheKey, answer: &CacheKey) -> Result<(), String> {
+        self.client.call(&[b"DEL", self.key(context, answer).as_bytes()]).await.map(drop)
+    }
+}
+
+/// The `DIM` of the vector field in an `FT.INFO` reply (its `attributes` list).
+fn find_dim(info: &Reply) -> Option<usize> {
+    match info {
+        Reply::Array(Some(items)) => {
+            let mut it = items.iter();
+            while let Some(item) = it.next() {
+                if item.text().is_some_and(|t| t.eq_ignore_ascii_case("dim"))
+                    && let Some(d) = it.next().and_then(|v| match v {
+                        Reply::Int(i) => Some(*i as usize),
+                        other => other.text()?.parse().ok(),
+                    })
+                {
+                    return Some(d);
+                }
+                if let Some(d) = find_dim(item) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+fn parse_key(hex: &str) -> Option<CacheKey> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(CacheKey(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_the_dimension_is_found_in_ft_info() {
+        let k = CacheKey([0xab; 32]);
+        assert_eq!(parse_key(&k.hex()), Some(k));
+        assert_eq!(parse_key("zz"), None);
+        let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+        let info = Reply::Array(Some(vec![
+            bulk("index_name"),
+            bulk("i"),
+            bulk("attributes"),
+            Reply::Array(Some(vec![Reply::Array(Some(vec![
+                bulk("identifier"),
+                bulk("vec"),
+                bulk("dim"),
+                Reply::Int(384),
+            ]))])),
+        ]));
+        assert_eq!(find_dim(&info), Some(384));
+        assert!(RedisVectors::new("redis://h:1", "bad name", Duration::ZERO, Duration::ZERO).is_err());
+    }
+}
