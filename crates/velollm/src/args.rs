@@ -279,6 +279,10 @@ pub struct SemanticEvalArgs {
     /// Queries per store and size in --scenario vector-stores [default: 200].
     #[arg(long, value_name = "N", help_heading = "Semantic cache evaluation")]
     pub queries: Option<usize>,
+    /// A Redis Stack server (redis://HOST:PORT) to compare too in --scenario vector-stores
+    /// (scripts/redis-stack.sh start).
+    #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
+    pub redis_stack: Option<String>,
 }
 
 /// The load profile and its bounds (`bench`).

@@ -149,6 +149,19 @@ impl RedisVectors {
     }
 }
 
+impl RedisVectors {
+    /// The server's `used_memory` (bytes), for the vector-store benchmark.
+    pub async fn used_memory(&self) -> Option<u64> {
+        let info = self.client.call(&[b"INFO", b"memory"]).await.ok()?.text()?;
+        info.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok())
+    }
+
+    /// Drops the index and its questions (the benchmark cleans up after itself).
+    pub async fn drop_index(&self) -> Result<(), String> {
+        self.client.call(&[b"FT.DROPINDEX", self.index.as_bytes(), b"DD"]).await.map(drop)
+    }
+}
+
 /// The `DIM` of the vector field in an `FT.INFO` reply (its `attributes` list).
 fn find_dim(info: &Reply) -> Option<usize> {
     match info {

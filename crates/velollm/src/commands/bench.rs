@@ -19,7 +19,7 @@ pub async fn run(args: BenchArgs) -> Result<u8> {
         return crate::semantic_eval::run(&args).await;
     }
     if w.scenario == crate::vector_eval::SCENARIO && !w.has_prompts() && args.trace.trace.is_none() {
-        return crate::vector_eval::run(&args);
+        return crate::vector_eval::run(&args).await;
     }
     let baseline = baseline(&args)?;
     let watch = server::watch_options(&args.server, args.output.output.as_deref())?;
