@@ -97,6 +97,9 @@ pub struct SemanticConfig {
     /// by replicas.
     #[serde(default = "default_store")]
     pub store: String,
+    /// Candidates an embedded graph search looks at (more: better recall, slower).
+    #[serde(default = "default_ef_search")]
+    pub ef_search: usize,
     /// The Redis Stack index's name (its keys start with it).
     #[serde(default = "default_index")]
     pub index: String,
@@ -137,6 +140,7 @@ impl Default for SemanticConfig {
             max_chars: default_max_chars(),
             timeout: default_embed_timeout(),
             capacity: default_capacity(),
+            ef_search: default_ef_search(),
             store: default_store(),
             index: default_index(),
         }
@@ -229,6 +233,9 @@ fn default_max_chars() -> usize {
 }
 fn default_embed_timeout() -> Duration {
     Duration::from_secs(1)
+}
+fn default_ef_search() -> usize {
+    crate::semantic::index::EF_SEARCH
 }
 fn default_index() -> String {
     "velollm-semantic".into()

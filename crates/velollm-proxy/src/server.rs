@@ -83,7 +83,7 @@ impl Proxy {
                 Embedder::remote(&sem.embedder, &sem.model, limits.connect_timeout).map_err(ConfigError)?
             };
             let store = if sem.store == "memory" {
-                VectorStore::Embedded(Index::new(sem.capacity, config.cache.ttl))
+                VectorStore::Embedded(Index::new(sem.capacity, config.cache.ttl).with_ef_search(sem.ef_search))
             } else {
                 let redis = RedisVectors::new(
                     &sem.store,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
-use velollm_proxy::semantic::index::{GRAPH_FROM, Index};
+use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index};
 use velollm_report::document::Table;
 
 use crate::args::BenchArgs;
@@ -64,6 +64,14 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             .ok_or_else(|| input(format!("--vectors {list:?}: give sizes like 10000,100000")))?,
         None => vec![10_000, 100_000],
     };
+    let efs: Vec<usize> = match &e.ef_search {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().parse::<usize>().ok().filter(|&n| n > 0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| input(format!("--ef-search {list:?}: give candidate counts like 32,64")))?,
+        None => vec![EF_SEARCH],
+    };
     let queries = e.queries.unwrap_or(200);
     if queries == 0 {
         return Err(input("--queries must be at least 1").into());
@@ -72,9 +80,8 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
     for &n in &sizes {
         eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
         let data = Data::new(n, queries, n as u64);
-        for (store, graph_from) in [("embedded, exact scan", usize::MAX), ("embedded, HNSW graph", GRAPH_FROM)] {
-            runs.push(measure(store, graph_from, &data));
-        }
+        runs.extend(measure("embedded, exact scan", usize::MAX, &[EF_SEARCH], &data));
+        runs.extend(measure("embedded, HNSW graph", GRAPH_FROM, &efs, &data));
         if let Some(url) = &e.redis_stack {
             runs.push(measure_redis(url, &data).await?);
         }
@@ -135,8 +142,8 @@ impl Data {
     }
 }
 
-/// Loads one store and asks it every query.
-fn measure(store: &str, graph_from: usize, data: &Data) -> StoreRun {
+/// Loads one store and asks it every query, once per candidate count `efs` (a graph's; one row each).
+fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<StoreRun> {
     let n = data.vectors.len();
     let context = CacheKey([0; 32]);
     let key = |i: usize| {
@@ -152,22 +159,27 @@ fn measure(store: &str, graph_from: usize, data: &Data) -> StoreRun {
     }
     let load = start.elapsed();
     let memory_bytes = before.zip(resident_bytes()).map(|(b, a)| a.saturating_sub(b));
-    let mut latencies = Vec::with_capacity(data.queries.len());
-    let mut right = 0;
-    for (q, &exact) in data.queries.iter().zip(&data.exact) {
-        let t = Instant::now();
-        let found = index.nearest(&context, q);
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        right += usize::from(found.is_some_and(|f| f.answer == key(exact)));
-    }
-    StoreRun {
-        store: store.to_owned(),
-        vectors: n,
-        inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
-        query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),
-        recall_at_1: right as f64 / data.queries.len() as f64,
-        memory_bytes,
-    }
+    let graph = graph_from <= n;
+    efs.iter()
+        .map(|&ef| {
+            let mut latencies = Vec::with_capacity(data.queries.len());
+            let mut right = 0;
+            for (q, &exact) in data.queries.iter().zip(&data.exact) {
+                let t = Instant::now();
+                let found = index.nearest_ef(&context, q, ef);
+                latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                right += usize::from(found.is_some_and(|f| f.answer == key(exact)));
+            }
+            StoreRun {
+                store: if graph { format!("{store} (ef {ef})") } else { store.to_owned() },
+                vectors: n,
+                inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
+                query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),
+                recall_at_1: right as f64 / data.queries.len() as f64,
+                memory_bytes,
+            }
+        })
+        .collect()
 }
 
 /// Loads a Redis Stack server (a fresh index, dropped afterwards) and asks it every query.
@@ -280,8 +292,12 @@ pub fn render(r: &VectorReport) -> String {
 /// Query p99 against the number of vectors, one line per store.
 fn chart(r: &VectorReport) -> String {
     use velollm_report::svg::{Axis, Style, XyChart, XySeries, xy_chart};
-    let mut stores: Vec<&str> = r.runs.iter().map(|x| x.store.as_str()).collect();
-    stores.dedup();
+    let mut stores: Vec<&str> = Vec::new();
+    for run in &r.runs {
+        if !stores.contains(&run.store.as_str()) {
+            stores.push(&run.store);
+        }
+    }
     let series = stores
         .iter()
         .enumerate()

@@ -147,39 +147,74 @@ impl Hnsw {
 
     /// The `ef` nodes nearest to `q` on `layer` reachable from `entries`, nearest first.
     fn search_layer(&self, q: &[f32], entries: &[u32], ef: usize, layer: usize, vectors: &[Vec<f32>]) -> Vec<Scored> {
-        let mut visited = std::collections::HashSet::with_capacity(ef * 2 * M);
-        let mut candidates = BinaryHeap::new(); // nearest first
-        let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::new(); // farthest first
-        for &e in entries {
-            visited.insert(e);
-            let s = Scored(dot(q, &vectors[e as usize]), e);
-            candidates.push(s);
-            results.push(std::cmp::Reverse(s));
-        }
-        while let Some(c) = candidates.pop() {
-            let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0.0);
-            if c.0 < worst && results.len() >= ef {
-                break;
+        VISITED.with_borrow_mut(|visited| {
+            visited.next_search(self.links.len());
+            let mut candidates = BinaryHeap::new(); // nearest first
+            let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::new(); // farthest first
+            for &e in entries {
+                visited.first_time(e);
+                let s = Scored(dot(q, &vectors[e as usize]), e);
+                candidates.push(s);
+                results.push(std::cmp::Reverse(s));
             }
-            for &n in self.links[c.1 as usize].get(layer).map_or(&[][..], Vec::as_slice) {
-                if !visited.insert(n) {
-                    continue;
-                }
-                let s = Scored(dot(q, &vectors[n as usize]), n);
+            while let Some(c) = candidates.pop() {
                 let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0.0);
-                if results.len() < ef || s.0 > worst {
-                    candidates.push(s);
-                    results.push(std::cmp::Reverse(s));
-                    if results.len() > ef {
-                        results.pop();
+                if c.0 < worst && results.len() >= ef {
+                    break;
+                }
+                for &n in self.links[c.1 as usize].get(layer).map_or(&[][..], Vec::as_slice) {
+                    if !visited.first_time(n) {
+                        continue;
+                    }
+                    let s = Scored(dot(q, &vectors[n as usize]), n);
+                    let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0.0);
+                    if results.len() < ef || s.0 > worst {
+                        candidates.push(s);
+                        results.push(std::cmp::Reverse(s));
+                        if results.len() > ef {
+                            results.pop();
+                        }
                     }
                 }
             }
-        }
-        let mut out: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
-        out.sort_unstable_by(|a, b| b.cmp(a));
-        out
+            let mut out: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+            out.sort_unstable_by(|a, b| b.cmp(a));
+            out
+        })
     }
+}
+
+/// The nodes one search has visited: a mark per node holding the number of the search that last visited it,
+/// kept per thread, so that no search allocates or clears a set.
+#[derive(Debug, Default)]
+struct Visited {
+    marks: Vec<u32>,
+    search: u32,
+}
+
+impl Visited {
+    fn next_search(&mut self, nodes: usize) {
+        if self.marks.len() < nodes {
+            self.marks.resize(nodes, 0);
+        }
+        self.search = self.search.wrapping_add(1);
+        if self.search == 0 {
+            self.marks.fill(0);
+            self.search = 1;
+        }
+    }
+
+    /// Marks `n`; true the first time in this search.
+    fn first_time(&mut self, n: u32) -> bool {
+        let mark = &mut self.marks[n as usize];
+        let first = *mark != self.search;
+        *mark = self.search;
+        first
+    }
+}
+
+thread_local! {
+    static VISITED: std::cell::RefCell<Visited> = std::cell::RefCell::new(Visited::default());
 }
 
 /// Up to `m` links among `candidates` (nearest first), by the paper's heuristic: a candidate is kept when it is

@@ -12,8 +12,8 @@ use crate::normalize::CacheKey;
 
 /// Entries of one context from which it is searched through a graph instead of scanned.
 pub const GRAPH_FROM: usize = 1024;
-/// Candidates a graph search looks at.
-pub const EF_SEARCH: usize = 64;
+/// Candidates a graph search looks at, by default (more: better recall, slower).
+pub const EF_SEARCH: usize = 48;
 
 /// One stored question.
 #[derive(Debug, Clone)]
@@ -92,10 +92,10 @@ impl Group {
         }
     }
 
-    fn nearest(&self, query: &[f32], now: Instant) -> Option<(f32, usize)> {
+    fn nearest(&self, query: &[f32], now: Instant, ef: usize) -> Option<(f32, usize)> {
         let alive = |slot: usize| !self.items[slot].removed && self.items[slot].expires > now;
         if let Some(g) = &self.graph {
-            return g.nearest(query, EF_SEARCH, &self.vectors, |n| alive(n as usize)).map(|(n, s)| (s, n as usize));
+            return g.nearest(query, ef, &self.vectors, |n| alive(n as usize)).map(|(n, s)| (s, n as usize));
         }
         let mut best: Option<(f32, usize)> = None;
         for (slot, v) in self.vectors.iter().enumerate().filter(|(slot, _)| alive(*slot)) {
@@ -115,6 +115,7 @@ pub struct Index {
     capacity: usize,
     ttl: Duration,
     graph_from: usize,
+    ef_search: usize,
 }
 
 #[derive(Debug, Default)]
@@ -134,7 +135,13 @@ impl Index {
     /// An empty index whose contexts switch from a scan to a graph at `graph_from` entries (`usize::MAX`:
     /// always scan, as the vector-store benchmark's exact baseline does).
     pub fn with_graph_from(capacity: usize, ttl: Duration, graph_from: usize) -> Index {
-        Index { groups: RwLock::default(), capacity: capacity.max(1), ttl, graph_from }
+        Index { groups: RwLock::default(), capacity: capacity.max(1), ttl, graph_from, ef_search: EF_SEARCH }
+    }
+
+    /// The same index whose graph searches look at `ef` candidates.
+    pub fn with_ef_search(mut self, ef: usize) -> Index {
+        self.ef_search = ef.max(1);
+        self
     }
 
     /// Entries held now.
@@ -149,9 +156,14 @@ impl Index {
 
     /// The live entry of `context` most similar to `query`.
     pub fn nearest(&self, context: &CacheKey, query: &[f32]) -> Option<Nearest> {
+        self.nearest_ef(context, query, self.ef_search)
+    }
+
+    /// [`Index::nearest`], a graph search looking at `ef` candidates.
+    pub fn nearest_ef(&self, context: &CacheKey, query: &[f32], ef: usize) -> Option<Nearest> {
         let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
         let group = groups.by_context.get(context)?;
-        let (score, slot) = group.nearest(query, Instant::now())?;
+        let (score, slot) = group.nearest(query, Instant::now(), ef.max(1))?;
         let item = &group.items[slot];
         Some(Nearest { score, text: item.text.clone(), answer: item.answer })
     }
