@@ -138,52 +138,54 @@ pub async fn exchange(
             forward = Bytes::from(rewritten);
         }
         let (no_cache, no_store) = cache_control(headers);
-        if let Some(cache) = state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
-            let key = normalized.key();
-            let mut guard = None;
-            let mut pending = None;
-            if !no_cache {
-                match cache.store.get(&key).await {
-                    Ok(Some(entry)) => return hit(state, entry, start, "hit"),
-                    Ok(None) => {
-                        outcome = Lookup::Miss;
-                        match cache.flights.join(key) {
-                            Joined::Leader(g) => guard = Some(g),
-                            Joined::Follower(mut done) => {
-                                let _ = tokio::time::timeout(limits.upstream_timeout, done.changed()).await;
-                                if let Ok(Some(entry)) = cache.store.get(&key).await {
-                                    return hit(state, entry, start, "hit");
+        match state.cache.as_ref().filter(|c| normalized.deterministic || c.nondeterministic) {
+            None => state.metrics.lookup("exact", Lookup::Bypass),
+            Some(cache) => {
+                let key = normalized.key();
+                let mut guard = None;
+                let mut pending = None;
+                if !no_cache {
+                    match cache.store.get(&key).await {
+                        Ok(Some(entry)) => return exact_hit(state, entry, start),
+                        Ok(None) => {
+                            outcome = Lookup::Miss;
+                            match cache.flights.join(key) {
+                                Joined::Leader(g) => guard = Some(g),
+                                Joined::Follower(mut done) => {
+                                    let _ = tokio::time::timeout(limits.upstream_timeout, done.changed()).await;
+                                    if let Ok(Some(entry)) = cache.store.get(&key).await {
+                                        return exact_hit(state, entry, start);
+                                    }
                                 }
                             }
                         }
-                        if let Some(semantic) = &state.semantic {
-                            state.metrics.lookup("exact", outcome);
-                            match semantic_lookup(state, semantic, cache, generate, &normalized, key, no_store).await {
-                                Semantically::Hit { entry, note } => return hit(state, entry, start, &note),
-                                Semantically::Miss { note, pending: p } => {
-                                    pending = p.map(|p| (Arc::clone(semantic), p));
-                                    cache_note = Some(note);
-                                }
-                            }
+                        Err(_) => outcome = Lookup::Error,
+                    }
+                }
+                state.metrics.lookup("exact", outcome);
+                if outcome == Lookup::Miss
+                    && let Some(semantic) = &state.semantic
+                {
+                    match semantic_lookup(state, semantic, cache, generate, &normalized, key, no_store).await {
+                        Semantically::Hit { entry, note } => return hit(state, entry, start, &note),
+                        Semantically::Miss { note, pending: p } => {
+                            pending = p.map(|p| (Arc::clone(semantic), p));
+                            cache_note = Some(note);
                         }
                     }
-                    Err(_) => outcome = Lookup::Error,
+                }
+                if !no_store {
+                    writer = Some(CacheWriter {
+                        cache: Arc::clone(cache),
+                        key,
+                        route: generate,
+                        content_type: String::new(),
+                        buf: Vec::new(),
+                        guard,
+                        semantic: pending,
+                    });
                 }
             }
-            if !no_store {
-                writer = Some(CacheWriter {
-                    cache: Arc::clone(cache),
-                    key,
-                    route: generate,
-                    content_type: String::new(),
-                    buf: Vec::new(),
-                    guard,
-                    semantic: pending,
-                });
-            }
-        }
-        if cache_note.is_none() {
-            state.metrics.lookup("exact", outcome);
         }
     }
     let path_and_query = uri.path_and_query().map_or(route.label, |p| p.as_str());
@@ -285,11 +287,14 @@ async fn semantic_lookup(
     }
 }
 
+/// An exact hit, counted and replayed.
+fn exact_hit(state: &State, entry: Entry, start: Instant) -> Response<ProxyBody> {
+    state.metrics.lookup("exact", Lookup::Hit);
+    hit(state, entry, start, "hit")
+}
+
 /// A cached answer, replayed as it was stored; `note` is the `x-velollm-cache` value.
 fn hit(state: &State, entry: Entry, start: Instant, note: &str) -> Response<ProxyBody> {
-    if note == "hit" {
-        state.metrics.lookup("exact", Lookup::Hit);
-    }
     let mut response = Response::new(ProxyBody::full(entry.body));
     *response.status_mut() = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
     if let Ok(ct) = HeaderValue::from_str(&entry.content_type) {

@@ -41,6 +41,9 @@ pub struct Nearest {
 struct Group {
     items: Vec<Item>,
     vectors: Vec<Vec<f32>>,
+    /// The slot of each live entry, by its answer's key: an insert that replaces one, and a removal, find it
+    /// without scanning the group.
+    slots: HashMap<CacheKey, usize>,
     removed: usize,
     graph: Option<Hnsw>,
 }
@@ -51,6 +54,7 @@ impl Group {
     }
 
     fn push(&mut self, vector: Vec<f32>, item: Item, graph_from: usize) {
+        self.slots.insert(item.answer, self.items.len());
         self.items.push(item);
         self.vectors.push(vector);
         match &mut self.graph {
@@ -70,8 +74,8 @@ impl Group {
 
     /// Marks the live entry of `answer` removed; true if there was one.
     fn remove(&mut self, answer: &CacheKey, graph_from: usize) -> bool {
-        let Some(item) = self.items.iter_mut().find(|i| !i.removed && i.answer == *answer) else { return false };
-        item.removed = true;
+        let Some(slot) = self.slots.remove(answer) else { return false };
+        self.items[slot].removed = true;
         self.removed += 1;
         if self.removed > self.live() && self.items.len() > 64 {
             self.compact(graph_from);
@@ -86,6 +90,7 @@ impl Group {
             .zip(std::mem::take(&mut self.vectors))
             .filter(|(i, _)| !i.removed)
             .unzip();
+        self.slots = items.iter().enumerate().map(|(slot, i)| (i.answer, slot)).collect();
         (self.items, self.vectors, self.removed, self.graph) = (items, vectors, 0, None);
         if self.items.len() >= graph_from {
             self.build_graph();
