@@ -7,11 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
 
-/// Whether the proxy declared the answer a cache hit (its header value starts with `hit`, any case); `None`
-/// when no proxy said anything.
+/// Whether the proxy declared the answer a cache hit; `None` when no proxy said anything.
 pub fn declared_hit(r: &RequestRecord) -> Option<bool> {
-    let v = r.proxy_cache.as_deref()?;
-    Some(v.trim_start().get(..3).is_some_and(|h| h.eq_ignore_ascii_case("hit")))
+    r.proxy_cache.as_deref().map(is_hit)
+}
+
+/// Whether a cache's header value says hit: it starts with `hit` (any case: `hit`, `HIT`, `Hit from
+/// cloudfront`, `hit; layer=semantic; …`), or its first word ends with `_hit` (`TCP_HIT`, `TCP_MEM_HIT`).
+pub fn is_hit(value: &str) -> bool {
+    let v = value.trim_start();
+    let first = v.split([';', ',', ' ']).next().unwrap_or("");
+    v.get(..3).is_some_and(|h| h.eq_ignore_ascii_case("hit")) || first.to_ascii_lowercase().ends_with("_hit")
 }
 
 /// A step's successful answers as a caching proxy declared them.

@@ -184,11 +184,10 @@ pub struct Note {
 }
 
 impl Note {
-    /// Reads a header value: `hit`/`HIT`/`TCP_HIT`… is a hit; `key=value` fields after `;` are read.
+    /// Reads a header value: a hit as [`crate::proxy_cache::is_hit`] says; `key=value` fields after `;` are read.
     pub fn parse(value: &str) -> Note {
-        let mut parts = value.split(';').map(str::trim);
-        let verdict = parts.next().unwrap_or("").to_ascii_lowercase();
-        let mut note = Note { hit: verdict == "hit" || verdict.ends_with("_hit"), ..Note::default() };
+        let mut note = Note { hit: crate::proxy_cache::is_hit(value), ..Note::default() };
+        let parts = value.split(';').map(str::trim).skip(1);
         for part in parts {
             let Some((k, v)) = part.split_once('=') else { continue };
             match k {
