@@ -8,6 +8,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
@@ -114,20 +117,20 @@ struct Data {
 
 impl Data {
     fn new(n: usize, queries: usize, seed: u64) -> Data {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = StdRng::seed_from_u64(seed);
         // Clusters of about 50 related vectors; a member is at cosine about 0.7 from its centre.
-        let centres: Vec<Vec<f32>> = (0..n.div_ceil(50)).map(|_| unit(rng.gaussian(DIM))).collect();
+        let centres: Vec<Vec<f32>> = (0..n.div_ceil(50)).map(|_| unit(gaussian(&mut rng, DIM))).collect();
         let vectors: Vec<Vec<f32>> = (0..n)
             .map(|_| {
-                let c = &centres[rng.below(centres.len())];
-                let g = rng.gaussian(DIM);
+                let c = &centres[rng.random_range(0..centres.len())];
+                let g = gaussian(&mut rng, DIM);
                 unit(c.iter().zip(g).map(|(c, g)| c + g / (DIM as f32).sqrt()).collect())
             })
             .collect();
         let queries: Vec<Vec<f32>> = (0..queries)
             .map(|_| {
-                let v = &vectors[rng.below(n)];
-                let g = rng.gaussian(DIM);
+                let v = &vectors[rng.random_range(0..n)];
+                let g = gaussian(&mut rng, DIM);
                 unit(v.iter().zip(g).map(|(v, g)| v + 0.4 * g / (DIM as f32).sqrt()).collect())
             })
             .collect();
@@ -146,16 +149,11 @@ impl Data {
 fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<StoreRun> {
     let n = data.vectors.len();
     let context = CacheKey([0; 32]);
-    let key = |i: usize| {
-        let mut k = [0u8; 32];
-        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        CacheKey(k)
-    };
     let before = resident_bytes();
     let index = Index::with_graph_from(n, Duration::from_secs(86_400), graph_from);
     let start = Instant::now();
     for (i, v) in data.vectors.iter().enumerate() {
-        index.insert(context, v.clone(), String::new(), key(i));
+        index.insert(context, v.clone(), String::new(), key_of(i));
     }
     let load = start.elapsed();
     let memory_bytes = before.zip(resident_bytes()).map(|(b, a)| a.saturating_sub(b));
@@ -168,7 +166,7 @@ fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<St
                 let t = Instant::now();
                 let found = index.nearest_ef(&context, q, ef);
                 latencies.push(t.elapsed().as_secs_f64() * 1e3);
-                right += usize::from(found.is_some_and(|f| f.answer == key(exact)));
+                right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
             }
             StoreRun {
                 store: if graph { format!("{store} (ef {ef})") } else { store.to_owned() },
@@ -196,15 +194,10 @@ async fn measure_redis(url: &str, data: &Data) -> Result<StoreRun> {
     .map_err(|e| input(format!("--redis-stack: {e}")))?;
     store.ensure(DIM).await.map_err(|e| anyhow::anyhow!("--redis-stack {url}: {e}"))?;
     let context = CacheKey([0; 32]);
-    let key = |i: usize| {
-        let mut k = [0u8; 32];
-        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        CacheKey(k)
-    };
     let before = store.used_memory().await;
     let start = Instant::now();
     for (i, v) in data.vectors.iter().enumerate() {
-        store.insert(&context, v, "", &key(i)).await.map_err(|e| anyhow::anyhow!("Redis Stack insert: {e}"))?;
+        store.insert(&context, v, "", &key_of(i)).await.map_err(|e| anyhow::anyhow!("Redis Stack insert: {e}"))?;
     }
     let load = start.elapsed();
     let after = store.used_memory().await;
@@ -214,7 +207,7 @@ async fn measure_redis(url: &str, data: &Data) -> Result<StoreRun> {
         let t = Instant::now();
         let found = store.nearest(&context, q).await.map_err(|e| anyhow::anyhow!("Redis Stack search: {e}"))?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        right += usize::from(found.is_some_and(|f| f.answer == key(exact)));
+        right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
     }
     let _ = store.drop_index().await;
     Ok(StoreRun {
@@ -239,32 +232,16 @@ fn unit(v: Vec<f32>) -> Vec<f32> {
     v.into_iter().map(|x| x / n).collect()
 }
 
-/// A small seeded generator (SplitMix64), so that every run loads the same vectors.
-struct Rng(u64);
+/// The answer key of the `i`th vector.
+fn key_of(i: usize) -> CacheKey {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    CacheKey(k)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// `n` standard normal values (Box–Muller).
-    fn gaussian(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                let u1 = ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-            })
-            .collect()
-    }
+/// `n` standard normal values.
+fn gaussian(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.sample(StandardNormal)).collect()
 }
 
 /// The report for the terminal.

@@ -30,7 +30,7 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
             );
             Ok(exit::OK)
         }
-        ScenarioCommand::Show { name } if name == "semantic-cache" => {
+        ScenarioCommand::Show { name } if name == crate::semantic_eval::SCENARIO => {
             print!("{}", velollm_core::semantic_eval::BUILTIN_LABELS);
             Ok(exit::OK)
         }
@@ -41,7 +41,7 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
             }
             None => {
                 let mut names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
-                names.push("semantic-cache");
+                names.push(crate::semantic_eval::SCENARIO);
                 Err(input(format!("no built-in scenario '{name}'; the built-ins are: {}", names.join(", "))).into())
             }
         },
