@@ -22,6 +22,24 @@
 //! embedder = "local"                   # or the URL of an OpenAI-compatible /v1/embeddings
 //! threshold = 0.9
 //!
+//! [routing]                            # off unless tiers are listed
+//! model = "auto"                       # requests for this model are routed
+//! examples = "scenarios/routing.jsonl" # labelled tasks: the nearest ones vote
+//! tasks = { validation = "small", formatting = "small", linting = "small", classification = "small" }
+//! [[routing.tiers]]                    # small to large; the last takes rules and abstentions
+//! name = "small"
+//! upstream = "local"
+//! model = "smollm2"
+//! [[routing.tiers]]
+//! name = "large"
+//! upstream = "cloud"
+//! model = "gpt-4o-mini"
+//!
+//! [hedging]                            # off unless enabled
+//! enabled = true
+//! after = "p95"                        # or a time: "250ms"
+//! branches = 2
+//!
 //! [limits]
 //! max_body_bytes = 16777216
 //! ```
@@ -54,9 +72,146 @@ pub struct ProxyConfig {
     /// The semantic cache layer.
     #[serde(default)]
     pub semantic: SemanticConfig,
+    /// Routing to tiers.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Hedged requests.
+    #[serde(default)]
+    pub hedging: HedgingConfig,
     /// Limits that keep bad or slow clients and upstreams from holding resources.
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// Routing's settings: on when tiers are listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The model name that is routed.
+    #[serde(default = "default_routed_model")]
+    pub model: String,
+    /// The tiers, small to large.
+    #[serde(default)]
+    pub tiers: Vec<TierConfig>,
+    /// A JSON Lines file of labelled examples (`{"id", "type", "prompt"}`), relative to the working directory.
+    #[serde(default)]
+    pub examples: Option<std::path::PathBuf>,
+    /// Task type → tier name; a type not listed goes to the last tier.
+    #[serde(default)]
+    pub tasks: HashMap<String, String>,
+    /// The least vote share that routes by the vote (below: the last tier).
+    #[serde(default = "default_confidence")]
+    pub confidence: f32,
+    /// The least similarity of the nearest example that routes by the vote.
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
+    /// Examples that vote.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Longest request text (characters) the rules leave to the vote; longer goes to the last tier.
+    #[serde(default = "default_max_prompt_chars")]
+    pub max_prompt_chars: usize,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            model: default_routed_model(),
+            tiers: Vec::new(),
+            examples: None,
+            tasks: HashMap::new(),
+            confidence: default_confidence(),
+            min_similarity: default_min_similarity(),
+            k: default_k(),
+            max_prompt_chars: default_max_prompt_chars(),
+        }
+    }
+}
+
+/// One routing tier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Its name, in `x-velollm-route` and the metrics.
+    pub name: String,
+    /// The upstream that serves it.
+    pub upstream: String,
+    /// The model sent in its requests (default: the caller's, unchanged).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Time to its response head before the next tier is tried (default: `limits.upstream_timeout`).
+    #[serde(default, with = "optional_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// Hedging's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgingConfig {
+    /// Hedge generation requests.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `p95` (the running p95 of the first data's arrival) or a time such as `250ms`.
+    #[serde(default = "default_after")]
+    pub after: String,
+    /// The delay while fewer than 20 answers were seen, with `after = "p95"`.
+    #[serde(default = "default_initial", with = "duration")]
+    pub initial: Duration,
+    /// Branches at most, the first included (2 or 3).
+    #[serde(default = "default_branches")]
+    pub branches: usize,
+    /// Upstreams the extra branches go to, in turn (default: the first branch's).
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+}
+
+impl Default for HedgingConfig {
+    fn default() -> Self {
+        HedgingConfig {
+            enabled: false,
+            after: default_after(),
+            initial: default_initial(),
+            branches: default_branches(),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+impl HedgingConfig {
+    /// `after` read: `None` for p95, or the fixed time.
+    pub fn fixed_after(&self) -> Result<Option<Duration>, ConfigError> {
+        if self.after == "p95" {
+            return Ok(None);
+        }
+        humantime::parse_duration(&self.after)
+            .map(Some)
+            .map_err(|_| ConfigError(format!("hedging after {:?}: use p95 or a time such as 250ms", self.after)))
+    }
+}
+
+fn default_routed_model() -> String {
+    "auto".into()
+}
+fn default_confidence() -> f32 {
+    0.6
+}
+fn default_min_similarity() -> f32 {
+    0.3
+}
+fn default_k() -> usize {
+    5
+}
+fn default_max_prompt_chars() -> usize {
+    8000
+}
+fn default_after() -> String {
+    "p95".into()
+}
+fn default_initial() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_branches() -> usize {
+    2
 }
 
 /// The semantic layer's settings.
@@ -307,6 +462,8 @@ impl Default for ProxyConfig {
             aliases: HashMap::new(),
             cache: CacheConfig::default(),
             semantic: SemanticConfig::default(),
+            routing: RoutingConfig::default(),
+            hedging: HedgingConfig::default(),
             limits: Limits::default(),
         }
     }
@@ -429,8 +586,68 @@ impl ProxyConfig {
                 return Err(ConfigError("semantic max_chars and capacity must be above 0".into()));
             }
         }
+        self.validate_routing()?;
+        let hedging = &self.hedging;
+        if hedging.enabled {
+            hedging.fixed_after()?;
+            if !(2..=3).contains(&hedging.branches) {
+                return Err(ConfigError(format!("hedging branches {}: use 2 or 3", hedging.branches)));
+            }
+            for name in &hedging.upstreams {
+                if !self.upstreams.iter().any(|u| &u.name == name) {
+                    return Err(ConfigError(format!(
+                        "hedging upstreams: no upstream is named {name:?}; the upstreams are {:?}",
+                        self.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>()
+                    )));
+                }
+            }
+        }
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError("limits.max_body_bytes must be above 0".into()));
+        }
+        Ok(())
+    }
+}
+
+impl ProxyConfig {
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        let routing = &self.routing;
+        if routing.tiers.is_empty() {
+            if !routing.tasks.is_empty() || routing.examples.is_some() {
+                return Err(ConfigError("routing: tasks and examples need tiers: add [[routing.tiers]]".into()));
+            }
+            return Ok(());
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &routing.tiers {
+            if !names.insert(t.name.as_str()) {
+                return Err(ConfigError(format!("two routing tiers are named {:?}: names must differ", t.name)));
+            }
+            if !self.upstreams.iter().any(|u| u.name == t.upstream) {
+                return Err(ConfigError(format!(
+                    "routing tier {:?}: no upstream is named {:?}; the upstreams are {:?}",
+                    t.name,
+                    t.upstream,
+                    self.upstreams.iter().map(|u| &u.name).collect::<Vec<_>>()
+                )));
+            }
+        }
+        for (task, tier) in &routing.tasks {
+            crate::routing::knn::task_type(task).map_err(|e| ConfigError(format!("routing tasks: {e}")))?;
+            if !names.contains(tier.as_str()) {
+                return Err(ConfigError(format!(
+                    "routing tasks: {task} = {tier:?} is not a tier; the tiers are {:?}",
+                    routing.tiers.iter().map(|t| &t.name).collect::<Vec<_>>()
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&routing.confidence) || !(-1.0..=1.0).contains(&routing.min_similarity) {
+            return Err(ConfigError(
+                "routing confidence is a share in [0, 1], min_similarity a cosine in [-1, 1]".into(),
+            ));
+        }
+        if routing.k == 0 {
+            return Err(ConfigError("routing k must be above 0".into()));
         }
         Ok(())
     }
@@ -445,6 +662,16 @@ mod duration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like 250ms, 30s or 1h: {e}")))
+    }
+}
+
+/// An optional duration, written as [`duration`]'s.
+mod optional_duration {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
     }
 }
 
@@ -493,5 +720,30 @@ mod tests {
         assert!(toml::from_str::<ProxyConfig>("[cache]\nttl = \"soon\"").unwrap_err().to_string().contains("250ms"));
         assert!(toml::from_str::<ProxyConfig>("bogus = 1").is_err());
         assert!(ProxyConfig::default().add_alias_flag("nope").is_err());
+    }
+
+    #[test]
+    fn routing_and_hedging_name_what_is_wrong() {
+        let base = "[[upstreams]]\nname = \"local\"\nurl = \"http://x:1\"\n";
+        let err =
+            |extra: &str| toml::from_str::<ProxyConfig>(&format!("{base}{extra}")).unwrap().validate().unwrap_err().0;
+        let tier = "[[routing.tiers]]\nname = \"small\"\nupstream = \"local\"\n";
+        assert!(
+            err("[[routing.tiers]]\nname = \"s\"\nupstream = \"gone\"\n").contains("no upstream is named \"gone\"")
+        );
+        assert!(
+            err(&format!("[routing]\ntasks = {{ poetry = \"small\" }}\n{tier}"))
+                .contains("unknown task type \"poetry\"")
+        );
+        assert!(
+            err(&format!("[routing]\ntasks = {{ linting = \"tiny\" }}\n{tier}")).contains("\"tiny\" is not a tier")
+        );
+        assert!(err("[hedging]\nenabled = true\nafter = \"soon\"\n").contains("use p95 or a time"));
+        assert!(err("[hedging]\nenabled = true\nbranches = 5\n").contains("use 2 or 3"));
+        let ok: ProxyConfig =
+            toml::from_str(&format!("{base}[routing]\ntasks = {{ linting = \"small\" }}\n{tier}timeout = \"2s\"\n"))
+                .unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.routing.tiers[0].timeout, Some(Duration::from_secs(2)));
     }
 }

@@ -215,6 +215,49 @@ impl Generate {
     }
 }
 
+impl Generate {
+    /// Whether the start of an answer (`body`, the bytes so far) holds its first token: text, reasoning or a
+    /// tool call, or the end of the answer. A role-only first chunk (OpenAI) or a `message_start` (Anthropic)
+    /// is not a token yet. A scan for the dialect's text fields, not a parse: it runs on every frame until
+    /// the first token.
+    pub fn has_token(self, body: &[u8]) -> bool {
+        let fields: &[&[u8]] = match self {
+            Generate::OpenaiChat => {
+                &[b"\"content\"", b"\"reasoning_content\"", b"\"tool_calls\"", b"\"finish_reason\""]
+            }
+            Generate::OpenaiCompletions => &[b"\"text\"", b"\"finish_reason\""],
+            Generate::AnthropicMessages => &[b"\"text\"", b"\"thinking\"", b"\"partial_json\"", b"\"stop_reason\""],
+            Generate::OllamaChat => &[b"\"content\"", b"\"thinking\"", b"\"tool_calls\"", b"\"done\""],
+            Generate::OllamaGenerate => &[b"\"response\"", b"\"thinking\"", b"\"done\""],
+            Generate::LlamacppCompletion => &[b"\"content\"", b"\"stop\""],
+        };
+        fields.iter().any(|f| has_value(body, f))
+    }
+}
+
+/// Whether `field` occurs in `body` with a value that says something: a non-empty string, `true`, a list or
+/// an object, a number (`null`, `false` and `""` do not count).
+fn has_value(body: &[u8], field: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(i) = body[at..].windows(field.len()).position(|w| w == field) {
+        let mut rest = body[at + i + field.len()..].iter().copied().skip_while(u8::is_ascii_whitespace);
+        if rest.next() == Some(b':') {
+            let mut value = rest.skip_while(u8::is_ascii_whitespace);
+            match value.next() {
+                Some(b'"') => {
+                    if value.next().is_some_and(|c| c != b'"') {
+                        return true;
+                    }
+                }
+                Some(b'n' | b'f') | None => {}
+                Some(_) => return true,
+            }
+        }
+        at += i + 1;
+    }
+    false
+}
+
 /// The last non-empty line of an NDJSON body, parsed.
 fn last_json_line(body: &[u8]) -> Option<Value> {
     let line = body.split(|&b| b == b'\n').rev().find(|l| !l.iter().all(u8::is_ascii_whitespace))?;
@@ -230,6 +273,26 @@ fn last_sse_data(body: &[u8]) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_token_is_told_from_a_role_chunk() {
+        let role =
+            b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null},\"finish_reason\":null}]}\n\n";
+        assert!(!Generate::OpenaiChat.has_token(role));
+        let empty = b"data: {\"choices\":[{\"delta\":{\"content\": \"\"}}]}\n\n";
+        assert!(!Generate::OpenaiChat.has_token(empty));
+        let token = b"data: {\"choices\":[{\"delta\":{\"content\": \"Hi\"}}]}\n\n";
+        assert!(Generate::OpenaiChat.has_token(&[&role[..], &token[..]].concat()));
+        assert!(Generate::OpenaiChat.has_token(b"data: {\"choices\":[{\"finish_reason\":\"stop\"}]}"));
+        let start = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"content\":[],\"stop_reason\":null}}\n\n";
+        assert!(!Generate::AnthropicMessages.has_token(start));
+        assert!(Generate::AnthropicMessages.has_token(b"data: {\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}"));
+        assert!(
+            !Generate::OllamaChat.has_token(b"{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":false}")
+        );
+        assert!(Generate::OllamaChat.has_token(b"{\"message\":{\"content\":\"\"},\"done\":true}"));
+        assert!(Generate::LlamacppCompletion.has_token(b"data: {\"content\":\" x\",\"stop\":false}"));
+    }
 
     #[test]
     fn routes_are_found_by_method_and_path() {

@@ -18,8 +18,10 @@ use crate::cache::flight::Joined;
 use crate::cache::{Cache, Entry};
 use crate::config::ProxyConfig;
 use crate::dialect::{Dialect, Generate, Route, RouteKind};
+use crate::hedge::Hedging;
 use crate::metrics::{Lookup, Metrics};
 use crate::normalize::{CacheKey, Normalized, Partition, normalize};
+use crate::routing::{ROUTE_HEADER, Router, TASK_HEADER};
 use crate::semantic::{Found, Pending, Semantic};
 use crate::tee::{CacheWriter, ProxyBody, TeeBody};
 use crate::upstream::Upstream;
@@ -33,6 +35,8 @@ pub const OVERHEAD_HEADER: &str = "x-velollm-overhead-ms";
 pub const UPSTREAM_HEADER: &str = "x-velollm-upstream";
 /// An explicit tenant, hashed into the cache partition with the caller's credentials.
 pub const TENANT_HEADER: &str = "x-velollm-tenant";
+/// How a hedged request went: `branches=2; winner=1; after_ms=…`.
+pub const HEDGE_HEADER: &str = "x-velollm-hedge";
 
 /// What every request shares.
 #[derive(Debug)]
@@ -45,6 +49,10 @@ pub struct State {
     pub cache: Option<Arc<Cache>>,
     /// The semantic layer, when enabled.
     pub semantic: Option<Arc<Semantic>>,
+    /// The router, when tiers are configured.
+    pub router: Option<Arc<Router>>,
+    /// The hedging policy, when enabled.
+    pub hedging: Option<Arc<Hedging>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Set on SIGTERM: `/ready` answers 503.
@@ -113,7 +121,7 @@ pub async fn exchange(
     start: Instant,
 ) -> Response<ProxyBody> {
     let dialect = route.dialect;
-    let Some(upstream) = state.upstreams.iter().find(|u| u.speaks(dialect)) else {
+    let Some(default) = state.upstreams.iter().position(|u| u.speaks(dialect)) else {
         let message = format!(
             "no upstream speaks the {} dialect: add one with --upstream URL, or list {:?} in an upstream's dialects",
             dialect.name(),
@@ -127,12 +135,19 @@ pub async fn exchange(
     let mut writer = None;
     let mut stream = false;
     let mut cache_note: Option<String> = None;
+    let mut decision = None;
     if let RouteKind::Generate(generate) = route.kind {
-        let partition = Partition::new(&tenant(headers), &upstream.name, route.label);
+        let tenant = tenant(headers);
+        let partition = Partition::new(&tenant, &state.upstreams[default].name, route.label);
         let mut normalized = match normalize(generate, &body, &state.config.aliases, partition) {
             Ok(n) => n,
             Err(e) => return error(dialect, 400, &e.to_string()),
         };
+        let router = state.router.as_ref().filter(|r| normalized.model.as_deref() == Some(r.model.as_str()));
+        if let Some(router) = router {
+            // A routed request's answers are shared by every tier that may give them.
+            normalized.repartition(Partition::new(&tenant, &format!("route:{}", router.model), route.label));
+        }
         stream = normalized.stream;
         if let Some(rewritten) = normalized.rewritten.take() {
             forward = Bytes::from(rewritten);
@@ -187,28 +202,105 @@ pub async fn exchange(
                 }
             }
         }
+        if let Some(router) = router {
+            let task = headers.get(TASK_HEADER).map(|v| v.to_str().unwrap_or("?"));
+            match router.decide(generate, normalized.body(), task).await {
+                Ok(d) => {
+                    state.metrics.route(&router.tiers[d.tier].name, d.reason.as_str(), d.elapsed);
+                    decision = Some((Arc::clone(router), d));
+                }
+                Err(message) => return error(dialect, 400, &message),
+            }
+        }
     }
     let path_and_query = uri.path_and_query().map_or(route.label, |p| p.as_str());
-    let mut builder = Request::builder().method(method.clone()).uri(upstream.uri(path_and_query));
-    if let Some(to) = builder.headers_mut() {
-        copy_headers(headers, to);
-        if let Some(key) = &upstream.api_key {
-            set_key(to, dialect, key);
+    let plan = match &decision {
+        Some((router, d)) => {
+            let tiers =
+                (d.tier..router.tiers.len()).filter(|&i| state.upstreams[router.tiers[i].upstream].speaks(dialect));
+            tiers
+                .map(|i| {
+                    let t = &router.tiers[i];
+                    Attempt {
+                        tier: Some(i),
+                        upstream: t.upstream,
+                        body: with_model(&forward, &t.model),
+                        timeout: t.timeout,
+                    }
+                })
+                .collect()
         }
-    }
-    let Ok(upstream_request) = builder.body(forward) else {
-        return error(dialect, 400, "the request's path or headers cannot be forwarded");
+        None => vec![Attempt { tier: None, upstream: default, body: forward, timeout: limits.upstream_timeout }],
+    };
+    let Some(last) = plan.len().checked_sub(1) else {
+        return error(dialect, 404, &format!("no routing tier's upstream speaks the {} dialect", dialect.name()));
     };
     let sent = Instant::now();
-    let response = match upstream.send(upstream_request, limits.upstream_timeout).await {
-        Ok(r) => r,
-        Err(e) => {
-            state.metrics.upstream_error(&upstream.name, e.kind());
-            return error(dialect, e.status(), &e.to_string());
+    let mut served = None;
+    for (n, attempt) in plan.iter().enumerate() {
+        let make = |u: &Upstream| upstream_request(u, method, path_and_query, headers, dialect, attempt.body.clone());
+        let result = match (&state.hedging, route.kind) {
+            (Some(hedging), RouteKind::Generate(generate)) => hedging
+                .race(&state.upstreams, attempt.upstream, make, generate, attempt.timeout, &state.metrics)
+                .await
+                .map(|won| {
+                    let note = won.header();
+                    (won.response, won.upstream, Some(note))
+                }),
+            _ => {
+                let upstream = &state.upstreams[attempt.upstream];
+                let Some(request) = make(upstream) else {
+                    return error(dialect, 400, "the request's path or headers cannot be forwarded");
+                };
+                // A tier with another behind it must start its answer within its time, or the next one answers.
+                let result = match route.kind {
+                    RouteKind::Generate(g) if n < last => {
+                        let deadline = attempt.timeout;
+                        match tokio::time::timeout(deadline, upstream.send_until(request, deadline, |b| g.has_token(b)))
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(crate::upstream::UpstreamError::Timeout {
+                                name: upstream.name.clone(),
+                                after: deadline,
+                            }),
+                        }
+                    }
+                    _ => upstream.send(request, attempt.timeout).await,
+                };
+                if result.is_ok() {
+                    state.metrics.upstream_latency(&upstream.name, sent.elapsed());
+                }
+                result.map(|r| (r, attempt.upstream, None))
+            }
+        };
+        let failed = match &result {
+            Err(e) => {
+                state.metrics.upstream_error(&state.upstreams[attempt.upstream].name, e.kind());
+                true
+            }
+            Ok((r, ..)) => r.status.is_server_error() || r.status == StatusCode::TOO_MANY_REQUESTS,
+        };
+        if failed && n < last {
+            if let (Some((router, _)), Some(from), Some(to)) = (&decision, attempt.tier, plan[n + 1].tier) {
+                state.metrics.route_fallback(&router.tiers[from].name, &router.tiers[to].name);
+            }
+            if let Ok((mut r, ..)) = result {
+                r.body.abandon();
+            }
+            continue;
         }
+        match result {
+            Ok((response, upstream, hedge)) => served = Some((response, upstream, hedge, attempt.tier)),
+            Err(e) => return error(dialect, e.status(), &e.to_string()),
+        }
+        break;
+    }
+    let Some((response, upstream, hedge, tier)) = served else {
+        return error(dialect, 502, "every routing tier failed");
     };
+    let upstream = &state.upstreams[upstream];
     let upstream_time = sent.elapsed();
-    state.metrics.upstream_latency(&upstream.name, upstream_time);
     let crate::upstream::UpstreamResponse { status, mut headers, body } = response;
     if status != StatusCode::OK {
         writer = None;
@@ -236,7 +328,59 @@ pub async fn exchange(
     let outcome = if outcome == Lookup::Error { Lookup::Miss } else { outcome };
     let cache = cache_note.as_deref().unwrap_or(outcome.as_str());
     say(&mut response, state, cache, Some(&upstream.name), start.elapsed().saturating_sub(upstream_time));
+    let notes = [
+        (ROUTE_HEADER, decision.as_ref().zip(tier).map(|((router, d), t)| router.header(d, t))),
+        (HEDGE_HEADER, hedge),
+    ];
+    for (name, value) in notes {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
     response
+}
+
+/// One upstream to try: a routing tier's (with its model in the body), or the route's only one.
+struct Attempt {
+    tier: Option<usize>,
+    upstream: usize,
+    body: Bytes,
+    timeout: Duration,
+}
+
+/// The body with `model` in place of the caller's (unchanged when `model` is empty or the body is not an
+/// object).
+fn with_model(body: &Bytes, model: &str) -> Bytes {
+    if model.is_empty() {
+        return body.clone();
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.insert("model".into(), model.into());
+            serde_json::to_vec(&o).map_or_else(|_| body.clone(), Bytes::from)
+        }
+        _ => body.clone(),
+    }
+}
+
+/// The request to an upstream: the caller's method, path and headers (the upstream's key in place of the
+/// caller's), and `body`.
+fn upstream_request(
+    upstream: &Upstream,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    dialect: Dialect,
+    body: Bytes,
+) -> Option<Request<Bytes>> {
+    let mut builder = Request::builder().method(method.clone()).uri(upstream.uri(path_and_query));
+    if let Some(to) = builder.headers_mut() {
+        copy_headers(headers, to);
+        if let Some(key) = &upstream.api_key {
+            set_key(to, dialect, key);
+        }
+    }
+    builder.body(body).ok()
 }
 
 /// What the semantic layer did after an exact miss.
@@ -443,7 +587,12 @@ const HOP_BY_HOP: [&str; 8] = [
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || name == header::HOST || name == header::CONTENT_LENGTH || n == TENANT_HEADER {
+        if HOP_BY_HOP.contains(&n)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || n == TENANT_HEADER
+            || n == TASK_HEADER
+        {
             continue;
         }
         to.append(name.clone(), value.clone());

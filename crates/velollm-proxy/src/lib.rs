@@ -8,12 +8,14 @@
 //! | [`config`] | the TOML configuration and the flags that override it, validated before listening |
 //! | [`server`] | the listener: HTTP/1.1 and h2c, `TCP_NODELAY`, head deadline, graceful shutdown |
 //! | [`deadline`] | a deadline on writes to a client that stopped reading |
-//! | [`handler`] | the request path: route → body under limits → normalize → cache → upstream → tee |
+//! | [`handler`] | the request path: route → body under limits → normalize → cache → tier → upstream → tee |
 //! | [`dialect`] | the routes of each dialect, stream defaults, how answers end, error shapes |
 //! | [`normalize`] | one request model: aliases, explicit defaults, canonical hash, tenant partition |
 //! | [`cache`] | the exact cache: entries, stores (memory, Redis), single flight |
 //! | [`resp`] | a small Redis client (RESP), shared by the exact cache's store and the semantic layer's |
 //! | [`semantic`] | the semantic layer after an exact miss: embedder, vector index, lexical guard |
+//! | [`routing`] | the routed model name to a tier: rules, then the nearest labelled examples' vote |
+//! | [`hedge`] | hedged requests: a second branch after a delay, the first to start wins |
 //! | [`upstream`] | the upstreams and their kept-alive connection pools |
 //! | [`h1pool`] | plain-http HTTP/1.1 upstreams on velollm's own client: no channel per chunk |
 //! | [`tls`] | hyper's connector for the other upstreams: plain TCP, or TLS for `https://` ones |
@@ -29,9 +31,11 @@ pub mod deadline;
 pub mod dialect;
 pub mod h1pool;
 pub mod handler;
+pub mod hedge;
 pub mod metrics;
 pub mod normalize;
 pub mod resp;
+pub mod routing;
 pub mod semantic;
 pub mod server;
 pub mod tee;

@@ -79,6 +79,13 @@ pub struct Metrics {
     semantic_blocks: Family,
     semantic_embed: Histogram,
     semantic_search: Histogram,
+    route_decisions: Family,
+    route_fallbacks: Family,
+    route_time: Histogram,
+    hedges: Family,
+    hedge_bytes: AtomicU64,
+    hedge_wins: Family,
+    hedge_cancelled: AtomicU64,
 }
 
 /// The outcome of one cache lookup.
@@ -162,6 +169,29 @@ impl Metrics {
         self.semantic_search.observe(search);
     }
 
+    /// Counts a routing decision by tier and reason, and records its time.
+    pub fn route(&self, tier: &str, reason: &str, d: Duration) {
+        self.route_decisions.inc(format!("tier=\"{tier}\",reason=\"{reason}\""));
+        self.route_time.observe(d);
+    }
+
+    /// Counts a tier that failed and the tier tried next.
+    pub fn route_fallback(&self, from: &str, to: &str) {
+        self.route_fallbacks.inc(format!("from=\"{from}\",to=\"{to}\""));
+    }
+
+    /// Counts an extra (hedged) request to `upstream`, of `bytes` request bytes.
+    pub fn hedge_sent(&self, upstream: &str, bytes: usize) {
+        self.hedges.inc(format!("upstream=\"{upstream}\""));
+        self.hedge_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts the branch that won a race and the branches cancelled with it.
+    pub fn hedge_won(&self, branch: usize, cancelled: usize) {
+        self.hedge_wins.inc(format!("branch=\"{branch}\""));
+        self.hedge_cancelled.fetch_add(cancelled as u64, Ordering::Relaxed);
+    }
+
     /// Response bodies being sent now.
     pub fn streams_in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
@@ -227,6 +257,35 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             h.render(name, "", &mut out);
+        }
+        self.route_decisions.render(
+            "velollm_proxy_route_decisions_total",
+            "Routed requests by tier and reason (header, tools, schema, long, knn, abstain, unfamiliar, no_text, \
+             embed_error).",
+            &mut out,
+        );
+        self.route_fallbacks.render(
+            "velollm_proxy_route_fallbacks_total",
+            "Tiers that failed or timed out, and the tier tried next.",
+            &mut out,
+        );
+        let name = "velollm_proxy_route_decision_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The routing decision's time (rules, embedding, vote).\n# TYPE {name} histogram"
+        );
+        self.route_time.render(name, "", &mut out);
+        self.hedges.render("velollm_proxy_hedges_total", "Extra (hedged) requests sent, by upstream.", &mut out);
+        self.hedge_wins.render(
+            "velollm_proxy_hedge_wins_total",
+            "Hedged races by the branch that won (0: the first request).",
+            &mut out,
+        );
+        for (name, help, v) in [
+            ("velollm_proxy_hedge_request_bytes_total", "Request bytes of the extra requests.", &self.hedge_bytes),
+            ("velollm_proxy_hedge_cancelled_total", "Branches cancelled because another won.", &self.hedge_cancelled),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }
         let name = "velollm_proxy_streams_in_flight";
         let _ = writeln!(out, "# HELP {name} Response bodies being sent.\n# TYPE {name} gauge");

@@ -72,6 +72,12 @@ impl Normalized {
         self.key_of(b"", &self.value)
     }
 
+    /// Moves the request to another partition (a routed request's answers belong to the routed name, not to
+    /// one upstream).
+    pub fn repartition(&mut self, partition: Partition) {
+        self.partition = partition;
+    }
+
     /// The normalized body.
     pub fn body(&self) -> &Value {
         &self.value

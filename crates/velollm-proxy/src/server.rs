@@ -22,10 +22,64 @@ use crate::cache::{Cache, Store};
 use crate::config::{ConfigError, ProxyConfig};
 use crate::deadline::WriteDeadline;
 use crate::handler::{State, handle};
+use crate::hedge::{After, Hedging};
 use crate::metrics::Metrics;
+use crate::routing::{Classifier, Router, Tier};
 use crate::semantic::redis_vectors::RedisVectors;
 use crate::semantic::{Embedder, Index, Semantic, VectorStore};
 use crate::upstream::Upstream;
+
+/// The router of a validated configuration: its examples read and embedded (every error names the file).
+async fn router(config: &ProxyConfig, embedder: Option<Arc<Embedder>>) -> Result<Router, ConfigError> {
+    let routing = &config.routing;
+    let index = |name: &str| config.upstreams.iter().position(|u| u.name == name).unwrap_or(0);
+    let tiers: Vec<Tier> = routing
+        .tiers
+        .iter()
+        .map(|t| Tier {
+            name: Arc::from(t.name.as_str()),
+            upstream: index(&t.upstream),
+            model: t.model.clone().unwrap_or_default(),
+            timeout: t.timeout.unwrap_or(config.limits.upstream_timeout),
+        })
+        .collect();
+    let tasks = routing
+        .tasks
+        .iter()
+        .filter_map(|(task, tier)| {
+            let task = crate::routing::knn::task_type(task).ok()?;
+            Some((task, tiers.iter().position(|t| &*t.name == tier)?))
+        })
+        .collect();
+    let classifier = match (&routing.examples, &embedder) {
+        (Some(path), Some(embedder)) => {
+            let examples =
+                crate::routing::knn::load(path).map_err(|e| ConfigError(format!("routing examples: {e}")))?;
+            let timeout = config.semantic.timeout.max(Duration::from_secs(10));
+            let mut embedded = Vec::with_capacity(examples.len());
+            for e in examples {
+                let v = embedder
+                    .embed(&e.prompt, timeout)
+                    .await
+                    .map_err(|err| ConfigError(format!("routing examples: cannot embed {:?}: {err}", e.id)))?;
+                embedded.push((e, v));
+            }
+            Some(Classifier::new(embedded, routing.k))
+        }
+        _ => None,
+    };
+    Ok(Router {
+        model: routing.model.clone(),
+        tiers,
+        tasks,
+        classifier,
+        embedder,
+        confidence: routing.confidence,
+        min_similarity: routing.min_similarity,
+        max_prompt_chars: routing.max_prompt_chars,
+        embed_timeout: config.semantic.timeout,
+    })
+}
 
 /// A proxy bound to its address, ready to run.
 #[derive(Debug)]
@@ -76,12 +130,17 @@ impl Proxy {
             })
         });
         let sem = &config.semantic;
-        let semantic = if sem.enabled {
-            let embedder = if sem.embedder == "local" {
+        let routed = !config.routing.tiers.is_empty() && config.routing.examples.is_some();
+        let embedder = if sem.enabled || routed {
+            Some(Arc::new(if sem.embedder == "local" {
                 Embedder::local(&sem.model_dir()).map_err(ConfigError)?
             } else {
                 Embedder::remote(&sem.embedder, &sem.model, limits.connect_timeout).map_err(ConfigError)?
-            };
+            }))
+        } else {
+            None
+        };
+        let semantic = if let Some(embedder) = embedder.clone().filter(|_| sem.enabled) {
             let store = if sem.store == "memory" {
                 VectorStore::Embedded(Index::new(sem.capacity, config.cache.ttl).with_ef_search(sem.ef_search))
             } else {
@@ -115,11 +174,35 @@ impl Proxy {
         } else {
             None
         };
+        let router = match config.routing.tiers.is_empty() {
+            true => None,
+            false => Some(Arc::new(router(&config, embedder).await?)),
+        };
+        let hedging = match config.hedging.enabled {
+            false => None,
+            true => {
+                let h = &config.hedging;
+                let after = match h.fixed_after()? {
+                    Some(d) => After::Fixed(d),
+                    None => After::P95(h.initial),
+                };
+                let index = |name: &String| config.upstreams.iter().position(|u| &u.name == name).unwrap_or(0);
+                Some(Arc::new(Hedging::new(after, h.branches, h.upstreams.iter().map(index).collect())))
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        let state =
-            State { config, upstreams, cache, semantic, metrics: Arc::default(), draining: AtomicBool::new(false) };
+        let state = State {
+            config,
+            upstreams,
+            cache,
+            semantic,
+            router,
+            hedging,
+            metrics: Arc::default(),
+            draining: AtomicBool::new(false),
+        };
         Ok(Proxy { listener, state: Arc::new(state) })
     }
 

@@ -103,9 +103,7 @@ impl TeeBody {
     /// The stream failed: nothing is stored; a stream gets one error event, a JSON body is aborted.
     fn fail(&mut self, reason: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
-        if let UpstreamBody::H1 { conn, .. } = &mut self.inner {
-            conn.take(); // half read: never reused
-        }
+        self.inner.abandon(); // half read: never reused
         self.writer = None;
         self.metrics.upstream_error(&self.upstream, "stream");
         if self.stream {
@@ -193,19 +191,7 @@ impl TeeBody {
             return Poll::Ready(None);
         }
         loop {
-            let next = match &mut self.inner {
-                UpstreamBody::Hyper(body) => match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => Poll::Ready(Some(Ok(data))),
-                        Err(_) => continue, // trailers are not passed on
-                    },
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(crate::upstream::error_chain(&e)))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                },
-                UpstreamBody::H1 { conn: Some(conn), .. } => crate::h1pool::poll_data(conn, cx),
-                UpstreamBody::H1 { conn: None, .. } => Poll::Ready(None),
-            };
+            let next = self.inner.poll_data(cx);
             match next {
                 Poll::Ready(Some(Ok(data))) => {
                     self.last_frame = Instant::now();
@@ -221,11 +207,7 @@ impl TeeBody {
                 }
                 Poll::Ready(Some(Err(reason))) => return self.fail(reason),
                 Poll::Ready(None) => {
-                    if let UpstreamBody::H1 { conn, pool } = &mut self.inner
-                        && let Some(conn) = conn.take()
-                    {
-                        pool.put_back(conn);
-                    }
+                    self.inner.release();
                     self.finish();
                     return Poll::Ready(None);
                 }

@@ -42,6 +42,13 @@ pub enum UpstreamBody {
         /// Its pool.
         pool: Arc<H1Pool>,
     },
+    /// A body whose first frame was read ahead (a hedged request waits for it before it picks a winner).
+    Peeked {
+        /// The frame read ahead, until it is passed on.
+        first: Option<Bytes>,
+        /// The rest.
+        rest: Box<UpstreamBody>,
+    },
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -49,43 +56,75 @@ impl std::fmt::Debug for UpstreamBody {
         match self {
             UpstreamBody::Hyper(_) => f.write_str("UpstreamBody::Hyper"),
             UpstreamBody::H1 { pool, .. } => write!(f, "UpstreamBody::H1({pool:?})"),
+            UpstreamBody::Peeked { rest, .. } => write!(f, "UpstreamBody::Peeked({rest:?})"),
         }
     }
 }
 
 impl UpstreamBody {
+    /// The next piece of data; `None` at the end (then [`UpstreamBody::release`] returns the connection).
+    pub fn poll_data(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Bytes, String>>> {
+        use std::task::Poll;
+        loop {
+            return match self {
+                UpstreamBody::Hyper(body) => match std::pin::Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue, // trailers are not passed on
+                    },
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(error_chain(&e)))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                },
+                UpstreamBody::H1 { conn: Some(conn), .. } => crate::h1pool::poll_data(conn, cx),
+                UpstreamBody::H1 { conn: None, .. } => Poll::Ready(None),
+                UpstreamBody::Peeked { first, rest } => match first.take() {
+                    Some(data) => Poll::Ready(Some(Ok(data))),
+                    None => rest.poll_data(cx),
+                },
+            };
+        }
+    }
+
+    /// The next piece of data, awaited.
+    pub async fn data(&mut self) -> Option<Result<Bytes, String>> {
+        std::future::poll_fn(|cx| self.poll_data(cx)).await
+    }
+
+    /// The body was read to its end: a kept-alive connection goes back to its pool.
+    pub fn release(&mut self) {
+        match self {
+            UpstreamBody::H1 { conn, pool } => {
+                if let Some(conn) = conn.take() {
+                    pool.put_back(conn);
+                }
+            }
+            UpstreamBody::Peeked { rest, .. } => rest.release(),
+            UpstreamBody::Hyper(_) => {}
+        }
+    }
+
+    /// The body will not be read to its end: its connection is closed, never reused.
+    pub fn abandon(&mut self) {
+        match self {
+            UpstreamBody::H1 { conn, .. } => drop(conn.take()),
+            UpstreamBody::Peeked { rest, .. } => rest.abandon(),
+            UpstreamBody::Hyper(_) => {}
+        }
+    }
+
     /// Reads the whole body (at most `limit` bytes), for the proxy's own calls (the embedder); a kept-alive
     /// connection read to its end goes back to its pool.
     pub async fn collect(mut self, limit: usize) -> Result<Bytes, String> {
         let mut out = Vec::new();
-        loop {
-            let next = std::future::poll_fn(|cx| match &mut self {
-                UpstreamBody::Hyper(body) => match std::pin::Pin::new(body).poll_frame(cx) {
-                    std::task::Poll::Ready(Some(Ok(frame))) => {
-                        std::task::Poll::Ready(Some(Ok(frame.into_data().unwrap_or_default())))
-                    }
-                    std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(error_chain(&e)))),
-                    std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
-                    std::task::Poll::Pending => std::task::Poll::Pending,
-                },
-                UpstreamBody::H1 { conn: Some(conn), .. } => crate::h1pool::poll_data(conn, cx),
-                UpstreamBody::H1 { conn: None, .. } => std::task::Poll::Ready(None),
-            })
-            .await;
-            match next {
-                Some(Ok(data)) if out.len() + data.len() > limit => {
-                    return Err(format!("the response is larger than {limit} bytes"));
-                }
-                Some(Ok(data)) => out.extend_from_slice(&data),
-                Some(Err(e)) => return Err(e),
-                None => break,
+        while let Some(next) = self.data().await {
+            let data = next?;
+            if out.len() + data.len() > limit {
+                return Err(format!("the response is larger than {limit} bytes"));
             }
+            out.extend_from_slice(&data);
         }
-        if let UpstreamBody::H1 { conn, pool } = &mut self
-            && let Some(conn) = conn.take()
-        {
-            pool.put_back(conn);
-        }
+        self.release();
         Ok(Bytes::from(out))
     }
 }
@@ -251,6 +290,33 @@ impl Upstream {
             Err(UpstreamError::Request { stale: true, .. }) => self.send_once(retry, deadline, timeout).await,
             other => other,
         }
+    }
+
+    /// Sends a request and, on a 200, reads its body until `started` says the bytes so far hold the answer's
+    /// first token (or 64 KiB came, or the body ended); what was read is put back in front of the body.
+    pub async fn send_until(
+        &self,
+        request: Request<Bytes>,
+        timeout: Duration,
+        started: impl Fn(&[u8]) -> bool,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let UpstreamResponse { status, headers, mut body } = self.send(request, timeout).await?;
+        if status != StatusCode::OK {
+            return Ok(UpstreamResponse { status, headers, body });
+        }
+        let mut read = Vec::new();
+        while !started(&read) && read.len() < 64 << 10 {
+            match body.data().await {
+                Some(Ok(data)) => read.extend_from_slice(&data),
+                Some(Err(reason)) => {
+                    body.abandon();
+                    return Err(UpstreamError::Request { name: self.name.clone(), reason, stale: false });
+                }
+                None => break,
+            }
+        }
+        let first = (!read.is_empty()).then(|| Bytes::from(read));
+        Ok(UpstreamResponse { status, headers, body: UpstreamBody::Peeked { first, rest: Box::new(body) } })
     }
 
     async fn send_once(

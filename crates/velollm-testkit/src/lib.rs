@@ -127,7 +127,8 @@ pub struct Script {
     pub ttft: Duration,
     /// Delay between consecutive reasoning/content chunks (default 10 ms).
     pub itl: Duration,
-    /// Number of content tokens to emit (default 8); token `i` has the text `"tok{i} "`.
+    /// Number of content tokens to emit (default 8); token `i` has the text `"tok{i} "` (see
+    /// [`Script::replies`] for answers that depend on the question).
     pub tokens: usize,
     /// Content tokens merged into one chunk/message (default 1; `0` counts as 1). The final chunk may
     /// carry fewer.
@@ -177,6 +178,13 @@ pub struct Script {
     pub api_key: Option<String>,
     /// Simulate a prompt cache (default none: `prompt_tokens` and `cached_tokens` are reported as set).
     pub cache: Option<CacheSim>,
+    /// A heavy tail, `(n, factor)`: every `n`-th generation request (in arrival order, 1-based) has its TTFT
+    /// multiplied by `factor` (default none). `(100, 10)` is "1 % of requests 10× slower", exactly.
+    pub slow_every: Option<(usize, u32)>,
+    /// Answers that depend on the question: the first `(needle, answer)` whose needle occurs in the request
+    /// body's JSON text sets the content to `answer`, one token per whitespace-separated word (each followed
+    /// by a space), in place of `tokens` `"tok{i} "` tokens (default none).
+    pub replies: Vec<(String, String)>,
 }
 
 /// A simulated prompt cache, shared by every dialect of one server.
@@ -233,6 +241,8 @@ impl Default for Script {
             loading: Duration::ZERO,
             api_key: None,
             cache: None,
+            slow_every: None,
+            replies: Vec::new(),
         }
     }
 }
@@ -652,7 +662,13 @@ async fn generate(State(shared): State<AppState>, dialect: Dialect, req: Request
         Ok(p) => p,
         Err(e) => return json_response(StatusCode::BAD_REQUEST, &dialect.error("invalid_request_error", &e)),
     };
-    let generator = Gen::new(script, fault, dialect, &body, prompt);
+    let mut generator = Gen::new(script, fault, dialect, &body, prompt);
+    if let Some((n, factor)) = script.slow_every
+        && n > 0
+        && (index + 1) % n == 0
+    {
+        generator.ttft = generator.ttft.saturating_mul(factor);
+    }
     let streaming = body.get("stream").and_then(Value::as_bool) != Some(false);
     let resp = if *fault == Fault::EmptyBody {
         let ct = if !streaming {
@@ -928,6 +944,8 @@ struct Gen<'a> {
     content_msgs: usize,
     /// Number of tool-call messages emitted by this dialect (after the content).
     tool_msgs: usize,
+    /// The content tokens' texts.
+    words: Vec<String>,
 }
 
 fn token_text(i: usize) -> String {
@@ -967,7 +985,12 @@ impl<'a> Gen<'a> {
     fn new(s: &'a Script, fault: &'a Fault, dialect: Dialect, body: &Value, prompt: PromptCount) -> Self {
         let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let reasoning = if dialect.supports_reasoning() { s.reasoning_tokens } else { 0 };
-        let content_msgs = s.tokens.div_ceil(s.tokens_per_chunk.max(1));
+        let text = body.to_string();
+        let words: Vec<String> = match s.replies.iter().find(|(needle, _)| text.contains(needle.as_str())) {
+            Some((_, answer)) => answer.split_whitespace().map(|w| format!("{w} ")).collect(),
+            None => (0..s.tokens).map(token_text).collect(),
+        };
+        let content_msgs = words.len().div_ceil(s.tokens_per_chunk.max(1));
         let tool_msgs = match dialect {
             Dialect::OpenAiChat | Dialect::AnthropicMessages => {
                 s.tool_calls.iter().map(|(_, args)| 1 + argument_fragments(args).len()).sum()
@@ -979,7 +1002,7 @@ impl<'a> Gen<'a> {
             c.prefill_per_token.saturating_mul(u32::try_from(prompt.uncached()).unwrap_or(u32::MAX))
         });
         let ttft = s.ttft.saturating_add(prefill);
-        Gen { s, fault, dialect, prompt, ttft, include_usage, reasoning, content_msgs, tool_msgs }
+        Gen { s, fault, dialect, prompt, ttft, include_usage, reasoning, content_msgs, tool_msgs, words }
     }
 
     /// Whether this response carries tool calls.
@@ -994,7 +1017,7 @@ impl<'a> Gen<'a> {
 
     /// Completion tokens reported in usage/counters.
     fn completion_tokens(&self) -> usize {
-        self.s.tokens + self.reasoning
+        self.words.len() + self.reasoning
     }
 
     /// Total number of reasoning + content + tool-call messages.
@@ -1019,7 +1042,7 @@ impl<'a> Gen<'a> {
 
     fn content_range(&self, c: usize) -> std::ops::Range<usize> {
         let k = self.s.tokens_per_chunk.max(1);
-        c * k..((c + 1) * k).min(self.s.tokens)
+        c * k..((c + 1) * k).min(self.words.len())
     }
 
     fn wrap(&self, json: &[u8]) -> Vec<u8> {
@@ -1207,7 +1230,7 @@ impl<'a> Gen<'a> {
     fn content_payload(&self, c: usize) -> Vec<u8> {
         let text: String = match *self.fault {
             Fault::LargeChunk { at, bytes } if at == c => "x".repeat(bytes),
-            _ => self.content_range(c).map(token_text).collect(),
+            _ => self.content_range(c).map(|i| self.words[i].as_str()).collect(),
         };
         match *self.fault {
             Fault::MalformedJsonAt(n) if n == c => MALFORMED_JSON.to_vec(),
@@ -1431,7 +1454,7 @@ impl<'a> Gen<'a> {
 
     /// Single JSON answer (`"stream": false`), sent when the last message would have been due.
     async fn non_streaming(&self, start: Instant) -> Response {
-        let content: String = (0..self.s.tokens).map(token_text).collect();
+        let content: String = self.words.concat();
         let reasoning: String = (0..self.reasoning).map(reasoning_text).collect();
         let content = match *self.fault {
             Fault::InvalidUtf8At(_) => format!("{content}{BAD_UTF8_MARKER}"),

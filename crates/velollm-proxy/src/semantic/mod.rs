@@ -39,8 +39,8 @@ pub use store::VectorStore;
 /// The layer's settings and state.
 #[derive(Debug)]
 pub struct Semantic {
-    /// Text to vector.
-    pub embedder: Embedder,
+    /// Text to vector (shared with the router).
+    pub embedder: Arc<Embedder>,
     /// The questions answered so far.
     pub store: Arc<VectorStore>,
     /// The least cosine similarity that counts as the same question.

@@ -3,7 +3,7 @@
 //! ```text
 //! velollm-fake-server --port P [--flavor llamacpp|openai|ollama|anthropic] [--mode serve|exit|hang]
 //!     [--loading-ms N] [--ttft-ms N] [--itl-ms N] [--tokens N] [--die-after-requests N]
-//!     [--grow-mb-per-request N] [--exit-code N] [--tag TEXT]
+//!     [--grow-mb-per-request N] [--exit-code N] [--slow-every N --slow-factor F] [--model NAME] [--tag TEXT]
 //! ```
 //!
 //! * `serve` (default): the scripted fake server ([`velollm_testkit::FakeServer`]); with `--loading-ms`,
@@ -15,6 +15,9 @@
 //!   mid-run.
 //! * `--grow-mb-per-request N`: keep N MiB more memory (touched) for every request served — a leak with
 //!   a known slope.
+//! * `--slow-every N --slow-factor F`: every N-th generation request's TTFT is F times longer (default 10) —
+//!   a heavy tail with an exact share, for hedging.
+//! * `--model NAME`: the model served (default `fake-model`).
 //! * `--tag TEXT`: ignored — a marker on the command line by which a test finds the process (and checks
 //!   that it is gone).
 
@@ -50,6 +53,11 @@ fn main() {
         itl: Duration::from_millis(number("--itl-ms", 2)),
         tokens: number("--tokens", 8) as usize,
         loading: Duration::from_millis(number("--loading-ms", 0)),
+        slow_every: match number("--slow-every", 0) {
+            0 => None,
+            n => Some((n as usize, number("--slow-factor", 10) as u32)),
+        },
+        model: value("--model").unwrap_or_else(|| Script::default().model),
         ..Script::default()
     };
     let die_after = number("--die-after-requests", 0) as usize;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use clap::Args;
+use velollm_proxy::config::{ConfigError, TierConfig};
 use velollm_proxy::{Proxy, ProxyConfig, StartError};
 
 use crate::args::Dur;
@@ -60,13 +61,31 @@ pub struct ProxyArgs {
     /// Turn off the lexical guard (negations, antonyms, numbers, identifiers, entities that differ block a hit).
     #[arg(long)]
     pub no_semantic_guard: bool,
+    /// A routing tier, small to large (repeatable): requests for the routed model (`auto`) go to a tier's
+    /// upstream, with its model: --tier small=local:smollm2 --tier large=cloud:gpt-4o-mini.
+    #[arg(long, value_name = "NAME=UPSTREAM[:MODEL]")]
+    pub tier: Vec<String>,
+    /// Labelled examples whose nearest ones vote a request's task type (JSON Lines: id, type, prompt), e.g.
+    /// scenarios/routing.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub route_examples: Option<PathBuf>,
+    /// The tier a task type goes to (repeatable): --route-task linting=small. Unlisted types go to the last tier.
+    #[arg(long, value_name = "TYPE=TIER")]
+    pub route_task: Vec<String>,
+    /// Hedge generation requests: one more branch after this long without data, `p95` (the running p95 of
+    /// the first data's arrival) or a time such as 250ms; the first branch to start wins.
+    #[arg(long, value_name = "p95|DURATION")]
+    pub hedge: Option<String>,
+    /// Branches at most, the first included [default: 2].
+    #[arg(long, value_name = "2|3")]
+    pub hedge_branches: Option<usize>,
     /// The largest request body accepted; larger ones get 413 [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
 }
 
 /// Builds the configuration: the file (if any), then the flags.
-fn config(args: &ProxyArgs) -> Result<ProxyConfig, velollm_proxy::config::ConfigError> {
+fn config(args: &ProxyArgs) -> Result<ProxyConfig, ConfigError> {
     let mut config = match &args.config {
         Some(path) => ProxyConfig::from_file(path)?,
         None => ProxyConfig::default(),
@@ -109,6 +128,35 @@ fn config(args: &ProxyArgs) -> Result<ProxyConfig, velollm_proxy::config::Config
         semantic.threshold = threshold;
     }
     semantic.guard &= !args.no_semantic_guard;
+    for spec in &args.tier {
+        let bad = || ConfigError(format!("--tier takes NAME=UPSTREAM[:MODEL], not {spec:?}"));
+        let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+        let (upstream, model) = match rest.split_once(':') {
+            Some((u, m)) => (u, Some(m.to_owned())),
+            None => (rest, None),
+        };
+        if name.is_empty() || upstream.is_empty() {
+            return Err(bad());
+        }
+        let tier = TierConfig { name: name.into(), upstream: upstream.into(), model, timeout: None };
+        config.routing.tiers.push(tier);
+    }
+    if let Some(path) = &args.route_examples {
+        config.routing.examples = Some(path.clone());
+    }
+    for spec in &args.route_task {
+        let (task, tier) =
+            spec.split_once('=').ok_or_else(|| ConfigError(format!("--route-task takes TYPE=TIER, not {spec:?}")))?;
+        config.routing.tasks.insert(task.into(), tier.into());
+    }
+    if let Some(after) = &args.hedge {
+        config.hedging.enabled = true;
+        config.hedging.after = after.clone();
+    }
+    if let Some(n) = args.hedge_branches {
+        config.hedging.enabled = true;
+        config.hedging.branches = n;
+    }
     Ok(config)
 }
 
@@ -176,6 +224,26 @@ fn describe(config: &ProxyConfig) -> String {
             if semantic.guard { "on" } else { "off" },
             if semantic.store.starts_with("redis://") { "redis-stack" } else { semantic.store.as_str() }
         ));
+    }
+    let routing = &config.routing;
+    if !routing.tiers.is_empty() {
+        let tiers: Vec<String> = routing
+            .tiers
+            .iter()
+            .map(|t| {
+                format!("{}={}{}", t.name, t.upstream, t.model.as_deref().map(|m| format!(":{m}")).unwrap_or_default())
+            })
+            .collect();
+        let examples = routing.examples.as_ref().map_or("none".into(), |p| p.display().to_string());
+        out.push_str(&format!(
+            "  routing: model {:?} to {}; examples {examples}, confidence {}\n",
+            routing.model,
+            tiers.join(", "),
+            routing.confidence
+        ));
+    }
+    if config.hedging.enabled {
+        out.push_str(&format!("  hedging: after {}, {} branches\n", config.hedging.after, config.hedging.branches));
     }
     out
 }

@@ -1,0 +1,162 @@
+//! The embedding half of a routing decision: labelled examples of each task type, embedded once at start,
+//! and a vote of the `k` nearest ones to the request's last user turn, weighted by similarity. The vote's
+//! confidence is the winner's share of the weight; the nearest example's similarity says whether the request
+//! looks like anything labelled at all.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// The task types a label may name: the first four are the plan's "validation, formatting, linting" and
+/// classification, small-model work; the last two need the large model.
+pub const TASK_TYPES: [&str; 6] = ["validation", "formatting", "linting", "classification", "reasoning", "codegen"];
+
+/// One labelled example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Its id (unique in its file).
+    pub id: String,
+    /// Its task type, one of [`TASK_TYPES`].
+    pub task: &'static str,
+    /// The text a user sends.
+    pub prompt: String,
+}
+
+/// Reads a JSON Lines file of examples (`{"id", "type", "prompt", …}`; other fields are the evaluation's).
+/// Every error names the file, the line and the field.
+pub fn load(path: &Path) -> Result<Vec<Example>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() || line.trim_start().starts_with("//") {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+        let field = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{at}: field {name:?} is missing or not a string"))
+        };
+        let id = field("id")?.to_owned();
+        let task = task_type(field("type")?).map_err(|e| format!("{at}: field \"type\": {e}"))?;
+        let prompt = field("prompt")?.to_owned();
+        if !ids.insert(id.clone()) {
+            return Err(format!("{at}: field \"id\": {id:?} is used twice"));
+        }
+        out.push(Example { id, task, prompt });
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no examples", path.display()));
+    }
+    Ok(out)
+}
+
+/// A known task type, or a message that lists them.
+pub fn task_type(name: &str) -> Result<&'static str, String> {
+    TASK_TYPES
+        .iter()
+        .find(|t| **t == name)
+        .copied()
+        .ok_or_else(|| format!("unknown task type {name:?}; the types are {}", TASK_TYPES.join(", ")))
+}
+
+/// The embedded examples.
+#[derive(Debug, Default)]
+pub struct Classifier {
+    examples: Vec<(Example, Vec<f32>)>,
+    k: usize,
+}
+
+/// What the nearest examples say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    /// The task type with the most weight.
+    pub task: &'static str,
+    /// Its share of the weight, in [0, 1].
+    pub confidence: f32,
+    /// The nearest example's similarity.
+    pub nearest: f32,
+}
+
+impl Classifier {
+    /// Examples with their unit-length embeddings; `k` nearest vote.
+    pub fn new(examples: Vec<(Example, Vec<f32>)>, k: usize) -> Classifier {
+        Classifier { examples, k: k.max(1) }
+    }
+
+    /// The examples.
+    pub fn examples(&self) -> impl Iterator<Item = &Example> {
+        self.examples.iter().map(|(e, _)| e)
+    }
+
+    /// The vote of the `k` examples nearest to `query` (unit length), leaving out the example `exclude` (the
+    /// evaluation's leave-one-out); `None` when there is no example to vote.
+    pub fn vote(&self, query: &[f32], exclude: Option<&str>) -> Option<Vote> {
+        let mut scored: Vec<(f32, &'static str)> = self
+            .examples
+            .iter()
+            .filter(|(e, _)| exclude != Some(e.id.as_str()))
+            .map(|(e, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), e.task))
+            .collect();
+        if scored.is_empty() {
+            return None;
+        }
+        let k = self.k.min(scored.len());
+        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        let top = &scored[..k];
+        let nearest = top.iter().map(|s| s.0).fold(f32::MIN, f32::max);
+        let mut weights = [0f32; TASK_TYPES.len()];
+        for (score, task) in top {
+            let i = TASK_TYPES.iter().position(|t| t == task).unwrap_or(0);
+            weights[i] += score.max(0.0);
+        }
+        let total: f32 = weights.iter().sum();
+        let (best, weight) =
+            weights.iter().enumerate().fold((0, f32::MIN), |acc, (i, &w)| if w > acc.1 { (i, w) } else { acc });
+        let confidence = if total > 0.0 { weight / total } else { 0.0 };
+        Some(Vote { task: TASK_TYPES[best], confidence, nearest })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(id: &str, task: &'static str, v: [f32; 2]) -> (Example, Vec<f32>) {
+        (Example { id: id.into(), task, prompt: String::new() }, v.to_vec())
+    }
+
+    #[test]
+    fn the_nearest_examples_vote_by_similarity() {
+        let c = Classifier::new(
+            vec![ex("a", "linting", [1.0, 0.0]), ex("b", "linting", [0.9, 0.436]), ex("c", "reasoning", [0.0, 1.0])],
+            3,
+        );
+        let v = c.vote(&[1.0, 0.0], None).unwrap();
+        assert_eq!(v.task, "linting");
+        assert!((v.nearest - 1.0).abs() < 1e-6);
+        assert!((v.confidence - 1.0).abs() < 1e-6, "{v:?}"); // c's similarity is 0: no weight
+        let v = c.vote(&[0.0, 1.0], None).unwrap();
+        assert_eq!(v.task, "reasoning");
+        assert!(v.confidence < 0.8 && v.confidence > 0.6, "{v:?}");
+        assert_eq!(c.vote(&[1.0, 0.0], Some("a")).unwrap().nearest, 0.9);
+        assert!(Classifier::new(vec![ex("a", "linting", [1.0, 0.0])], 3).vote(&[1.0, 0.0], Some("a")).is_none());
+    }
+
+    #[test]
+    fn label_files_name_the_line_and_field_of_an_error() {
+        let dir = std::env::temp_dir().join(format!("velollm-knn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("labels.jsonl");
+        std::fs::write(&path, "{\"id\":\"1\",\"type\":\"linting\",\"prompt\":\"p\"}\n{\"id\":\"2\",\"type\":\"poetry\",\"prompt\":\"p\"}\n").unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.contains("labels.jsonl:2: field \"type\": unknown task type \"poetry\""), "{e}");
+        std::fs::write(&path, "{\"id\":\"1\",\"type\":\"linting\"}\n").unwrap();
+        assert!(load(&path).unwrap_err().contains(":1: field \"prompt\" is missing"));
+        std::fs::write(&path, "{\"id\":\"1\",\"type\":\"linting\",\"prompt\":\"p\"}\n").unwrap();
+        assert_eq!(load(&path).unwrap()[0].task, "linting");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
