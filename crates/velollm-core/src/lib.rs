@@ -62,6 +62,7 @@ pub mod record;
 pub mod registry;
 pub mod resources;
 pub mod result;
+pub mod routing_eval;
 pub mod scenario;
 pub mod selfcheck;
 pub mod semantic_eval;

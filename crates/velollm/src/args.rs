@@ -262,8 +262,8 @@ pub struct CacheStudyArgs {
 /// The semantic cache's evaluation (`bench --scenario semantic-cache`).
 #[derive(Debug, Clone, PartialEq, Default, Args)]
 pub struct SemanticEvalArgs {
-    /// Labelled questions for --scenario semantic-cache (JSONL: family, kind, text per line) [default: the
-    /// 30 families shipped with velollm].
+    /// Labelled data for a labelled evaluation: --scenario semantic-cache (JSONL: family, kind, text per
+    /// line) or --scenario routing (JSONL: id, type, prompt, check) [default: the set shipped with velollm].
     #[arg(long, value_name = "FILE", help_heading = "Semantic cache evaluation")]
     pub labels: Option<PathBuf>,
     /// A response header that says whether a cache answered, read before x-velollm-cache, x-cache,
@@ -287,6 +287,27 @@ pub struct SemanticEvalArgs {
     /// (scripts/redis-stack.sh start).
     #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
     pub redis_stack: Option<String>,
+}
+
+/// The routing evaluation's tiers and settings (`bench --scenario routing`; the small tier is --url/--model).
+#[derive(Debug, Clone, PartialEq, Default, Args)]
+pub struct RoutingEvalArgs {
+    /// The large tier's URL in --scenario routing.
+    #[arg(long, value_name = "URL", help_heading = "Routing evaluation")]
+    pub large_url: Option<String>,
+    /// The large tier's model [default: what its server reports].
+    #[arg(long, value_name = "NAME", help_heading = "Routing evaluation")]
+    pub large_model: Option<String>,
+    /// Labelled examples whose nearest ones vote (JSONL: id, type, prompt) [default: the tasks, each left out
+    /// of its own vote].
+    #[arg(long, value_name = "FILE", help_heading = "Routing evaluation")]
+    pub route_examples: Option<PathBuf>,
+    /// The vote share under which the router abstains to the large tier, at the operating point [default: 0.6].
+    #[arg(long, value_name = "SHARE", help_heading = "Routing evaluation")]
+    pub route_confidence: Option<f32>,
+    /// Requests in flight in the load phase, per tier [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Routing evaluation")]
+    pub route_parallel: Option<usize>,
 }
 
 /// The load profile and its bounds (`bench`).
@@ -548,6 +569,9 @@ pub struct BenchArgs {
 
     #[command(flatten)]
     pub semantic_eval: SemanticEvalArgs,
+    /// The routing evaluation.
+    #[command(flatten)]
+    pub routing_eval: RoutingEvalArgs,
     /// How the requests are sent.
     #[command(flatten)]
     pub load: LoadArgs,

@@ -28,6 +28,7 @@ mod exit;
 mod plan;
 mod progress;
 mod resume;
+mod routing_eval;
 mod semantic_eval;
 mod server;
 mod signal;

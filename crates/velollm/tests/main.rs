@@ -29,6 +29,7 @@ mod real_launch;
 mod real_scenarios;
 mod real_server;
 mod report_cli;
+mod routing_eval;
 mod scenario_schema;
 mod scenarios;
 mod schema;

@@ -7,9 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// The task types a label may name: the first four are the plan's "validation, formatting, linting" and
-/// classification, small-model work; the last two need the large model.
-pub const TASK_TYPES: [&str; 6] = ["validation", "formatting", "linting", "classification", "reasoning", "codegen"];
+pub use velollm_core::routing_eval::{TASK_TYPES, Vote, task_type};
 
 /// One labelled example.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,31 +51,11 @@ pub fn load(path: &Path) -> Result<Vec<Example>, String> {
     Ok(out)
 }
 
-/// A known task type, or a message that lists them.
-pub fn task_type(name: &str) -> Result<&'static str, String> {
-    TASK_TYPES
-        .iter()
-        .find(|t| **t == name)
-        .copied()
-        .ok_or_else(|| format!("unknown task type {name:?}; the types are {}", TASK_TYPES.join(", ")))
-}
-
 /// The embedded examples.
 #[derive(Debug, Default)]
 pub struct Classifier {
     examples: Vec<(Example, Vec<f32>)>,
     k: usize,
-}
-
-/// What the nearest examples say.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Vote {
-    /// The task type with the most weight.
-    pub task: &'static str,
-    /// Its share of the weight, in [0, 1].
-    pub confidence: f32,
-    /// The nearest example's similarity.
-    pub nearest: f32,
 }
 
 impl Classifier {
@@ -94,7 +72,7 @@ impl Classifier {
     /// The vote of the `k` examples nearest to `query` (unit length), leaving out the example `exclude` (the
     /// evaluation's leave-one-out); `None` when there is no example to vote.
     pub fn vote(&self, query: &[f32], exclude: Option<&str>) -> Option<Vote> {
-        let mut scored: Vec<(f32, &'static str)> = self
+        let mut scored: Vec<(f32, &str)> = self
             .examples
             .iter()
             .filter(|(e, _)| exclude != Some(e.id.as_str()))
@@ -116,7 +94,7 @@ impl Classifier {
         let (best, weight) =
             weights.iter().enumerate().fold((0, f32::MIN), |acc, (i, &w)| if w > acc.1 { (i, w) } else { acc });
         let confidence = if total > 0.0 { weight / total } else { 0.0 };
-        Some(Vote { task: TASK_TYPES[best], confidence, nearest })
+        Some(Vote { task: TASK_TYPES[best].to_owned(), confidence, nearest })
     }
 }
 

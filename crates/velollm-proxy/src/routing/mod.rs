@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use velollm_core::routing_eval::{Verdict, verdict};
+
 use crate::dialect::Generate;
 use crate::semantic::Embedder;
 pub use knn::{Classifier, Example, TASK_TYPES, Vote};
@@ -123,14 +125,12 @@ impl Router {
         self.tasks.get(task).copied().unwrap_or_else(|| self.large())
     }
 
-    /// Where a vote sends a request under `confidence` and `min_similarity`, and why.
+    /// Where a vote sends a request under `confidence` (and the router's least similarity), and why.
     pub fn by_vote(&self, vote: &Vote, confidence: f32) -> (usize, Reason) {
-        if vote.nearest < self.min_similarity {
-            (self.large(), Reason::Unfamiliar)
-        } else if vote.confidence < confidence {
-            (self.large(), Reason::Abstain)
-        } else {
-            (self.tier_of(vote.task), Reason::Knn)
+        match verdict(vote, confidence, self.min_similarity) {
+            Verdict::Unfamiliar => (self.large(), Reason::Unfamiliar),
+            Verdict::Abstain => (self.large(), Reason::Abstain),
+            Verdict::Task => (self.tier_of(&vote.task), Reason::Knn),
         }
     }
 
@@ -160,7 +160,8 @@ impl Router {
             return Ok(done(self.large(), Reason::Abstain, None, None));
         };
         let (tier, reason) = self.by_vote(&vote, self.confidence);
-        Ok(done(tier, reason, Some(vote.task), Some(vote.confidence)))
+        let task = TASK_TYPES.iter().find(|t| **t == vote.task).copied();
+        Ok(done(tier, reason, task, Some(vote.confidence)))
     }
 
     /// The `x-velollm-route` value: the tier that answered, the decision, and the tiers that failed first.

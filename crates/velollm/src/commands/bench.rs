@@ -18,6 +18,9 @@ pub async fn run(args: BenchArgs) -> Result<u8> {
     if w.scenario == crate::semantic_eval::SCENARIO && !w.has_prompts() && args.trace.trace.is_none() {
         return crate::semantic_eval::run(&args).await;
     }
+    if w.scenario == crate::routing_eval::SCENARIO && !w.has_prompts() && args.trace.trace.is_none() {
+        return crate::routing_eval::run(&args).await;
+    }
     if w.scenario == crate::vector_eval::SCENARIO && !w.has_prompts() && args.trace.trace.is_none() {
         return crate::vector_eval::run(&args).await;
     }

@@ -26,12 +26,19 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
             println!(
                 "\nsemantic-cache: a semantic cache's labelled evaluation (hit and false-hit rates, threshold sweep); \
                  its labels: velollm scenario show semantic-cache\nvector-stores: the semantic cache's vector \
-                 stores compared (insert rate, query latency, recall@1, memory; --vectors, --queries)"
+                 stores compared (insert rate, query latency, recall@1, memory; --vectors, --queries)\nrouting: \
+                 small-model routing's labelled evaluation (share routed, calls saved, accuracy per tier and task \
+                 type, latency alone and under load, quality-versus-share sweep; --large-url); its tasks: velollm \
+                 scenario show routing"
             );
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } if name == crate::semantic_eval::SCENARIO => {
             print!("{}", velollm_core::semantic_eval::BUILTIN_LABELS);
+            Ok(exit::OK)
+        }
+        ScenarioCommand::Show { name } if name == crate::routing_eval::SCENARIO => {
+            print!("{}", velollm_core::routing_eval::BUILTIN_LABELS);
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } => match builtin(&name) {
@@ -41,7 +48,7 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
             }
             None => {
                 let mut names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
-                names.push(crate::semantic_eval::SCENARIO);
+                names.extend([crate::semantic_eval::SCENARIO, crate::routing_eval::SCENARIO]);
                 Err(input(format!("no built-in scenario '{name}'; the built-ins are: {}", names.join(", "))).into())
             }
         },
