@@ -207,7 +207,30 @@ pub struct PairedRow {
     /// Why the verdict is what it is, when not obvious.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// The tails: p95 and p99 of each side and their difference, with paired bootstrap intervals (pairs
+    /// resampled, both sides' quantiles taken on the same resample).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tails: Vec<Tail>,
 }
+
+/// One tail quantile of a paired row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Tail {
+    /// The quantile (0.95, 0.99).
+    pub q: f64,
+    /// A's quantile.
+    pub a: f64,
+    /// B's quantile.
+    pub b: f64,
+    /// B's minus A's.
+    pub diff: f64,
+    /// Bootstrap confidence interval of `diff` (absent below the pairs a verdict needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_ci: Option<(f64, f64)>,
+}
+
+/// The tail quantiles every paired row reports.
+pub const TAIL_QUANTILES: [f64; 2] = [0.95, 0.99];
 
 impl PairedRow {
     /// The interval of the ratio turned into a speedup interval (`1 / ratio`), for lower-is-better timings.
@@ -287,8 +310,10 @@ pub fn row(metric: &str, pairs: &[(f64, f64)], o: &PairedOptions) -> PairedRow {
         exact: false,
         change: Change::TooFewSamples,
         note: String::new(),
+        tails: Vec::new(),
     };
     row.median_diff = percentile_select(&mut d.clone(), 0.5).unwrap_or(f64::NAN);
+    row.tails = tails(pairs, (n >= MIN_PAIRS).then_some(o));
     if n < MIN_PAIRS {
         row.note = format!("{n} pair(s): a verdict needs at least {MIN_PAIRS}");
         return row;
@@ -322,6 +347,39 @@ pub fn row(metric: &str, pairs: &[(f64, f64)], o: &PairedOptions) -> PairedRow {
         (true, _) => Change::Regressed,
     };
     row
+}
+
+/// Each side's tail quantiles and their difference; with `o`, paired bootstrap intervals of the difference.
+fn tails(pairs: &[(f64, f64)], o: Option<&PairedOptions>) -> Vec<Tail> {
+    let quantile = |v: &mut Vec<f64>, q| percentile_select(v, q).unwrap_or(f64::NAN);
+    let mut a: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let mut b: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let mut out: Vec<Tail> = TAIL_QUANTILES
+        .iter()
+        .map(|&q| {
+            let (qa, qb) = (quantile(&mut a, q), quantile(&mut b, q));
+            Tail { q, a: qa, b: qb, diff: qb - qa, diff_ci: None }
+        })
+        .collect();
+    let Some(o) = o else { return out };
+    let n = pairs.len();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(o.seed.wrapping_add(1));
+    let mut diffs = vec![Vec::with_capacity(o.resamples); TAIL_QUANTILES.len()];
+    let (mut sa, mut sb) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..o.resamples.max(1) {
+        for k in 0..n {
+            let i = rng.random_range(0..n);
+            (sa[k], sb[k]) = pairs[i];
+        }
+        for (j, &q) in TAIL_QUANTILES.iter().enumerate() {
+            diffs[j].push(quantile(&mut sb, q) - quantile(&mut sa, q));
+        }
+    }
+    let tail = (1.0 - o.level.clamp(0.0, 1.0)) / 2.0;
+    for (t, d) in out.iter_mut().zip(diffs.iter_mut()) {
+        t.diff_ci = Some((quantile(d, tail), quantile(d, 1.0 - tail)));
+    }
+    out
 }
 
 /// Bootstrap intervals of one metric's pairs.
@@ -371,6 +429,23 @@ fn bootstrap(d: &[f64], log_ratios: Option<&[f64]>, o: &PairedOptions) -> Interv
 mod tests {
     use super::*;
     use rand_distr::{Distribution, Normal};
+
+    #[test]
+    fn tails_compare_both_sides_quantiles_with_paired_intervals() {
+        // A: every 10th value is 300; B: the same pairs with that tail cut to 130.
+        let pairs: Vec<(f64, f64)> =
+            (0..60).map(|k| if k % 10 == 9 { (300.0, 130.0) } else { (30.0 + k as f64 * 0.01, 30.0) }).collect();
+        let o = PairedOptions::default();
+        let r = row("ttft", &pairs, &o);
+        assert_eq!(r.tails.len(), 2);
+        let p99 = &r.tails[1];
+        assert_eq!((p99.q, p99.a, p99.b, p99.diff), (0.99, 300.0, 130.0, -170.0));
+        let (lo, hi) = p99.diff_ci.unwrap();
+        assert!(lo <= -170.0 && hi < 0.0, "{lo} {hi}");
+        // Below the pairs a verdict needs: the quantiles, no interval.
+        let few = row("ttft", &pairs[..3], &o);
+        assert!(few.tails.iter().all(|t| t.diff_ci.is_none()));
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1e-3)

@@ -89,6 +89,40 @@ pub fn rows_table(rows: &[PairedRow], level: f64) -> Table {
     t
 }
 
+/// The tails of a step's rows: each side's p95 and p99 and the difference with its paired interval (a hedged
+/// or cached B shows here first: the median may not move while the tail does).
+pub fn tails_table(rows: &[PairedRow], level: f64) -> Table {
+    let ci = format!("{:.0}% CI", level * 100.0);
+    let mut t = Table::new(
+        &["metric", "A p95", "B p95", &format!("Δ p95 [{ci}]"), "A p99", "B p99", &format!("Δ p99 [{ci}]")],
+        1,
+    );
+    for r in rows.iter().filter(|r| r.tails.len() == 2) {
+        let mut row = vec![metric_label(&r.metric).to_string()];
+        for tail in &r.tails {
+            row.extend([value(tail.a, r.unit), value(tail.b, r.unit), with_ci(tail.diff, tail.diff_ci, r.unit)]);
+        }
+        t.rows.push(row);
+    }
+    t
+}
+
+/// The hedging sentence, when a side is a velollm proxy that hedges (its `/metrics`, scraped around the step):
+/// the extra requests it sent for the step's requests, and those it cancelled. A cancelled branch lost the race
+/// to the first token, so its cost is its prefill: the extra requests are the cost to weigh against the tail.
+pub fn hedging_line(step: &AbStep) -> Option<String> {
+    let mut parts = Vec::new();
+    for (side, result) in [("A", &step.a), ("B", &step.b)] {
+        let Some(m) = result.server_metrics.as_ref() else { continue };
+        let Some(extra) = m.hedged_requests else { continue };
+        let requests = result.requests + result.warmup_requests;
+        let share = if requests > 0 { extra / requests as f64 * 100.0 } else { 0.0 };
+        let cancelled = m.hedges_cancelled.map_or(String::new(), |c| format!(", {c:.0} cancelled"));
+        parts.push(format!("{side} sent {extra:.0} extra requests for {requests} ({share:.1} %){cancelled}"));
+    }
+    (!parts.is_empty()).then(|| format!("hedging: {}", parts.join("; ")))
+}
+
 /// The speedup sentence of a step: `B is 1.23× faster end to end (95% CI 1.18×–1.29×, 30 pairs)`.
 pub fn speedup_line(step: &AbStep, level: f64) -> Option<String> {
     let s = step.speedup.as_ref()?;
@@ -280,9 +314,11 @@ pub fn ab_blocks(doc: &AbResult) -> Vec<Block> {
         out.push(Block::Heading(2, s.name.clone() + if s.partial { " (partial)" } else { "" }));
         out.push(Block::Text(failures(s)));
         out.push(Block::Table(rows_table(&s.rows, o.level)));
+        out.push(Block::Table(tails_table(&s.rows, o.level)));
         let mut lines = Vec::new();
         lines.extend(speedup_line(s, o.level));
         lines.extend(speculative_line(s));
+        lines.extend(hedging_line(s));
         lines.extend(s.proxy_overhead.as_ref().map(proxy_line));
         lines.extend(cache_state_line(s, doc.meta.pair_cache));
         lines.push(format!("verdict: {}", verdict_line(s)));
@@ -306,6 +342,7 @@ pub fn render_ab(doc: &AbResult) -> String {
         let _ = writeln!(out, "\n{}{}  ·  {}", s.name, if s.partial { " (partial)" } else { "" }, failures(s));
         let t = rows_table(&s.rows, o.level);
         out.push_str(&t.terminal("  "));
+        out.push_str(&tails_table(&s.rows, o.level).terminal("  "));
         for r in s.rows.iter().filter(|r| !r.note.is_empty()).take(2) {
             let _ = writeln!(out, "  note: {}: {}", metric_label(&r.metric), r.note);
         }
@@ -313,6 +350,9 @@ pub fn render_ab(doc: &AbResult) -> String {
             let _ = writeln!(out, "  {line}");
         }
         if let Some(line) = speculative_line(s) {
+            let _ = writeln!(out, "  {line}");
+        }
+        if let Some(line) = hedging_line(s) {
             let _ = writeln!(out, "  {line}");
         }
         if let Some(p) = &s.proxy_overhead {

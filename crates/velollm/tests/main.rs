@@ -16,6 +16,7 @@ mod compare_cli;
 mod connections;
 mod detect_optimize;
 mod faults;
+mod hedging;
 mod help;
 mod history_cli;
 mod interrupt;

@@ -21,6 +21,8 @@ pub enum Engine {
     Sglang,
     /// Hugging Face text-generation-inference (`tgi_` prefix).
     Tgi,
+    /// velollm's own gateway, `velollm proxy` (`velollm_proxy_` prefix): what it added in front of a server.
+    VelollmProxy,
     /// None of the above: the scrape is kept but nothing is mapped.
     Unknown,
 }
@@ -33,6 +35,7 @@ impl Engine {
             Engine::Vllm => "vllm:",
             Engine::Sglang => "sglang:",
             Engine::Tgi => "tgi_",
+            Engine::VelollmProxy => "velollm_proxy_",
             Engine::Unknown => "",
         }
     }
@@ -44,6 +47,7 @@ impl Engine {
             Engine::Vllm => "vLLM",
             Engine::Sglang => "SGLang",
             Engine::Tgi => "TGI",
+            Engine::VelollmProxy => "velollm proxy",
             Engine::Unknown => "unknown",
         }
     }
@@ -59,7 +63,7 @@ impl Engine {
         !matches!(self, Engine::Llamacpp)
     }
 
-    const KNOWN: [Engine; 4] = [Engine::Llamacpp, Engine::Vllm, Engine::Sglang, Engine::Tgi];
+    const KNOWN: [Engine; 5] = [Engine::Llamacpp, Engine::Vllm, Engine::Sglang, Engine::Tgi, Engine::VelollmProxy];
 }
 
 /// Detect the engine: the known prefix carried by the most sample names (ties go to the first in the order
@@ -122,6 +126,10 @@ pub enum ServerMetric {
     ServerSpecAcceptLength,
     /// A speculative acceptance rate the server computes itself, 0–1 (gauge; averaged over label sets).
     ServerSpecAcceptRate,
+    /// Extra (hedged) requests a gateway sent (counter).
+    HedgedRequests,
+    /// Hedged branches a gateway cancelled because another won (counter).
+    HedgesCancelled,
 }
 
 impl ServerMetric {
@@ -174,7 +182,7 @@ const fn row(engine: Engine, source: &'static str, metric: ServerMetric, kind: S
     Mapping { engine, source, metric, kind }
 }
 
-use Engine::{Llamacpp, Sglang, Tgi, Vllm};
+use Engine::{Llamacpp, Sglang, Tgi, VelollmProxy, Vllm};
 use ServerMetric as M;
 use SourceKind::{Counter, Gauge, HistogramCount, HistogramSum};
 
@@ -250,6 +258,9 @@ pub const MAPPING: &[Mapping] = &[
     row(Tgi, "tgi_request_queue_duration_count", M::QueueCount, HistogramCount),
     row(Tgi, "tgi_queue_size", M::RequestsWaiting, Gauge),
     row(Tgi, "tgi_batch_current_size", M::RequestsRunning, Gauge),
+    // velollm proxy — its own exposition (crates/velollm-proxy/src/metrics.rs).
+    row(VelollmProxy, "velollm_proxy_hedges_total", M::HedgedRequests, Counter),
+    row(VelollmProxy, "velollm_proxy_hedge_cancelled_total", M::HedgesCancelled, Counter),
 ];
 
 /// The rows for one engine, in table (priority) order.

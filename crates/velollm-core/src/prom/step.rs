@@ -103,6 +103,13 @@ pub struct ServerMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_spec_accept_rate: Option<f64>,
 
+    /// Extra (hedged) requests a gateway sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedged_requests: Option<f64>,
+    /// Hedged branches a gateway cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedges_cancelled: Option<f64>,
+
     /// Every mapped counter's delta by its name on the server (including renamed aliases the figures above do
     /// not use), for a raw appendix.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -138,6 +145,8 @@ impl ServerMetrics {
             server_cache_hit_rate: None,
             server_spec_accept_length: None,
             server_spec_accept_rate: None,
+            hedged_requests: None,
+            hedges_cancelled: None,
             source_deltas: BTreeMap::new(),
         }
     }
@@ -156,6 +165,8 @@ impl ServerMetrics {
             ServerMetric::QueueCount => &mut self.queue_time_count,
             ServerMetric::PromptSeconds => &mut self.prompt_time_s,
             ServerMetric::DecodeSeconds => &mut self.decode_time_s,
+            ServerMetric::HedgedRequests => &mut self.hedged_requests,
+            ServerMetric::HedgesCancelled => &mut self.hedges_cancelled,
             _ => return None,
         })
     }
