@@ -172,3 +172,64 @@ async fn bench_through_the_proxy_counts_its_hits_from_the_header() {
     assert!(stdout.contains("proxy cache (as its header says): 5 hit, 1 other"), "{stdout}");
     assert_eq!(fake.request_count(), 1);
 }
+
+#[tokio::test]
+async fn tiers_tasks_and_hedging_from_flags() {
+    let quick = |model: &str| Script { model: model.into(), ttft: Duration::from_millis(5), ..Script::default() };
+    let small = FakeServer::start(Flavor::OpenAi, quick("small-m")).await;
+    let large = FakeServer::start(Flavor::OpenAi, quick("large-m")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let (local, cloud) = (format!("local={}", small.url()), format!("cloud={}", large.url()));
+    let flags = [
+        "--upstream",
+        &local,
+        "--upstream",
+        &cloud,
+        "--tier",
+        "small=local:small-m",
+        "--tier",
+        "large=cloud:large-m",
+        "--route-task",
+        "linting=small",
+        "--hedge",
+        "2s",
+    ];
+    let (child, mut stderr, addr) = spawn_proxy(&file, &flags, &[]);
+    // Killed however the test ends: a proxy left running would hold the harness's output open.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let _child = Killed(child);
+    let mut banner = String::new();
+    while !banner.contains("hedging:") && stderr.read_line(&mut banner).unwrap() > 0 {}
+    assert!(banner.contains("routing: model \"auto\" to small=local:small-m, large=cloud:large-m"), "{banner}");
+    assert!(banner.contains("hedging: after 2s, 2 branches, extra ones to the same upstream"), "{banner}");
+    let body = r#"{"model":"auto","stream":false,"messages":[{"role":"user","content":"lint this"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-velollm-task: linting\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let response = tokio::task::spawn_blocking(move || http(&addr, &request)).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("x-velollm-route: tier=small; reason=header; task=linting"), "{response}");
+    assert!(response.contains("x-velollm-hedge: branches=1; winner=0; after_ms=2000.0"), "{response}");
+    assert_eq!(small.requests()[0].1["model"], "small-m");
+    // A tier spec or a task that cannot be used is refused at start, by name.
+    for (flags, message) in [
+        (vec!["--upstream", "http://127.0.0.1:1", "--tier", "small"], "--tier takes NAME=UPSTREAM[:MODEL]"),
+        (vec!["--upstream", "a=http://127.0.0.1:1", "--tier", "small=b"], "no upstream is named \"b\""),
+        (vec!["--upstream", "a=http://127.0.0.1:1", "--tier", "s=a", "--route-task", "poetry=s"], "unknown task type"),
+        (vec!["--upstream", "http://127.0.0.1:1", "--hedge", "soon"], "use p95 or a time such as 250ms"),
+    ] {
+        let out = velollm().args(["proxy", "--listen", "127.0.0.1:0"]).args(&flags).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}

@@ -79,6 +79,9 @@ pub struct ProxyArgs {
     /// Branches at most, the first included [default: 2].
     #[arg(long, value_name = "2|3")]
     pub hedge_branches: Option<usize>,
+    /// An upstream (by name) the extra branches go to, in turn (repeatable) [default: the first branch's].
+    #[arg(long, value_name = "NAME")]
+    pub hedge_to: Vec<String>,
     /// The largest request body accepted; larger ones get 413 [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -156,6 +159,10 @@ fn config(args: &ProxyArgs) -> Result<ProxyConfig, ConfigError> {
     if let Some(n) = args.hedge_branches {
         config.hedging.enabled = true;
         config.hedging.branches = n;
+    }
+    if !args.hedge_to.is_empty() {
+        config.hedging.enabled = true;
+        config.hedging.upstreams.clone_from(&args.hedge_to);
     }
     Ok(config)
 }
@@ -243,7 +250,9 @@ fn describe(config: &ProxyConfig) -> String {
         ));
     }
     if config.hedging.enabled {
-        out.push_str(&format!("  hedging: after {}, {} branches\n", config.hedging.after, config.hedging.branches));
+        let h = &config.hedging;
+        let to = if h.upstreams.is_empty() { "the same upstream".to_owned() } else { h.upstreams.join(", ") };
+        out.push_str(&format!("  hedging: after {}, {} branches, extra ones to {to}\n", h.after, h.branches));
     }
     out
 }
