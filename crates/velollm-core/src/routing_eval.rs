@@ -10,6 +10,8 @@
 //! - **accuracy of routed answers** = small-tier answers that pass their checker ÷ tasks routed small;
 //! - **system accuracy** = tasks whose served answer (small if routed small, else large) passes ÷ tasks;
 //! - **routing accuracy** = tasks routed to the tier their type belongs to ÷ tasks;
+//! - a vote's **confidence** = the share of the nearest examples' weight held by the types that go to the voted
+//!   type's tier;
 //! - **agreement** = tasks where the small tier's answer passes iff the large tier's does ÷ tasks;
 //! - **recovered quality** (RouteLLM's PGR) = (system accuracy − small-only accuracy) ÷ (large-only accuracy −
 //!   small-only accuracy), at each point of the sweep.
@@ -33,6 +35,10 @@ pub const SMALL_TYPES: [&str; 4] = ["validation", "formatting", "linting", "clas
 /// The tasks shipped with velollm (`scenarios/routing.jsonl`).
 pub const BUILTIN_LABELS: &str = include_str!("../../../scenarios/routing.jsonl");
 
+/// The router's examples shipped with velollm (`scenarios/routing-examples.jsonl`): 15 per type, none of them
+/// an evaluation task, so that the evaluation's tasks are held out.
+pub const BUILTIN_EXAMPLES: &str = include_str!("../../../scenarios/routing-examples.jsonl");
+
 /// The checker the shipped code tasks' `command` runs (`scenarios/routing_check.py`).
 pub const BUILTIN_CHECKER: &str = include_str!("../../../scenarios/routing_check.py");
 
@@ -54,12 +60,24 @@ pub struct Vote {
     pub confidence: f32,
     /// The nearest example's cosine similarity.
     pub nearest: f32,
+    /// Every type with weight, and its share, the most first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<(String, f32)>,
+}
+
+impl Vote {
+    /// The share of the weight held by the types `together` says go where the winner goes (its tier): a vote
+    /// split between two small-model types is still a confident vote for the small model.
+    pub fn share_with(&self, together: impl Fn(&str) -> bool) -> f32 {
+        let shared: f32 = self.shares.iter().filter(|(t, _)| together(t)).map(|(_, s)| s).sum();
+        shared.max(self.confidence)
+    }
 }
 
 /// What a vote decides under a confidence threshold and a least similarity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Route by the voted type.
+    /// Route to the voted type's tier.
     Task,
     /// Not confident enough: the large tier.
     Abstain,
@@ -67,11 +85,13 @@ pub enum Verdict {
     Unfamiliar,
 }
 
-/// The one rule that turns a vote into a verdict (the proxy's router and this evaluation share it).
-pub fn verdict(vote: &Vote, confidence: f32, min_similarity: f32) -> Verdict {
+/// The one rule that turns a vote into a verdict (the proxy's router and this evaluation share it): the
+/// voted type's tier, when the nearest example is at least `min_similarity` away and the types that go to
+/// that tier (`same_tier`) hold at least `confidence` of the weight.
+pub fn verdict(vote: &Vote, same_tier: impl Fn(&str) -> bool, confidence: f32, min_similarity: f32) -> Verdict {
     if vote.nearest < min_similarity {
         Verdict::Unfamiliar
-    } else if vote.confidence < confidence {
+    } else if vote.share_with(same_tier) < confidence {
         Verdict::Abstain
     } else {
         Verdict::Task
@@ -473,7 +493,8 @@ fn routes(i: &Inputs<'_>, confidence: f32, small_types: &[&str]) -> Vec<bool> {
         .map(|(vote, ruled)| {
             !ruled
                 && vote.as_ref().is_some_and(|v| {
-                    verdict(v, confidence, i.min_similarity) == Verdict::Task && small_types.contains(&v.task.as_str())
+                    let small = |t: &str| small_types.contains(&t);
+                    small(&v.task) && verdict(v, small, confidence, i.min_similarity) == Verdict::Task
                 })
         })
         .collect()
@@ -692,7 +713,9 @@ mod tests {
             ..TierRun::default()
         };
         let (small, large) = (run("small", [true, false, false, false]), run("large", [true, true, true, true]));
-        let vote = |task: &str, confidence| Some(Vote { task: task.into(), confidence, nearest: 0.8 });
+        let vote = |task: &str, confidence| {
+            Some(Vote { task: task.into(), confidence, nearest: 0.8, shares: vec![(task.into(), confidence)] })
+        };
         let votes = [
             (vote("linting", 0.9), false),
             (vote("linting", 0.5), false),

@@ -24,7 +24,7 @@
 //!
 //! [routing]                            # off unless tiers are listed
 //! model = "auto"                       # requests for this model are routed
-//! examples = "scenarios/routing.jsonl" # labelled tasks: the nearest ones vote
+//! examples = "scenarios/routing-examples.jsonl" # labelled examples: the nearest ones vote
 //! tasks = { validation = "small", formatting = "small", linting = "small", classification = "small" }
 //! [[routing.tiers]]                    # small to large; the last takes rules and abstentions
 //! name = "small"
@@ -111,6 +111,10 @@ pub struct RoutingConfig {
     /// Longest request text (characters) the rules leave to the vote; longer goes to the last tier.
     #[serde(default = "default_max_prompt_chars")]
     pub max_prompt_chars: usize,
+    /// Words of the last user turn (and of each example) that are embedded: the embedding's time grows with
+    /// the text, and a request's kind shows in its first words.
+    #[serde(default = "default_max_words")]
+    pub max_words: usize,
 }
 
 impl Default for RoutingConfig {
@@ -124,6 +128,7 @@ impl Default for RoutingConfig {
             min_similarity: default_min_similarity(),
             k: default_k(),
             max_prompt_chars: default_max_prompt_chars(),
+            max_words: default_max_words(),
         }
     }
 }
@@ -203,6 +208,9 @@ fn default_k() -> usize {
 }
 fn default_max_prompt_chars() -> usize {
     8000
+}
+fn default_max_words() -> usize {
+    24
 }
 fn default_after() -> String {
     "p95".into()
@@ -646,8 +654,8 @@ impl ProxyConfig {
                 "routing confidence is a share in [0, 1], min_similarity a cosine in [-1, 1]".into(),
             ));
         }
-        if routing.k == 0 {
-            return Err(ConfigError("routing k must be above 0".into()));
+        if routing.k == 0 || routing.max_words == 0 {
+            return Err(ConfigError("routing k and max_words must be above 0".into()));
         }
         Ok(())
     }

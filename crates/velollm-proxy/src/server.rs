@@ -59,7 +59,7 @@ async fn router(config: &ProxyConfig, embedder: Option<Arc<Embedder>>) -> Result
             let mut embedded = Vec::with_capacity(examples.len());
             for e in examples {
                 let v = embedder
-                    .embed(&e.prompt, timeout)
+                    .embed(&crate::routing::knn::head(&e.prompt, routing.max_words), timeout)
                     .await
                     .map_err(|err| ConfigError(format!("routing examples: cannot embed {:?}: {err}", e.id)))?;
                 embedded.push((e, v));
@@ -77,6 +77,7 @@ async fn router(config: &ProxyConfig, embedder: Option<Arc<Embedder>>) -> Result
         confidence: routing.confidence,
         min_similarity: routing.min_similarity,
         max_prompt_chars: routing.max_prompt_chars,
+        max_words: routing.max_words,
         embed_timeout: config.semantic.timeout,
     })
 }

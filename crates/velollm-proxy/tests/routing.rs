@@ -42,7 +42,8 @@ fn tiers(small: &FakeServer, large: &FakeServer) -> ProxyConfig {
     c.add_upstream_flag(&format!("local={}", small.url())).unwrap();
     c.add_upstream_flag(&format!("cloud={}", large.url())).unwrap();
     c.routing.tiers = vec![tier("small", "local", "small-m"), tier("large", "cloud", "large-m")];
-    c.routing.tasks = [("linting", "small"), ("formatting", "small")].map(|(a, b)| (a.into(), b.into())).into();
+    let small = ["validation", "formatting", "linting", "classification"];
+    c.routing.tasks = small.map(|t| (t.to_owned(), "small".to_owned())).into();
     c
 }
 
@@ -146,7 +147,7 @@ async fn the_nearest_labelled_examples_vote_with_the_real_embedder() {
     let (small, large) = (fake("small-m", quick()).await, fake("large-m", quick()).await);
     let mut c = tiers(&small, &large);
     c.semantic.model_dir = Some(PathBuf::from(model));
-    c.routing.examples = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/routing.jsonl"));
+    c.routing.examples = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/routing-examples.jsonl"));
     let proxy = start(c).await;
     let r = ask(
         &proxy,

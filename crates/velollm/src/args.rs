@@ -298,8 +298,8 @@ pub struct RoutingEvalArgs {
     /// The large tier's model [default: what its server reports].
     #[arg(long, value_name = "NAME", help_heading = "Routing evaluation")]
     pub large_model: Option<String>,
-    /// Labelled examples whose nearest ones vote (JSONL: id, type, prompt) [default: the tasks, each left out
-    /// of its own vote].
+    /// Labelled examples whose nearest ones vote (JSONL: id, type, prompt) [default: the 90 shipped with
+    /// velollm, none of them a task; a task found among them is left out of its own vote].
     #[arg(long, value_name = "FILE", help_heading = "Routing evaluation")]
     pub route_examples: Option<PathBuf>,
     /// The vote share under which the router abstains to the large tier, at the operating point [default: 0.6].

@@ -2,8 +2,8 @@
 //! small tier (`--url`, `--model`) and to the large tier (`--large-url`, `--large-model`), one at a time, and
 //! each answer is judged by the task's checker; then every task goes to each tier again with `--route-parallel`
 //! requests in flight (latency under load). The router's decision for every task is the proxy's own: its
-//! rules, then the vote of the nearest labelled examples (all-MiniLM-L6-v2 in process), leaving the task itself
-//! out when the examples are the tasks. The figures are computed in `velollm_core::routing_eval`.
+//! rules, then the vote of the nearest labelled examples (all-MiniLM-L6-v2 in process): the shipped examples,
+//! which are not tasks, or `--route-examples`, leaving each task out of its own vote when they are the tasks. The figures are computed in `velollm_core::routing_eval`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +13,10 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::json;
 use velollm_core::metrics::RequestMetrics;
 use velollm_core::routing_eval::{
-    BUILTIN_CHECKER, BUILTIN_LABELS, Check, Inputs, RoutingReport, Task, TierRun, evaluate, parse,
+    BUILTIN_CHECKER, BUILTIN_EXAMPLES, BUILTIN_LABELS, Check, Inputs, RoutingReport, Task, TierRun, evaluate, parse,
 };
 use velollm_engine::bench::Session;
-use velollm_proxy::routing::knn::{self, Classifier, Example};
+use velollm_proxy::routing::knn::{self, Classifier};
 use velollm_proxy::semantic::Embedder;
 use velollm_report::document::Table;
 
@@ -46,20 +46,24 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
     let max_tokens = args.workload.max_tokens.unwrap_or(96);
     let min_similarity = 0.3;
 
-    // The router: its examples (the tasks themselves by default, each left out of its own vote), embedded.
+    // The router: its examples (the shipped ones by default, which no task is; with --route-examples tasks,
+    // each task is left out of its own vote), embedded.
     let model_dir = velollm_proxy::config::SemanticConfig::default().model_dir();
     let embedder = Embedder::local(&model_dir)
         .map_err(|e| input(format!("{e}: run scripts/embedder.sh install, or export $(scripts/embedder.sh env)")))?;
-    let (examples, leave_out) = match &r.route_examples {
-        Some(path) => (knn::load(path).map_err(|e| input(format!("--route-examples: {e}")))?, false),
-        None => {
-            (tasks.iter().map(|t| Example { id: t.id.clone(), task: t.task, prompt: t.prompt.clone() }).collect(), true)
-        }
+    let examples = match &r.route_examples {
+        Some(path) => knn::load(path).map_err(|e| input(format!("--route-examples: {e}")))?,
+        None => knn::parse("built-in routing examples", BUILTIN_EXAMPLES).expect("the shipped examples parse"),
     };
+    let leave_out = examples.iter().any(|e| tasks.iter().any(|t| t.id == e.id && t.prompt == e.prompt));
     let timeout = std::time::Duration::from_secs(30);
+    let words = velollm_proxy::config::RoutingConfig::default().max_words;
     let mut embedded = Vec::with_capacity(examples.len());
     for e in examples {
-        let v = embedder.embed(&e.prompt, timeout).await.map_err(|err| anyhow!("embedding {:?}: {err}", e.id))?;
+        let v = embedder
+            .embed(&knn::head(&e.prompt, words), timeout)
+            .await
+            .map_err(|err| anyhow!("embedding {:?}: {err}", e.id))?;
         embedded.push((e, v));
     }
     let classifier = Classifier::new(embedded, 5);
@@ -72,7 +76,10 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         let vote = if ruled {
             None
         } else {
-            let v = embedder.embed(&t.prompt, timeout).await.map_err(|err| anyhow!("embedding {:?}: {err}", t.id))?;
+            let v = embedder
+                .embed(&knn::head(&t.prompt, words), timeout)
+                .await
+                .map_err(|err| anyhow!("embedding {:?}: {err}", t.id))?;
             classifier.vote(&v, leave_out.then_some(t.id.as_str()))
         };
         decision_ms.push(start.elapsed().as_secs_f64() * 1e3);

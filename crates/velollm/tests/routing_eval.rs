@@ -8,7 +8,7 @@ use velollm_testkit::{FakeServer, Flavor, Script};
 
 use crate::common::{json, server_url, text, velollm_async};
 
-/// Tasks like the shipped ones (other words: the shipped tasks are the router's examples here).
+/// Tasks like the shipped ones, in other words (the router's examples are the shipped ones).
 const TASKS: &str = r#"{"id": "v1", "type": "validation", "prompt": "Is {\"a\": 1, \"b\": [2, 3]} valid JSON? Answer with one word: valid or invalid.", "check": {"choice": ["valid", "invalid"], "answer": "valid"}}
 {"id": "v2", "type": "validation", "prompt": "Is 10.0.0.256 a valid IPv4 address? Answer with one word: valid or invalid.", "check": {"choice": ["valid", "invalid"], "answer": "invalid"}}
 {"id": "f1", "type": "formatting", "prompt": "Convert this text to upper case: good morning. Answer with the result only.", "check": {"contains": ["GOOD MORNING"]}}
@@ -67,10 +67,6 @@ fn write(dir: &std::path::Path, tasks: &str) -> std::path::PathBuf {
     path
 }
 
-fn examples() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/routing.jsonl").to_owned()
-}
-
 fn criterion<'a>(doc: &'a Value, name: &str) -> &'a Value {
     doc["criteria"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name}: {doc:#}"))
 }
@@ -97,13 +93,8 @@ async fn tiers_with_known_answers_meet_the_plans_criteria() {
         &large.url(),
         "--labels",
         tasks.to_str().unwrap(),
-        "--route-examples",
-        &examples(),
         "--route-parallel",
         "10",
-        // The operating point: "maxRetryCount" to snake_case draws a linting neighbour, a 0.55 vote.
-        "--route-confidence",
-        "0.5",
         "-o",
         out.to_str().unwrap(),
         "--check",
@@ -164,8 +155,6 @@ async fn a_small_tier_that_fails_a_type_is_learned_off_it() {
         &large.url(),
         "--labels",
         tasks.to_str().unwrap(),
-        "--route-examples",
-        &examples(),
         "-o",
         out.to_str().unwrap(),
         "--check",
@@ -207,8 +196,6 @@ async fn the_real_llama_server_as_both_tiers_gives_a_whole_report() {
         &url,
         "--labels",
         tasks.to_str().unwrap(),
-        "--route-examples",
-        &examples(),
         "--route-parallel",
         "4",
         "--max-tokens",

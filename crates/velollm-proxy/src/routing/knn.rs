@@ -1,6 +1,7 @@
 //! The embedding half of a routing decision: labelled examples of each task type, embedded once at start,
 //! and a vote of the `k` nearest ones to the request's last user turn, weighted by similarity. The vote's
-//! confidence is the winner's share of the weight; the nearest example's similarity says whether the request
+//! vote says each type's share of the weight (the router adds up the types that go to one tier); the nearest
+//! example's similarity says whether the request
 //! looks like anything labelled at all.
 
 use std::path::Path;
@@ -24,10 +25,15 @@ pub struct Example {
 /// Every error names the file, the line and the field.
 pub fn load(path: &Path) -> Result<Vec<Example>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Reads examples from `text`; `source` names it in errors.
+pub fn parse(source: &str, text: &str) -> Result<Vec<Example>, String> {
     let mut out = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
-        let at = format!("{}:{}", path.display(), i + 1);
+        let at = format!("{source}:{}", i + 1);
         if line.trim().is_empty() || line.trim_start().starts_with("//") {
             continue;
         }
@@ -46,9 +52,15 @@ pub fn load(path: &Path) -> Result<Vec<Example>, String> {
         out.push(Example { id, task, prompt });
     }
     if out.is_empty() {
-        return Err(format!("{}: no examples", path.display()));
+        return Err(format!("{source}: no examples"));
     }
     Ok(out)
+}
+
+/// The first `words` whitespace-separated words of `text`: what the router embeds (the embedding's time grows
+/// with the text; a request's kind shows in its first words).
+pub fn head(text: &str, words: usize) -> String {
+    text.split_whitespace().take(words).collect::<Vec<_>>().join(" ")
 }
 
 /// The embedded examples.
@@ -94,7 +106,14 @@ impl Classifier {
         let (best, weight) =
             weights.iter().enumerate().fold((0, f32::MIN), |acc, (i, &w)| if w > acc.1 { (i, w) } else { acc });
         let confidence = if total > 0.0 { weight / total } else { 0.0 };
-        Some(Vote { task: TASK_TYPES[best].to_owned(), confidence, nearest })
+        let mut shares: Vec<(String, f32)> = TASK_TYPES
+            .iter()
+            .zip(weights)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(t, w)| ((*t).to_owned(), w / total))
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Some(Vote { task: TASK_TYPES[best].to_owned(), confidence, nearest, shares })
     }
 }
 

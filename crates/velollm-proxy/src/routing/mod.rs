@@ -85,7 +85,7 @@ pub struct Decision {
     pub reason: Reason,
     /// The task type, when the header or the vote named one.
     pub task: Option<&'static str>,
-    /// The vote's confidence, when there was a vote.
+    /// The vote's confidence (the share of the weight of the voted tier's types), when there was a vote.
     pub confidence: Option<f32>,
     /// The decision's time.
     pub elapsed: Duration,
@@ -110,6 +110,8 @@ pub struct Router {
     pub min_similarity: f32,
     /// Longest text the rules leave to the classifier.
     pub max_prompt_chars: usize,
+    /// Words of the last user turn that are embedded.
+    pub max_words: usize,
     /// The embedder's deadline.
     pub embed_timeout: Duration,
 }
@@ -125,12 +127,16 @@ impl Router {
         self.tasks.get(task).copied().unwrap_or_else(|| self.large())
     }
 
-    /// Where a vote sends a request under `confidence` (and the router's least similarity), and why.
-    pub fn by_vote(&self, vote: &Vote, confidence: f32) -> (usize, Reason) {
-        match verdict(vote, confidence, self.min_similarity) {
-            Verdict::Unfamiliar => (self.large(), Reason::Unfamiliar),
-            Verdict::Abstain => (self.large(), Reason::Abstain),
-            Verdict::Task => (self.tier_of(&vote.task), Reason::Knn),
+    /// Where a vote sends a request under `confidence` (and the router's least similarity), why, and the
+    /// share of the weight held by the voted tier's types.
+    pub fn by_vote(&self, vote: &Vote, confidence: f32) -> (usize, Reason, f32) {
+        let tier = self.tier_of(&vote.task);
+        let same_tier = |t: &str| self.tier_of(t) == tier;
+        let share = vote.share_with(same_tier);
+        match verdict(vote, same_tier, confidence, self.min_similarity) {
+            Verdict::Unfamiliar => (self.large(), Reason::Unfamiliar, share),
+            Verdict::Abstain => (self.large(), Reason::Abstain, share),
+            Verdict::Task => (tier, Reason::Knn, share),
         }
     }
 
@@ -153,15 +159,15 @@ impl Router {
         let Ok(split) = crate::semantic::probe::split(route, body, usize::MAX, usize::MAX) else {
             return Ok(done(self.large(), Reason::NoText, None, None));
         };
-        let Ok(vector) = embedder.embed(&split.text, self.embed_timeout).await else {
+        let Ok(vector) = embedder.embed(&knn::head(&split.text, self.max_words), self.embed_timeout).await else {
             return Ok(done(self.large(), Reason::EmbedError, None, None));
         };
         let Some(vote) = classifier.vote(&vector, None) else {
             return Ok(done(self.large(), Reason::Abstain, None, None));
         };
-        let (tier, reason) = self.by_vote(&vote, self.confidence);
+        let (tier, reason, share) = self.by_vote(&vote, self.confidence);
         let task = TASK_TYPES.iter().find(|t| **t == vote.task).copied();
-        Ok(done(tier, reason, task, Some(vote.confidence)))
+        Ok(done(tier, reason, task, Some(share)))
     }
 
     /// The `x-velollm-route` value: the tier that answered, the decision, and the tiers that failed first.

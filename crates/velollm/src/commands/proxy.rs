@@ -66,7 +66,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "NAME=UPSTREAM[:MODEL]")]
     pub tier: Vec<String>,
     /// Labelled examples whose nearest ones vote a request's task type (JSON Lines: id, type, prompt), e.g.
-    /// scenarios/routing.jsonl.
+    /// scenarios/routing-examples.jsonl.
     #[arg(long, value_name = "FILE")]
     pub route_examples: Option<PathBuf>,
     /// The tier a task type goes to (repeatable): --route-task linting=small. Unlisted types go to the last tier.
