@@ -74,6 +74,7 @@ pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
     }
     charts.extend(time_split(targets));
     charts.extend(ttft_per_turn(targets));
+    charts.extend(prefix_reuse_per_turn(targets));
     charts.extend(ttft_vs_prompt(targets));
     charts.extend(e2e_vs_max_tokens(targets));
     charts.extend(throughput_vs_concurrency(targets));
@@ -371,6 +372,55 @@ fn ttft_per_turn(targets: &[Target<'_>]) -> Option<Chart> {
         series,
     });
     Some(Chart { id: "ttft-per-turn".into(), title, svg })
+}
+
+/// The prefix the server reused at each turn of a multi-turn or agent replay: cached ÷ prompt tokens over the
+/// calls of that turn index, as the server reports them. An agent's later turns carry the earlier ones, so a
+/// server whose prefix cache works shows the share climbing with the turn.
+fn prefix_reuse_per_turn(targets: &[Target<'_>]) -> Option<Chart> {
+    let mut series = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        for s in &t.run.steps {
+            let x = &s.samples;
+            // (cached, prompt) token sums per turn index.
+            let mut by_turn: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+            for ((turn, cached), prompt) in x.turn.iter().zip(&x.cached_tokens).zip(&x.prompt_tokens) {
+                if let (Some(turn), Some(cached), Some(prompt)) = (turn, cached, prompt) {
+                    let e = by_turn.entry(*turn).or_default();
+                    e.0 += cached;
+                    e.1 += prompt;
+                }
+            }
+            let any_cached = by_turn.values().any(|(c, _)| *c > 0);
+            if by_turn.len() < 2 || !any_cached {
+                continue;
+            }
+            let points: Vec<(f64, f64)> = by_turn
+                .iter()
+                .filter(|(_, (_, p))| *p > 0)
+                .map(|(turn, (c, p))| (f64::from(*turn) + 1.0, *c as f64 / *p as f64 * 100.0))
+                .collect();
+            series.push(XySeries {
+                name: row_label(targets, t, s),
+                colour: i,
+                style: Style::LineMarkers,
+                points,
+                legend: true,
+            });
+        }
+    }
+    if series.is_empty() {
+        return None;
+    }
+    let title = "Prefix reuse per turn".to_string();
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes: vec!["cached ÷ prompt tokens of the calls at each turn, as the server reports them".into()],
+        x: Axis::new("turn").integer(),
+        y: Axis::new("prompt tokens read from the server's cache (%)").range(0.0, 100.0),
+        series,
+    });
+    Some(Chart { id: "prefix-reuse-per-turn".into(), title, svg })
 }
 
 /// A slope as a term of a sum: `+ 0.031`, `− 0.002`.

@@ -976,3 +976,21 @@ fn hostile_server_text_is_escaped() {
     assert!(!md.text.contains("<script>") && md.text.contains("\\| x"));
     assert!(md.charts.iter().all(|(_, svg)| !svg.contains("<b>1</b>")));
 }
+
+#[test]
+fn an_agent_replay_charts_its_prefix_reuse_per_turn() {
+    let mut r = baseline();
+    let s = &mut r.steps[0].samples;
+    let n = s.len();
+    // Turn k of every session: 1000 prompt tokens, of which 0, 600, 800, 900 were read from the cache.
+    s.turn = (0..n).map(|i| Some((i % 4) as u32)).collect();
+    s.prompt_tokens = vec![Some(1000); n];
+    s.cached_tokens = (0..n).map(|i| Some([0, 600, 800, 900][i % 4])).collect();
+    let charts = run_charts(&[Target { label: "agent", run: &r }]);
+    let chart = charts.iter().find(|c| c.id == "prefix-reuse-per-turn").expect("the chart is drawn");
+    assert_eq!(chart.title, "Prefix reuse per turn");
+    assert!(chart.svg.contains("cached ÷ prompt tokens"), "{}", chart.svg);
+    // No cached token anywhere: nothing to show.
+    r.steps[0].samples.cached_tokens = vec![Some(0); n];
+    assert!(run_charts(&[Target { label: "agent", run: &r }]).iter().all(|c| c.id != "prefix-reuse-per-turn"));
+}
