@@ -628,6 +628,12 @@ impl ProxyConfig {
         }
         let mut names = std::collections::HashSet::new();
         for t in &routing.tiers {
+            if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ConfigError(format!(
+                    "routing tier name {:?}: use letters, digits, '-' and '_' only",
+                    t.name
+                )));
+            }
             if !names.insert(t.name.as_str()) {
                 return Err(ConfigError(format!("two routing tiers are named {:?}: names must differ", t.name)));
             }
@@ -747,6 +753,7 @@ mod tests {
             err(&format!("[routing]\ntasks = {{ linting = \"tiny\" }}\n{tier}")).contains("\"tiny\" is not a tier")
         );
         assert!(err("[hedging]\nenabled = true\nafter = \"soon\"\n").contains("use p95 or a time"));
+        assert!(err("[[routing.tiers]]\nname = \"a\\\"b\"\nupstream = \"local\"\n").contains("use letters, digits"));
         assert!(err("[hedging]\nenabled = true\nbranches = 5\n").contains("use 2 or 3"));
         let ok: ProxyConfig =
             toml::from_str(&format!("{base}[routing]\ntasks = {{ linting = \"small\" }}\n{tier}timeout = \"2s\"\n"))
