@@ -375,14 +375,6 @@ pub fn render(r: &RoutingReport) -> String {
         dms(&r.decision_ms.embedding)
     ));
     out.push_str("\nCriteria (the plan's, at the operating point):\n");
-    for c in &r.criteria {
-        let mark = match c.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "n/a ",
-        };
-        let value = c.value.map_or("not measured".to_owned(), |v| format!("{v:.3}"));
-        out.push_str(&format!("  {mark}  {}: {value} (goal {})\n", c.name, c.goal));
-    }
+    out.push_str(&crate::semantic_eval::criteria_lines(&r.criteria, 3));
     out
 }

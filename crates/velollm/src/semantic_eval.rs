@@ -160,6 +160,21 @@ pub fn chart(r: &SemanticReport) -> Option<String> {
     }))
 }
 
+/// One line per criterion: `  PASS  name: value (goal …)`, the value with `decimals` decimals.
+pub fn criteria_lines(criteria: &[velollm_core::semantic_eval::Criterion], decimals: usize) -> String {
+    let mut out = String::new();
+    for c in criteria {
+        let mark = match c.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "n/a ",
+        };
+        let value = c.value.map_or("not measured".to_owned(), |v| format!("{v:.decimals$}"));
+        out.push_str(&format!("  {mark}  {}: {value} (goal {})\n", c.name, c.goal));
+    }
+    out
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1} %", x * 100.0)
 }
@@ -229,15 +244,7 @@ pub fn render(r: &SemanticReport) -> String {
         }
     }
     out.push_str("\nCriteria:\n");
-    for c in &r.criteria {
-        let mark = match c.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "n/a ",
-        };
-        let value = c.value.map_or("not reported".to_owned(), |v| format!("{v:.2}"));
-        out.push_str(&format!("  {mark}  {}: {value} (goal {})\n", c.name, c.goal));
-    }
+    out.push_str(&criteria_lines(&r.criteria, 2));
     for n in &r.notes {
         out.push_str(&format!("note: {n}\n"));
     }

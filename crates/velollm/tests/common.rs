@@ -465,3 +465,22 @@ pub async fn read_request(client: &mut tokio::net::TcpStream) -> std::io::Result
     }
     Ok(Some((head, buf)))
 }
+
+/// `velollm proxy ARGS…` started on a free port: the process and the address its first line names (its stderr
+/// is read on, so that it never blocks on a full pipe).
+pub fn spawn_velollm_proxy(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command()
+        .args(["proxy", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}

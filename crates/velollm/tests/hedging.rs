@@ -3,26 +3,11 @@
 //! to its first token). The report gives both sides' p95 and p99 with paired intervals, and B's extra requests
 //! read from its own `/metrics`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use velollm_testkit::{FakeServer, Flavor, Script};
 
-use crate::common::{command, json, text, velollm_async};
-
-/// `velollm proxy ARGS…` on a free port; the process and its address.
-fn proxy(args: &[&str]) -> (Child, String) {
-    let mut child =
-        command().args(["proxy", "--listen", "127.0.0.1:0"]).args(args).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
-}
+use crate::common::{json, spawn_velollm_proxy, text, velollm_async};
 
 fn tailed() -> Script {
     Script {
@@ -39,8 +24,8 @@ fn tailed() -> Script {
 async fn ab_shows_the_hedged_proxy_cutting_the_tail_and_what_it_cost() {
     let (ua, ub) =
         (FakeServer::start(Flavor::OpenAi, tailed()).await, FakeServer::start(Flavor::OpenAi, tailed()).await);
-    let (mut a, a_addr) = proxy(&["--upstream", &ua.url(), "--cache", "off"]);
-    let (mut b, b_addr) = proxy(&["--upstream", &ub.url(), "--cache", "off", "--hedge", "100ms"]);
+    let (mut a, a_addr) = spawn_velollm_proxy(&["--upstream", &ua.url(), "--cache", "off"]);
+    let (mut b, b_addr) = spawn_velollm_proxy(&["--upstream", &ub.url(), "--cache", "off", "--hedge", "100ms"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ab.json");
     let args = [

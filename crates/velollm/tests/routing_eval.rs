@@ -67,6 +67,26 @@ fn write(dir: &std::path::Path, tasks: &str) -> std::path::PathBuf {
     path
 }
 
+/// `velollm bench --scenario routing` of `tasks` on two tiers, with `extra` flags: its exit code, output and
+/// report.
+async fn evaluate(small: &str, large: &str, tasks: &str, extra: &[&str]) -> (Option<i32>, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = write(dir.path(), tasks);
+    let out = dir.path().join("routing.json");
+    let mut args: Vec<String> =
+        ["bench", "--scenario", "routing", "--url", small, "--large-url", large, "--labels"].map(String::from).to_vec();
+    args.extend([tasks.display().to_string(), "-o".into(), out.display().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let o = velollm_async(args).await;
+    let (stdout, stderr) = text(&o);
+    let doc = if out.exists() { json(&out) } else { Value::Null };
+    if doc.is_object() {
+        let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("quality against the share"), "{svg}");
+    }
+    (o.status.code(), format!("{stdout}\n{stderr}"), doc)
+}
+
 fn criterion<'a>(doc: &'a Value, name: &str) -> &'a Value {
     doc["criteria"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("{name}: {doc:#}"))
 }
@@ -80,29 +100,8 @@ async fn tiers_with_known_answers_meet_the_plans_criteria() {
     let wrong = [("from 1 to 10", "45"), ("60 machines", "60"), ("square(n)", "print(4)"), ("double(n)", "print(8)")];
     let small = FakeServer::start(Flavor::OpenAi, script("small-m", &RIGHT[..6], &wrong)).await;
     let large = FakeServer::start(Flavor::OpenAi, script("large-m", &RIGHT, &[])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tasks = write(dir.path(), TASKS);
-    let out = dir.path().join("routing.json");
-    let args = [
-        "bench",
-        "--scenario",
-        "routing",
-        "--url",
-        &small.url(),
-        "--large-url",
-        &large.url(),
-        "--labels",
-        tasks.to_str().unwrap(),
-        "--route-parallel",
-        "10",
-        "-o",
-        out.to_str().unwrap(),
-        "--check",
-    ];
-    let o = velollm_async(args.map(String::from).to_vec()).await;
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
-    let doc = json(&out);
+    let (code, output, doc) = evaluate(&small.url(), &large.url(), TASKS, &["--route-parallel", "10", "--check"]).await;
+    assert_eq!(code, Some(0), "{output}");
     assert_eq!(doc["tasks"], 10);
     assert_eq!(doc["tiers"][0]["accuracy"], 0.6);
     assert_eq!(doc["tiers"][1]["accuracy"], 1.0);
@@ -126,9 +125,7 @@ async fn tiers_with_known_answers_meet_the_plans_criteria() {
     assert_eq!(sweep.len(), 21);
     assert!(sweep[20]["routed_share"].as_f64().unwrap() <= op["routed_share"].as_f64().unwrap());
     assert!(doc["decision_ms"]["rules"]["p50"].as_f64().unwrap() < 1.0);
-    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("quality against the share"), "{svg}");
-    assert!(stdout.contains("PASS  routing accuracy"), "{stdout}");
+    assert!(output.contains("PASS  routing accuracy"), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,27 +139,8 @@ async fn a_small_tier_that_fails_a_type_is_learned_off_it() {
         [("Terrible service", "positive"), ("CONGRATULATIONS", "ham"), ("from 1 to 10", "45"), ("60 machines", "60")];
     let small = FakeServer::start(Flavor::OpenAi, script("small-m", &RIGHT[..4], &wrong)).await;
     let large = FakeServer::start(Flavor::OpenAi, script("large-m", &RIGHT, &[])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let tasks = write(dir.path(), TASKS);
-    let out = dir.path().join("routing.json");
-    let args = [
-        "bench",
-        "--scenario",
-        "routing",
-        "--url",
-        &small.url(),
-        "--large-url",
-        &large.url(),
-        "--labels",
-        tasks.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--check",
-    ];
-    let o = velollm_async(args.map(String::from).to_vec()).await;
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(3), "a failed criterion with --check: {stdout}\n{stderr}");
-    let doc = json(&out);
+    let (code, output, doc) = evaluate(&small.url(), &large.url(), TASKS, &["--check"]).await;
+    assert_eq!(code, Some(3), "a failed criterion with --check: {output}");
     assert_eq!(criterion(&doc, "accuracy of routed answers")["pass"], false);
     let learned: Vec<&str> = doc["learned_small_types"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(learned, ["validation", "formatting"]);
@@ -183,30 +161,9 @@ async fn the_real_llama_server_as_both_tiers_gives_a_whole_report() {
         ["\"val-json-key\"", "\"fmt-upper\"", "\"lint-sql\"", "\"cls-spam\"", "\"rsn-sum\"", "\"code-factorial\""];
     let six: String =
         shipped.lines().filter(|l| ids.iter().any(|id| l.contains(id))).map(|l| format!("{l}\n")).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let tasks = write(dir.path(), &six);
-    let out = dir.path().join("routing.json");
-    let args = [
-        "bench",
-        "--scenario",
-        "routing",
-        "--url",
-        &url,
-        "--large-url",
-        &url,
-        "--labels",
-        tasks.to_str().unwrap(),
-        "--route-parallel",
-        "4",
-        "--max-tokens",
-        "48",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    let o = velollm_async(args.map(String::from).to_vec()).await;
-    let (stdout, stderr) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
-    let doc = json(&out);
+    let extra = ["--route-parallel", "4", "--max-tokens", "48"];
+    let (code, output, doc) = evaluate(&url, &url, &six, &extra).await;
+    assert_eq!(code, Some(0), "{output}");
     assert_eq!(doc["tasks"], 6);
     assert_eq!(doc["by_type"].as_array().unwrap().len(), 6);
     for tier in doc["tiers"].as_array().unwrap() {
@@ -218,7 +175,7 @@ async fn the_real_llama_server_as_both_tiers_gives_a_whole_report() {
     for t in doc["by_type"].as_array().unwrap().iter().filter(|t| t["labelled_tier"] == "large") {
         assert_eq!(t["routed_share"], 0.0, "{t:#}");
     }
-    assert!(stdout.contains("Criteria (the plan's"), "{stdout}");
+    assert!(output.contains("Criteria (the plan's"), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

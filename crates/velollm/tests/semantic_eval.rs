@@ -2,10 +2,7 @@
 //! the real llama-server (the proxy run as its own process, the real embedding model), against the bare
 //! llama-server (no cache: the report says so), and with a label file that is wrong (exit 2, file:line:field).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-use crate::common::{command, json, server_url, text};
+use crate::common::{command, json, server_url, spawn_velollm_proxy, text};
 
 const LABELS: &str = r#"{"family": "reset", "kind": "seed", "text": "How do I reset my password?"}
 {"family": "fr", "kind": "seed", "text": "What is the capital of France?"}
@@ -31,20 +28,6 @@ fn embedder_model() -> Option<String> {
     }
 }
 
-/// `velollm proxy ARGS…` started on a free port; its address.
-fn proxy(args: &[&str]) -> (Child, String) {
-    let mut child =
-        command().args(["proxy", "--listen", "127.0.0.1:0"]).args(args).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
-    // Keep reading stderr so the proxy never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
-}
-
 fn labels(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("labels.jsonl");
     std::fs::write(&path, text).unwrap();
@@ -55,7 +38,7 @@ fn labels(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
 fn velollm_proxy_is_evaluated_hits_guard_blocks_sweep_and_criteria() {
     let Some((url, _real)) = server_url() else { return };
     let Some(_model) = embedder_model() else { return };
-    let (mut child, addr) = proxy(&["--upstream", &url, "--semantic"]);
+    let (mut child, addr) = spawn_velollm_proxy(&["--upstream", &url, "--semantic"]);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("semantic.json");
     let out = command()
