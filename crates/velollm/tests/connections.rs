@@ -248,20 +248,8 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: &str) -> Proxy {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(common::bin())
-            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--cache", "off"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(url.starts_with("http://"), "{line}");
-        // Keep reading what it logs, so that its stderr never fills up or closes.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Proxy { child, url }
+        let (child, addr) = common::spawn_velollm_proxy(&["--upstream", upstream, "--cache", "off"]);
+        Proxy { child, url: format!("http://{addr}") }
     }
 }
 
