@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,7 +44,8 @@ pub struct Hedging {
     pub branches: usize,
     /// Indices (in the proxy's upstreams) the extra branches go to, in turn; empty: the first branch's.
     pub upstreams: Vec<usize>,
-    samples: Mutex<Samples>,
+    /// First-token times per first upstream (a route's own p95: tiers differ).
+    samples: Mutex<HashMap<usize, Samples>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,16 +84,16 @@ impl Hedging {
         Hedging { after, branches, upstreams, samples: Mutex::default() }
     }
 
-    /// The delay before the next branch now.
-    pub fn delay(&self) -> Duration {
+    /// The delay before the next branch now, for requests whose first branch goes to `upstream`.
+    pub fn delay(&self, upstream: usize) -> Duration {
         match self.after {
             After::Fixed(d) => d,
             After::P95(initial) => {
                 let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-                if samples.ring.len() < MIN_SAMPLES {
+                let Some(s) = samples.get(&upstream).filter(|s| s.ring.len() >= MIN_SAMPLES) else {
                     return initial;
-                }
-                let mut v = samples.ring.clone();
+                };
+                let mut v = s.ring.clone();
                 drop(samples);
                 let rank = ((v.len() as f64) * 0.95).ceil() as usize - 1;
                 let (_, p95, _) = v.select_nth_unstable_by(rank, f64::total_cmp);
@@ -100,9 +102,11 @@ impl Hedging {
         }
     }
 
-    /// Records one answer's time to its first data.
-    pub fn record(&self, d: Duration) {
-        let mut s = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Records the time to the first token of a request whose first branch went to `upstream` (the winner's,
+    /// from the request's start).
+    pub fn record(&self, upstream: usize, d: Duration) {
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = samples.entry(upstream).or_default();
         if s.ring.len() < WINDOW {
             s.ring.push(d.as_secs_f64());
         } else {
@@ -125,7 +129,7 @@ impl Hedging {
         timeout: Duration,
         metrics: &'a Metrics,
     ) -> Result<Won, UpstreamError> {
-        let after = self.delay();
+        let after = self.delay(first);
         let deadline = Instant::now() + timeout;
         let target = |branch: usize| match branch {
             0 => first,
@@ -164,7 +168,7 @@ impl Hedging {
             tokio::select! {
                 Some((branch, index, result)) = pending.next() => match result {
                     Ok(response) if response.status == StatusCode::OK => {
-                        self.record(started.elapsed());
+                        self.record(first, started.elapsed());
                         metrics.hedge_won(branch, pending.len());
                         return Ok(Won { response, upstream: index, branch, sent, after });
                     }
@@ -202,20 +206,21 @@ mod tests {
 
     #[test]
     fn the_delay_is_fixed_or_the_running_p95_once_enough_answers_were_seen() {
-        assert_eq!(Hedging::new(After::Fixed(Duration::from_millis(7)), 2, vec![]).delay(), Duration::from_millis(7));
+        assert_eq!(Hedging::new(After::Fixed(Duration::from_millis(7)), 2, vec![]).delay(0), Duration::from_millis(7));
         let h = Hedging::new(After::P95(Duration::from_millis(500)), 2, vec![]);
         for ms in 1..=19 {
-            h.record(Duration::from_millis(ms));
+            h.record(0, Duration::from_millis(ms));
         }
-        assert_eq!(h.delay(), Duration::from_millis(500), "19 answers: still the initial delay");
+        assert_eq!(h.delay(0), Duration::from_millis(500), "19 answers: still the initial delay");
         for ms in 20..=100 {
-            h.record(Duration::from_millis(ms));
+            h.record(0, Duration::from_millis(ms));
         }
-        assert_eq!(h.delay(), Duration::from_millis(95));
+        assert_eq!(h.delay(0), Duration::from_millis(95));
+        assert_eq!(h.delay(1), Duration::from_millis(500), "each upstream has its own p95");
         // The window keeps the last 1024: old answers leave it.
         for _ in 0..WINDOW {
-            h.record(Duration::from_millis(2));
+            h.record(0, Duration::from_millis(2));
         }
-        assert_eq!(h.delay(), Duration::from_millis(2));
+        assert_eq!(h.delay(0), Duration::from_millis(2));
     }
 }
