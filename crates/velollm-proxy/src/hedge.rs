@@ -5,9 +5,9 @@
 //! that fails before it starts sends the next one at once. Extra requests and their bytes are counted, so the
 //! cost of the cut tail is visible next to it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
