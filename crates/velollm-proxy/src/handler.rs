@@ -24,7 +24,7 @@ use crate::normalize::{CacheKey, Normalized, Partition, normalize};
 use crate::routing::{ROUTE_HEADER, Router, TASK_HEADER};
 use crate::semantic::{Found, Pending, Semantic};
 use crate::tee::{CacheWriter, ProxyBody, TeeBody};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError, UpstreamResponse};
 
 /// `hit`, `miss` or `bypass`: what the caches did for this response; the semantic layer adds its details
 /// (`hit; layer=semantic; score=0.93; embed_ms=…; search_ms=…`).
@@ -239,41 +239,7 @@ pub async fn exchange(
     let mut served = None;
     for (n, attempt) in plan.iter().enumerate() {
         let make = |u: &Upstream| upstream_request(u, method, path_and_query, headers, dialect, attempt.body.clone());
-        let result = match (&state.hedging, route.kind) {
-            (Some(hedging), RouteKind::Generate(generate)) => hedging
-                .race(&state.upstreams, attempt.upstream, make, generate, attempt.timeout, &state.metrics)
-                .await
-                .map(|won| {
-                    let note = won.header();
-                    (won.response, won.upstream, Some(note))
-                }),
-            _ => {
-                let upstream = &state.upstreams[attempt.upstream];
-                let Some(request) = make(upstream) else {
-                    return error(dialect, 400, "the request's path or headers cannot be forwarded");
-                };
-                // A tier with another behind it must start its answer within its time, or the next one answers.
-                let result = match route.kind {
-                    RouteKind::Generate(g) if n < last => {
-                        let deadline = attempt.timeout;
-                        match tokio::time::timeout(deadline, upstream.send_until(request, deadline, |b| g.has_token(b)))
-                            .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err(crate::upstream::UpstreamError::Timeout {
-                                name: upstream.name.clone(),
-                                after: deadline,
-                            }),
-                        }
-                    }
-                    _ => upstream.send(request, attempt.timeout).await,
-                };
-                if result.is_ok() {
-                    state.metrics.upstream_latency(&upstream.name, sent.elapsed());
-                }
-                result.map(|r| (r, attempt.upstream, None))
-            }
-        };
+        let result = send(state, route, attempt, make, n < last, sent).await;
         let failed = match &result {
             Err(e) => {
                 state.metrics.upstream_error(&state.upstreams[attempt.upstream].name, e.kind());
@@ -301,7 +267,7 @@ pub async fn exchange(
     };
     let upstream = &state.upstreams[upstream];
     let upstream_time = sent.elapsed();
-    let crate::upstream::UpstreamResponse { status, mut headers, body } = response;
+    let UpstreamResponse { status, mut headers, body } = response;
     if status != StatusCode::OK {
         writer = None;
     }
@@ -338,6 +304,42 @@ pub async fn exchange(
         }
     }
     response
+}
+
+/// Sends one attempt: hedged when hedging is on (generations only), else once; a tier with another behind it
+/// must start its answer (first token) within its time. The response, the upstream that gave it and the
+/// `x-velollm-hedge` value.
+async fn send(
+    state: &State,
+    route: Route,
+    attempt: &Attempt,
+    make: impl Fn(&Upstream) -> Option<Request<Bytes>>,
+    before_another: bool,
+    sent: Instant,
+) -> Result<(UpstreamResponse, usize, Option<String>), UpstreamError> {
+    let upstream = &state.upstreams[attempt.upstream];
+    let timeout = attempt.timeout;
+    if let (Some(hedging), RouteKind::Generate(generate)) = (&state.hedging, route.kind) {
+        let won = hedging.race(&state.upstreams, attempt.upstream, make, generate, timeout, &state.metrics).await?;
+        let note = won.header();
+        return Ok((won.response, won.upstream, Some(note)));
+    }
+    let Some(request) = make(upstream) else {
+        let reason = "the request's path or headers cannot be forwarded".to_owned();
+        return Err(UpstreamError::Request { name: upstream.name.clone(), reason, stale: false });
+    };
+    let response = match route.kind {
+        RouteKind::Generate(g) if before_another => {
+            let started = upstream.send_until(request, timeout, |b| g.has_token(b));
+            match tokio::time::timeout(timeout, started).await {
+                Ok(r) => r?,
+                Err(_) => return Err(UpstreamError::Timeout { name: upstream.name.clone(), after: timeout }),
+            }
+        }
+        _ => upstream.send(request, timeout).await?,
+    };
+    state.metrics.upstream_latency(&upstream.name, sent.elapsed());
+    Ok((response, attempt.upstream, None))
 }
 
 /// One upstream to try: a routing tier's (with its model in the body), or the route's only one.
