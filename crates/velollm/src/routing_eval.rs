@@ -285,8 +285,8 @@ pub fn chart(r: &RoutingReport) -> String {
     xy_chart(&XyChart {
         title: "Routing: quality against the share routed to the small tier".into(),
         notes: vec![format!(
-            "{} tasks; small {} ({}), large {} ({}); one point per confidence threshold 0.00–1.00",
-            r.tasks, r.tiers[0].name, r.tiers[0].model, r.tiers[1].name, r.tiers[1].model
+            "{} tasks; small tier {}, large tier {}; one point per confidence threshold 0.00–1.00",
+            r.tasks, r.tiers[0].model, r.tiers[1].model
         )],
         x: Axis::new("routed to the small tier (% of tasks)").range(0.0, 100.0),
         y: Axis::new("answers that pass their checker (%)").range(0.0, 100.0),
