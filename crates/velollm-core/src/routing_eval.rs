@@ -16,8 +16,6 @@
 //! - **recovered quality** (RouteLLM's PGR) = (system accuracy − small-only accuracy) ÷ (large-only accuracy −
 //!   small-only accuracy), at each point of the sweep.
 
-use std::collections::BTreeMap;
-
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -69,8 +67,7 @@ impl Vote {
     /// The share of the weight held by the types `together` says go where the winner goes (its tier): a vote
     /// split between two small-model types is still a confident vote for the small model.
     pub fn share_with(&self, together: impl Fn(&str) -> bool) -> f32 {
-        let shared: f32 = self.shares.iter().filter(|(t, _)| together(t)).map(|(_, s)| s).sum();
-        shared.max(self.confidence)
+        self.shares.iter().filter(|(t, _)| together(t)).map(|(_, s)| s).sum()
     }
 }
 
@@ -155,11 +152,46 @@ pub struct LabelError {
     pub message: String,
 }
 
+/// One labelled example: what the router's vote reads. A task is an example with a checker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Its id (unique in its file).
+    pub id: String,
+    /// Its type, one of [`TASK_TYPES`].
+    pub task: &'static str,
+    /// What the user sends.
+    pub prompt: String,
+}
+
+/// Reads JSON Lines examples: `{"id", "type", "prompt", …}` (other fields are ignored).
+pub fn parse_examples(source: &str, text: &str) -> Result<Vec<Example>, LabelError> {
+    read_lines(source, text, "examples", |example, _, _| Ok(example))
+}
+
 /// Reads JSON Lines tasks: `{"id", "type", "prompt", "check": {…}}`, where the check is one of
 /// `{"choice": [..], "answer": "..", "last": bool}`, `{"contains": [..], "last": bool}`, `{"number": N}`,
 /// `{"json": SCHEMA}`, `{"command": [PROGRAM, ARGS…]}`.
 pub fn parse(source: &str, text: &str) -> Result<Vec<Task>, LabelError> {
-    let mut tasks = Vec::new();
+    read_lines(source, text, "tasks", |Example { id, task, prompt }, v, line| {
+        let check = check(v.get("check")).map_err(|(field, message)| LabelError {
+            source_name: source.to_owned(),
+            line,
+            field: format!("check.{field}"),
+            message,
+        })?;
+        Ok(Task { line, id, task, prompt, check })
+    })
+}
+
+/// Reads the lines of a label file (blank lines and `//` comments skipped): each one's id (unique), type and
+/// prompt, then `rest` with the line's JSON and number; an error names the file, the line and the field.
+fn read_lines<T>(
+    source: &str,
+    text: &str,
+    what: &str,
+    rest: impl Fn(Example, &Value, usize) -> Result<T, LabelError>,
+) -> Result<Vec<T>, LabelError> {
+    let mut out = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let at = |field: &str, message: String| LabelError {
@@ -184,18 +216,17 @@ pub fn parse(source: &str, text: &str) -> Result<Vec<Task>, LabelError> {
         }
         let task = task_type(&text("type")?).map_err(|m| at("type", m))?;
         let prompt = text("prompt")?;
-        let check = check(v.get("check")).map_err(|(field, m)| at(&format!("check.{field}"), m))?;
-        tasks.push(Task { line: i + 1, id, task, prompt, check });
+        out.push(rest(Example { id, task, prompt }, &v, i + 1)?);
     }
-    if tasks.is_empty() {
+    if out.is_empty() {
         return Err(LabelError {
             source_name: source.into(),
             line: 0,
             field: String::new(),
-            message: "no tasks".into(),
+            message: format!("no {what}"),
         });
     }
-    Ok(tasks)
+    Ok(out)
 }
 
 fn check(v: Option<&Value>) -> Result<Check, (&'static str, String)> {
@@ -317,8 +348,6 @@ pub struct TierRun {
     pub model: String,
     /// Whether each answer passed its checker (`None`: the request failed).
     pub correct: Vec<Option<bool>>,
-    /// Each answer's text.
-    pub answers: Vec<String>,
     /// Each request's TTFT alone, in milliseconds.
     pub ttft_ms: Vec<Option<f64>>,
     /// Each request's end-to-end latency alone, in milliseconds.
@@ -638,11 +667,6 @@ pub fn evaluate(i: &Inputs<'_>) -> RoutingReport {
             })
             .collect(),
     }
-}
-
-/// Per-type accuracies keyed by type (for tests and summaries).
-pub fn small_accuracy_by_type(r: &RoutingReport) -> BTreeMap<String, f64> {
-    r.by_type.iter().map(|t| (t.task.clone(), t.small_accuracy)).collect()
 }
 
 #[cfg(test)]

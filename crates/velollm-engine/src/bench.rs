@@ -213,17 +213,11 @@ impl Session {
             tools: step.tools.clone(),
             recorded: None,
         };
-        let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
-        let mut record =
-            crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), &req, record, cancel).await;
-        if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {
-            e.message = key.redact(&e.message).into_owned();
-        }
-        record
+        self.send_alone(&req, cancel).await
     }
 
     /// Send one chat request outside any step (temperature 0, on a fresh slot): what the semantic cache's
-    /// evaluation sends, one labelled question at a time. The record keeps the answer's text.
+    /// and routing evaluations send, one labelled question at a time. The record keeps the answer's text.
     pub async fn ask(
         &self,
         system: Option<&str>,
@@ -244,9 +238,18 @@ impl Session {
             tools: None,
             recorded: None,
         };
+        self.send_alone(&req, cancel).await
+    }
+
+    /// One request on a fresh slot, scheduled now; an error's message has the key redacted.
+    async fn send_alone(
+        &self,
+        req: &crate::dialect::GenRequest,
+        cancel: &watch::Receiver<bool>,
+    ) -> velollm_core::record::RequestRecord {
         let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
         let mut record =
-            crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), &req, record, cancel).await;
+            crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), req, record, cancel).await;
         if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {
             e.message = key.redact(&e.message).into_owned();
         }

@@ -14,6 +14,7 @@ use serde_json::json;
 use velollm_core::metrics::RequestMetrics;
 use velollm_core::routing_eval::{
     BUILTIN_CHECKER, BUILTIN_EXAMPLES, BUILTIN_LABELS, Check, Inputs, RoutingReport, Task, TierRun, evaluate, parse,
+    parse_examples,
 };
 use velollm_engine::bench::Session;
 use velollm_proxy::routing::knn::{self, Classifier};
@@ -53,7 +54,7 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         .map_err(|e| input(format!("{e}: run scripts/embedder.sh install, or export $(scripts/embedder.sh env)")))?;
     let examples = match &r.route_examples {
         Some(path) => knn::load(path).map_err(|e| input(format!("--route-examples: {e}")))?,
-        None => knn::parse("built-in routing examples", BUILTIN_EXAMPLES).expect("the shipped examples parse"),
+        None => parse_examples("built-in routing examples", BUILTIN_EXAMPLES).expect("the shipped examples parse"),
     };
     let leave_out = examples.iter().any(|e| tasks.iter().any(|t| t.id == e.id && t.prompt == e.prompt));
     let timeout = std::time::Duration::from_secs(30);
@@ -114,10 +115,9 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             let answer = record.text.clone().unwrap_or_default();
             let correct = match &record.error {
                 Some(_) => None,
-                None => Some(judge(&t.check, &answer, &checker_dir, t, &source)?),
+                None => Some(judge(&t.check, &answer, &checker_dir, t, &source).await?),
             };
             run.correct.push(correct);
-            run.answers.push(answer);
             run.ttft_ms.push(m.ttft_ms);
             run.e2e_ms.push(m.e2e_ms);
         }
@@ -225,38 +225,32 @@ fn runnable(program: &str, dir: &Path) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
-/// Judges one answer; a command gets the answer on its standard input, in `dir`, and passes with exit 0.
-fn judge(check: &Check, answer: &str, dir: &Path, task: &Task, source: &str) -> Result<bool> {
+/// Judges one answer; a command gets the answer on its standard input, in `dir`, and passes with exit 0. A
+/// checker that hangs fails after 30 s (it is killed), and never hangs the evaluation.
+async fn judge(check: &Check, answer: &str, dir: &Path, task: &Task, source: &str) -> Result<bool> {
+    use tokio::io::AsyncWriteExt as _;
     if let Some(verdict) = check.judge(answer) {
         return Ok(verdict);
     }
     let Check::Command(argv) = check else { return Ok(false) };
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(&argv[0])
+    let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .current_dir(dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
             input(format!("{source}:{}: field \"check.command\": cannot run {:?}: {e}", task.line, argv[0]))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(answer.as_bytes());
+        // A checker that exits without reading its input closes the pipe: its exit status still decides.
+        let _ = stdin.write_all(answer.as_bytes()).await;
     }
-    // A checker that hangs must not hang the evaluation: 30 s, then it fails.
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(false);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    match tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await {
+        Ok(status) => Ok(status?.success()),
+        Err(_) => Ok(false),
     }
 }
 

@@ -1,60 +1,17 @@
 //! The embedding half of a routing decision: labelled examples of each task type, embedded once at start,
-//! and a vote of the `k` nearest ones to the request's last user turn, weighted by similarity. The vote's
-//! vote says each type's share of the weight (the router adds up the types that go to one tier); the nearest
-//! example's similarity says whether the request
-//! looks like anything labelled at all.
+//! and a vote of the `k` nearest ones to the request's last user turn, weighted by similarity. The vote says
+//! each type's share of the weight (the router adds up the types that go to one tier); the nearest example's
+//! similarity says whether the request looks like anything labelled at all.
 
 use std::path::Path;
 
-use serde_json::Value;
-
-pub use velollm_core::routing_eval::{TASK_TYPES, Vote, task_type};
-
-/// One labelled example.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Example {
-    /// Its id (unique in its file).
-    pub id: String,
-    /// Its task type, one of [`TASK_TYPES`].
-    pub task: &'static str,
-    /// The text a user sends.
-    pub prompt: String,
-}
+pub use velollm_core::routing_eval::{Example, TASK_TYPES, Vote, parse_examples, task_type};
 
 /// Reads a JSON Lines file of examples (`{"id", "type", "prompt", …}`; other fields are the evaluation's).
 /// Every error names the file, the line and the field.
 pub fn load(path: &Path) -> Result<Vec<Example>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&path.display().to_string(), &text)
-}
-
-/// Reads examples from `text`; `source` names it in errors.
-pub fn parse(source: &str, text: &str) -> Result<Vec<Example>, String> {
-    let mut out = Vec::new();
-    let mut ids = std::collections::HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let at = format!("{source}:{}", i + 1);
-        if line.trim().is_empty() || line.trim_start().starts_with("//") {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
-        let field = |name: &str| {
-            v.get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{at}: field {name:?} is missing or not a string"))
-        };
-        let id = field("id")?.to_owned();
-        let task = task_type(field("type")?).map_err(|e| format!("{at}: field \"type\": {e}"))?;
-        let prompt = field("prompt")?.to_owned();
-        if !ids.insert(id.clone()) {
-            return Err(format!("{at}: field \"id\": {id:?} is used twice"));
-        }
-        out.push(Example { id, task, prompt });
-    }
-    if out.is_empty() {
-        return Err(format!("{source}: no examples"));
-    }
-    Ok(out)
+    parse_examples(&path.display().to_string(), &text).map_err(|e| e.to_string())
 }
 
 /// The first `words` whitespace-separated words of `text`: what the router embeds (the embedding's time grows
@@ -151,7 +108,7 @@ mod tests {
         let e = load(&path).unwrap_err();
         assert!(e.contains("labels.jsonl:2: field \"type\": unknown task type \"poetry\""), "{e}");
         std::fs::write(&path, "{\"id\":\"1\",\"type\":\"linting\"}\n").unwrap();
-        assert!(load(&path).unwrap_err().contains(":1: field \"prompt\" is missing"));
+        assert!(load(&path).unwrap_err().contains(":1: field \"prompt\": missing"));
         std::fs::write(&path, "{\"id\":\"1\",\"type\":\"linting\",\"prompt\":\"p\"}\n").unwrap();
         assert_eq!(load(&path).unwrap()[0].task, "linting");
         std::fs::remove_dir_all(&dir).unwrap();
