@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, starts a real llama-server with
-# SmolLM2-135M on loopback (cached build and model), Debian's redis-server (the proxy's shared cache) and
-# Redis Stack (the semantic cache's shared vector store), fetches the semantic cache's embedding model
-# (all-MiniLM-L6-v2, cached), then runs formatting, lint and every test.
+# SmolLM2-135M on loopback (cached build and model), Debian's redis-server (the proxy's shared cache), Redis
+# Stack and Postgres with pgvector (the semantic cache's shared vector stores), fetches the semantic cache's
+# embedding model (all-MiniLM-L6-v2, cached), then runs formatting, lint and every test.
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -20,10 +20,13 @@ redis_port=${VELOLLM_TEST_REDIS_PORT:-16379}
 scripts/redis.sh start "$redis_port"
 stack_port=${VELOLLM_TEST_REDIS_STACK_PORT:-16380}
 scripts/redis-stack.sh start "$stack_port"
-trap 'scripts/llama-server.sh stop "$port"; scripts/redis.sh stop "$redis_port"; scripts/redis-stack.sh stop "$stack_port"' EXIT
+pg_port=${VELOLLM_TEST_PGVECTOR_PORT:-15433}
+scripts/pgvector.sh start "$pg_port"
+trap 'scripts/llama-server.sh stop "$port"; scripts/redis.sh stop "$redis_port"; scripts/redis-stack.sh stop "$stack_port"; scripts/pgvector.sh stop "$pg_port"' EXIT
 export VELOLLM_TEST_SERVER_URL="http://127.0.0.1:$port"
 export VELOLLM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 export VELOLLM_TEST_REDIS_STACK_URL="redis://127.0.0.1:$stack_port"
+export VELOLLM_TEST_PGVECTOR_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 # The binary and the model, for the tests in which velollm launches llama-server itself.
 eval "$(scripts/llama-server.sh env)"
 export LLAMA_SERVER_BIN SMOLLM2_MODEL

@@ -21,6 +21,7 @@
 //! enabled = true
 //! embedder = "local"                   # or the URL of an OpenAI-compatible /v1/embeddings
 //! threshold = 0.9
+//! store = "memory"                     # or a Redis Stack redis:// URL, or a pgvector postgres:// URL
 //!
 //! [routing]                            # off unless tiers are listed
 //! model = "auto"                       # requests for this model are routed
@@ -256,19 +257,24 @@ pub struct SemanticConfig {
     /// Questions the index holds (oldest out first).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// Where questions live: `memory` (this process) or the `redis://` URL of a Redis Stack server, shared
-    /// by replicas.
+    /// Where questions live: `memory` (this process), the `redis://` URL of a Redis Stack server or the
+    /// `postgres://` URL of a Postgres server with pgvector (both shared by replicas).
     #[serde(default = "default_store")]
     pub store: String,
     /// Candidates an embedded graph search looks at (more: better recall, slower).
     #[serde(default = "default_ef_search")]
     pub ef_search: usize,
-    /// The Redis Stack index's name (its keys start with it).
+    /// The shared store's index: Redis Stack's index (its keys start with it) or the Postgres table.
     #[serde(default = "default_index")]
     pub index: String,
 }
 
 impl SemanticConfig {
+    /// Whether the store is a Postgres server.
+    pub fn is_postgres(&self) -> bool {
+        self.store.starts_with("postgres://") || self.store.starts_with("postgresql://")
+    }
+
     /// The local model's directory: the configured one, `VELOLLM_EMBEDDER_MODEL`, or the cache directory's.
     pub fn model_dir(&self) -> std::path::PathBuf {
         if let Some(dir) = &self.model_dir {
@@ -584,10 +590,11 @@ impl ProxyConfig {
                     sem.embedder
                 )));
             }
-            if sem.store != "memory" && !sem.store.starts_with("redis://") {
+            if sem.store != "memory" && !sem.store.starts_with("redis://") && !sem.is_postgres() {
                 return Err(ConfigError(format!(
-                    "semantic store {:?}: use memory or the redis:// URL of a Redis Stack server",
-                    sem.store
+                    "semantic store {:?}: use memory, the redis:// URL of a Redis Stack server or the \
+                     postgres:// URL of a Postgres server with pgvector",
+                    crate::semantic::store::redact(&sem.store)
                 )));
             }
             if sem.max_chars == 0 || sem.capacity == 0 {

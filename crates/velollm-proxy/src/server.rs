@@ -25,6 +25,7 @@ use crate::handler::{State, handle};
 use crate::hedge::{After, Hedging};
 use crate::metrics::Metrics;
 use crate::routing::{Classifier, Router, Tier};
+use crate::semantic::pg_vectors::PgVectors;
 use crate::semantic::redis_vectors::RedisVectors;
 use crate::semantic::{Embedder, Index, Semantic, VectorStore};
 use crate::upstream::Upstream;
@@ -142,16 +143,24 @@ impl Proxy {
             None
         };
         let semantic = if let Some(embedder) = embedder.clone().filter(|_| sem.enabled) {
+            let store_timeout = config.cache.store_timeout.max(Duration::from_secs(1));
             let store = if sem.store == "memory" {
                 VectorStore::Embedded(Index::new(sem.capacity, config.cache.ttl).with_ef_search(sem.ef_search))
+            } else if sem.is_postgres() {
+                let pg =
+                    PgVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout).map_err(ConfigError)?;
+                if let Some(dimension) = embedder.dimension() {
+                    // As for Redis Stack: another dimension is refused now, a server that is down is not.
+                    if let Err(e) = pg.ensure(dimension).await
+                        && (e.starts_with("the vector store's table") || e.contains("no pgvector"))
+                    {
+                        return Err(ConfigError(e).into());
+                    }
+                }
+                VectorStore::Postgres(pg)
             } else {
-                let redis = RedisVectors::new(
-                    &sem.store,
-                    &sem.index,
-                    config.cache.ttl,
-                    config.cache.store_timeout.max(Duration::from_secs(1)),
-                )
-                .map_err(ConfigError)?;
+                let redis =
+                    RedisVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout).map_err(ConfigError)?;
                 if let Some(dimension) = embedder.dimension() {
                     // A store built for another dimension is refused now; one that is down is not (lookups
                     // are misses until it answers, and the index is created then).

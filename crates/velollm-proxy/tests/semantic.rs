@@ -248,6 +248,114 @@ async fn replicas_lend_each_other_answers_through_redis_stack() {
     assert!(err.contains("8-dimension") && err.contains("384"), "{err}");
 }
 
+/// The Postgres with pgvector of `scripts/test.sh` (`VELOLLM_TEST_PGVECTOR_URL`).
+async fn pgvector() -> Option<String> {
+    let Ok(url) = std::env::var("VELOLLM_TEST_PGVECTOR_URL") else {
+        required("VELOLLM_TEST_PGVECTOR_URL", "run scripts/test.sh, which starts scripts/pgvector.sh")?;
+        return None;
+    };
+    let addr = url.trim_start_matches("postgres://").split('@').nth(1).and_then(|a| a.split('/').next());
+    if tokio::net::TcpStream::connect(addr.unwrap_or("")).await.is_ok() {
+        Some(url)
+    } else {
+        required(&format!("a Postgres with pgvector at {url}"), "scripts/pgvector.sh start 15433")
+    }
+}
+
+#[tokio::test]
+async fn the_pgvector_store_finds_forgets_and_expires_questions_within_their_context() {
+    use std::time::Duration;
+    use velollm_proxy::normalize::CacheKey;
+    use velollm_proxy::semantic::pg_vectors::PgVectors;
+    let Some(pg) = pgvector().await else { return };
+    let table = format!("velollm-test-store-{}", nanos());
+    let store = PgVectors::new(&pg, &table, Duration::from_secs(60), Duration::from_secs(5)).unwrap();
+    store.ensure(3).await.unwrap();
+    store.ensure(3).await.expect("the same dimension again is fine");
+    let (ctx, other) = (CacheKey([1; 32]), CacheKey([2; 32]));
+    let unit = |v: [f32; 3]| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.map(|x| x / n)
+    };
+    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east", &CacheKey([10; 32])).await.unwrap();
+    store.insert(&ctx, &unit([0.0, 1.0, 0.0]), "north", &CacheKey([11; 32])).await.unwrap();
+    store.insert(&other, &unit([1.0, 0.1, 0.0]), "elsewhere", &CacheKey([12; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!((near.text.as_str(), near.answer), ("east", CacheKey([10; 32])));
+    assert!((near.score - 0.976).abs() < 0.01, "{}", near.score);
+    store.remove(&ctx, &CacheKey([10; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!(near.text, "north", "the removed one is gone, and the other context's never shows");
+    assert!(store.nearest(&CacheKey([3; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none());
+    let expired = PgVectors::new(&pg, &table, Duration::ZERO, Duration::from_secs(5)).unwrap();
+    expired.insert(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0]), "gone", &CacheKey([13; 32])).await.unwrap();
+    assert!(expired.nearest(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none(), "expired");
+    assert!(store.table_bytes().await.is_some_and(|b| b > 0));
+    store.drop_table().await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_pgvector() {
+    let Some((url, model)) = parts().await else { return };
+    // The answers themselves are shared through Redis (the exact layer); the questions through Postgres.
+    let Some(stack) = redis_stack().await else { return };
+    let Some(pg) = pgvector().await else { return };
+    let run = nanos();
+    let replica = |index: String| {
+        let mut c = semantic(&url, &model, 0.85);
+        c.cache.store = stack.clone();
+        c.semantic.store = pg.clone();
+        c.semantic.index = index;
+        c
+    };
+    let index = format!("velollm-test-{run}");
+    let a = start(replica(index.clone())).await;
+    let b = start(replica(index.clone())).await;
+    let system = format!("Answer briefly. [{run}]");
+    let (seed, answer) = ask(&a, &chat(&system, "How do I reset my password?", false)).await;
+    assert!(seed.starts_with("miss; layer=semantic"), "{seed}");
+    let paraphrase = chat(&system, "I forgot my password, how can I reset it?", false).to_string();
+    let mut note = String::new();
+    for _ in 0..100 {
+        let r = send(b.addr, "POST", "/v1/chat/completions", &[("cache-control", "no-store")], &paraphrase).await;
+        note = r.header("x-velollm-cache").to_owned();
+        if note.starts_with("hit") {
+            assert_eq!(r.body(), answer, "replica B lends replica A's answer");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(note.starts_with("hit; layer=semantic; score="), "{note}");
+    // Another system prompt is another context: the same question misses there.
+    let (other, _) = ask(&b, &chat(&format!("Answer in French. [{run}]"), "How do I reset my password?", false)).await;
+    assert!(other.starts_with("miss; layer=semantic"), "{other}");
+
+    // A table built for another dimension is refused at start, naming both; the benchmark's cleanup drops it.
+    let other = format!("velollm-test-dim-{run}");
+    let table = velollm_proxy::semantic::pg_vectors::PgVectors::new(
+        &pg,
+        &other,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    table.ensure(8).await.unwrap();
+    let Err(err) = velollm_proxy::Proxy::bind(replica(other)).await else { panic!("another dimension is refused") };
+    let err = err.to_string();
+    assert!(err.contains("8-dimension") && err.contains("384"), "{err}");
+    table.drop_table().await.unwrap();
+    velollm_proxy::semantic::pg_vectors::PgVectors::new(
+        &pg,
+        &index,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    .drop_table()
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
     let Some((url, model)) = parts().await else { return };
@@ -258,6 +366,18 @@ async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
     c.semantic.store = dead;
     let proxy = start(c).await;
     let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Italy?", false)).await;
+    assert_eq!(note, "miss; layer=semantic; error");
+    assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
+    assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);
+
+    // The same with a Postgres store that is down (and a password, which no message shows).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("postgres://velollm:hunter2@{}/db", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = semantic(&url, &model, 0.85);
+    c.semantic.store = dead;
+    let proxy = start(c).await;
+    let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Spain?", false)).await;
     assert_eq!(note, "miss; layer=semantic; error");
     assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
     assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);

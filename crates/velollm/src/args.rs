@@ -287,6 +287,10 @@ pub struct SemanticEvalArgs {
     /// (scripts/redis-stack.sh start).
     #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
     pub redis_stack: Option<String>,
+    /// A Postgres server with pgvector (postgres://USER@HOST:PORT/DB) to compare too in --scenario
+    /// vector-stores (scripts/pgvector.sh start).
+    #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
+    pub pgvector: Option<String>,
 }
 
 /// The routing evaluation's tiers and settings (`bench --scenario routing`; the small tier is --url/--model).

@@ -2,8 +2,9 @@
 //! For each size (`--vectors`, default 10,000 and 100,000), every store is loaded with the same clustered unit
 //! vectors of 384 dimensions, then asked the same queries: stored vectors moved to a cosine of about 0.93 from
 //! their original, as a paraphrase is. Reported per store and size: insert rate, query latency p50/p99, recall@1
-//! against an exact search, and the memory the store took (the process's resident set before and after, or the
-//! server's `used_memory` for Redis Stack, `--redis-stack URL`).
+//! against an exact search, and the memory the store took (the process's resident set before and after; for the
+//! shared stores, Redis Stack's `used_memory` with `--redis-stack URL`, or the size of the Postgres table and its
+//! indexes with `--pgvector URL`).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,9 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
-use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index};
+use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, Nearest};
+use velollm_proxy::semantic::pg_vectors::PgVectors;
+use velollm_proxy::semantic::redis_vectors::RedisVectors;
 use velollm_report::document::Table;
 
 use crate::args::BenchArgs;
@@ -86,15 +89,22 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         runs.extend(measure("embedded, exact scan", usize::MAX, &[EF_SEARCH], &data));
         runs.extend(measure("embedded, HNSW graph", GRAPH_FROM, &efs, &data));
         if let Some(url) = &e.redis_stack {
-            runs.push(measure_redis(url, &data).await?);
+            runs.push(measure_shared(Shared::redis(url, n)?, &data).await?);
+        }
+        if let Some(url) = &e.pgvector {
+            runs.push(measure_shared(Shared::postgres(url, n)?, &data).await?);
         }
     }
-    let mut not_measured =
-        vec!["Postgres with pgvector and Milvus Lite: the proxy has no client for them yet".to_owned()];
+    let mut not_measured = Vec::new();
     if e.redis_stack.is_none() {
-        not_measured
-            .insert(0, "Redis Stack: give --redis-stack redis://HOST:PORT (scripts/redis-stack.sh start)".into());
+        not_measured.push("Redis Stack: give --redis-stack redis://HOST:PORT (scripts/redis-stack.sh start)".into());
     }
+    if e.pgvector.is_none() {
+        not_measured.push(
+            "Postgres with pgvector: give --pgvector postgres://USER@HOST:PORT/DB (scripts/pgvector.sh start)".into(),
+        );
+    }
+    not_measured.push("Milvus Lite: the proxy has no client for it".to_owned());
     let report = VectorReport { dimensions: DIM, queries, runs, not_measured };
     print!("{}", render(&report));
     if let Some(path) = &args.output.output {
@@ -180,38 +190,111 @@ fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<St
         .collect()
 }
 
-/// Loads a Redis Stack server (a fresh index, dropped afterwards) and asks it every query.
-async fn measure_redis(url: &str, data: &Data) -> Result<StoreRun> {
-    use velollm_proxy::semantic::redis_vectors::RedisVectors;
+/// A shared store under a fresh name, dropped after its measurement.
+enum Shared {
+    Redis(RedisVectors),
+    Postgres(PgVectors),
+}
+
+impl Shared {
+    /// A name no earlier run used.
+    fn fresh(n: usize) -> String {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        format!("velollm-bench-{n}-{stamp}")
+    }
+
+    fn redis(url: &str, n: usize) -> Result<Shared> {
+        let store = RedisVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(10))
+            .map_err(|e| input(format!("--redis-stack: {e}")))?;
+        Ok(Shared::Redis(store))
+    }
+
+    fn postgres(url: &str, n: usize) -> Result<Shared> {
+        let store = PgVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(30))
+            .map_err(|e| input(format!("--pgvector: {e}")))?;
+        Ok(Shared::Postgres(store))
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Shared::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)",
+            Shared::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)",
+        }
+    }
+
+    async fn ensure(&self) -> Result<(), String> {
+        match self {
+            Shared::Redis(s) => s.ensure(DIM).await,
+            Shared::Postgres(s) => s.ensure(DIM).await,
+        }
+    }
+
+    async fn insert(&self, context: &CacheKey, vector: &[f32], answer: &CacheKey) -> Result<(), String> {
+        match self {
+            Shared::Redis(s) => s.insert(context, vector, "", answer).await,
+            Shared::Postgres(s) => s.insert(context, vector, "", answer).await,
+        }
+    }
+
+    async fn nearest(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
+        match self {
+            Shared::Redis(s) => s.nearest(context, query).await,
+            Shared::Postgres(s) => s.nearest(context, query).await,
+        }
+    }
+
+    /// What the store holds: Redis's `used_memory`, or the Postgres table's size with its indexes.
+    async fn memory(&self) -> Option<u64> {
+        match self {
+            Shared::Redis(s) => s.used_memory().await,
+            Shared::Postgres(s) => s.table_bytes().await,
+        }
+    }
+
+    async fn drop_all(&self) {
+        let _ = match self {
+            Shared::Redis(s) => s.drop_index().await,
+            Shared::Postgres(s) => s.drop_table().await,
+        };
+    }
+}
+
+/// Loads a shared store (a fresh index, dropped afterwards) and asks it every query.
+async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     let n = data.vectors.len();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let store = RedisVectors::new(
-        url,
-        &format!("velollm-bench-{n}-{stamp}"),
-        Duration::from_secs(3600),
-        Duration::from_secs(10),
-    )
-    .map_err(|e| input(format!("--redis-stack: {e}")))?;
-    store.ensure(DIM).await.map_err(|e| anyhow::anyhow!("--redis-stack {url}: {e}"))?;
+    let label = store.label();
+    store.ensure().await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
-    let before = store.used_memory().await;
+    let before = match &store {
+        Shared::Redis(_) => store.memory().await,
+        Shared::Postgres(_) => Some(0),
+    };
     let start = Instant::now();
     for (i, v) in data.vectors.iter().enumerate() {
-        store.insert(&context, v, "", &key_of(i)).await.map_err(|e| anyhow::anyhow!("Redis Stack insert: {e}"))?;
+        if let Err(e) = store.insert(&context, v, &key_of(i)).await {
+            store.drop_all().await;
+            anyhow::bail!("{label}, insert: {e}");
+        }
     }
     let load = start.elapsed();
-    let after = store.used_memory().await;
+    let after = store.memory().await;
     let mut latencies = Vec::with_capacity(data.queries.len());
     let mut right = 0;
     for (q, &exact) in data.queries.iter().zip(&data.exact) {
         let t = Instant::now();
-        let found = store.nearest(&context, q).await.map_err(|e| anyhow::anyhow!("Redis Stack search: {e}"))?;
+        let found = match store.nearest(&context, q).await {
+            Ok(found) => found,
+            Err(e) => {
+                store.drop_all().await;
+                anyhow::bail!("{label}, search: {e}");
+            }
+        };
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
     }
-    let _ = store.drop_index().await;
+    store.drop_all().await;
     Ok(StoreRun {
-        store: "Redis Stack 7.4, HNSW (over loopback)".into(),
+        store: label.into(),
         vectors: n,
         inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
         query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),

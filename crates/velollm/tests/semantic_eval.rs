@@ -106,15 +106,15 @@ fn a_bad_label_file_names_the_file_the_line_and_the_field() {
     assert!(text(&out).1.contains(":1: kind: unknown kind \"sede\""), "{}", text(&out).1);
 }
 
-/// The Redis Stack server of `scripts/test.sh`, or a skip (a failure with `CI=true`).
-fn redis_stack() -> Option<String> {
-    match std::env::var("VELOLLM_TEST_REDIS_STACK_URL") {
+/// A server of `scripts/test.sh` named by `var`, or a skip (a failure with `CI=true`).
+fn shared_store(var: &str, start: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) => Some(url),
         Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but VELOLLM_TEST_REDIS_STACK_URL is not set: run the tests with scripts/test.sh")
+            panic!("CI=true but {var} is not set: run the tests with scripts/test.sh")
         }
         Err(_) => {
-            eprintln!("skipped: VELOLLM_TEST_REDIS_STACK_URL is not set (scripts/redis-stack.sh start 16380)");
+            eprintln!("skipped: {var} is not set ({start})");
             None
         }
     }
@@ -122,11 +122,15 @@ fn redis_stack() -> Option<String> {
 
 #[test]
 fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
-    let Some(stack) = redis_stack() else { return };
+    let Some(stack) = shared_store("VELOLLM_TEST_REDIS_STACK_URL", "scripts/redis-stack.sh start 16380") else {
+        return;
+    };
+    let Some(pg) = shared_store("VELOLLM_TEST_PGVECTOR_URL", "scripts/pgvector.sh start 15433") else { return };
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("vectors.json");
     let out = command()
-        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "--redis-stack", &stack])
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30"])
+        .args(["--redis-stack", &stack, "--pgvector", &pg])
         .arg("-o")
         .arg(&report)
         .output()
@@ -134,13 +138,16 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("embedded, HNSW graph") && stdout.contains("Redis Stack 7.4"), "{stdout}");
+    assert!(stdout.contains("pgvector"), "{stdout}");
     let r = json(&report);
     let runs = r["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 4);
     assert_eq!(runs[0]["recall_at_1"], 1.0, "the exact scan is the reference");
-    assert!(runs[1]["recall_at_1"].as_f64().unwrap() >= 0.9, "{}", runs[1]);
-    assert!(runs[2]["recall_at_1"].as_f64().unwrap() >= 0.9, "{}", runs[2]);
-    assert!(runs[2]["memory_bytes"].as_u64().unwrap() > 0, "Redis Stack's used_memory grew");
+    for run in &runs[1..] {
+        assert!(run["recall_at_1"].as_f64().unwrap() >= 0.9, "{run}");
+        assert!(run["memory_bytes"].as_u64().unwrap() > 0, "the store grew: {run}");
+    }
+    assert!(r["not_measured"].to_string().contains("Milvus Lite"), "{}", r["not_measured"]);
     assert!(runs.iter().all(|r| r["inserts_per_s"].as_f64().unwrap() > 0.0 && r["query_ms"]["p99"].as_f64().is_some()));
     assert!(std::fs::read_to_string(report.with_extension("svg")).unwrap().starts_with("<svg"));
     let out = command().args(["bench", "--scenario", "vector-stores", "--vectors", "ten"]).output().unwrap();

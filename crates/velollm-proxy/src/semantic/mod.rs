@@ -21,6 +21,7 @@ pub mod embedder;
 pub mod guard;
 pub mod hnsw;
 pub mod index;
+pub mod pg_vectors;
 pub mod probe;
 pub mod redis_vectors;
 pub mod store;

@@ -1,9 +1,11 @@
-//! Where the questions live, behind one interface: the embedded index (in this process, the default) or Redis
-//! Stack's vector search (shared by replicas). A store that fails makes the lookup a miss, counted.
+//! Where the questions live, behind one interface: the embedded index (in this process, the default), Redis
+//! Stack's vector search or Postgres with pgvector (both shared by replicas). A store that fails makes the
+//! lookup a miss, counted.
 
 use std::sync::Arc;
 
 use super::index::{Index, Nearest};
+use super::pg_vectors::PgVectors;
 use super::redis_vectors::RedisVectors;
 use crate::normalize::CacheKey;
 
@@ -14,6 +16,8 @@ pub enum VectorStore {
     Embedded(Index),
     /// A Redis Stack server.
     Redis(RedisVectors),
+    /// A Postgres server with pgvector.
+    Postgres(PgVectors),
 }
 
 impl VectorStore {
@@ -22,6 +26,7 @@ impl VectorStore {
         match self {
             VectorStore::Embedded(_) => "memory",
             VectorStore::Redis(_) => "redis-stack",
+            VectorStore::Postgres(_) => "pgvector",
         }
     }
 
@@ -37,6 +42,14 @@ impl VectorStore {
                 }
                 other => other,
             },
+            VectorStore::Postgres(p) => match p.nearest(context, query).await {
+                // The table is not there yet (or was dropped): create it, then ask again.
+                Err(e) if e.contains("does not exist") => {
+                    p.ensure(query.len()).await?;
+                    p.nearest(context, query).await
+                }
+                other => other,
+            },
         }
     }
 
@@ -44,11 +57,20 @@ impl VectorStore {
     pub fn insert(self: &Arc<Self>, context: CacheKey, vector: Vec<f32>, text: String, answer: CacheKey) {
         match &**self {
             VectorStore::Embedded(index) => index.insert(context, vector, text, answer),
-            VectorStore::Redis(_) => {
+            VectorStore::Redis(_) | VectorStore::Postgres(_) => {
                 let store = Arc::clone(self);
                 tokio::spawn(async move {
-                    if let VectorStore::Redis(r) = &*store {
-                        let _ = r.insert(&context, &vector, &text, &answer).await;
+                    match &*store {
+                        VectorStore::Redis(r) => drop(r.insert(&context, &vector, &text, &answer).await),
+                        VectorStore::Postgres(p) => {
+                            if let Err(e) = p.insert(&context, &vector, &text, &answer).await
+                                && e.contains("does not exist")
+                                && p.ensure(vector.len()).await.is_ok()
+                            {
+                                let _ = p.insert(&context, &vector, &text, &answer).await;
+                            }
+                        }
+                        VectorStore::Embedded(_) => {}
                     }
                 });
             }
@@ -62,6 +84,30 @@ impl VectorStore {
             VectorStore::Redis(r) => {
                 let _ = r.remove(context, answer).await;
             }
+            VectorStore::Postgres(p) => {
+                let _ = p.remove(context, answer).await;
+            }
         }
+    }
+}
+
+/// A store's URL with any password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(super::redact("memory"), "memory");
     }
 }

@@ -54,8 +54,9 @@ pub struct ProxyArgs {
     /// The least cosine similarity that counts as the same question [default: 0.9]; implies --semantic.
     #[arg(long, value_name = "COSINE")]
     pub semantic_threshold: Option<f32>,
-    /// Where the semantic layer keeps its questions: memory (this process) [default] or the redis:// URL of a
-    /// Redis Stack server, shared by replicas (scripts/redis-stack.sh start); implies --semantic.
+    /// Where the semantic layer keeps its questions: memory (this process) [default], the redis:// URL of a
+    /// Redis Stack server (scripts/redis-stack.sh start) or the postgres:// URL of a Postgres server with
+    /// pgvector (scripts/pgvector.sh start), both shared by replicas; implies --semantic.
     #[arg(long, value_name = "STORE")]
     pub semantic_store: Option<String>,
     /// Turn off the lexical guard (negations, antonyms, numbers, identifiers, entities that differ block a hit).
@@ -229,7 +230,13 @@ fn describe(config: &ProxyConfig) -> String {
             "  semantic: threshold {}, guard {}, embedder {embedder}, store {}\n",
             semantic.threshold,
             if semantic.guard { "on" } else { "off" },
-            if semantic.store.starts_with("redis://") { "redis-stack" } else { semantic.store.as_str() }
+            if semantic.store.starts_with("redis://") {
+                "redis-stack"
+            } else if semantic.is_postgres() {
+                "pgvector"
+            } else {
+                semantic.store.as_str()
+            }
         ));
     }
     let routing = &config.routing;
