@@ -28,6 +28,9 @@
 //! * [`analysis`] — scenario figures: fits, per-turn degradation, cache acceleration, comparisons, drift.
 //! * [`speculative`] — speculative-decoding acceptance, normalised across engines.
 //! * [`proxy_cache`] — what a caching proxy in front of the server said about a step's answers.
+//! * [`semantic_eval`] and [`routing_eval`] — the semantic cache's and the router's labelled evaluations.
+//! * [`learned_threshold`] — a semantic cache's thresholds learned per entry under a bound on wrong answers,
+//!   used by the proxy and replayed by the evaluation.
 //! * [`cost`] — token prices, the cost of requests and steps, the return on investment of an optimization.
 //! * [`sweep`] — load sweeps: the throughput/latency curve, its knee, over-saturation.
 //! * [`tune`] — a grid of server configurations turned into one table of trade-offs and the best one.
@@ -51,6 +54,7 @@ mod fixtures;
 pub mod gate;
 pub mod gguf;
 pub mod hardware;
+pub mod learned_threshold;
 pub mod load;
 pub mod metrics;
 pub mod names;

@@ -287,6 +287,10 @@ pub struct SemanticReport {
     /// The sweep's point with the most hits under that false-hit rate (of equal ones, the highest threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating: Option<Point>,
+    /// Thresholds learned per entry ([`crate::learned_threshold`]), replayed on the same scores with the labels
+    /// as the verifier, one row per bound δ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<LearnedPoint>,
     /// Embedding time per lookup, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_ms: Option<Summary>,
@@ -308,6 +312,48 @@ pub struct SemanticReport {
     pub false_hits: Vec<FalseHit>,
     /// What the reader should know (unidentified answers, no scores, …).
     pub notes: Vec<String>,
+}
+
+/// Thresholds learned per entry, replayed with one bound δ: candidates at or above `floor` (that the guard let
+/// through) are served or explore, in the labels' order; an explored one teaches its nearest seed's entry whether
+/// the labels say its answer would have been right.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LearnedPoint {
+    /// The bound on wrong answers served.
+    pub delta: f64,
+    /// Hits, false hits and rates; its `threshold` is the floor.
+    pub point: Point,
+    /// Candidates that went upstream to teach their entry instead of being served.
+    pub explored: u64,
+}
+
+/// The floor of the learned-threshold replay: the lowest similarity considered at all.
+pub const LEARNED_FLOOR: f64 = 0.7;
+/// The bounds δ the replay tries.
+pub const LEARNED_DELTAS: [f64; 3] = [0.02, 0.05, 0.10];
+
+/// Replays learned thresholds with bound `delta` on the probes the endpoint scored.
+fn replay_learned(labels: &Labels, answered: &[(usize, &Observation)], delta: f64) -> LearnedPoint {
+    use crate::learned_threshold::{Decision, Learned, coin, text_hash};
+    let learned: Learned<usize> = Learned::new(delta as f32, usize::MAX);
+    let mut explored = 0;
+    let decided: Vec<(usize, bool, Option<usize>)> = answered
+        .iter()
+        .map(|&(i, o)| {
+            let candidate = o.note.score.filter(|&s| s >= LEARNED_FLOOR - 1e-9 && o.note.guard.is_none());
+            let (Some(score), Some(seed)) = (candidate, o.nearest) else { return (i, false, o.nearest) };
+            match learned.decide(&seed, score as f32, coin(&text_hash(&labels.probes[i].text))) {
+                Decision::Serve(_) => (i, true, Some(seed)),
+                Decision::Explore(_) => {
+                    explored += 1;
+                    let (right, _) = judge(labels, i, true, Some(seed));
+                    learned.record(seed, score as f32, right);
+                    (i, false, Some(seed))
+                }
+            }
+        })
+        .collect();
+    LearnedPoint { delta, point: point(labels, &decided, Some(LEARNED_FLOOR)), explored }
 }
 
 /// A probe the endpoint answered with an answer it should not have.
@@ -401,6 +447,11 @@ pub fn evaluate(
                 .to_owned(),
         );
     }
+    let learned = if sweep.is_empty() {
+        Vec::new()
+    } else {
+        LEARNED_DELTAS.iter().map(|&d| replay_learned(labels, &answered, d)).collect()
+    };
     let operating = sweep
         .iter()
         .filter(|p| p.hits > 0 && p.false_hit_rate <= target_false_hit_rate)
@@ -481,6 +532,7 @@ pub fn evaluate(
         sweep,
         target_false_hit_rate,
         operating,
+        learned,
         embed_ms,
         search_ms,
         lookup_ms,
@@ -576,5 +628,37 @@ mod tests {
         assert_eq!(r.ttft_hit_ms.as_ref().unwrap().p50, 5.0);
         let hit_rate = &r.criteria[0];
         assert_eq!((hit_rate.value, hit_rate.pass), (Some(25.0), Some(false)));
+        // The learned replay: each entry is new, so every candidate (three at or above the floor, one blocked
+        // by the guard) explores unless its coin falls under δ / ½; nothing it serves is counted twice.
+        assert_eq!(r.learned.len(), LEARNED_DELTAS.len());
+        for l in &r.learned {
+            assert_eq!(l.point.threshold, Some(LEARNED_FLOOR));
+            assert_eq!(l.explored + l.point.hits, 2, "two candidates pass the floor and the guard: {l:?}");
+        }
+    }
+
+    #[test]
+    fn the_learned_replay_serves_an_entry_once_its_paraphrases_agreed() {
+        // One seed and 60 paraphrases at rising similarity: the first ones explore and agree, and from about
+        // 1 / δ agreements on, every later one is served, and rightly.
+        let mut text = String::from("{\"family\": \"a\", \"kind\": \"seed\", \"text\": \"q\"}\n");
+        for i in 0..60 {
+            text.push_str(&format!("{{\"family\": \"a\", \"kind\": \"paraphrase\", \"text\": \"q{i}\"}}\n"));
+        }
+        let labels = Labels::parse("l", &text).unwrap();
+        let observations: Vec<Observation> = (0..60)
+            .map(|i| Observation {
+                note: Note { score: Some(0.8 + f64::from(i) * 0.001), entry: Some("e".into()), ..Note::default() },
+                nearest: Some(0),
+                ..Observation::default()
+            })
+            .collect();
+        let r = evaluate(&labels, &observations, &[], true, 0.02);
+        let at_10 = r.learned.iter().find(|l| l.delta == 0.10).unwrap();
+        assert_eq!(at_10.point.false_hits, 0);
+        assert!(at_10.explored >= 3 && at_10.explored <= 10, "{at_10:?}");
+        assert_eq!(at_10.point.hits + at_10.explored, 60);
+        let at_2 = r.learned.iter().find(|l| l.delta == 0.02).unwrap();
+        assert!(at_2.explored > at_10.explored, "a tighter bound explores more: {at_2:?}");
     }
 }

@@ -22,6 +22,7 @@
 //! embedder = "local"                   # or the URL of an OpenAI-compatible /v1/embeddings
 //! threshold = 0.9
 //! store = "memory"                     # or a Redis Stack redis:// URL, or a pgvector postgres:// URL
+//! # delta = 0.02                       # learn a threshold per entry, serving at most 2 % wrong answers
 //!
 //! [routing]                            # off unless tiers are listed
 //! model = "auto"                       # requests for this model are routed
@@ -264,6 +265,14 @@ pub struct SemanticConfig {
     /// Candidates an embedded graph search looks at (more: better recall, slower).
     #[serde(default = "default_ef_search")]
     pub ef_search: usize,
+    /// Learn a threshold per entry with this bound on the rate of wrong answers served (vCache's δ, e.g. 0.02);
+    /// `threshold` is then the floor under which nothing is considered. Unset: one global threshold.
+    #[serde(default)]
+    pub delta: Option<f32>,
+    /// With `delta`, the least cosine similarity of two answers' embeddings at which they count as agreeing
+    /// when their words differ (1 for the same words only).
+    #[serde(default = "default_answer_similarity")]
+    pub answer_similarity: f32,
     /// The shared store's index: Redis Stack's index (its keys start with it) or the Postgres table.
     #[serde(default = "default_index")]
     pub index: String,
@@ -311,6 +320,8 @@ impl Default for SemanticConfig {
             capacity: default_capacity(),
             ef_search: default_ef_search(),
             store: default_store(),
+            delta: None,
+            answer_similarity: default_answer_similarity(),
             index: default_index(),
         }
     }
@@ -405,6 +416,9 @@ fn default_embed_timeout() -> Duration {
 }
 fn default_ef_search() -> usize {
     crate::semantic::index::EF_SEARCH
+}
+fn default_answer_similarity() -> f32 {
+    0.9
 }
 fn default_index() -> String {
     "velollm-semantic".into()
@@ -595,6 +609,18 @@ impl ProxyConfig {
                     "semantic store {:?}: use memory, the redis:// URL of a Redis Stack server or the \
                      postgres:// URL of a Postgres server with pgvector",
                     crate::semantic::store::redact(&sem.store)
+                )));
+            }
+            if sem.delta.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
+                return Err(ConfigError(format!(
+                    "semantic delta {}: give the bound on wrong answers served as a fraction in (0, 1), e.g. 0.02",
+                    sem.delta.unwrap_or_default()
+                )));
+            }
+            if !(sem.answer_similarity > 0.0 && sem.answer_similarity <= 1.0) {
+                return Err(ConfigError(format!(
+                    "semantic answer_similarity {}: give a cosine in (0, 1]",
+                    sem.answer_similarity
                 )));
             }
             if sem.max_chars == 0 || sem.capacity == 0 {

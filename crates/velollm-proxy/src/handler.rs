@@ -411,7 +411,7 @@ async fn semantic_lookup(
             return Semantically::Miss { note: format!("miss; layer=semantic; skip={}", skip.as_str()), pending: None };
         }
     };
-    let found = semantic.lookup(probe, &state.metrics).await;
+    let found = semantic.lookup(probe, &key, &state.metrics).await;
     let note = found.header(&key);
     match found {
         Found::Hit { answer, context, .. } => match cache.store.get(&answer).await {

@@ -55,6 +55,10 @@ impl Family {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(labels).or_default() += 1;
     }
 
+    fn get(&self, labels: &str) -> u64 {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(labels).copied().unwrap_or(0)
+    }
+
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (labels, v) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
@@ -77,6 +81,7 @@ pub struct Metrics {
     in_flight: AtomicI64,
     semantic_skips: Family,
     semantic_blocks: Family,
+    semantic_learning: Family,
     semantic_embed: Histogram,
     semantic_search: Histogram,
     route_decisions: Family,
@@ -161,6 +166,17 @@ impl Metrics {
     /// Counts a semantic hit the lexical guard blocked, by reason (`negation`, `number`, …).
     pub fn semantic_block(&self, reason: &str) {
         self.semantic_blocks.inc(format!("reason=\"{reason}\""));
+    }
+
+    /// Counts a learned-threshold decision or its outcome: `explore`, then `agree` or `disagree` once the
+    /// upstream's answer was compared with the stored one (`gone` when the stored one had left the cache).
+    pub fn semantic_learning(&self, event: &str) {
+        self.semantic_learning.inc(format!("event=\"{event}\""));
+    }
+
+    /// How many times a learned-threshold `event` was counted.
+    pub fn semantic_learned(&self, event: &str) -> u64 {
+        self.semantic_learning.get(&format!("event=\"{event}\""))
     }
 
     /// Records one semantic lookup's embedding time and search time.
@@ -249,6 +265,11 @@ impl Metrics {
         self.semantic_blocks.render(
             "velollm_proxy_semantic_guard_blocks_total",
             "Semantic hits the lexical guard turned into misses, by reason.",
+            &mut out,
+        );
+        self.semantic_learning.render(
+            "velollm_proxy_semantic_learning_total",
+            "Learned-threshold candidates that explored, and how their answers compared with the stored ones.",
             &mut out,
         );
         for (name, help, h) in [

@@ -122,13 +122,14 @@ impl TeeBody {
             self.metrics.write(w.cache.store.kind(), "incomplete");
             return;
         }
-        let entry = Entry { status: 200, content_type: w.content_type, body: Bytes::from(w.buf) };
+        let body = Bytes::from(w.buf);
+        let entry = Entry { status: 200, content_type: w.content_type, body: body.clone() };
         if let Store::Memory(memory) = &w.cache.store {
             // In process: stored before the caller sees the end, so its next request hits.
             memory.put(w.key, entry, w.cache.ttl);
             self.metrics.write("memory", "stored");
             if let Some((semantic, pending)) = w.semantic {
-                semantic.insert(pending, w.key);
+                semantic.answered(pending, w.key, body, &w.cache, &self.metrics);
             }
             return;
         }
@@ -137,7 +138,7 @@ impl TeeBody {
             let outcome = match w.cache.store.put(w.key, entry, w.cache.ttl).await {
                 Ok(()) => {
                     if let Some((semantic, pending)) = w.semantic {
-                        semantic.insert(pending, w.key);
+                        semantic.answered(pending, w.key, body, &w.cache, &metrics);
                     }
                     "stored"
                 }

@@ -382,3 +382,79 @@ async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
     assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
     assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);
 }
+
+/// Learned thresholds against the real embedder, with an upstream whose answer depends on the question, so
+/// that agreement is known: every paraphrase of the password question gets the same answer, the username
+/// question another.
+#[tokio::test]
+async fn learned_thresholds_serve_once_entries_have_agreed_and_never_lend_a_disagreeing_answer() {
+    use velollm_testkit::{FakeServer, Flavor, Script};
+    let Some(model) = std::env::var_os("VELOLLM_EMBEDDER_MODEL") else {
+        let _ = required("VELOLLM_EMBEDDER_MODEL", "run scripts/test.sh, or export $(scripts/embedder.sh env)");
+        return;
+    };
+    let replies = vec![
+        ("password".to_owned(), "Open Settings, then choose Reset password.".to_owned()),
+        ("username".to_owned(), "Usernames cannot be changed.".to_owned()),
+    ];
+    let script = Script { replies, model: "smollm2".into(), ..Script::default() };
+    let fake = FakeServer::start(Flavor::OpenAi, script).await;
+    let learning = |delta: f32| {
+        let mut c = semantic(&fake.url(), std::path::Path::new(&model), 0.7);
+        c.semantic.delta = Some(delta);
+        c
+    };
+    let paraphrases = [
+        "How can I reset my password?",
+        "How do I reset my password please?",
+        "How to reset my password?",
+        "What are the steps to reset my password?",
+        "how do i reset my password",
+        "Help me reset my password.",
+        "Can you tell me how to reset my password?",
+        "How would I reset my password?",
+        "Tell me how to reset my password.",
+        "I need to reset my password: how do I do it?",
+        "Please explain how to reset my password.",
+        "Show me how to reset my password.",
+    ];
+
+    // δ = 25 %: an entry starts at an estimated one half, so half its candidates explore; each agreement
+    // lowers the estimate for candidates at least as close, until they are all served.
+    let proxy = start(learning(0.25)).await;
+    let (_, answer) = ask(&proxy, &chat("Be brief.", "How do I reset my password?", false)).await;
+    let mut hits = 0;
+    for p in paraphrases {
+        let (note, body) = ask(&proxy, &chat("Be brief.", p, false)).await;
+        if note.starts_with("hit; layer=semantic") {
+            assert!(note.contains("p_err="), "{note}");
+            assert_eq!(body, answer, "{p}");
+            hits += 1;
+        } else {
+            assert!(note.contains("; explore; p_err="), "{p}: {note}");
+        }
+        // The comparison runs once the answer is stored: let it land before the next question.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let m = &proxy.metrics;
+    assert!(m.semantic_learned("explore") >= 1, "a new entry explores");
+    assert_eq!(m.semantic_learned("agree"), m.semantic_learned("explore"), "every paraphrase agreed");
+    assert!(hits >= paraphrases.len() / 2, "{hits} of {} served once the entry had agreed", paraphrases.len());
+
+    // δ = 1 %: a question whose answer differs explores (1 chance in 50 of being served at one half); the
+    // disagreement is recorded on the password entry, and the question gets an entry of its own, which its
+    // paraphrase finds next (and explores: a new entry).
+    let proxy = start(learning(0.01)).await;
+    ask(&proxy, &chat("Be brief.", "How do I reset my password?", false)).await;
+    let (note, body) = ask(&proxy, &chat("Be brief.", "How do I reset my username?", false)).await;
+    assert!(note.contains("; explore; p_err=0.5000"), "{note}");
+    assert!(String::from_utf8_lossy(&body).contains("Usernames cannot be changed."));
+    let entry = note.split("; ").find_map(|p| p.strip_prefix("key=")).unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(proxy.metrics.semantic_learned("disagree"), 1);
+    let (note, body) = ask(&proxy, &chat("Be brief.", "How can I reset my username?", false)).await;
+    assert!(note.contains(&format!("entry={entry}")) && note.contains("; explore;"), "{note}");
+    assert!(String::from_utf8_lossy(&body).contains("Usernames cannot be changed."));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(proxy.metrics.semantic_learned("agree"), 1);
+}

@@ -243,6 +243,26 @@ pub fn render(r: &SemanticReport) -> String {
                 .push_str(&format!("No threshold keeps false hits ≤ {} with any hit.\n", pct(r.target_false_hit_rate))),
         }
     }
+    if !r.learned.is_empty() {
+        out.push_str(&format!(
+            "\nThresholds learned per entry, replayed on the same scores (floor {:.2}; the labels verify):\n",
+            r.learned[0].point.threshold.unwrap_or(0.0)
+        ));
+        let mut table = Table::new(&["δ", "hit rate", "false-hit rate", "recall", "hits", "false hits", "explored"], 1);
+        for l in &r.learned {
+            let p = &l.point;
+            table.rows.push(vec![
+                pct(l.delta),
+                pct(p.hit_rate),
+                pct(p.false_hit_rate),
+                pct(p.recall),
+                p.hits.to_string(),
+                p.false_hits.to_string(),
+                l.explored.to_string(),
+            ]);
+        }
+        out.push_str(&table.terminal("  "));
+    }
     out.push_str("\nCriteria:\n");
     out.push_str(&criteria_lines(&r.criteria, 2));
     for n in &r.notes {

@@ -99,6 +99,17 @@ fn a_bad_configuration_names_the_fix_and_exits_2() {
     let out = velollm().args(["proxy", "--config"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("p.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A bound on wrong answers outside (0, 1), and a store URL that is neither, name the fix; a password in
+    // the URL is never printed.
+    let out = velollm().args(["proxy", "--upstream", "http://127.0.0.1:1", "--semantic-delta", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("e.g. 0.02"), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = "mysql://u:hunter2@db/x";
+    let out =
+        velollm().args(["proxy", "--upstream", "http://127.0.0.1:1", "--semantic-store", store]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("postgres://") && err.contains("u:****@db") && !err.contains("hunter2"), "{err}");
 }
 
 #[tokio::test]

@@ -11,12 +11,15 @@
 //! | [`index`] | the embedded vector index, grouped by context: exact scan while small, a graph beyond |
 //! | [`hnsw`] | the graph: a hierarchical navigable small world |
 //! | [`redis_vectors`] | Redis Stack's vector search, shared by replicas |
+//! | [`pg_vectors`] | Postgres with pgvector, shared by replicas |
 //! | [`store`] | the stores behind one interface |
 //! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
+//! | [`answer`] | the text of a stored answer, and whether two answers agree |
 //!
 //! Any failure here (the embedder down or slow, a dimension that changed) makes the request a miss, counted,
 //! never an error.
 
+pub mod answer;
 pub mod embedder;
 pub mod guard;
 pub mod hnsw;
@@ -29,6 +32,10 @@ pub mod store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use velollm_core::learned_threshold::{self as learned, Learned};
+
+use crate::cache::Cache;
 use crate::dialect::Generate;
 use crate::metrics::{Lookup, Metrics};
 use crate::normalize::{CacheKey, Normalized};
@@ -54,6 +61,11 @@ pub struct Semantic {
     pub max_chars: usize,
     /// The embedder's deadline; past it the request is a miss.
     pub timeout: Duration,
+    /// Thresholds learned per entry (`delta` set): candidates from `threshold` up are served or explore.
+    pub learned: Option<Arc<Learned<CacheKey>>>,
+    /// With learned thresholds, the least cosine similarity at which two answers count as agreeing when their
+    /// texts differ.
+    pub answer_similarity: f32,
 }
 
 /// A request the layer will look up: its context's key and the text compared.
@@ -77,6 +89,8 @@ pub enum Found {
         context: CacheKey,
         /// How close.
         score: f32,
+        /// The learned estimate that it is wrong, when thresholds are learned.
+        p_err: Option<f32>,
         /// The lookup's times, for the response header.
         times: Times,
     },
@@ -88,6 +102,8 @@ pub enum Found {
         nearest: Option<CacheKey>,
         /// Why the guard blocked the nearest one, if it did.
         blocked: Option<guard::Block>,
+        /// The learned estimate that the nearest one would have been wrong, when this request explores.
+        explored: Option<f32>,
         /// To index with the answer.
         pending: Pending,
         /// The lookup's times.
@@ -112,6 +128,8 @@ pub struct Pending {
     context: CacheKey,
     text: String,
     vector: Vec<f32>,
+    /// The entry this request explored instead of being served (its answer's key, and the similarity).
+    explored: Option<(CacheKey, f32)>,
 }
 
 impl Semantic {
@@ -121,8 +139,9 @@ impl Semantic {
         Ok(Probe { context: normalized.key_of(b"semantic\0", &split.context), text: split.text })
     }
 
-    /// Embeds the probe's text and searches its context.
-    pub async fn lookup(&self, probe: Probe, metrics: &Metrics) -> Found {
+    /// Embeds the probe's text and searches its context; `own` is the request's exact key (its coin, when
+    /// thresholds are learned).
+    pub async fn lookup(&self, probe: Probe, own: &CacheKey, metrics: &Metrics) -> Found {
         let started = Instant::now();
         let vector = match self.embedder.embed(&probe.text, self.timeout).await {
             Ok(v) => v,
@@ -147,23 +166,75 @@ impl Semantic {
         // evaluation what any threshold would have done.
         let blocked = nearest.as_ref().and_then(|n| if self.guard { guard::check(&probe.text, &n.text) } else { None });
         let near = nearest.as_ref().map(|n| n.answer);
+        let mut explored = None;
         if let Some(n) = nearest.filter(|n| n.score >= self.threshold) {
-            match blocked {
-                None => {
+            match (blocked, &self.learned) {
+                (None, None) => {
                     metrics.lookup("semantic", Lookup::Hit);
-                    return Found::Hit { answer: n.answer, context, score: n.score, times };
+                    return Found::Hit { answer: n.answer, context, score: n.score, p_err: None, times };
                 }
-                Some(b) => metrics.semantic_block(b.as_str()),
+                (None, Some(learned)) => match learned.decide(&n.answer, n.score, learned::coin(&own.0)) {
+                    learned::Decision::Serve(p) => {
+                        metrics.lookup("semantic", Lookup::Hit);
+                        return Found::Hit { answer: n.answer, context, score: n.score, p_err: Some(p), times };
+                    }
+                    learned::Decision::Explore(p) => {
+                        metrics.semantic_learning("explore");
+                        explored = Some((n.answer, n.score, p));
+                    }
+                },
+                (Some(b), _) => metrics.semantic_block(b.as_str()),
             }
         }
         metrics.lookup("semantic", Lookup::Miss);
-        let pending = Pending { context, text: probe.text, vector };
-        Found::Miss { score, nearest: near, blocked, pending, times }
+        let pending = Pending { context, text: probe.text, vector, explored: explored.map(|(a, s, _)| (a, s)) };
+        Found::Miss { score, nearest: near, blocked, explored: explored.map(|(_, _, p)| p), pending, times }
     }
 
-    /// Indexes a question once its answer is stored under `answer`.
-    pub fn insert(&self, pending: Pending, answer: CacheKey) {
-        self.store.insert(pending.context, pending.vector, pending.text, answer);
+    /// Indexes a question once its answer (`body`) is stored under `key`. A request that explored compares its
+    /// answer with the stored one first: an agreement is recorded on that entry and the question is not indexed
+    /// (the entry already stands for it); a disagreement is recorded and the question gets its own entry.
+    pub fn answered(
+        self: &Arc<Self>,
+        pending: Pending,
+        key: CacheKey,
+        body: Bytes,
+        cache: &Arc<Cache>,
+        metrics: &Arc<Metrics>,
+    ) {
+        let (Some((stored, score)), Some(learned)) = (pending.explored, self.learned.clone()) else {
+            self.store.insert(pending.context, pending.vector, pending.text, key);
+            return;
+        };
+        let (semantic, cache, metrics) = (Arc::clone(self), Arc::clone(cache), Arc::clone(metrics));
+        tokio::spawn(async move {
+            let Ok(Some(entry)) = cache.store.get(&stored).await else {
+                metrics.semantic_learning("gone");
+                semantic.store.insert(pending.context, pending.vector, pending.text, key);
+                return;
+            };
+            let agreed = semantic.agree(&answer::text(&entry.body), &answer::text(&body)).await;
+            learned.record(stored, score, agreed);
+            metrics.semantic_learning(if agreed { "agree" } else { "disagree" });
+            if !agreed {
+                semantic.store.insert(pending.context, pending.vector, pending.text, key);
+            }
+        });
+    }
+
+    /// Whether two answers say the same: the same words, or embeddings at `answer_similarity` or closer. An
+    /// embedder that fails says they differ (the entry is then explored again, never served wrongly).
+    async fn agree(&self, a: &str, b: &str) -> bool {
+        if answer::same_text(a, b) {
+            return true;
+        }
+        if a.trim().is_empty() || b.trim().is_empty() {
+            return false;
+        }
+        match (self.embedder.embed(a, self.timeout).await, self.embedder.embed(b, self.timeout).await) {
+            (Ok(x), Ok(y)) => velollm_embed::bert::dot(&x, &y) >= self.answer_similarity,
+            _ => false,
+        }
     }
 
     /// Forgets a question whose answer is no longer in the exact cache.
@@ -200,16 +271,20 @@ impl Found {
             format!("embed_ms={:.3}; search_ms={:.3}", t.embed.as_secs_f64() * 1e3, t.search.as_secs_f64() * 1e3)
         };
         match self {
-            Found::Hit { score, answer, times: t, .. } => {
-                format!("hit; layer=semantic; score={score:.4}; entry={}; {}", short(answer), times(t))
+            Found::Hit { score, answer, p_err, times: t, .. } => {
+                let learned = p_err.map(|p| format!("p_err={p:.4}; ")).unwrap_or_default();
+                format!("hit; layer=semantic; score={score:.4}; entry={}; {learned}{}", short(answer), times(t))
             }
-            Found::Miss { score, nearest, blocked, times: t, .. } => {
+            Found::Miss { score, nearest, blocked, explored, times: t, .. } => {
                 let mut s = format!("miss; layer=semantic; key={}", short(own));
                 if let (Some(score), Some(nearest)) = (score, nearest) {
                     s.push_str(&format!("; score={score:.4}; entry={}", short(nearest)));
                 }
                 if let Some(b) = blocked {
                     s.push_str(&format!("; guard={}", b.as_str()));
+                }
+                if let Some(p) = explored {
+                    s.push_str(&format!("; explore; p_err={p:.4}"));
                 }
                 format!("{s}; {}", times(t))
             }

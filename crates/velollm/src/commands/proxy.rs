@@ -59,6 +59,11 @@ pub struct ProxyArgs {
     /// pgvector (scripts/pgvector.sh start), both shared by replicas; implies --semantic.
     #[arg(long, value_name = "STORE")]
     pub semantic_store: Option<String>,
+    /// Learn a threshold per entry, serving at most this fraction of wrong answers (vCache's δ, e.g. 0.02):
+    /// candidates from --semantic-threshold up are served or sent upstream, and the upstream's answer, compared
+    /// with the stored one, teaches the entry; implies --semantic.
+    #[arg(long, value_name = "FRACTION")]
+    pub semantic_delta: Option<f32>,
     /// Turn off the lexical guard (negations, antonyms, numbers, identifiers, entities that differ block a hit).
     #[arg(long)]
     pub no_semantic_guard: bool,
@@ -117,8 +122,14 @@ fn config(args: &ProxyArgs) -> Result<ProxyConfig, ConfigError> {
         config.limits.max_body_bytes = bytes;
     }
     let semantic = &mut config.semantic;
-    semantic.enabled |=
-        args.semantic || args.embedder.is_some() || args.semantic_threshold.is_some() || args.semantic_store.is_some();
+    semantic.enabled |= args.semantic
+        || args.embedder.is_some()
+        || args.semantic_threshold.is_some()
+        || args.semantic_store.is_some()
+        || args.semantic_delta.is_some();
+    if let Some(delta) = args.semantic_delta {
+        semantic.delta = Some(delta);
+    }
     if let Some(store) = &args.semantic_store {
         semantic.store = store.clone();
     }
@@ -227,8 +238,9 @@ fn describe(config: &ProxyConfig) -> String {
             semantic.embedder.clone()
         };
         out.push_str(&format!(
-            "  semantic: threshold {}, guard {}, embedder {embedder}, store {}\n",
+            "  semantic: threshold {}{}, guard {}, embedder {embedder}, store {}\n",
             semantic.threshold,
+            semantic.delta.map(|d| format!(" (floor; thresholds learned per entry, δ {d})")).unwrap_or_default(),
             if semantic.guard { "on" } else { "off" },
             if semantic.store.starts_with("redis://") {
                 "redis-stack"
