@@ -248,7 +248,9 @@ pub fn render(r: &SemanticReport) -> String {
             "\nThresholds learned per entry, replayed on the same scores (floor {:.2}; the labels verify):\n",
             r.learned[0].point.threshold.unwrap_or(0.0)
         ));
-        let mut table = Table::new(&["δ", "hit rate", "false-hit rate", "recall", "hits", "false hits", "explored"], 1);
+        let columns =
+            ["δ", "hit rate", "false-hit rate", "recall", "hits", "false hits", "explored", "wrong ÷ candidates"];
+        let mut table = Table::new(&columns, 1);
         for l in &r.learned {
             let p = &l.point;
             table.rows.push(vec![
@@ -259,9 +261,11 @@ pub fn render(r: &SemanticReport) -> String {
                 p.hits.to_string(),
                 p.false_hits.to_string(),
                 l.explored.to_string(),
+                pct(p.false_hits as f64 / (p.hits + l.explored).max(1) as f64),
             ]);
         }
         out.push_str(&table.terminal("  "));
+        out.push_str("  (δ bounds the wrong answers among candidates, served or explored, not among hits)\n");
     }
     out.push_str("\nCriteria:\n");
     out.push_str(&criteria_lines(&r.criteria, 2));

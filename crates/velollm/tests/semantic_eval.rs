@@ -63,6 +63,13 @@ fn velollm_proxy_is_evaluated_hits_guard_blocks_sweep_and_criteria() {
     assert_eq!(antonym["hits"], 0, "the guard blocks the swapped conversion (cosine above 0.99)");
     assert_eq!(r["sweep"].as_array().unwrap().len(), 51, "0.50 to 1.00 by 0.01");
     assert!(r["operating"]["threshold"].as_f64().is_some());
+    // Learned thresholds, replayed on the same scores: every candidate is served or explores.
+    assert!(stdout.contains("Thresholds learned per entry"), "{stdout}");
+    let learned = r["learned"].as_array().unwrap();
+    assert_eq!(learned.len(), 3, "δ = 2, 5 and 10 %");
+    for l in learned {
+        assert!(l["explored"].as_u64().unwrap() + l["point"]["hits"].as_u64().unwrap() > 0, "{l}");
+    }
     let chart = std::fs::read_to_string(report.with_extension("svg")).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("operating point"), "the sweep's chart");
     assert!(r["lookup_ms"]["p99"].as_f64().unwrap() > 0.0, "embedding and search times read from the header");
