@@ -200,29 +200,28 @@ fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
-#[tokio::test]
-async fn replicas_lend_each_other_answers_through_redis_stack() {
-    let Some((url, model)) = parts().await else { return };
-    let Some(stack) = redis_stack().await else { return };
-    let run = nanos();
-    let replica = |index: String| {
-        let mut c = semantic(&url, &model, 0.85);
-        c.cache.store = stack.clone();
-        c.semantic.store = stack.clone();
-        c.semantic.index = index;
-        c
-    };
-    let index = format!("velollm-test-{run}");
-    let a = start(replica(index.clone())).await;
-    let b = start(replica(index.clone())).await;
-    // A system prompt no earlier run used: the exact answers in Redis outlive a run.
+/// A replica that keeps its answers in Redis (`answers`) and its questions in `questions`, under `index`.
+fn replica(url: &str, model: &std::path::Path, answers: &str, questions: &str, index: String) -> ProxyConfig {
+    let mut c = semantic(url, model, 0.85);
+    c.cache.store = answers.to_owned();
+    c.semantic.store = questions.to_owned();
+    c.semantic.index = index;
+    c
+}
+
+/// Two replicas of `config`: B lends A's answer to a paraphrase, once A's question has landed in the shared
+/// store (it is written in the background). A system prompt no earlier run used, since the exact answers in
+/// Redis outlive a run. Returns replica B and the system prompt.
+async fn lend(config: &ProxyConfig, run: u128) -> (Running, String) {
+    let a = start(config.clone()).await;
+    let b = start(config.clone()).await;
     let system = format!("Answer briefly. [{run}]");
     let (seed, answer) = ask(&a, &chat(&system, "How do I reset my password?", false)).await;
     assert!(seed.starts_with("miss; layer=semantic"), "{seed}");
-    // The question is written in the background: give it a moment to land (no-store: a miss stores nothing).
     let paraphrase = chat(&system, "I forgot my password, how can I reset it?", false).to_string();
     let mut note = String::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
+        // no-store: a miss stores nothing, so only A's question can make this a hit.
         let r = send(b.addr, "POST", "/v1/chat/completions", &[("cache-control", "no-store")], &paraphrase).await;
         note = r.header("x-velollm-cache").to_owned();
         if note.starts_with("hit") {
@@ -232,6 +231,16 @@ async fn replicas_lend_each_other_answers_through_redis_stack() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(note.starts_with("hit; layer=semantic; score="), "{note}");
+    (b, system)
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_redis_stack() {
+    let Some((url, model)) = parts().await else { return };
+    let Some(stack) = redis_stack().await else { return };
+    let run = nanos();
+    let replica = |index: String| replica(&url, &model, &stack, &stack, index);
+    lend(&replica(format!("velollm-test-{run}")), run).await;
 
     // An index built for another dimension is refused at start, naming both.
     let other = format!("velollm-test-dim-{run}");
@@ -301,31 +310,9 @@ async fn replicas_lend_each_other_answers_through_pgvector() {
     let Some(stack) = redis_stack().await else { return };
     let Some(pg) = pgvector().await else { return };
     let run = nanos();
-    let replica = |index: String| {
-        let mut c = semantic(&url, &model, 0.85);
-        c.cache.store = stack.clone();
-        c.semantic.store = pg.clone();
-        c.semantic.index = index;
-        c
-    };
+    let replica = |index: String| replica(&url, &model, &stack, &pg, index);
     let index = format!("velollm-test-{run}");
-    let a = start(replica(index.clone())).await;
-    let b = start(replica(index.clone())).await;
-    let system = format!("Answer briefly. [{run}]");
-    let (seed, answer) = ask(&a, &chat(&system, "How do I reset my password?", false)).await;
-    assert!(seed.starts_with("miss; layer=semantic"), "{seed}");
-    let paraphrase = chat(&system, "I forgot my password, how can I reset it?", false).to_string();
-    let mut note = String::new();
-    for _ in 0..100 {
-        let r = send(b.addr, "POST", "/v1/chat/completions", &[("cache-control", "no-store")], &paraphrase).await;
-        note = r.header("x-velollm-cache").to_owned();
-        if note.starts_with("hit") {
-            assert_eq!(r.body(), answer, "replica B lends replica A's answer");
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(note.starts_with("hit; layer=semantic; score="), "{note}");
+    let (b, _) = lend(&replica(index.clone()), run).await;
     // Another system prompt is another context: the same question misses there.
     let (other, _) = ask(&b, &chat(&format!("Answer in French. [{run}]"), "How do I reset my password?", false)).await;
     assert!(other.starts_with("miss; layer=semantic"), "{other}");

@@ -43,9 +43,7 @@ struct Conn {
 impl PgVectors {
     /// A store at `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DB`) in the table `index`.
     pub fn new(url: &str, index: &str, ttl: Duration, timeout: Duration) -> Result<PgVectors, String> {
-        if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("semantic index {index:?}: use letters, digits, '-' and '_'"));
-        }
+        super::store::check_index(index)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("--semantic-store: not a Postgres URL ({e}): give postgres://USER@HOST:PORT/DB"))?;

@@ -20,9 +20,7 @@ pub struct RedisVectors {
 impl RedisVectors {
     /// A store at `url` (`redis://HOST:PORT`) under the index `index`.
     pub fn new(url: &str, index: &str, ttl: Duration, timeout: Duration) -> Result<RedisVectors, String> {
-        if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("semantic index {index:?}: use letters, digits, '-' and '_'"));
-        }
+        super::store::check_index(index)?;
         Ok(RedisVectors { client: Client::new(url, timeout, "--semantic-store")?, index: index.to_owned(), ttl })
     }
 

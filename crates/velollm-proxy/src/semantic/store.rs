@@ -91,6 +91,14 @@ impl VectorStore {
     }
 }
 
+/// Checks a shared store's index name (a Redis key prefix, a Postgres table name): letters, digits, '-', '_'.
+pub fn check_index(index: &str) -> Result<(), String> {
+    if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("semantic index {index:?}: use letters, digits, '-' and '_'"));
+    }
+    Ok(())
+}
+
 /// A store's URL with any password hidden, for messages.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
