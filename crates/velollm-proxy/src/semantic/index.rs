@@ -13,7 +13,7 @@ use crate::normalize::CacheKey;
 /// Entries of one context from which it is searched through a graph instead of scanned.
 pub const GRAPH_FROM: usize = 1024;
 /// Candidates a graph search looks at, by default (more: better recall, slower).
-pub const EF_SEARCH: usize = 48;
+pub const EF_SEARCH: usize = 32;
 
 /// One stored question.
 #[derive(Debug, Clone)]
