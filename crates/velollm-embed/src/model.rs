@@ -84,10 +84,22 @@ impl SentenceEncoder {
 
     /// The unit-length embedding of `text` (truncated to the model's positions).
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed_prefix(text, usize::MAX)
+    }
+
+    /// The unit-length embedding of the start of `text`: at most `max_tokens` tokens, the closing separator
+    /// included (and never more than the model's positions). The encoder costs a fixed time per call plus a
+    /// time per token, so a cap bounds it.
+    pub fn embed_prefix(&self, text: &str, max_tokens: usize) -> Result<Vec<f32>, EmbedError> {
         let encoding = self.tokenizer.encode(text, true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let max = self.bert.config().max_positions;
+        let max = self.bert.config().max_positions.min(max_tokens).max(2);
         let vocabulary = self.bert.vocabulary() as u32;
-        let ids: Vec<u32> = encoding.get_ids().iter().copied().take(max).collect();
+        let all = encoding.get_ids();
+        let ids: Vec<u32> = match all.split_last() {
+            // Keep the separator that closes the sequence, as the model saw in training.
+            Some((last, rest)) if all.len() > max => rest[..max - 1].iter().chain([last]).copied().collect(),
+            _ => all.to_vec(),
+        };
         if let Some(id) = ids.iter().find(|&&id| id >= vocabulary) {
             return Err(EmbedError::Tokenizer(format!("token id {id} is outside the model's {vocabulary} tokens")));
         }

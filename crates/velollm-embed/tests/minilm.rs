@@ -35,6 +35,13 @@ fn paraphrases_are_close_and_unrelated_texts_are_not() {
     assert!((far - 0.075).abs() < 0.02, "unrelated cosine {far}");
     let long = "word ".repeat(5000);
     assert_eq!(m.embed(&long).unwrap().len(), 384);
+    // A cap the text fits in changes nothing; a cap that cuts it embeds its start, closing separator kept:
+    // "[CLS] how do i [SEP]" is the embedding of "How do I".
+    let text = "How do I reset my password?";
+    assert_eq!(m.embed_prefix(text, 64).unwrap(), a);
+    let cut = m.embed_prefix(text, 5).unwrap();
+    assert!(cosine(&cut, &m.embed("How do I").unwrap()) > 0.9999);
+    assert!(cosine(&cut, &a) < 0.99);
 }
 
 #[test]

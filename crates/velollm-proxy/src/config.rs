@@ -117,6 +117,10 @@ pub struct RoutingConfig {
     /// the text, and a request's kind shows in its first words.
     #[serde(default = "default_max_words")]
     pub max_words: usize,
+    /// Tokens of those words an in-process embedder reads at most: its time is a fixed cost plus a cost per
+    /// token, and 24 words of code or JSON are many tokens.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
 }
 
 impl Default for RoutingConfig {
@@ -131,6 +135,7 @@ impl Default for RoutingConfig {
             k: default_k(),
             max_prompt_chars: default_max_prompt_chars(),
             max_words: default_max_words(),
+            max_tokens: default_max_tokens(),
         }
     }
 }
@@ -210,6 +215,9 @@ fn default_k() -> usize {
 }
 fn default_max_prompt_chars() -> usize {
     8000
+}
+fn default_max_tokens() -> usize {
+    20
 }
 fn default_max_words() -> usize {
     24
@@ -693,8 +701,8 @@ impl ProxyConfig {
                 "routing confidence is a share in [0, 1], min_similarity a cosine in [-1, 1]".into(),
             ));
         }
-        if routing.k == 0 || routing.max_words == 0 {
-            return Err(ConfigError("routing k and max_words must be above 0".into()));
+        if routing.k == 0 || routing.max_words == 0 || routing.max_tokens < 3 {
+            return Err(ConfigError("routing k and max_words must be above 0, and max_tokens at least 3".into()));
         }
         Ok(())
     }
@@ -788,6 +796,7 @@ mod tests {
         assert!(err("[hedging]\nenabled = true\nafter = \"soon\"\n").contains("use p95 or a time"));
         assert!(err("[[routing.tiers]]\nname = \"a\\\"b\"\nupstream = \"local\"\n").contains("use letters, digits"));
         assert!(err("[hedging]\nenabled = true\nbranches = 5\n").contains("use 2 or 3"));
+        assert!(err(&format!("[routing]\nmax_tokens = 2\n{tier}")).contains("max_tokens at least 3"));
         let ok: ProxyConfig =
             toml::from_str(&format!("{base}[routing]\ntasks = {{ linting = \"small\" }}\n{tier}timeout = \"2s\"\n"))
                 .unwrap();

@@ -60,7 +60,7 @@ async fn router(config: &ProxyConfig, embedder: Option<Arc<Embedder>>) -> Result
             let mut embedded = Vec::with_capacity(examples.len());
             for e in examples {
                 let v = embedder
-                    .embed(&crate::routing::knn::head(&e.prompt, routing.max_words), timeout)
+                    .embed_prefix(&crate::routing::knn::head(&e.prompt, routing.max_words), routing.max_tokens, timeout)
                     .await
                     .map_err(|err| ConfigError(format!("routing examples: cannot embed {:?}: {err}", e.id)))?;
                 embedded.push((e, v));
@@ -79,6 +79,7 @@ async fn router(config: &ProxyConfig, embedder: Option<Arc<Embedder>>) -> Result
         min_similarity: routing.min_similarity,
         max_prompt_chars: routing.max_prompt_chars,
         max_words: routing.max_words,
+        max_tokens: routing.max_tokens,
         embed_timeout: config.semantic.timeout,
     })
 }

@@ -58,11 +58,12 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
     };
     let leave_out = examples.iter().any(|e| tasks.iter().any(|t| t.id == e.id && t.prompt == e.prompt));
     let timeout = std::time::Duration::from_secs(30);
-    let words = velollm_proxy::config::RoutingConfig::default().max_words;
+    let defaults = velollm_proxy::config::RoutingConfig::default();
+    let (words, tokens) = (defaults.max_words, defaults.max_tokens);
     let mut embedded = Vec::with_capacity(examples.len());
     for e in examples {
         let v = embedder
-            .embed(&knn::head(&e.prompt, words), timeout)
+            .embed_prefix(&knn::head(&e.prompt, words), tokens, timeout)
             .await
             .map_err(|err| anyhow!("embedding {:?}: {err}", e.id))?;
         embedded.push((e, v));
@@ -78,7 +79,7 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             None
         } else {
             let v = embedder
-                .embed(&knn::head(&t.prompt, words), timeout)
+                .embed_prefix(&knn::head(&t.prompt, words), tokens, timeout)
                 .await
                 .map_err(|err| anyhow!("embedding {:?}: {err}", t.id))?;
             classifier.vote(&v, leave_out.then_some(t.id.as_str()))

@@ -112,6 +112,8 @@ pub struct Router {
     pub max_prompt_chars: usize,
     /// Words of the last user turn that are embedded.
     pub max_words: usize,
+    /// Tokens of those words an in-process embedder reads at most.
+    pub max_tokens: usize,
     /// The embedder's deadline.
     pub embed_timeout: Duration,
 }
@@ -159,7 +161,8 @@ impl Router {
         let Ok(split) = crate::semantic::probe::split(route, body, usize::MAX, usize::MAX) else {
             return Ok(done(self.large(), Reason::NoText, None, None));
         };
-        let Ok(vector) = embedder.embed(&knn::head(&split.text, self.max_words), self.embed_timeout).await else {
+        let head = knn::head(&split.text, self.max_words);
+        let Ok(vector) = embedder.embed_prefix(&head, self.max_tokens, self.embed_timeout).await else {
             return Ok(done(self.large(), Reason::EmbedError, None, None));
         };
         let Some(vote) = classifier.vote(&vector, None) else {

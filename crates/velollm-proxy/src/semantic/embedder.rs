@@ -78,18 +78,24 @@ impl Embedder {
 
     /// The unit-length embedding of `text`, within `timeout`.
     pub async fn embed(&self, text: &str, timeout: Duration) -> Result<Vec<f32>, String> {
-        match tokio::time::timeout(timeout, self.embed_inner(text, timeout)).await {
+        self.embed_prefix(text, usize::MAX, timeout).await
+    }
+
+    /// The unit-length embedding of the first `max_tokens` tokens of `text`, within `timeout`. A remote
+    /// embedder gets the whole text: its tokens are its own.
+    pub async fn embed_prefix(&self, text: &str, max_tokens: usize, timeout: Duration) -> Result<Vec<f32>, String> {
+        match tokio::time::timeout(timeout, self.embed_inner(text, max_tokens, timeout)).await {
             Ok(result) => result,
             Err(_) => Err(format!("the embedder did not answer within {timeout:?}")),
         }
     }
 
-    async fn embed_inner(&self, text: &str, timeout: Duration) -> Result<Vec<f32>, String> {
+    async fn embed_inner(&self, text: &str, max_tokens: usize, timeout: Duration) -> Result<Vec<f32>, String> {
         match self {
             Embedder::Local { model, permits } => {
                 let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
                 let (model, text) = (Arc::clone(model), text.to_owned());
-                tokio::task::spawn_blocking(move || model.embed(&text))
+                tokio::task::spawn_blocking(move || model.embed_prefix(&text, max_tokens))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())
