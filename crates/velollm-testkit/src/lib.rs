@@ -26,6 +26,9 @@
 //! counted from the request, cached tokens are reported in each dialect's own usage fields, and the first
 //! token comes later the more prompt tokens are not cached. With [`Script::api_key`] set, generation
 //! requests without the key are refused with 401, in the dialect's own error shape.
+//!
+//! The module `tls` serves the same routes over https and HTTP/2 ([`FakeServer::start_tls`],
+//! [`FakeServer::start_h2c`], [`TlsOptions`]).
 
 #![deny(missing_docs)]
 

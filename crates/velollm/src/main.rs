@@ -10,13 +10,14 @@
 //! | `resume` | continuing an interrupted run |
 //! | `semantic_eval` | `bench --scenario semantic-cache`: a semantic cache's labelled evaluation |
 //! | `vector_eval` | `bench --scenario vector-stores`: the semantic cache's vector stores compared |
+//! | `routing_eval` | `bench --scenario routing`: the router's labelled evaluation, tier by tier |
 //! | `server` | the Server options → what the engine launches and watches |
 //! | `decide` | a comparison decided: tables, gates, criteria, exit code |
 //! | `documents` | reading result documents |
 //! | `progress` | the progress bar |
 //! | `signal` | Ctrl-C and SIGTERM |
 //! | `exit` | exit codes and the input error |
-//! | `commands/*` | one file per command |
+//! | `commands` | one file per command (`commands/*.rs`) |
 
 mod args;
 mod cli;
