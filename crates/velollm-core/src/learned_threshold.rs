@@ -26,6 +26,10 @@ use std::sync::{Mutex, PoisonError};
 
 /// Observations kept per entry (oldest out first).
 const PER_ENTRY: usize = 64;
+/// The most recent observations of all entries, which make every entry's prior.
+const POOLED: usize = 4096;
+/// How many observations of its own the pooled prior weighs in an entry's estimate.
+pub const PRIOR_WEIGHT: f32 = 4.0;
 
 /// One observation: a later question at `score` from the entry, and whether the answers agreed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,27 +61,39 @@ pub struct Learned<K> {
 struct Entries<K> {
     by_answer: HashMap<K, VecDeque<Observation>>,
     order: VecDeque<K>,
+    /// The latest observations of every entry.
+    pooled: VecDeque<Observation>,
+}
+
+/// Agreements at or below `score` and disagreements at or above it.
+fn counted<'a>(observations: impl IntoIterator<Item = &'a Observation>, score: f32) -> (f32, f32) {
+    let (mut agreed, mut disagreed) = (0u32, 0u32);
+    for o in observations {
+        match o.agreed {
+            true if o.score <= score => agreed += 1,
+            false if o.score >= score => disagreed += 1,
+            _ => {}
+        }
+    }
+    (agreed as f32, disagreed as f32)
 }
 
 impl<K: Eq + Hash + Clone> Learned<K> {
     /// No observations yet, for a bound `delta` and at most `capacity` entries observed.
     pub fn new(delta: f32, capacity: usize) -> Learned<K> {
-        let entries = Entries { by_answer: HashMap::new(), order: VecDeque::new() };
+        let entries = Entries { by_answer: HashMap::new(), order: VecDeque::new(), pooled: VecDeque::new() };
         Learned { delta, capacity: capacity.max(1), entries: Mutex::new(entries) }
     }
 
-    /// The estimated chance that the answer stored under `answer` is wrong for a question at `score`.
+    /// The estimated chance that the answer stored under `answer` is wrong for a question at `score`: the
+    /// entry's own counts, with the pooled estimate of every entry's as a prior weighing [`PRIOR_WEIGHT`]
+    /// observations.
     pub fn error_at(&self, answer: &K, score: f32) -> f32 {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (mut agreed, mut disagreed) = (0u32, 0u32);
-        for o in entries.by_answer.get(answer).into_iter().flatten() {
-            match o.agreed {
-                true if o.score <= score => agreed += 1,
-                false if o.score >= score => disagreed += 1,
-                _ => {}
-            }
-        }
-        (disagreed as f32 + 1.0) / ((agreed + disagreed) as f32 + 2.0)
+        let (all_agreed, all_disagreed) = counted(&entries.pooled, score);
+        let prior = (all_disagreed + 1.0) / (all_agreed + all_disagreed + 2.0);
+        let (agreed, disagreed) = counted(entries.by_answer.get(answer).into_iter().flatten(), score);
+        (disagreed + PRIOR_WEIGHT * prior) / (agreed + disagreed + PRIOR_WEIGHT)
     }
 
     /// Serve or explore, for the entry `answer` at `score`, with `coin` uniform in [0, 1).
@@ -89,7 +105,11 @@ impl<K: Eq + Hash + Clone> Learned<K> {
     /// Records what a request that explored found.
     pub fn record(&self, answer: K, score: f32, agreed: bool) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let Entries { by_answer, order } = &mut *entries;
+        let Entries { by_answer, order, pooled } = &mut *entries;
+        if pooled.len() >= POOLED {
+            pooled.pop_front();
+        }
+        pooled.push_back(Observation { score, agreed });
         if !by_answer.contains_key(&answer) {
             if by_answer.len() >= self.capacity
                 && let Some(oldest) = order.pop_front()
@@ -150,21 +170,43 @@ mod tests {
         assert_eq!(l.decide(&A, 0.95, 0.01), Decision::Serve(0.5), "serves with probability δ / ½ = 4 %");
     }
 
+    /// The estimate for `agreed` and `disagreed` counts of an entry, with pooled counts `pa` and `pd`.
+    fn expected(agreed: f32, disagreed: f32, pa: f32, pd: f32) -> f32 {
+        let prior = (pd + 1.0) / (pa + pd + 2.0);
+        (disagreed + PRIOR_WEIGHT * prior) / (agreed + disagreed + PRIOR_WEIGHT)
+    }
+
     #[test]
     fn agreements_below_and_disagreements_above_count_monotonically() {
         let l = Learned::new(0.02, 10);
         for _ in 0..48 {
             l.record(A, 0.85, true);
         }
-        // At 0.9, all 48 agreements at 0.85 count: (0 + 1) / (48 + 2) = 0.02, so always served.
-        assert!((l.error_at(&A, 0.9) - 0.02).abs() < 1e-6);
+        // At 0.9, all 48 agreements at 0.85 count, the entry's own and the pooled ones: always served.
+        assert!((l.error_at(&A, 0.9) - expected(48.0, 0.0, 48.0, 0.0)).abs() < 1e-6);
+        assert!(l.error_at(&A, 0.9) < 0.02);
         assert!(matches!(l.decide(&A, 0.9, 0.999), Decision::Serve(_)));
         // At 0.8, below every observation, nothing is known.
         assert_eq!(l.error_at(&A, 0.8), 0.5);
         // A disagreement at 0.95 counts at 0.9 (and below), not above it.
         l.record(A, 0.95, false);
-        assert!((l.error_at(&A, 0.9) - 2.0 / 51.0).abs() < 1e-6);
-        assert!((l.error_at(&A, 0.97) - 1.0 / 50.0).abs() < 1e-6);
+        assert!((l.error_at(&A, 0.9) - expected(48.0, 1.0, 48.0, 1.0)).abs() < 1e-6);
+        assert!((l.error_at(&A, 0.97) - expected(48.0, 0.0, 48.0, 0.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_new_entry_starts_from_what_every_entry_taught() {
+        let l = Learned::new(0.05, 100);
+        for e in 0..40 {
+            l.record(100 + e, 0.9, true);
+        }
+        // A new entry's estimate at 0.92 is the pooled one, (0 + 1) / (40 + 2): under δ, so served.
+        assert!((l.error_at(&A, 0.92) - 1.0 / 42.0).abs() < 1e-6);
+        assert!(matches!(l.decide(&A, 0.92, 0.999), Decision::Serve(_)));
+        // Its own disagreement outweighs the prior: (1 + 4 × 2/43) / (1 + 4).
+        l.record(A, 0.95, false);
+        assert!((l.error_at(&A, 0.92) - expected(0.0, 1.0, 40.0, 1.0)).abs() < 1e-6);
+        assert!(matches!(l.decide(&A, 0.92, 0.5), Decision::Explore(_)));
     }
 
     #[test]
