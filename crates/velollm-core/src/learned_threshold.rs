@@ -8,8 +8,12 @@
 //! under one assumption, that agreement does not become less likely as similarity grows:
 //! - an agreement observed at a similarity at or below `s` counts as an agreement at `s`;
 //! - a disagreement observed at or above `s` counts as a disagreement at `s`;
-//! - the estimate is `(disagreements + 1) / (observations counted + 2)` (Laplace's rule: a new entry starts
-//!   at one half).
+//! - the latest observations of all entries, counted the same way, give a pooled estimate
+//!   `(disagreements + 1) / (counted + 2)` (Laplace's rule: one half before anything is known);
+//! - an entry's estimate is its own counts with the pooled one as a prior weighing [`PRIOR_WEIGHT`]
+//!   observations: `(disagreements + w × pooled) / (counted + w)`. A new entry starts from what every entry
+//!   taught (vCache's entries learn alone, which on a workload with few candidates per entry serves almost
+//!   nothing).
 //!
 //! The stored answer is then served with probability `min(1, δ / estimate)` and otherwise the request
 //! *explores*: it goes upstream like a miss, and its answer, compared with the stored one, becomes a new
