@@ -10,12 +10,12 @@
 //! | `drift` | TTFT and E2E trend over the run (ms per minute, % over the run), errors, and outages (a server that stopped answering and came back) |
 //! | `plan` | latency by tag (provider, task type): p50, p95, p99; the largest contributors to latency |
 //! | `stats` | mean, median, min, max and standard deviation of E2E, TTFT and tokens/s of one step |
-//! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria ([`prompt_cache`]) |
-//! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk ([`speculative`]) |
-//! | `aborts` | requests the client aborted mid-stream (`--cancel-share`): how many, and the TTFT of the requests sent right after an abort against the others, to tell whether the server freed the aborted request's slot ([`aborts`]) |
-//! | `agent` | an agent trace's replay by turn index: prefix reuse (cached ÷ prompt tokens), TTFT, E2E; session wall time split into model time and tool/think time; how late the replay sent calls ([`agent`]) |
-//! | `slices` | a step cut into equal time slices: requests ended and failed, requests/s, output tokens/s, TTFT p50/p99, E2E p50 per slice ([`slices`]) |
-//! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria ([`connections`]) |
+//! | `prompt_cache` | hit rate by requests and by tokens, TTFT of hits vs the uncached baseline, cost with and without the cache, breakpoint and TTL variants, seed criteria (`analysis/prompt_cache.rs`) |
+//! | `speculative` | acceptance rate and mean acceptance length normalised across engines, TPOT next to per-chunk ITL, tokens per chunk (`analysis/speculative.rs`) |
+//! | `aborts` | requests the client aborted mid-stream (`--cancel-share`): how many, and the TTFT of the requests sent right after an abort against the others, to tell whether the server freed the aborted request's slot (`analysis/aborts.rs`) |
+//! | `agent` | an agent trace's replay by turn index: prefix reuse (cached ÷ prompt tokens), TTFT, E2E; session wall time split into model time and tool/think time; how late the replay sent calls (`analysis/agent.rs`) |
+//! | `slices` | a step cut into equal time slices: requests ended and failed, requests/s, output tokens/s, TTFT p50/p99, E2E p50 per slice (`analysis/slices.rs`) |
+//! | `connections` | keep-alive and HTTP/2 vs a new connection per request: connections opened/reused, DNS/TCP/TLS split, TLS resumption, network overhead and TTFT reductions vs the seed criteria (`analysis/connections.rs`) |
 
 mod aborts;
 mod agent;

@@ -1,5 +1,5 @@
 //! `velollm history`: every run indexed in an embedded SQLite database; list, filter, trends, ROI, rebuild.
-//! Also [`record`], which indexes each finished `velollm bench` run.
+//! Also `record`, which indexes each finished `velollm bench` run.
 
 mod render;
 

@@ -54,7 +54,7 @@ pub struct ProxyArgs {
     /// The least cosine similarity that counts as the same question [default: 0.9]; implies --semantic.
     #[arg(long, value_name = "COSINE")]
     pub semantic_threshold: Option<f32>,
-    /// Where the semantic layer keeps its questions: memory (this process) [default], the redis:// URL of a
+    /// Where the semantic layer keeps its questions: memory (this process, the default), the redis:// URL of a
     /// Redis Stack server (scripts/redis-stack.sh start) or the postgres:// URL of a Postgres server with
     /// pgvector (scripts/pgvector.sh start), both shared by replicas; implies --semantic.
     #[arg(long, value_name = "STORE")]
