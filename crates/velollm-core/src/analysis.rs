@@ -1,5 +1,10 @@
-//! Scenario-level analyses: the figures the source documents computed by hand, computed from the measured
-//! requests of one or more steps.
+//! Layer 6, **analyses**: the figures the source documents computed by hand, computed from the measured
+//! requests of one or more steps, and the studies built on them. Imports only the layers below.
+//!
+//! * [`sweep`] — load sweeps: the throughput/latency curve, its knee, over-saturation.
+//! * [`semantic_eval`] and [`routing_eval`] — the semantic cache's and the router's labelled evaluations.
+//!
+//! Scenario analyses, by `kind`:
 //!
 //! | kind | figures |
 //! |---|---|
@@ -21,14 +26,17 @@ mod aborts;
 mod agent;
 mod connections;
 mod prompt_cache;
+pub mod routing_eval;
+pub mod semantic_eval;
 mod slices;
 mod speculative;
+pub mod sweep;
 
-use crate::metrics::Sample;
-use crate::record::ErrorClass;
-use crate::stats::Summary;
-use crate::step::StepResult;
-use crate::threshold::{Lookup, Unit};
+use crate::aggregate::step::StepResult;
+use crate::judge::threshold::{Lookup, Unit};
+use crate::measure::metrics::Sample;
+use crate::measure::record::ErrorClass;
+use crate::stats::{Summary, fit_line};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -175,7 +183,7 @@ pub struct StepData<'a> {
     /// Its measured requests.
     pub samples: &'a [Sample],
     /// The requests the client aborted on purpose (`--cancel-share`): `done` and the output tokens received.
-    pub aborted: &'a [(crate::record::Nanos, u64)],
+    pub aborted: &'a [(crate::measure::record::Nanos, u64)],
 }
 
 /// A named figure.
@@ -246,38 +254,6 @@ fn median(v: &[f64]) -> Option<f64> {
     Summary::of(v.iter().copied()).map(|s| s.p50)
 }
 
-/// A least-squares line.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Line {
-    /// Slope.
-    pub slope: f64,
-    /// Intercept.
-    pub intercept: f64,
-    /// Coefficient of determination (1 = perfect fit).
-    pub r2: f64,
-}
-
-/// Fit `y = intercept + slope·x` by least squares; `None` for fewer than two distinct x values.
-pub fn fit_line(points: &[(f64, f64)]) -> Option<Line> {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return None;
-    }
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx <= f64::EPSILON {
-        return None;
-    }
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    let intercept = my - slope * mx;
-    let ss_tot: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
-    let ss_res: f64 = points.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
-    let r2 = if ss_tot <= f64::EPSILON { 1.0 } else { 1.0 - ss_res / ss_tot };
-    Some(Line { slope, intercept, r2 })
-}
-
 /// Run one analysis over the run's steps. An analysis that names a missing step, or has too little data,
 /// returns a result whose notes say so (never a made-up figure).
 pub fn run(spec: &AnalysisSpec, steps: &[StepData<'_>]) -> AnalysisResult {
@@ -331,13 +307,13 @@ fn stats(s: &StepData<'_>) -> AnalysisResult {
     for (name, label, unit) in
         [("e2e", "latency", Unit::Ms), ("ttft", "TTFT", Unit::Ms), ("tokens_per_s", "tokens/s", Unit::Plain)]
     {
-        let Some((m, _)) = crate::threshold::step_metric(s.result, name) else { continue };
+        let Some((m, _)) = crate::judge::threshold::step_metric(s.result, name) else { continue };
         for (stat, v) in [("mean", m.mean), ("median", m.p50), ("min", m.min), ("max", m.max), ("stddev", m.stddev)] {
             figures.push(fig(&format!("{name}_{stat}"), v, unit, &format!("{label} {stat}")));
         }
     }
     let mut notes = Vec::new();
-    if let Some((m, _)) = crate::threshold::step_metric(s.result, "e2e").filter(|(m, _)| m.mean > 0.0) {
+    if let Some((m, _)) = crate::judge::threshold::step_metric(s.result, "e2e").filter(|(m, _)| m.mean > 0.0) {
         notes.push(format!(
             "latency varies by {:.1}% (stddev ÷ mean) over {} requests",
             m.stddev / m.mean * 100.0,
@@ -621,7 +597,7 @@ fn compare(b: &StepData<'_>, c: &StepData<'_>) -> AnalysisResult {
     let mut figures = Vec::new();
     let mut rows = Vec::new();
     for (name, label) in metrics {
-        let get = |s: &StepData| crate::threshold::step_metric(s.result, name).map(|(m, _)| m.mean);
+        let get = |s: &StepData| crate::judge::threshold::step_metric(s.result, name).map(|(m, _)| m.mean);
         let (x, y) = (get(b), get(c));
         if let (Some(x), Some(y)) = (x, y) {
             if x > 0.0 {

@@ -1,9 +1,9 @@
 //! Test fixtures shared by the unit tests of this crate.
 
-use crate::aggregate::StepAccumulator;
-use crate::record::{Channel, Chunk, RequestRecord};
-use crate::result::RunResult;
-use crate::step::{StepConfig, StepResult};
+use crate::aggregate::accumulator::StepAccumulator;
+use crate::aggregate::step::{StepConfig, StepResult};
+use crate::document::result::RunResult;
+use crate::measure::record::{Channel, Chunk, RequestRecord};
 
 /// A step config with nothing in it.
 pub fn config() -> StepConfig {
@@ -12,8 +12,8 @@ pub fn config() -> StepConfig {
         prompt_tokens: None,
         max_tokens: 1,
         exact_output: false,
-        load: crate::load::LoadProfile::Sequential,
-        bounds: crate::load::Bounds::default(),
+        load: crate::workload::load::LoadProfile::Sequential,
+        bounds: crate::workload::load::Bounds::default(),
         turns: None,
         tags: Default::default(),
     }

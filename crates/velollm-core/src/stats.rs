@@ -516,6 +516,38 @@ pub fn bootstrap_diff_cis(
         .collect()
 }
 
+/// A least-squares line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line {
+    /// Slope.
+    pub slope: f64,
+    /// Intercept.
+    pub intercept: f64,
+    /// Coefficient of determination (1 = perfect fit).
+    pub r2: f64,
+}
+
+/// Fit `y = intercept + slope·x` by least squares; `None` for fewer than two distinct x values.
+pub fn fit_line(points: &[(f64, f64)]) -> Option<Line> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx <= f64::EPSILON {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let ss_tot: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let ss_res: f64 = points.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
+    let r2 = if ss_tot <= f64::EPSILON { 1.0 } else { 1.0 - ss_res / ss_tot };
+    Some(Line { slope, intercept, r2 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
-use velollm_core::scenario::{BUILTINS, Scenario, Workload};
-use velollm_core::threshold::Threshold;
+use velollm_core::document::scenario::{BUILTINS, Scenario, Workload};
+use velollm_core::judge::threshold::Threshold;
 
 /// The corpus files, then the built-in scenarios.
 fn seeds() -> Vec<Vec<u8>> {

@@ -1,11 +1,26 @@
-//! velollm-core's modules import each other one way: no cycle, so that they can be read (and laid out) as
-//! layers — statistics and records at the bottom, steps and judging above, the run document on top. Tests and
-//! doc comments do not count.
+//! velollm-core's modules sit in folders by layer, and imports run one way: a layer names only the layers
+//! below it, never one beside or above, and the modules inside a layer import each other without a cycle.
+//! Tests and doc comments do not count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Each top-level module and the other top-level modules its non-test code names (`crate::x`).
+/// The layers, bottom first; the layers in one entry sit side by side and do not import each other.
+const LAYERS: &[&[&str]] =
+    &[&["stats"], &["measure"], &["workload", "server"], &["aggregate"], &["judge"], &["analysis"], &["document"]];
+
+fn rank(layer: &str) -> usize {
+    LAYERS.iter().position(|l| l.contains(&layer)).unwrap_or_else(|| panic!("module {layer} is in no layer"))
+}
+
+/// A module's path inside the crate (`measure::record`), from its file's path (`measure/record.rs`, or a
+/// file below `measure/prom/` for `measure::prom`).
+fn module_of(relative: &Path) -> String {
+    let parts: Vec<String> = relative.iter().map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string()).collect();
+    parts.into_iter().take(2).collect::<Vec<_>>().join("::")
+}
+
+/// Each module (two levels deep at most) and the modules its non-test code names (`crate::x::y`).
 fn imports() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -18,9 +33,7 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         if path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
-        let relative = path.strip_prefix(&src).unwrap();
-        let first = relative.iter().next().unwrap().to_string_lossy();
-        let module = first.trim_end_matches(".rs").to_string();
+        let module = module_of(path.strip_prefix(&src).unwrap());
         if module == "lib" || module == "fixtures" {
             continue;
         }
@@ -29,9 +42,19 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         let deps = graph.entry(module.clone()).or_default();
         for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
             for (at, _) in line.match_indices("crate::") {
-                let name: String = line[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                if !name.is_empty() && name != module {
-                    deps.insert(name);
+                let path: Vec<String> = line[at + 7..]
+                    .split("::")
+                    .take(2)
+                    .map(|p| p.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect())
+                    .collect();
+                // `crate::stats::Summary` names the module `stats`; `crate::measure::record::X` names `measure::record`.
+                let named = match path.as_slice() {
+                    [layer, sub, ..] if !sub.is_empty() && has_module(&src, layer, sub) => format!("{layer}::{sub}"),
+                    [layer, ..] => layer.clone(),
+                    [] => continue,
+                };
+                if named != module && named != "fixtures" && !named.is_empty() {
+                    deps.insert(named);
                 }
             }
         }
@@ -39,32 +62,53 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
+/// Whether `layer/sub.rs` (or `layer/sub/`) exists.
+fn has_module(src: &Path, layer: &str, sub: &str) -> bool {
+    src.join(layer).join(format!("{sub}.rs")).exists() || src.join(layer).join(sub).is_dir()
+}
+
+fn layer_of(module: &str) -> &str {
+    module.split("::").next().unwrap()
+}
+
 #[test]
-fn core_modules_import_each_other_without_a_cycle() {
-    let mut graph = imports();
-    assert!(graph.len() > 20, "the modules were not found: {graph:?}");
-    for deps in graph.values_mut() {
-        deps.retain(|d| d != "fixtures");
+fn every_import_points_down_the_layers() {
+    let graph = imports();
+    assert!(graph.len() > 30, "the modules were not found: {graph:?}");
+    let mut wrong = Vec::new();
+    for (module, deps) in &graph {
+        for dep in deps {
+            let (from, to) = (layer_of(module), layer_of(dep));
+            if from != to && rank(to) >= rank(from) {
+                wrong.push(format!("{module} imports {dep}"));
+            }
+        }
     }
+    assert!(wrong.is_empty(), "imports that run up or across the layers ({LAYERS:?}):\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn modules_import_each_other_without_a_cycle() {
+    let graph = imports();
     let known: BTreeSet<String> = graph.keys().cloned().collect();
-    // Peel off, layer by layer, the modules whose imports are all already peeled.
+    // Peel off the modules whose imports are all already peeled; what is left is a cycle.
     let mut placed: BTreeSet<String> = BTreeSet::new();
-    let mut layers: Vec<Vec<String>> = Vec::new();
     while placed.len() < known.len() {
-        let layer: Vec<String> = known
+        let next: Vec<String> = known
             .iter()
             .filter(|m| !placed.contains(*m))
             .filter(|m| graph[*m].iter().filter(|d| known.contains(*d)).all(|d| placed.contains(d)))
             .cloned()
             .collect();
         let left: Vec<_> = known.iter().filter(|m| !placed.contains(*m)).map(|m| (m, &graph[m])).collect();
-        assert!(!layer.is_empty(), "these modules import each other in a cycle: {left:#?}");
-        placed.extend(layer.iter().cloned());
-        layers.push(layer);
+        assert!(!next.is_empty(), "these modules import each other in a cycle: {left:#?}");
+        placed.extend(next);
     }
-    // The run document sits above what it holds.
-    let depth = |m: &str| layers.iter().position(|l| l.iter().any(|x| x == m)).unwrap();
-    for below in ["stats", "record", "metrics", "step", "threshold", "analysis"] {
-        assert!(depth(below) < depth("result"), "{below} should sit below result: {layers:?}");
+}
+
+#[test]
+fn every_module_is_in_a_layer_folder() {
+    for module in imports().keys() {
+        rank(layer_of(module));
     }
 }

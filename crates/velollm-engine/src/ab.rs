@@ -21,13 +21,13 @@ use crate::scrape::Scraper;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use tokio::sync::watch;
-use velollm_core::ab::{AbRecord, PairCache, PairRecords, Side, same_cache_state};
-use velollm_core::aggregate::StepAccumulator;
-use velollm_core::load::{Bounds, LoadProfile, Warmup};
-use velollm_core::prom::Scrape;
-use velollm_core::record::RequestRecord;
-use velollm_core::scenario::Workload;
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::accumulator::StepAccumulator;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::ab::{AbRecord, PairCache, PairRecords, Side, same_cache_state};
+use velollm_core::document::scenario::Workload;
+use velollm_core::measure::prom::Scrape;
+use velollm_core::measure::record::RequestRecord;
+use velollm_core::workload::load::{Bounds, LoadProfile, Warmup};
 
 /// One side of the experiment: a connected session and, when it exposes one, its metrics endpoint.
 pub struct AbSide {
@@ -229,9 +229,9 @@ impl PairedRun {
                     records[s] = Some(record);
                 }
                 let [Some(ra), Some(rb)] = records else { break 'sessions };
-                let cancelled = [&ra, &rb]
-                    .iter()
-                    .any(|r| r.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Cancelled));
+                let cancelled = [&ra, &rb].iter().any(|r| {
+                    r.error.as_ref().is_some_and(|e| e.class == velollm_core::measure::record::ErrorClass::Cancelled)
+                });
                 let both_ok = ra.succeeded() && rb.succeeded();
                 if !warm && !cancelled {
                     first_letters.push(first.letter());
@@ -252,7 +252,7 @@ impl PairedRun {
         let mut results = [acc_a.result(None, partial), acc_b.result(None, partial)];
         for (s, result) in results.iter_mut().enumerate() {
             if let (Some(x), Some(y)) = (&before[s], &after[s]) {
-                result.server_metrics = Some(velollm_core::prom::step_metrics(x, y, &[]));
+                result.server_metrics = Some(velollm_core::measure::prom::step_metrics(x, y, &[]));
             }
         }
         let [ra, rb] = results;
@@ -278,7 +278,7 @@ fn salt(r: &mut GenRequest, side: Side, nonce: u64, pair: u64) {
 mod tests {
     use super::*;
     use crate::bench::BenchOptions;
-    use velollm_core::load::Bounds;
+    use velollm_core::workload::load::Bounds;
     use velollm_testkit::{FakeServer, Flavor, Script};
 
     #[derive(Default)]

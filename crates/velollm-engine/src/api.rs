@@ -22,10 +22,10 @@ use crate::bench::{Backend, BenchError, BenchOptions, Session};
 use crate::dialect::DialectKind;
 use crate::plan::StepPlan;
 use crate::runner::NoObserver;
-use velollm_core::aggregate::legacy;
-use velollm_core::load::{Bounds, LoadProfile};
-use velollm_core::scenario::Workload;
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::result::legacy;
+use velollm_core::document::scenario::Workload;
+use velollm_core::workload::load::{Bounds, LoadProfile};
 
 /// One benchmark: a prompt sent `iterations` times, one after another.
 #[derive(Debug, Clone, PartialEq, Eq)]

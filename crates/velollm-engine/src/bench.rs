@@ -11,11 +11,11 @@ use crate::transport::{Clock, Endpoint, UrlError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
+use velollm_core::aggregate::step::StepResult;
 use velollm_core::analysis::{AnalysisResult, AnalysisSpec, StepData};
-use velollm_core::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, TargetInfo};
-use velollm_core::slo::Slo;
-use velollm_core::step::StepResult;
-use velollm_core::threshold::{Lookup, Threshold, Verdict};
+use velollm_core::document::result::{RunMeta, RunResult, RunStatus, SCHEMA_VERSION, TargetInfo};
+use velollm_core::judge::threshold::{Lookup, Threshold, Verdict};
+use velollm_core::measure::slo::Slo;
 
 /// Which dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub struct Session {
     /// The server watcher, whose scrapes bracket every step (set after [`Session::connect`]).
     pub monitor: Option<Arc<crate::health::Monitor>>,
     /// Token prices: every step's result then carries its cost (set after [`Session::connect`]).
-    pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
+    pub prices: Option<Arc<velollm_core::measure::cost::PriceTable>>,
     /// The run's nonce (see [`run_nonce`]); `None` draws one from the clock.
     pub nonce: Option<u64>,
     /// What an interrupted run already measured, when this run continues it (`--resume`).
@@ -196,7 +196,7 @@ impl Session {
         step: &StepPlan,
         seed: u64,
         cancel: &watch::Receiver<bool>,
-    ) -> velollm_core::record::RequestRecord {
+    ) -> velollm_core::measure::record::RequestRecord {
         let prompts = crate::prompts::PromptSource::new(step.workload.clone(), seed);
         let req = crate::dialect::GenRequest {
             model: self.model.clone(),
@@ -224,7 +224,7 @@ impl Session {
         prompt: &str,
         max_tokens: u32,
         cancel: &watch::Receiver<bool>,
-    ) -> velollm_core::record::RequestRecord {
+    ) -> velollm_core::measure::record::RequestRecord {
         let req = crate::dialect::GenRequest {
             model: self.model.clone(),
             system: system.map(str::to_owned),
@@ -246,8 +246,9 @@ impl Session {
         &self,
         req: &crate::dialect::GenRequest,
         cancel: &watch::Receiver<bool>,
-    ) -> velollm_core::record::RequestRecord {
-        let record = velollm_core::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
+    ) -> velollm_core::measure::record::RequestRecord {
+        let record =
+            velollm_core::measure::record::RequestRecord { scheduled: self.target.clock.now(), ..Default::default() };
         let mut record =
             crate::exec::execute(&self.target, &mut crate::pool::Slot::default(), req, record, cancel).await;
         if let (Some(key), Some(e)) = (&self.target.api_key, record.error.as_mut()) {

@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use velollm_core::check::{Check, CheckKind, CheckOutcome, evaluate};
-use velollm_core::record::RequestRecord;
+use velollm_core::measure::check::{Check, CheckKind, CheckOutcome, evaluate};
+use velollm_core::measure::record::RequestRecord;
 
 /// How long a check command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use velollm_core::hardware::{CpuInfo, GpuInfo, GpuVendor, Hardware, MemoryInfo};
+use velollm_core::server::hardware::{CpuInfo, GpuInfo, GpuVendor, Hardware, MemoryInfo};
 
 /// How long one detection tool may run.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(3);

@@ -13,7 +13,9 @@ use crate::transport::Connection;
 use crate::wire::Decoder;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use velollm_core::record::{Channel, Chunk, ErrorClass, HttpProtocol, Nanos, RequestError, RequestRecord, Usage};
+use velollm_core::measure::record::{
+    Channel, Chunk, ErrorClass, HttpProtocol, Nanos, RequestError, RequestRecord, Usage,
+};
 
 fn within(deadline: Instant, d: Duration) -> Instant {
     after(Instant::now(), d, deadline)
@@ -78,7 +80,7 @@ struct StreamState {
     usage: Option<Usage>,
     text: String,
     reasoning: String,
-    tools: Vec<velollm_core::check::ToolCall>,
+    tools: Vec<velollm_core::measure::check::ToolCall>,
 }
 
 impl StreamState {
@@ -237,7 +239,7 @@ async fn check_status(
         .and_then(|v| v.trim().parse::<f64>().ok());
     let text = read_error_body(conn, within(deadline, target.timeouts.idle)).await;
     record.done = Some(target.clock.now());
-    let class = velollm_core::metrics::classify_status(status.as_u16());
+    let class = velollm_core::measure::metrics::classify_status(status.as_u16());
     let hint = match status.as_u16() {
         401 | 403 => " (the server refused the credentials: pass the API key with --api-key-env VAR)",
         _ => "",

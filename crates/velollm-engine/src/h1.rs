@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use velollm_core::record::Nanos;
+use velollm_core::measure::record::Nanos;
 
 /// The read buffer's initial size; it doubles, up to [`MAX_BUF`], while reads fill it.
 const INITIAL_BUF: usize = 8 << 10;

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use velollm_core::prom::{Scrape, ServerMetrics};
-use velollm_core::server::{ServerEvent, ServerEventKind};
+use velollm_core::measure::prom::{Scrape, ServerMetrics};
+use velollm_core::server::launch::{ServerEvent, ServerEventKind};
 
 /// How to watch the server.
 pub struct MonitorOptions {
@@ -125,13 +125,13 @@ impl Monitor {
         st.last = Some(after.clone());
         st.points.push(after.clone());
         let during = std::mem::take(&mut st.during);
-        Some(velollm_core::prom::step_metrics(&before, &after, &during))
+        Some(velollm_core::measure::prom::step_metrics(&before, &after, &during))
     }
 
     /// Server metrics from the first scrape of the run to the last.
     pub fn run_metrics(&self) -> Option<ServerMetrics> {
         let st = lock(&self.state);
-        Some(velollm_core::prom::step_metrics(st.first.as_ref()?, st.last.as_ref()?, &st.points))
+        Some(velollm_core::measure::prom::step_metrics(st.first.as_ref()?, st.last.as_ref()?, &st.points))
     }
 
     /// The events so far.
@@ -317,8 +317,9 @@ async fn watch_loop(
                     st.during.push(mapped_only(&scrape));
                 }
                 let last = st.last.replace(scrape.clone());
-                let went_down =
-                    last.as_ref().is_some_and(|l| velollm_core::prom::step_metrics(l, &scrape, &[]).counter_reset);
+                let went_down = last
+                    .as_ref()
+                    .is_some_and(|l| velollm_core::measure::prom::step_metrics(l, &scrape, &[]).counter_reset);
                 if went_down {
                     st.points.extend(last);
                     st.points.push(scrape);
@@ -336,7 +337,7 @@ async fn watch_loop(
 /// A scrape reduced to the samples the mapping reads, so that a long step's scrapes stay small.
 fn mapped_only(s: &Scrape) -> Scrape {
     let mut out = s.clone();
-    out.samples.retain(|x| velollm_core::prom::MAPPING.iter().any(|m| x.name.starts_with(m.source)));
+    out.samples.retain(|x| velollm_core::measure::prom::MAPPING.iter().any(|m| x.name.starts_with(m.source)));
     out.help.clear();
     out
 }

@@ -1,6 +1,6 @@
 //! The load-generating machine, recorded in every result.
 
-use velollm_core::result::HostInfo;
+use velollm_core::document::result::HostInfo;
 
 /// Describe this machine: host name, OS, kernel, CPU and memory.
 pub fn host_info() -> HostInfo {

@@ -268,8 +268,8 @@ fn describe(status: ExitStatus) -> String {
 
 impl Server {
     /// What the result records of this launch (before any restart or stop).
-    pub fn launch_report(&self, template: &str) -> velollm_core::server::LaunchReport {
-        velollm_core::server::LaunchReport {
+    pub fn launch_report(&self, template: &str) -> velollm_core::server::launch::LaunchReport {
+        velollm_core::server::launch::LaunchReport {
             template: template.to_string(),
             command: self.command.clone(),
             port: self.port,

@@ -18,8 +18,8 @@ use crate::target::Target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use velollm_core::record::RequestRecord;
-use velollm_core::server::{ColdStart, LaunchReport, ServerReport};
+use velollm_core::measure::record::RequestRecord;
+use velollm_core::server::launch::{ColdStart, LaunchReport, ServerReport};
 
 /// What to watch.
 #[derive(Debug, Clone)]
@@ -255,7 +255,7 @@ impl ServerWatch {
         if let Some(sampler) = self.sampler.take() {
             let sampler_notes = sampler.notes();
             let samples = sampler.stop();
-            let mut r = velollm_core::resources::summarise(
+            let mut r = velollm_core::server::resources::summarise(
                 &samples,
                 self.opts.interval.as_secs_f64(),
                 self.first,

@@ -15,10 +15,10 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use velollm_core::aggregate::legacy;
-use velollm_core::record::RequestRecord;
-use velollm_core::result::{RunResult, RunStatus};
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::result::legacy;
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::measure::record::RequestRecord;
 
 /// Keeps the result document and the records file up to date.
 pub struct ResultWriter {
@@ -156,7 +156,8 @@ impl ResultWriter {
 
     fn flush_doc(&mut self) -> io::Result<()> {
         self.last_write = Instant::now();
-        self.doc.trust = self.doc.selfcheck.as_ref().map(|c| velollm_core::selfcheck::assess(c, &self.doc.steps));
+        self.doc.trust =
+            self.doc.selfcheck.as_ref().map(|c| velollm_core::judge::selfcheck::assess(c, &self.doc.steps));
         let Some(path) = &self.path else { return Ok(()) };
         let doc = &self.doc;
         write_atomic_with(path, |w| serde_json::to_writer_pretty(w, doc).map_err(io::Error::from))
@@ -186,7 +187,7 @@ impl ResultWriter {
     }
 
     /// Record what was observed of the server (launch, cold start, resources, events) and write it out.
-    pub fn set_server(&mut self, server: velollm_core::server::ServerReport) {
+    pub fn set_server(&mut self, server: velollm_core::server::launch::ServerReport) {
         self.doc.server = (!server.is_empty()).then_some(server);
         let res = self.flush_doc();
         self.keep(res);
@@ -229,7 +230,7 @@ impl Observer for ResultWriter {
         }
     }
 
-    fn server_metrics(&mut self, index: usize, metrics: &velollm_core::prom::ServerMetrics) {
+    fn server_metrics(&mut self, index: usize, metrics: &velollm_core::measure::prom::ServerMetrics) {
         if let Some(step) = self.doc.steps.get_mut(index) {
             step.server_metrics = Some(metrics.clone());
             let res = self.flush_doc();
@@ -248,7 +249,7 @@ impl Observer for ResultWriter {
     fn finished(
         &mut self,
         analyses: &[velollm_core::analysis::AnalysisResult],
-        verdicts: &[velollm_core::threshold::Verdict],
+        verdicts: &[velollm_core::judge::threshold::Verdict],
     ) {
         self.doc.analyses = analyses.to_vec();
         self.doc.verdicts = verdicts.to_vec();

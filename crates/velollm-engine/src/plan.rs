@@ -3,10 +3,10 @@
 //! ([`connection_plan`]).
 
 use std::collections::BTreeMap;
-use velollm_core::check::Check;
-use velollm_core::load::{Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{CacheHints, ConnectionMode, Workload};
-use velollm_core::step::StepConfig;
+use velollm_core::aggregate::step::StepConfig;
+use velollm_core::document::scenario::{CacheHints, ConnectionMode, Workload};
+use velollm_core::measure::check::Check;
+use velollm_core::workload::load::{Bounds, LoadProfile, Warmup};
 
 /// One step to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ pub struct StepPlan {
     /// Tags (provider, task type).
     pub tags: BTreeMap<String, String>,
     /// Thresholds over the step's aggregates.
-    pub thresholds: Vec<velollm_core::threshold::Threshold>,
+    pub thresholds: Vec<velollm_core::judge::threshold::Threshold>,
 }
 
 impl StepPlan {
@@ -228,9 +228,9 @@ mod tests {
 
     #[test]
     fn connection_plan_skips_and_switches_steps() {
-        use velollm_core::load::{Bounds, LoadProfile};
+        use velollm_core::workload::load::{Bounds, LoadProfile};
         let step = |name: &str, mode| {
-            let w = velollm_core::scenario::Workload::Prompts(vec!["hi".into()]);
+            let w = velollm_core::document::scenario::Workload::Prompts(vec!["hi".into()]);
             let mut s = StepPlan::simple(name, w, 1, LoadProfile::Sequential, Bounds::default());
             s.connection = mode;
             s

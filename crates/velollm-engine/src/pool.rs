@@ -7,8 +7,8 @@ use crate::transport::{ConnectError, Connection, OpenOptions, Phases};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::time::{Instant, timeout_at};
-use velollm_core::record::{ConnectionInfo, ErrorClass, RequestError};
-use velollm_core::scenario::ConnectionMode;
+use velollm_core::document::scenario::ConnectionMode;
+use velollm_core::measure::record::{ConnectionInfo, ErrorClass, RequestError};
 
 pub(crate) fn connect_error(e: &ConnectError) -> RequestError {
     RequestError::new(ErrorClass::Connect, e.to_string())

@@ -12,7 +12,7 @@ use crate::dialect::DialectKind;
 use crate::exec::{get, send_json};
 use crate::target::Target;
 use serde_json::Value;
-use velollm_core::record::ErrorClass;
+use velollm_core::measure::record::ErrorClass;
 
 /// What the probe learned.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -63,7 +63,7 @@ fn json(body: &[u8]) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
-fn ok_json(r: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>) -> Option<Value> {
+fn ok_json(r: &Result<(u16, Vec<u8>), velollm_core::measure::record::RequestError>) -> Option<Value> {
     match r {
         Ok((200, body)) => json(body),
         _ => None,
@@ -175,7 +175,7 @@ async fn route_missing(target: &Target, path: &str) -> Option<u16> {
 async fn openai_or_anthropic(
     target: &Target,
     url: String,
-    version: &Result<(u16, Vec<u8>), velollm_core::record::RequestError>,
+    version: &Result<(u16, Vec<u8>), velollm_core::measure::record::RequestError>,
 ) -> Result<ServerInfo, ProbeError> {
     let models_resp = get(target, "/v1/models").await;
     let answered = |r: &Result<(u16, Vec<u8>), _>| match r {

@@ -6,7 +6,7 @@
 //! earlier request nor an earlier run can have left them in the server's prefix cache. Lengths and group
 //! choices depend on the seed only, so they are reproducible. A length is either fixed
 //! (`prompt_tokens`) or drawn per request from a distribution (`prompt_tokens_dist`, see
-//! [`velollm_core::scenario::LengthDist`]) with the step's seed.
+//! [`velollm_core::document::scenario::LengthDist`]) with the step's seed.
 //!
 //! **Counting lengths.** The words are counted with the best tokenizer available, in this order:
 //!
@@ -45,7 +45,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use velollm_core::scenario::{LengthDist, Turn, Workload};
+use velollm_core::document::scenario::{LengthDist, Turn, Workload};
 
 const WORDS: &[&str] = &[
     "the",
@@ -672,7 +672,7 @@ impl PromptSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::scenario::{DistKind, SharedPrefix};
+    use velollm_core::document::scenario::{DistKind, SharedPrefix};
 
     #[test]
     fn every_run_gets_new_words_and_every_request_its_own() {

@@ -3,7 +3,7 @@
 //! [`ResourceSampler::start`] spawns one Tokio task that, every interval, reads the server's process tree —
 //! the root process and all its descendants — and records a [`ResourceSample`]: resident memory summed over
 //! the tree, CPU use over the interval just ended, and the latest NVIDIA GPU readings. The figures of the
-//! result document are computed from these samples by [`velollm_core::resources::summarise`].
+//! result document are computed from these samples by [`velollm_core::server::resources::summarise`].
 //!
 //! * **Process tree.** On Linux the tree is walked through `/proc/<pid>/task/<tid>/children` (a few small
 //!   reads per process, independent of how many processes the machine runs); elsewhere, or on a kernel
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, ThreadKind};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use velollm_core::resources::{GpuSample, ResourceSample};
+use velollm_core::server::resources::{GpuSample, ResourceSample};
 
 /// Bytes in the MiB that `nvidia-smi` reports memory in.
 const MIB: f64 = 1024.0 * 1024.0;

@@ -28,14 +28,14 @@ use std::sync::{Arc, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
-use velollm_core::aggregate::StepAccumulator;
+use velollm_core::aggregate::accumulator::StepAccumulator;
+use velollm_core::aggregate::step::{StepConfig, StepResult};
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::load::{ArrivalSchedule, LoadProfile, ScheduleError, Warmup};
-use velollm_core::record::{ErrorClass, Nanos, RequestError, RequestRecord};
-use velollm_core::scenario::Workload;
-use velollm_core::slo::Slo;
-use velollm_core::step::{StepConfig, StepResult};
-use velollm_core::threshold::Verdict;
+use velollm_core::document::scenario::Workload;
+use velollm_core::judge::threshold::Verdict;
+use velollm_core::measure::record::{ErrorClass, Nanos, RequestError, RequestRecord};
+use velollm_core::measure::slo::Slo;
+use velollm_core::workload::load::{ArrivalSchedule, LoadProfile, ScheduleError, Warmup};
 
 /// Receives what a run produces, as it happens.
 pub trait Observer: Send {
@@ -48,7 +48,7 @@ pub trait Observer: Send {
     /// A step ended; `result.partial` says whether it was cut short.
     fn step_finished(&mut self, _index: usize, _result: &StepResult) {}
     /// The server's own metrics over a step, scraped just before and just after it (after `step_finished`).
-    fn server_metrics(&mut self, _index: usize, _metrics: &velollm_core::prom::ServerMetrics) {}
+    fn server_metrics(&mut self, _index: usize, _metrics: &velollm_core::measure::prom::ServerMetrics) {}
     /// The scenario's analyses and threshold verdicts, once every step has run.
     fn finished(&mut self, _analyses: &[AnalysisResult], _verdicts: &[Verdict]) {}
 }
@@ -74,7 +74,7 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.step_finished(i, r);
         self.1.step_finished(i, r);
     }
-    fn server_metrics(&mut self, i: usize, m: &velollm_core::prom::ServerMetrics) {
+    fn server_metrics(&mut self, i: usize, m: &velollm_core::measure::prom::ServerMetrics) {
         self.0.server_metrics(i, m);
         self.1.server_metrics(i, m);
     }
@@ -420,7 +420,7 @@ impl StepCtx {
             e.message = m;
         }
         if self.target.gate.is_some()
-            && record.error.as_ref().is_some_and(|e| e.class == velollm_core::record::ErrorClass::Connect)
+            && record.error.as_ref().is_some_and(|e| e.class == velollm_core::measure::record::ErrorClass::Connect)
         {
             // A launched server that refuses connections is dying or restarting: give the monitor a
             // moment to close the gate instead of spinning through the step's requests.
@@ -496,7 +496,7 @@ impl StepCtx {
     async fn run_trace_session(
         &self,
         slot: &mut Slot,
-        trace: &velollm_core::trace::TraceReplay,
+        trace: &velollm_core::workload::trace::TraceReplay,
         i: u64,
         scheduled: Nanos,
         tx: &mpsc::Sender<RequestRecord>,
@@ -515,7 +515,7 @@ impl StepCtx {
     fn run_trace_calls<'a>(
         &'a self,
         slot: &'a mut Slot,
-        trace: &'a velollm_core::trace::TraceReplay,
+        trace: &'a velollm_core::workload::trace::TraceReplay,
         index: usize,
         i: u64,
         scheduled: Nanos,
@@ -574,8 +574,8 @@ impl StepCtx {
     /// blocks.
     fn trace_request(
         &self,
-        session: &velollm_core::trace::TraceSession,
-        call: &velollm_core::trace::TraceTurn,
+        session: &velollm_core::workload::trace::TraceSession,
+        call: &velollm_core::workload::trace::TraceTurn,
     ) -> GenRequest {
         let (prompt, recorded) = match &call.blocks {
             Some(blocks) => (self.blocks_prompt(blocks), None),
@@ -598,8 +598,8 @@ impl StepCtx {
 
     /// A Mooncake prompt: block `h` is the same text wherever it appears in the step (and new in every run),
     /// so equal leading ids give byte-identical prefixes block by block; the last block is cut to the length.
-    fn blocks_prompt(&self, blocks: &velollm_core::trace::Blocks) -> String {
-        let size = velollm_core::trace::MOONCAKE_BLOCK_TOKENS;
+    fn blocks_prompt(&self, blocks: &velollm_core::workload::trace::Blocks) -> String {
+        let size = velollm_core::workload::trace::MOONCAKE_BLOCK_TOKENS;
         let tokenizer = self.target.tokenizer.as_deref();
         let mut left = blocks.input_tokens;
         let mut parts = Vec::with_capacity(blocks.hash_ids.len());
@@ -617,7 +617,11 @@ impl StepCtx {
 
 /// Sessions of a trace, each started at its recorded time (or all at once), all running together: session
 /// `i` replays the trace's session `i % len`, up to the step's request bound (its sessions).
-async fn trace_loop(ctx: Arc<StepCtx>, trace: velollm_core::trace::TraceReplay, tx: mpsc::Sender<RequestRecord>) {
+async fn trace_loop(
+    ctx: Arc<StepCtx>,
+    trace: velollm_core::workload::trace::TraceReplay,
+    tx: mpsc::Sender<RequestRecord>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     let mut cancel = ctx.cancel.clone();
     for i in 0.. {
@@ -651,7 +655,7 @@ pub struct Runner {
     next_id: u64,
     nonce: u64,
     /// Token prices: step results carry their cost when the model is priced.
-    pub prices: Option<Arc<velollm_core::cost::PriceTable>>,
+    pub prices: Option<Arc<velollm_core::measure::cost::PriceTable>>,
     resume: Option<Arc<Resume>>,
 }
 
@@ -922,8 +926,8 @@ async fn open_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::load::{Bounds, LoadProfile, Warmup};
-    use velollm_core::scenario::Turn;
+    use velollm_core::document::scenario::Turn;
+    use velollm_core::workload::load::{Bounds, LoadProfile, Warmup};
 
     fn rec(step: u32, index: u64, class: Option<ErrorClass>) -> RequestRecord {
         RequestRecord {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use velollm_core::record::Nanos;
+use velollm_core::measure::record::Nanos;
 
 /// The oldest a kernel stamp may be when it is read; an older one (or one from the future) means the wall
 /// clock stepped, and the read's own instant is used instead.

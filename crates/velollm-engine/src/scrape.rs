@@ -1,10 +1,10 @@
-//! Scraping a server's Prometheus `/metrics` endpoint (parsed and mapped by `velollm_core::prom`).
+//! Scraping a server's Prometheus `/metrics` endpoint (parsed and mapped by `velollm_core::measure::prom`).
 
 use crate::exec::get;
 use crate::target::Target;
 use crate::transport::Endpoint;
 use std::sync::Arc;
-use velollm_core::prom::{Scrape, parse};
+use velollm_core::measure::prom::{Scrape, parse};
 
 /// One metrics endpoint.
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 //! CPU time per request (the process's CPU time minus the server thread's). The *paced* levels (fixed
 //! delays, rising concurrency) show the added latency under a load like a real server's; the *ceiling*
 //! level (no delay) shows how fast the client can go. The figures and formulas are in
-//! [`velollm_core::selfcheck`].
+//! [`velollm_core::judge::selfcheck`].
 
 use crate::dialect::DialectKind;
 use crate::loopback::{Loopback, LoopbackConfig, process_cpu, read_stamps};
@@ -17,11 +17,11 @@ use crate::transport::{Clock, Endpoint};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use velollm_core::load::{Bounds, LoadProfile, Warmup};
-use velollm_core::record::RequestRecord;
-use velollm_core::scenario::Workload;
-use velollm_core::selfcheck::{SelfCheck, SelfCheckLevel};
+use velollm_core::document::scenario::Workload;
+use velollm_core::judge::selfcheck::{SelfCheck, SelfCheckLevel};
+use velollm_core::measure::record::RequestRecord;
 use velollm_core::stats::Summary;
+use velollm_core::workload::load::{Bounds, LoadProfile, Warmup};
 
 /// How to run the self-check.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,21 +10,23 @@
 //! * concurrency mode: closed loops at worker counts spread geometrically from 1 to the probe's
 //!   (`conc_1`, `conc_4`, …).
 //!
-//! After each ladder step the over-saturation rule of [`velollm_core::sweep`] is applied; the sweep stops
+//! After each ladder step the over-saturation rule of [`velollm_core::analysis::sweep`] is applied; the sweep stops
 //! after the first over-saturated step. The curve, the knee and the saturation verdict are computed by
-//! [`velollm_core::sweep::analyse`] and handed to the observer's `finished` callback with the verdicts of
+//! [`velollm_core::analysis::sweep::analyse`] and handed to the observer's `finished` callback with the verdicts of
 //! the thresholds.
 
 use crate::bench::{BenchError, Session};
 use crate::plan::StepPlan;
 use crate::runner::{Observer, Runner};
 use tokio::sync::watch;
+use velollm_core::aggregate::step::StepResult;
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::load::{Arrival, LoadProfile};
-use velollm_core::slo::Slo;
-use velollm_core::step::StepResult;
-use velollm_core::sweep::{Sweep, SweepMode, SweepPoint, analyse, concurrency_levels, over_saturated, rate_fractions};
-use velollm_core::threshold::{Lookup, Threshold, Verdict};
+use velollm_core::analysis::sweep::{
+    Sweep, SweepMode, SweepPoint, analyse, concurrency_levels, over_saturated, rate_fractions,
+};
+use velollm_core::judge::threshold::{Lookup, Threshold, Verdict};
+use velollm_core::measure::slo::Slo;
+use velollm_core::workload::load::{Arrival, LoadProfile};
 
 /// A sweep to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,8 +180,8 @@ pub async fn run_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::load::Bounds;
-    use velollm_core::scenario::Workload;
+    use velollm_core::document::scenario::Workload;
+    use velollm_core::workload::load::Bounds;
 
     fn plan(mode: SweepMode) -> SweepPlan {
         let bounds = Bounds { requests: Some(20), ..Bounds::default() };

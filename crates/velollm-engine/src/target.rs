@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// Request timeouts. Each one that fires fails the request with [`velollm_core::record::ErrorClass::Timeout`] and a message naming
+/// Request timeouts. Each one that fires fails the request with [`velollm_core::measure::record::ErrorClass::Timeout`] and a message naming
 /// it and the option that changes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use velollm_core::record::{HttpProtocol, Nanos};
+use velollm_core::measure::record::{HttpProtocol, Nanos};
 
 /// The run's monotonic clock: nanoseconds since the run started.
 #[derive(Debug, Clone, Copy)]

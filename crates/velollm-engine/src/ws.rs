@@ -14,12 +14,12 @@
 //! answer's first message has arrived (the counterpart of a response head), so a session the server closed
 //! while idle is found there and the request can be sent again on a fresh one.
 //!
-//! [`ConnectionMode::WebSocket`]: velollm_core::scenario::ConnectionMode::WebSocket
+//! [`ConnectionMode::WebSocket`]: velollm_core::document::scenario::ConnectionMode::WebSocket
 
 use crate::h1::{self, H1, Head};
 use crate::transport::Clock;
 use crate::wire::{Framing, MAX_MESSAGE_BYTES};
-use velollm_core::record::Nanos;
+use velollm_core::measure::record::Nanos;
 
 const CONTINUATION: u8 = 0x0;
 const TEXT: u8 = 0x1;

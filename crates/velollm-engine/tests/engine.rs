@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 use tokio::sync::watch;
-use velollm_core::load::{Arrival, Bounds, LoadProfile};
-use velollm_core::scenario::Workload;
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::scenario::Workload;
+use velollm_core::workload::load::{Arrival, Bounds, LoadProfile};
 use velollm_engine::dialect::DialectKind;
 use velollm_engine::plan::StepPlan;
 use velollm_engine::runner::NoObserver;
@@ -189,7 +189,11 @@ async fn open_loop_rate_is_measured_from_the_schedule() {
 async fn warmup_requests_are_excluded() {
     let server = FakeServer::start(Flavor::OpenAi, script()).await;
     let plan = StepPlan {
-        bounds: Bounds { requests: Some(2), warmup: velollm_core::load::Warmup::Requests(1), ..Bounds::default() },
+        bounds: Bounds {
+            requests: Some(2),
+            warmup: velollm_core::workload::load::Warmup::Requests(1),
+            ..Bounds::default()
+        },
         ..step(0, LoadProfile::Sequential)
     };
     let r = run(&server, DialectKind::OpenAiChat, plan).await;

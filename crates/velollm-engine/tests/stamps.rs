@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use velollm_core::load::{Bounds, LoadProfile};
-use velollm_core::record::RequestRecord;
-use velollm_core::scenario::Workload;
+use velollm_core::document::scenario::Workload;
+use velollm_core::measure::record::RequestRecord;
+use velollm_core::workload::load::{Bounds, LoadProfile};
 use velollm_engine::dialect::DialectKind;
 use velollm_engine::loopback::{Loopback, LoopbackConfig, read_stamps};
 use velollm_engine::plan::StepPlan;

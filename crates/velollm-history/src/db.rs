@@ -7,7 +7,7 @@ use crate::{HistoryError, MetricSpec, schema};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use velollm_core::result::RunResult;
+use velollm_core::document::result::RunResult;
 
 /// An open history database.
 #[derive(Debug)]

@@ -2,11 +2,11 @@
 
 use crate::HistoryError;
 use crate::metric::{SCALAR_STAT, STATS};
-use velollm_core::registry;
-use velollm_core::result::{RunResult, RunStatus};
+use velollm_core::aggregate::registry;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::judge::threshold::Lookup;
 use velollm_core::stats::Summary;
-use velollm_core::step::StepResult;
-use velollm_core::threshold::Lookup;
 
 /// The run-level columns of a result.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,8 +85,11 @@ fn headline(steps: &[StepResult], metric: &str, stat: &str) -> Option<f64> {
         [] => None,
         [one] => one.lookup(&format!("{metric}.{stat}")).map(|(v, _)| v),
         many => {
-            let pooled: Vec<f64> =
-                many.iter().filter_map(|s| velollm_core::registry::samples(&s.samples, metric)).flatten().collect();
+            let pooled: Vec<f64> = many
+                .iter()
+                .filter_map(|s| velollm_core::aggregate::registry::samples(&s.samples, metric))
+                .flatten()
+                .collect();
             Summary::of(pooled)?.get(stat)
         }
     }

@@ -27,9 +27,9 @@
 //!   cost is recorded with [`History::set_cost`]).
 //! - `step_metrics`: long and narrow, `(run_id, step_index, step, metric, stat, value)` — every statistic
 //!   ([`metric::STATS`]) of every per-request distribution and every per-step scalar of
-//!   [`velollm_core::registry`] (stat `value`) of every step, so a trend of any metric is one query.
+//!   [`velollm_core::aggregate::registry`] (stat `value`) of every step, so a trend of any metric is one query.
 //!   Metric names are the canonical names of the registry; values are read with
-//!   [`velollm_core::threshold::Lookup`].
+//!   [`velollm_core::judge::threshold::Lookup`].
 //!
 //! # ROI
 //!

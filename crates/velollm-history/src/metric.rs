@@ -1,14 +1,14 @@
 //! Which metrics the database stores, and how a name such as `ttft.p95` maps to a stored `(metric, stat)`.
 //!
-//! Every metric of [`velollm_core::registry`] is stored: each distribution with every statistic of [`STATS`],
+//! Every metric of [`velollm_core::aggregate::registry`] is stored: each distribution with every statistic of [`STATS`],
 //! each per-step scalar with [`SCALAR_STAT`]. Names, aliases, units and directions come from the registry;
-//! values are read from step results with [`velollm_core::threshold::Lookup`], so `ttft.p95` means here what
+//! values are read from step results with [`velollm_core::judge::threshold::Lookup`], so `ttft.p95` means here what
 //! it means in thresholds and gates.
 
 use crate::HistoryError;
 use serde::Serialize;
-use velollm_core::names::{self, Better, Unit};
-use velollm_core::registry;
+use velollm_core::aggregate::registry;
+use velollm_core::measure::names::{self, Better, Unit};
 
 /// The statistics stored for every distribution (the names [`velollm_core::stats::Summary::get`] accepts,
 /// without aliases).

@@ -3,7 +3,7 @@
 use crate::flatten::{status_from_name, status_name};
 use rusqlite::types::Value;
 use serde::Serialize;
-use velollm_core::result::RunStatus;
+use velollm_core::document::result::RunStatus;
 
 /// Which runs to list or trend. Every field left `None` matches every run.
 #[derive(Debug, Clone, Default, PartialEq)]

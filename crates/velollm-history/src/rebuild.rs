@@ -3,7 +3,7 @@
 use crate::{History, HistoryError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use velollm_core::result::RunResult;
+use velollm_core::document::result::RunResult;
 
 /// A file that was not indexed, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -60,7 +60,7 @@ impl CostChange {
     }
 }
 
-pub use velollm_core::cost::RoiOutcome;
+pub use velollm_core::measure::cost::RoiOutcome;
 
 /// The return on investment between an earlier and a later run of the same target, scenario and step.
 #[derive(Debug, Clone, PartialEq, Serialize)]

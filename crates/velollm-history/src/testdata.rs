@@ -1,9 +1,9 @@
 //! Result documents for unit tests, built with the core's own aggregation.
 
-use velollm_core::aggregate::StepAccumulator;
-use velollm_core::record::{Channel, Chunk, RequestRecord, Usage};
-use velollm_core::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
-use velollm_core::step::StepConfig;
+use velollm_core::aggregate::accumulator::StepAccumulator;
+use velollm_core::aggregate::step::StepConfig;
+use velollm_core::document::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
+use velollm_core::measure::record::{Channel, Chunk, RequestRecord, Usage};
 
 const MS: u64 = 1_000_000;
 
@@ -18,8 +18,8 @@ pub fn run(id: &str, started_at: &str, steps: &[(&str, f64)]) -> RunResult {
                 prompt_tokens: None,
                 max_tokens: 10,
                 exact_output: false,
-                load: velollm_core::load::LoadProfile::Sequential,
-                bounds: velollm_core::load::Bounds::default(),
+                load: velollm_core::workload::load::LoadProfile::Sequential,
+                bounds: velollm_core::workload::load::Bounds::default(),
                 turns: None,
                 tags: Default::default(),
             };
@@ -43,7 +43,7 @@ pub fn run(id: &str, started_at: &str, steps: &[(&str, f64)]) -> RunResult {
         })
         .collect();
     RunResult {
-        schema_version: velollm_core::result::SCHEMA_VERSION.into(),
+        schema_version: velollm_core::document::result::SCHEMA_VERSION.into(),
         status: RunStatus::Complete,
         status_reason: None,
         meta: RunMeta {

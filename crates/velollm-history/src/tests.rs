@@ -3,7 +3,7 @@
 use crate::testdata::run;
 use crate::*;
 use tempfile::TempDir;
-use velollm_core::result::RunStatus;
+use velollm_core::document::result::RunStatus;
 
 fn db() -> (TempDir, History) {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,8 @@
 use crate::metric::MetricSpec;
 use crate::roi::{Prices, Roi};
 use serde::Serialize;
-use velollm_core::names::Better;
-use velollm_core::result::RunStatus;
+use velollm_core::document::result::RunStatus;
+use velollm_core::measure::names::Better;
 
 /// One run's value of the trended metric in one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]

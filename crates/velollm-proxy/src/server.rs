@@ -181,7 +181,9 @@ impl Proxy {
                 max_turns: sem.max_turns,
                 max_chars: sem.max_chars,
                 timeout: sem.timeout,
-                learned: sem.delta.map(|d| Arc::new(velollm_core::learned_threshold::Learned::new(d, sem.capacity))),
+                learned: sem
+                    .delta
+                    .map(|d| Arc::new(velollm_core::judge::learned_threshold::Learned::new(d, sem.capacity))),
                 answer_similarity: sem.answer_similarity,
             }))
         } else {

@@ -7,15 +7,15 @@ use crate::document::{Block, Table};
 use crate::format::value;
 use crate::markdown::render_blocks;
 use std::fmt::Write;
-use velollm_core::ab::{AbResult, AbStep, AbTarget, PairCache, ProxyOverhead};
-use velollm_core::compare::Change;
-use velollm_core::names::Unit;
-use velollm_core::paired::PairedRow;
-use velollm_core::result::RunStatus;
+use velollm_core::document::ab::{AbResult, AbStep, AbTarget, PairCache, ProxyOverhead};
+use velollm_core::document::compare::Change;
+use velollm_core::document::paired::PairedRow;
+use velollm_core::document::result::RunStatus;
+use velollm_core::measure::names::Unit;
 
-/// The human name of a paired metric (its label in [`velollm_core::registry`]).
+/// The human name of a paired metric (its label in [`velollm_core::aggregate::registry`]).
 pub fn metric_label(metric: &str) -> &str {
-    velollm_core::registry::label(metric)
+    velollm_core::aggregate::registry::label(metric)
 }
 
 /// A signed value in its unit: `+12.3 ms`, `−0.50`.
@@ -380,7 +380,7 @@ pub fn render_ab(doc: &AbResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::paired::{PairedOptions, row};
+    use velollm_core::document::paired::{PairedOptions, row};
 
     #[test]
     fn rows_render_signed_intervals_and_verdicts() {

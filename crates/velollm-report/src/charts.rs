@@ -16,7 +16,7 @@
 //! The server charts belong to one run: with several targets each run gets its own, their ids suffixed with
 //! the target's position (`server-resources-2`), see [`server_chart_ids`].
 //!
-//! Lines are fitted with [`velollm_core::analysis::fit_line`] and percentiles come from
+//! Lines are fitted with [`velollm_core::stats::fit_line`] and percentiles come from
 //! [`velollm_core::stats`]; this module only arranges measured values. [`before_after_bars`] draws the
 //! baseline/candidate comparison of `velollm compare`.
 
@@ -27,11 +27,11 @@ use crate::svg::{
 };
 use crate::target::Target;
 use std::collections::{BTreeMap, BTreeSet};
-use velollm_core::analysis::fit_line;
-use velollm_core::load::LoadProfile;
-use velollm_core::names::Better;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::measure::names::Better;
+use velollm_core::stats::fit_line;
 use velollm_core::stats::percentile_sorted;
-use velollm_core::step::StepResult;
+use velollm_core::workload::load::LoadProfile;
 
 /// Most points drawn in a scatter or CDF; larger samples are thinned evenly (fits and percentiles still use
 /// every value).
@@ -60,7 +60,9 @@ pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
                     l.clone(),
                     steps
                         .iter()
-                        .flat_map(|s| velollm_core::registry::samples(&s.samples, metric).unwrap_or_default())
+                        .flat_map(|s| {
+                            velollm_core::aggregate::registry::samples(&s.samples, metric).unwrap_or_default()
+                        })
                         .collect(),
                 )
             })
@@ -623,7 +625,7 @@ pub struct MetricBars {
     pub label: String,
     /// Unit for the axis, e.g. `ms`, `tok/s` (empty for none).
     pub unit: String,
-    /// Which direction is an improvement (from [`velollm_core::registry`]); shown under the panel title.
+    /// Which direction is an improvement (from [`velollm_core::aggregate::registry`]); shown under the panel title.
     pub better: Better,
     /// The baseline's value.
     pub baseline: f64,

@@ -5,10 +5,10 @@ use crate::charts::{BeforeAfter, CandidateValue, Chart, MetricBars, before_after
 use crate::comparison::{cells, label, value};
 use crate::document::{Block, Table};
 use crate::markdown::{MarkdownReport, render_blocks};
-use velollm_core::compare::{Change, Comparison, Row};
-use velollm_core::criteria::CriterionOutcome;
-use velollm_core::gate::GateOutcome;
-use velollm_core::names::Unit;
+use velollm_core::document::compare::{Change, Comparison, Row};
+use velollm_core::document::criteria::CriterionOutcome;
+use velollm_core::judge::gate::GateOutcome;
+use velollm_core::measure::names::Unit;
 
 /// What a comparison report covers: the comparisons of every candidate with the same baseline, and the
 /// gates and criteria evaluated on them.

@@ -4,10 +4,10 @@
 use crate::document::Table;
 pub use crate::format::value;
 use std::fmt::Write;
-use velollm_core::compare::{Change, Comparison, Row};
-use velollm_core::criteria::CriterionOutcome;
-use velollm_core::gate::GateOutcome;
-use velollm_core::names::Unit;
+use velollm_core::document::compare::{Change, Comparison, Row};
+use velollm_core::document::criteria::CriterionOutcome;
+use velollm_core::judge::gate::GateOutcome;
+use velollm_core::measure::names::Unit;
 
 /// A signed change in its unit: `−35.2 ms`, `+1.5 %`.
 fn signed(v: f64, unit: Unit) -> String {
@@ -32,9 +32,9 @@ pub fn verdict(change: Change) -> String {
     format!("{mark} {}", change.label())
 }
 
-/// The human name of a metric statistic: `TTFT p50`, `success rate` (labels from [`velollm_core::registry`]).
+/// The human name of a metric statistic: `TTFT p50`, `success rate` (labels from [`velollm_core::aggregate::registry`]).
 pub fn label(row: &Row) -> String {
-    let name = velollm_core::registry::label(&row.metric);
+    let name = velollm_core::aggregate::registry::label(&row.metric);
     if row.stat == "value" { name.to_string() } else { format!("{name} {}", row.stat) }
 }
 

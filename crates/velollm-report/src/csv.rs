@@ -11,8 +11,8 @@
 
 use crate::document::STEP_METRICS;
 use crate::target::Target;
-use velollm_core::load::LoadProfile;
-use velollm_core::step::StepSamples;
+use velollm_core::aggregate::step::StepSamples;
+use velollm_core::workload::load::LoadProfile;
 
 fn field(s: &str) -> String {
     if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }

@@ -24,12 +24,12 @@ use crate::charts::{Chart, server_chart_ids};
 pub(crate) use crate::format::{num, seconds, value};
 use crate::server::{self as sv, METRIC_FIELDS};
 use crate::target::Target;
+use velollm_core::aggregate::step::{StepMetrics, StepResult};
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::prom::ServerMetrics;
-use velollm_core::result::{RunResult, RunStatus};
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::judge::threshold::Verdict;
+use velollm_core::measure::prom::ServerMetrics;
 use velollm_core::stats::Summary;
-use velollm_core::step::{StepMetrics, StepResult};
-use velollm_core::threshold::Verdict;
 
 /// The per-step metric summaries a report shows: result field name, label with unit, accessor.
 pub(crate) type MetricField = (&'static str, &'static str, fn(&StepMetrics) -> Option<&Summary>);
@@ -487,8 +487,8 @@ fn analysis(out: &mut Vec<Block>, a: &AnalysisResult, level: u8) {
 /// The client's own overhead (the self-check before the run) and whether each step's figures can be trusted.
 pub(crate) fn client_section(
     out: &mut Vec<Block>,
-    selfcheck: Option<&velollm_core::selfcheck::SelfCheck>,
-    trust: Option<&velollm_core::selfcheck::Trust>,
+    selfcheck: Option<&velollm_core::judge::selfcheck::SelfCheck>,
+    trust: Option<&velollm_core::judge::selfcheck::Trust>,
     level: u8,
 ) {
     let Some(check) = selfcheck else { return };

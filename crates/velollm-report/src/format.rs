@@ -3,7 +3,7 @@
 //! Bytes are written in decimal units (1 kB = 10³ bytes, 1 MB = 10⁶, 1 GB = 10⁹), like `nvidia-smi`'s
 //! vendors and disk makers, not in binary KiB/MiB/GiB.
 
-use velollm_core::names::Unit;
+use velollm_core::measure::names::Unit;
 
 /// A value with a precision suited to its size: `1234`, `123.4`, `12.34` (never `-0.00`).
 pub fn num(v: f64) -> String {
@@ -105,7 +105,7 @@ pub fn money(v: f64, currency: &str) -> String {
 }
 
 /// A step's cost in one line: per request, total, and the cache's saving when there is one.
-pub fn cost_line(c: &velollm_core::cost::StepCost) -> String {
+pub fn cost_line(c: &velollm_core::measure::cost::StepCost) -> String {
     let mut l = format!(
         "cost: {} per request · {} for {} requests",
         money(c.per_request, &c.currency),
@@ -126,7 +126,7 @@ pub fn cost_line(c: &velollm_core::cost::StepCost) -> String {
 }
 
 /// The ROI of a comparison in one line: E2E saved, cost per request on both sides, and the verdict.
-pub fn roi_line(r: &velollm_core::cost::Roi) -> String {
+pub fn roi_line(r: &velollm_core::measure::cost::Roi) -> String {
     let saved = if r.latency_saved_ms >= 0.0 {
         format!("{} saved per request", duration_ms(r.latency_saved_ms))
     } else {

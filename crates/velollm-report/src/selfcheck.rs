@@ -3,7 +3,7 @@
 use crate::document::Table;
 use crate::format::num;
 use std::fmt::Write;
-use velollm_core::selfcheck::{SelfCheck, Trust};
+use velollm_core::judge::selfcheck::{SelfCheck, Trust};
 use velollm_core::stats::Summary;
 
 fn ms(s: Option<&Summary>, pick: fn(&Summary) -> f64) -> String {

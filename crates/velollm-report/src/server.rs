@@ -2,16 +2,16 @@
 //! ([`crate::terminal`]) and the Markdown and HTML report ([`crate::document`]).
 //!
 //! Every figure comes from the result document (`RunResult::server`, `StepResult::server_metrics`,
-//! computed in `velollm_core::server`, `velollm_core::resources` and `velollm_core::prom`); nothing is
+//! computed in `velollm_core::server::launch`, `velollm_core::server::resources` and `velollm_core::measure::prom`); nothing is
 //! computed here but the cold first request's TTFT against the warm median, through
 //! [`ColdStart::ttft_penalty_ms`]. A figure the result does not hold is left out, never shown as 0.
 
 use crate::format::{bytes, count, duration_ms, num, seconds, signed_bytes, value};
-use velollm_core::names::Unit;
-use velollm_core::prom::ServerMetrics;
-use velollm_core::resources::{GpuSummary, ResourceReport};
-use velollm_core::result::RunResult;
-use velollm_core::server::{ColdStart, LaunchReport, ServerEvent, ServerEventKind};
+use velollm_core::document::result::RunResult;
+use velollm_core::measure::names::Unit;
+use velollm_core::measure::prom::ServerMetrics;
+use velollm_core::server::launch::{ColdStart, LaunchReport, ServerEvent, ServerEventKind};
+use velollm_core::server::resources::{GpuSummary, ResourceReport};
 
 /// How a server-metric value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

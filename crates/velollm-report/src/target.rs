@@ -1,7 +1,7 @@
 //! The runs a report covers ("targets") and the labels that tell them apart in tables and chart legends.
 
 use std::collections::BTreeSet;
-use velollm_core::result::RunResult;
+use velollm_core::document::result::RunResult;
 
 /// One run in a report, with the label its tables and chart series carry.
 #[derive(Debug, Clone, Copy)]

@@ -5,13 +5,13 @@
 use crate::document::Table;
 use crate::format::{num, value};
 use std::fmt::Write;
+use velollm_core::aggregate::step::StepResult;
 use velollm_core::analysis::AnalysisResult;
-use velollm_core::result::{RunResult, RunStatus};
-use velollm_core::scenario::Scenario;
-use velollm_core::server::ServerReport;
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::document::scenario::Scenario;
+use velollm_core::judge::threshold::Verdict;
+use velollm_core::server::launch::ServerReport;
 use velollm_core::stats::Summary;
-use velollm_core::step::StepResult;
-use velollm_core::threshold::Verdict;
 
 fn metric_row(table: &mut Table, label: &str, s: Option<&Summary>) {
     let mut row = vec![label.to_string()];
@@ -48,7 +48,7 @@ pub fn render_step(step: &StepResult) -> String {
         metric_row(&mut table, "ITL/token (ms)", m.itl_token_ms.as_ref());
     }
     metric_row(&mut table, "E2E (ms)", m.e2e_ms.as_ref());
-    if matches!(step.config.load, velollm_core::load::LoadProfile::Rate { .. }) {
+    if matches!(step.config.load, velollm_core::workload::load::LoadProfile::Rate { .. }) {
         metric_row(&mut table, "TTFT from schedule (ms)", m.ttft_from_scheduled_ms.as_ref());
         metric_row(&mut table, "E2E from schedule (ms)", m.e2e_from_scheduled_ms.as_ref());
     }
@@ -280,10 +280,10 @@ pub fn render_run(run: &RunResult) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use velollm_core::load::{Bounds, LoadProfile};
-    use velollm_core::metrics::StepRates;
-    use velollm_core::record::ErrorClass;
-    use velollm_core::step::{ConnectionStats, ErrorSummary, StepConfig, StepMetrics};
+    use velollm_core::aggregate::step::{ConnectionStats, ErrorSummary, StepConfig, StepMetrics};
+    use velollm_core::measure::metrics::StepRates;
+    use velollm_core::measure::record::ErrorClass;
+    use velollm_core::workload::load::{Bounds, LoadProfile};
 
     fn s(mean: f64) -> Option<Summary> {
         Summary::of([mean * 0.9, mean, mean * 1.1])

@@ -2,9 +2,9 @@
 
 use crate::document::{Block, Table};
 use crate::format::{bytes, num, value};
-use velollm_core::names::{Better, Unit};
-use velollm_core::result::RunStatus;
-use velollm_core::tune::TuneSummary;
+use velollm_core::document::result::RunStatus;
+use velollm_core::document::tune::TuneSummary;
+use velollm_core::measure::names::{Better, Unit};
 
 /// The tune report as blocks (for Markdown and HTML).
 pub fn tune_blocks(s: &TuneSummary) -> Vec<Block> {

@@ -1,12 +1,13 @@
 //! The JSON shape of a step result, from deterministic records, as a snapshot: any change to field names
 //! or formulas shows up here.
 
-use velollm_core::aggregate::{StepAccumulator, legacy};
-use velollm_core::load::{Bounds, LoadProfile};
-use velollm_core::record::{
+use velollm_core::aggregate::accumulator::StepAccumulator;
+use velollm_core::aggregate::step::StepConfig;
+use velollm_core::document::result::legacy;
+use velollm_core::measure::record::{
     Channel, Chunk, ConnectionInfo, ErrorClass, NativeTimings, RequestError, RequestRecord, Usage,
 };
-use velollm_core::step::StepConfig;
+use velollm_core::workload::load::{Bounds, LoadProfile};
 
 const MS: u64 = 1_000_000;
 

@@ -3,17 +3,17 @@
 //! every chart.
 
 use std::collections::BTreeMap;
-use velollm_core::analysis::{AnalysisResult, Figure, Table, TableRow};
-use velollm_core::load::{Bounds, LoadProfile};
-use velollm_core::metrics::StepRates;
-use velollm_core::names::Better;
-use velollm_core::record::ErrorClass;
-use velollm_core::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
-use velollm_core::stats::Summary;
-use velollm_core::step::{
+use velollm_core::aggregate::step::{
     ConnectionStats, CriterionStats, ErrorSummary, QualityStats, StepConfig, StepMetrics, StepResult, StepSamples,
 };
-use velollm_core::threshold::{Unit, Verdict};
+use velollm_core::analysis::{AnalysisResult, Figure, Table, TableRow};
+use velollm_core::document::result::{HostInfo, RunMeta, RunResult, RunStatus, TargetInfo};
+use velollm_core::judge::threshold::{Unit, Verdict};
+use velollm_core::measure::metrics::StepRates;
+use velollm_core::measure::names::Better;
+use velollm_core::measure::record::ErrorClass;
+use velollm_core::stats::Summary;
+use velollm_core::workload::load::{Bounds, LoadProfile};
 use velollm_report::charts::{BeforeAfter, CandidateValue, MetricBars, before_after_bars, run_charts};
 use velollm_report::csv::{records_csv, steps_csv};
 use velollm_report::{Target, render_html, render_markdown};
@@ -630,16 +630,19 @@ fn grouped_bars_label_their_groups() {
 
 /// The comparison of the two fixture runs, with a gate and a criteria preset: deterministic (seeded bootstrap).
 fn comparison() -> (
-    Vec<velollm_core::compare::Comparison>,
-    Vec<velollm_core::gate::GateOutcome>,
-    Vec<velollm_core::criteria::CriterionOutcome>,
+    Vec<velollm_core::document::compare::Comparison>,
+    Vec<velollm_core::judge::gate::GateOutcome>,
+    Vec<velollm_core::document::criteria::CriterionOutcome>,
 ) {
     let (a, b) = (baseline(), candidate());
-    let c = velollm_core::compare::compare(&a, &b, ("baseline.json", "candidate.json"), &Default::default());
-    let gate: velollm_core::gate::Gate = "ttft.p95 > +10%".parse().unwrap();
-    let gates =
-        velollm_core::compare::match_steps(&a, &b).0.iter().map(|(x, y)| gate.evaluate(&y.name, x, y)).collect();
-    let criteria = velollm_core::criteria::evaluate("prompt-caching", &a, &b, 0.05).unwrap();
+    let c = velollm_core::document::compare::compare(&a, &b, ("baseline.json", "candidate.json"), &Default::default());
+    let gate: velollm_core::judge::gate::Gate = "ttft.p95 > +10%".parse().unwrap();
+    let gates = velollm_core::document::compare::match_steps(&a, &b)
+        .0
+        .iter()
+        .map(|(x, y)| gate.evaluate(&y.name, x, y))
+        .collect();
+    let criteria = velollm_core::document::criteria::evaluate("prompt-caching", &a, &b, 0.05).unwrap();
     (vec![c], gates, criteria)
 }
 
@@ -684,7 +687,7 @@ fn llamacpp_scrape(
     kv: f64,
     deferred: u64,
     processing: u64,
-) -> velollm_core::prom::Scrape {
+) -> velollm_core::measure::prom::Scrape {
     let counters = [
         ("llamacpp:prompt_tokens_total", prompt as f64),
         ("llamacpp:prompt_tokens_cached_total", cached as f64),
@@ -707,14 +710,14 @@ fn llamacpp_scrape(
     for (name, v) in gauges {
         text.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
     }
-    velollm_core::prom::parse(&text).unwrap()
+    velollm_core::measure::prom::parse(&text).unwrap()
 }
 
 /// Resource samples every ⅓ s from the spawn: the model loads (RSS and GPU memory climb), the cold first
 /// request (sent at 1.9 s, done at 2.2 s) adds 12 MB, each completed request a little more; the sampler
-/// stops when the server dies at 20.2 s. Summarised by `velollm_core::resources::summarise`.
-fn server_resources(completions: &[f64]) -> velollm_core::resources::ResourceReport {
-    use velollm_core::resources::{GpuSample, ResourceSample, summarise};
+/// stops when the server dies at 20.2 s. Summarised by `velollm_core::server::resources::summarise`.
+fn server_resources(completions: &[f64]) -> velollm_core::server::resources::ResourceReport {
+    use velollm_core::server::resources::{GpuSample, ResourceSample, summarise};
     const MB: f64 = 1e6;
     let mut rng = Lcg(99);
     let samples: Vec<ResourceSample> = (1..=60)
@@ -758,9 +761,9 @@ fn server_resources(completions: &[f64]) -> velollm_core::resources::ResourceRep
 /// The fixture run with a full server section: launch, cold start, resources with a GPU, metrics on two steps
 /// (the second with a counter reset), whole-run metrics, and events (an outage, a death and a relaunch).
 fn server_run() -> RunResult {
-    use velollm_core::hardware::{CpuInfo, GpuInfo, GpuVendor, Hardware, MemoryInfo};
-    use velollm_core::prom::step_metrics;
-    use velollm_core::server::{ColdStart, LaunchReport, ServerEvent, ServerEventKind, ServerReport};
+    use velollm_core::measure::prom::step_metrics;
+    use velollm_core::server::hardware::{CpuInfo, GpuInfo, GpuVendor, Hardware, MemoryInfo};
+    use velollm_core::server::launch::{ColdStart, LaunchReport, ServerEvent, ServerEventKind, ServerReport};
     let mut r = run("qwen2.5-7b-instruct-q4_k_m", "http://127.0.0.1:18080", 1.0, 23);
     r.schema_version = "1.2".into();
     r.steps = vec![r.steps[0].clone(), r.steps[2].clone()];

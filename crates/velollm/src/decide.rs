@@ -3,16 +3,16 @@
 
 use crate::args::GateArgs;
 use crate::exit::{self, InputError};
-use velollm_core::compare::{Change, CompareOptions, Comparison, compare};
-use velollm_core::criteria::{CriterionOutcome, Outcome};
-use velollm_core::gate::{Gate, GateOutcome};
-use velollm_core::result::RunResult;
+use velollm_core::document::compare::{Change, CompareOptions, Comparison, compare};
+use velollm_core::document::criteria::{CriterionOutcome, Outcome};
+use velollm_core::document::result::RunResult;
+use velollm_core::judge::gate::{Gate, GateOutcome};
 
 /// Parse the gate expressions, checking the criteria presets, before anything runs.
 pub fn gates(args: &GateArgs) -> Result<Vec<Gate>, InputError> {
     for c in &args.criteria {
-        if !velollm_core::criteria::PRESETS.iter().any(|(n, _)| n == c) {
-            return Err(InputError(velollm_core::criteria::UnknownPreset(c.clone()).into()));
+        if !velollm_core::document::criteria::PRESETS.iter().any(|(n, _)| n == c) {
+            return Err(InputError(velollm_core::document::criteria::UnknownPreset(c.clone()).into()));
         }
     }
     args.fail_if.iter().map(|g| g.parse::<Gate>().map_err(|e| InputError(e.into()))).collect()
@@ -45,7 +45,7 @@ pub fn decide(
         if print {
             println!("{}", velollm_report::comparison::render_comparison(&c));
         }
-        let pairs = velollm_core::compare::match_steps(baseline.1, cand).0;
+        let pairs = velollm_core::document::compare::match_steps(baseline.1, cand).0;
         let mut outcomes = Vec::new();
         for g in gates {
             for (a, b) in &pairs {
@@ -61,7 +61,9 @@ pub fn decide(
         let mut crit = Vec::new();
         for preset in &args.criteria {
             // Presets were checked by `GateArgs::parse`.
-            crit.extend(velollm_core::criteria::evaluate(preset, baseline.1, cand, options.alpha).unwrap_or_default());
+            crit.extend(
+                velollm_core::document::criteria::evaluate(preset, baseline.1, cand, options.alpha).unwrap_or_default(),
+            );
         }
         if print && !crit.is_empty() {
             println!("{}", velollm_report::comparison::render_criteria(&crit));

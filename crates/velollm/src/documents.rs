@@ -4,7 +4,7 @@
 use crate::exit::InputError;
 use anyhow::anyhow;
 use std::path::Path;
-use velollm_core::result::RunResult;
+use velollm_core::document::result::RunResult;
 
 /// How a result file is named in reports and comparisons: its file name.
 pub fn file_name(p: &Path) -> String {

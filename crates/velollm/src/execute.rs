@@ -7,7 +7,7 @@ use crate::plan::{Plan, redact};
 use crate::{progress, resume, signal};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use velollm_core::result::{RunResult, RunStatus};
+use velollm_core::document::result::{RunResult, RunStatus};
 use velollm_engine::observe::{Completions, ServerWatch, WatchOptions};
 use velollm_engine::output::ResultWriter;
 use velollm_engine::selfcheck::SelfCheckOptions;
@@ -26,7 +26,7 @@ pub fn recorded_command() -> Vec<String> {
 }
 
 /// The server report without the key (a --launch command may pass it to the server).
-fn redact_server(mut report: velollm_core::server::ServerReport) -> velollm_core::server::ServerReport {
+fn redact_server(mut report: velollm_core::server::launch::ServerReport) -> velollm_core::server::launch::ServerReport {
     if let Some(l) = report.launch.as_mut() {
         l.template = redact(&l.template);
         l.command = redact(&l.command);
@@ -83,7 +83,7 @@ pub async fn run_or_resume(
         let c = server.report().cold_start.map(|c| c.spawn_to_ready_ms).unwrap_or_default();
         eprintln!(
             "velollm: server ready on {url} after {}",
-            velollm_report::format::value(c, velollm_core::names::Unit::Ms)
+            velollm_report::format::value(c, velollm_core::measure::names::Unit::Ms)
         );
     }
     let mut session = Session::connect(&plan.options).await?;
@@ -154,7 +154,7 @@ pub async fn run_or_resume(
             (Some(e), _) => eprintln!("velollm: the cold first request failed: {e}"),
             (None, Some(t)) => eprintln!(
                 "velollm: cold start: first token {} after spawn",
-                velollm_report::format::value(t, velollm_core::names::Unit::Ms)
+                velollm_report::format::value(t, velollm_core::measure::names::Unit::Ms)
             ),
             _ => {}
         }
@@ -235,7 +235,9 @@ pub async fn run_or_resume(
 
 /// The quick self-check before a benchmark: one line on stderr, the figures for the result. A self-check that
 /// cannot run is a note, never a reason not to benchmark.
-pub async fn selfcheck(cancel: &tokio::sync::watch::Receiver<bool>) -> Option<velollm_core::selfcheck::SelfCheck> {
+pub async fn selfcheck(
+    cancel: &tokio::sync::watch::Receiver<bool>,
+) -> Option<velollm_core::judge::selfcheck::SelfCheck> {
     match velollm_engine::selfcheck::run(&SelfCheckOptions::quick(), cancel).await {
         Ok(check) => {
             let top = check.levels.iter().filter(|l| !l.ceiling).max_by_key(|l| l.concurrency);

@@ -7,11 +7,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use velollm_core::analysis::AnalysisSpec;
-use velollm_core::cost::PriceTable;
-use velollm_core::load::{Arrival, Bounds, LoadProfile, Warmup};
-use velollm_core::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Workload};
-use velollm_core::slo::Slo;
-use velollm_core::threshold::Threshold;
+use velollm_core::document::scenario::{Breakpoint, ConnectionMode, Dataset, Scenario, Step, StepLoad, Workload};
+use velollm_core::judge::threshold::Threshold;
+use velollm_core::measure::cost::PriceTable;
+use velollm_core::measure::slo::Slo;
+use velollm_core::workload::load::{Arrival, Bounds, LoadProfile, Warmup};
 use velollm_engine::plan::StepPlan;
 use velollm_engine::secrets::Secret;
 use velollm_engine::target::Timeouts;
@@ -88,7 +88,7 @@ fn scenario(name: &str) -> Result<(Scenario, Option<PathBuf>)> {
     }
     let path = PathBuf::from(name);
     if !path.exists() {
-        let names: Vec<_> = velollm_core::scenario::BUILTINS.iter().map(|(n, _)| *n).collect();
+        let names: Vec<_> = velollm_core::document::scenario::BUILTINS.iter().map(|(n, _)| *n).collect();
         bail!("--scenario '{name}' is neither a built-in scenario ({}) nor an existing file", names.join(", "));
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read scenario file '{name}'"))?;
@@ -117,11 +117,12 @@ fn trace(args: &BenchArgs, file: &Path) -> Result<Workload> {
     }
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow!("--trace '{}': cannot read it: {e}", file.display()))?;
-    let sessions = velollm_core::trace::parse(&text).map_err(|e| anyhow!("--trace '{}': {e}", file.display()))?;
+    let sessions =
+        velollm_core::workload::trace::parse(&text).map_err(|e| anyhow!("--trace '{}': {e}", file.display()))?;
     if sessions.is_empty() {
         bail!("--trace '{}' has no call (one JSON object per line, with session_id and messages)", file.display());
     }
-    let mut replay = velollm_core::trace::TraceReplay::new(sessions);
+    let mut replay = velollm_core::workload::trace::TraceReplay::new(sessions);
     if let Some(f) = args.trace.time_scale {
         if !(f.is_finite() && f >= 0.0) {
             bail!("--time-scale must be a number ≥ 0 (1 = recorded speed, 0 = no pauses)");
@@ -261,10 +262,10 @@ fn read_dataset(step: &Step, file: &str, base: Option<&PathBuf>) -> Result<Workl
     let path = base.map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("step '{}': cannot read dataset '{}'", step.name, path.display()))?;
-    if velollm_core::trace::looks_like_trace(&text) {
-        let sessions = velollm_core::trace::parse(&text)
+    if velollm_core::workload::trace::looks_like_trace(&text) {
+        let sessions = velollm_core::workload::trace::parse(&text)
             .map_err(|e| anyhow!("step '{}': trace {}: {e}", step.name, path.display()))?;
-        return Ok(Workload::Trace(velollm_core::trace::TraceReplay::new(sessions)));
+        return Ok(Workload::Trace(velollm_core::workload::trace::TraceReplay::new(sessions)));
     }
     let dataset = Dataset::parse(&text)
         .map_err(|e| anyhow!("step '{}': dataset {}:{}: {}", step.name, path.display(), e.line, e.message))?;

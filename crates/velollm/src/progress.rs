@@ -3,9 +3,9 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
-use velollm_core::metrics::RequestMetrics;
-use velollm_core::record::RequestRecord;
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::measure::metrics::RequestMetrics;
+use velollm_core::measure::record::RequestRecord;
 use velollm_engine::plan::StepPlan;
 use velollm_engine::runner::Observer;
 

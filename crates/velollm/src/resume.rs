@@ -13,9 +13,9 @@ use crate::plan::Plan;
 use anyhow::anyhow;
 use clap::Parser;
 use std::path::PathBuf;
-use velollm_core::load::Warmup;
-use velollm_core::result::{RunResult, RunStatus};
-use velollm_core::step::StepResult;
+use velollm_core::aggregate::step::StepResult;
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::workload::load::Warmup;
 use velollm_engine::runner::Resume;
 
 /// An interrupted run, read and checked, ready to be continued.

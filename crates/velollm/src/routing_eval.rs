@@ -3,7 +3,7 @@
 //! each answer is judged by the task's checker; then every task goes to each tier again with `--route-parallel`
 //! requests in flight (latency under load). The router's decision for every task is the proxy's own: its
 //! rules, then the vote of the nearest labelled examples (all-MiniLM-L6-v2 in process): the shipped examples,
-//! which are not tasks, or `--route-examples`, leaving each task out of its own vote when they are the tasks. The figures are computed in `velollm_core::routing_eval`.
+//! which are not tasks, or `--route-examples`, leaving each task out of its own vote when they are the tasks. The figures are computed in `velollm_core::analysis::routing_eval`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
-use velollm_core::metrics::RequestMetrics;
-use velollm_core::routing_eval::{
+use velollm_core::analysis::routing_eval::{
     BUILTIN_CHECKER, BUILTIN_EXAMPLES, BUILTIN_LABELS, Check, Inputs, RoutingReport, Task, TierRun, evaluate, parse,
     parse_examples,
 };
+use velollm_core::measure::metrics::RequestMetrics;
 use velollm_engine::bench::Session;
 use velollm_proxy::routing::knn::{self, Classifier};
 use velollm_proxy::semantic::Embedder;
@@ -263,13 +263,14 @@ fn pct(x: f64) -> String {
 /// small, one point per confidence threshold.
 pub fn chart(r: &RoutingReport) -> String {
     use velollm_report::svg::{Axis, Style, XyChart, XySeries, xy_chart};
-    let series = |name: &str, colour: usize, f: &dyn Fn(&velollm_core::routing_eval::Point) -> Option<f64>| XySeries {
-        name: name.to_owned(),
-        colour,
-        style: Style::LineMarkers,
-        points: r.sweep.iter().filter_map(|p| Some((p.routed_share * 100.0, f(p)? * 100.0))).collect(),
-        legend: true,
-    };
+    let series =
+        |name: &str, colour: usize, f: &dyn Fn(&velollm_core::analysis::routing_eval::Point) -> Option<f64>| XySeries {
+            name: name.to_owned(),
+            colour,
+            style: Style::LineMarkers,
+            points: r.sweep.iter().filter_map(|p| Some((p.routed_share * 100.0, f(p)? * 100.0))).collect(),
+            legend: true,
+        };
     let operating = XySeries {
         name: format!("operating point (confidence {:.2})", r.confidence),
         colour: 3,
@@ -334,7 +335,7 @@ pub fn render(r: &RoutingReport) -> String {
     }
     out.push_str(&format!("\nBy task type, at confidence {:.2}:\n", r.confidence));
     out.push_str(&types.terminal("  "));
-    let point = |p: &velollm_core::routing_eval::Point| {
+    let point = |p: &velollm_core::analysis::routing_eval::Point| {
         format!(
             "routed {}, calls saved {}, routed answers right {}, system accuracy {}, routing accuracy {}",
             pct(p.routed_share),
@@ -346,7 +347,7 @@ pub fn render(r: &RoutingReport) -> String {
     };
     out.push_str(&format!("Operating point: {}\n", point(&r.operating)));
     for d in &r.decisions {
-        let labelled_small = velollm_core::routing_eval::SMALL_TYPES.contains(&d.task.as_str());
+        let labelled_small = velollm_core::analysis::routing_eval::SMALL_TYPES.contains(&d.task.as_str());
         if d.small != labelled_small {
             let vote = d.vote.as_ref().map_or("a rule".to_owned(), |v| {
                 format!("vote {} at {:.2}, nearest example {:.2}", v.task, v.confidence, v.nearest)

@@ -3,13 +3,13 @@
 //! shows here), then every probe, sent with `Cache-Control: no-store` so that probes never fill the cache and
 //! each is judged against the seeds alone. A probe's verdict is read from the cache's response header (or
 //! `--hit-header`); which seed answered is read from velollm proxy's `entry` ids, else from the answer's text.
-//! The figures are computed in `velollm_core::semantic_eval`.
+//! The figures are computed in `velollm_core::analysis::semantic_eval`.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, anyhow};
-use velollm_core::metrics::RequestMetrics;
-use velollm_core::semantic_eval::{BUILTIN_LABELS, Labels, Note, Observation, SemanticReport, evaluate};
+use velollm_core::analysis::semantic_eval::{BUILTIN_LABELS, Labels, Note, Observation, SemanticReport, evaluate};
+use velollm_core::measure::metrics::RequestMetrics;
 use velollm_engine::bench::Session;
 use velollm_report::document::Table;
 
@@ -120,13 +120,14 @@ pub fn chart(r: &SemanticReport) -> Option<String> {
     if r.sweep.is_empty() {
         return None;
     }
-    let series = |name: &str, colour: usize, f: &dyn Fn(&velollm_core::semantic_eval::Point) -> f64| XySeries {
-        name: name.to_owned(),
-        colour,
-        style: Style::LineMarkers,
-        points: r.sweep.iter().map(|p| (p.threshold.unwrap_or(0.0), f(p) * 100.0)).collect(),
-        legend: true,
-    };
+    let series =
+        |name: &str, colour: usize, f: &dyn Fn(&velollm_core::analysis::semantic_eval::Point) -> f64| XySeries {
+            name: name.to_owned(),
+            colour,
+            style: Style::LineMarkers,
+            points: r.sweep.iter().map(|p| (p.threshold.unwrap_or(0.0), f(p) * 100.0)).collect(),
+            legend: true,
+        };
     let mut all = vec![
         series("hit rate (% of probes)", 0, &|p| p.hit_rate),
         series("false-hit rate (% of hits)", 1, &|p| p.false_hit_rate),
@@ -161,7 +162,7 @@ pub fn chart(r: &SemanticReport) -> Option<String> {
 }
 
 /// One line per criterion: `  PASS  name: value (goal …)`, the value with `decimals` decimals.
-pub fn criteria_lines(criteria: &[velollm_core::semantic_eval::Criterion], decimals: usize) -> String {
+pub fn criteria_lines(criteria: &[velollm_core::analysis::semantic_eval::Criterion], decimals: usize) -> String {
     let mut out = String::new();
     for c in criteria {
         let mark = match c.pass {

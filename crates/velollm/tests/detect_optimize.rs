@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::{text, velollm};
-use velollm_core::gguf::build::{Kv, gguf};
+use velollm_core::server::gguf::build::{Kv, gguf};
 
 #[test]
 fn detect_json_describes_this_machine() {
@@ -161,7 +161,7 @@ fn reads_the_real_smollm2_gguf() {
     };
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("SMOLLM2_MODEL={path}: {e}"));
     let len = file.metadata().unwrap().len();
-    let info = velollm_core::gguf::read(std::io::BufReader::new(file), len).expect("a GGUF header");
+    let info = velollm_core::server::gguf::read(std::io::BufReader::new(file), len).expect("a GGUF header");
     let params = info.parameter_count().expect("a parameter count");
     assert!((125_000_000..145_000_000).contains(&params), "{params} parameters");
     assert_eq!(info.architecture(), Some("llama"));

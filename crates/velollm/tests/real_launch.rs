@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use velollm_core::prom::{Engine, MetricType, parse, step_metrics};
+use velollm_core::measure::prom::{Engine, MetricType, parse, step_metrics};
 
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
@@ -134,7 +134,7 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Stri
     (status, body.to_string())
 }
 
-fn scrape(port: u16) -> velollm_core::prom::Scrape {
+fn scrape(port: u16) -> velollm_core::measure::prom::Scrape {
     let (status, body) = http(port, "GET", "/metrics", None);
     assert_eq!(status, 200, "{body}");
     parse(&body).unwrap_or_else(|e| panic!("llama-server's /metrics does not parse: {e}\n{body}"))

@@ -18,7 +18,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use velollm_core::scenario::Scenario;
+use velollm_core::document::scenario::Scenario;
 
 /// Run `velollm bench` with a result file and records; returns the process output, the document and the records.
 fn bench(args: &[&str]) -> (Output, Value, Vec<Value>) {
@@ -320,7 +320,7 @@ fn reasoning_checks_run_on_the_real_answers() {
         let outcomes = recs[0]["checks"].as_array().unwrap();
         let mut passed = 0;
         for (check, outcome) in spec.checks.iter().zip(outcomes) {
-            let expected = velollm_core::check::evaluate(check, answer, &[]).unwrap();
+            let expected = velollm_core::measure::check::evaluate(check, answer, &[]).unwrap();
             assert_eq!(outcome["name"], expected.name.as_str());
             assert_eq!(outcome["passed"], expected.passed, "{} on {answer:?}", expected.name);
             let c = criteria.iter().find(|c| c["name"] == expected.name.as_str()).unwrap();

@@ -63,7 +63,7 @@ fn embedder_present() -> bool {
 fn write(dir: &std::path::Path, tasks: &str) -> std::path::PathBuf {
     let path = dir.join("tasks.jsonl");
     std::fs::write(&path, tasks).unwrap();
-    std::fs::write(dir.join("routing_check.py"), velollm_core::routing_eval::BUILTIN_CHECKER).unwrap();
+    std::fs::write(dir.join("routing_check.py"), velollm_core::analysis::routing_eval::BUILTIN_CHECKER).unwrap();
     path
 }
 
@@ -156,7 +156,7 @@ async fn the_real_llama_server_as_both_tiers_gives_a_whole_report() {
         return;
     }
     // One task per type from the shipped set, judged for real; SmolLM2 is both tiers here.
-    let shipped = velollm_core::routing_eval::BUILTIN_LABELS;
+    let shipped = velollm_core::analysis::routing_eval::BUILTIN_LABELS;
     let ids =
         ["\"val-json-key\"", "\"fmt-upper\"", "\"lint-sql\"", "\"cls-spam\"", "\"rsn-sum\"", "\"code-factorial\""];
     let six: String =

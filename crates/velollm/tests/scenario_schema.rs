@@ -5,7 +5,7 @@
 //! schema never flag a file velollm accepts.
 
 use std::path::{Path, PathBuf};
-use velollm_core::scenario::{BUILTINS, Scenario};
+use velollm_core::document::scenario::{BUILTINS, Scenario};
 
 fn schema_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenario-schema.json")

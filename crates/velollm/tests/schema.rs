@@ -5,7 +5,7 @@ use crate::common;
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let generated = serde_json::to_string_pretty(&velollm_core::result::json_schema()).unwrap() + "\n";
+    let generated = serde_json::to_string_pretty(&velollm_core::document::result::json_schema()).unwrap() + "\n";
     let path = common::schema_path();
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).unwrap();

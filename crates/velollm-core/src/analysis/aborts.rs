@@ -12,7 +12,7 @@
 //! abort): the tokens the server generated for clients that had gone. Near 0 when it stops at once.
 
 use super::{AnalysisResult, StepData, fig, median};
-use crate::names::Unit;
+use crate::measure::names::Unit;
 
 /// A request sent within this many ms after an abort counts as "right after" it.
 pub const AFTER_MS: f64 = 100.0;

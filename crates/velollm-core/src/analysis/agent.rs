@@ -1,4 +1,4 @@
-//! The `agent` analysis: what an agent trace's replay measured ([`crate::trace`]).
+//! The `agent` analysis: what an agent trace's replay measured ([`crate::workload::trace`]).
 //!
 //! * Per turn index, then per context length (prompt tokens in power-of-two buckets from 256; table): calls,
 //!   mean prompt tokens, prefix reuse (cached ÷ prompt tokens, as the server reports them), TTFT and E2E p50,
@@ -13,8 +13,8 @@
 //!   fell short (a server that does not hold the length: `ignore_eos` unsupported).
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig, mean, median};
-use crate::metrics::Sample;
-use crate::names::Unit;
+use crate::measure::metrics::Sample;
+use crate::measure::names::Unit;
 use crate::stats::Summary;
 use std::collections::BTreeMap;
 
@@ -35,7 +35,7 @@ struct Turn {
 }
 
 impl Turn {
-    fn add(&mut self, m: &crate::metrics::RequestMetrics) {
+    fn add(&mut self, m: &crate::measure::metrics::RequestMetrics) {
         self.calls += 1;
         if let (Some(p), Some(c)) = (m.prompt_tokens, m.cached_tokens) {
             self.prompt += p;

@@ -20,9 +20,9 @@
 //! nothing for keep-alive to reuse: the analysis says so and claims no reduction for that step.
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig, mean, median};
-use crate::metrics::Sample;
-use crate::names::Unit;
-use crate::record::HttpProtocol;
+use crate::measure::metrics::Sample;
+use crate::measure::names::Unit;
+use crate::measure::record::HttpProtocol;
 use std::collections::BTreeSet;
 
 /// Seed 000 phase 5: network overhead reduced by more than 30 %.
@@ -345,8 +345,8 @@ fn result(figures: Vec<super::Figure>, rows: Vec<TableRow>, notes: Vec<String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Channel, Chunk, ConnectionInfo, RequestRecord};
-    use crate::step::StepResult;
+    use crate::aggregate::step::StepResult;
+    use crate::measure::record::{Channel, Chunk, ConnectionInfo, RequestRecord};
     use std::collections::BTreeMap;
 
     const MS: u64 = 1_000_000;

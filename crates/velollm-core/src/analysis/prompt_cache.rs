@@ -19,7 +19,7 @@
 //! tagged `cache_ttl`) report the hits among their requests spaced `ttl_gap` apart.
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig};
-use crate::names::Unit;
+use crate::measure::names::Unit;
 use crate::stats::percentile_select;
 
 /// Share of the prompt the cached tokens must cover for a request to count as a hit.
@@ -205,10 +205,10 @@ pub(super) fn prompt_cache(steps: &[StepData<'_>], baseline: Option<&str>) -> An
 
 #[cfg(test)]
 mod tests {
-    use crate::aggregate::StepAccumulator;
+    use crate::aggregate::accumulator::StepAccumulator;
     use crate::analysis::{AnalysisSpec, StepData, run};
-    use crate::cost::Price;
-    use crate::record::{Channel, Chunk, RequestRecord, Usage};
+    use crate::measure::cost::Price;
+    use crate::measure::record::{Channel, Chunk, RequestRecord, Usage};
     use std::collections::BTreeMap;
 
     /// A request with `prompt` tokens of which `cached` were read from the cache, and the TTFT in ms.

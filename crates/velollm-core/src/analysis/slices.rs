@@ -7,7 +7,7 @@
 //! TTFT p50 against the first's, in percent.
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig, median};
-use crate::names::Unit;
+use crate::measure::names::Unit;
 use crate::stats::Summary;
 use std::collections::BTreeMap;
 
@@ -95,8 +95,8 @@ fn fmt(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Sample;
-    use crate::record::{Channel, Chunk, RequestRecord};
+    use crate::measure::metrics::Sample;
+    use crate::measure::record::{Channel, Chunk, RequestRecord};
 
     /// A request that ended at `done_s`, 50 ms after it was sent, its first token `ttft_ms` after sending.
     fn at(done_s: f64, ttft_ms: u64) -> Sample {

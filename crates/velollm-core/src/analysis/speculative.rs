@@ -2,14 +2,14 @@
 //! token-normalised inter-token latency next to the per-chunk one (a speculative server emits several tokens per
 //! verification step, so per-chunk gaps alone mislead).
 //!
-//! Acceptance, best source first (see [`crate::speculative::Acceptance`]): the server's counters over the step
+//! Acceptance, best source first (see [`crate::measure::speculative::Acceptance`]): the server's counters over the step
 //! (llama.cpp `spec_decode_*`, vLLM `spec_decode_*`: rate = accepted ÷ draft tokens, mean acceptance length =
 //! 1 + accepted ÷ drafts), then the per-request timings (llama.cpp `draft_n` / `draft_n_accepted`: rate only),
 //! then the server's own gauges (SGLang `spec_accept_length`, `spec_accept_rate`). The speedup over the normal
 //! configuration needs both configurations on the same prompts: `velollm ab` reports it.
 
 use super::{AnalysisResult, StepData, Table, TableRow, fig};
-use crate::names::Unit;
+use crate::measure::names::Unit;
 
 /// Seed 000 phase 3 criterion: acceptance rate > 70 %.
 const ACCEPT_RATE: f64 = 70.0;

@@ -25,8 +25,8 @@
 
 use super::{GenRequest, Parsed, error_message, json, text, uint};
 use serde_json::{Map, Value, json};
-use velollm_core::record::{Channel, Usage};
-use velollm_core::scenario::Breakpoint;
+use velollm_core::document::scenario::Breakpoint;
+use velollm_core::measure::record::{Channel, Usage};
 
 /// The `anthropic-version` header value the request and stream formats follow.
 pub const API_VERSION: &str = "2023-06-01";
@@ -180,7 +180,7 @@ pub(super) fn parse(message: &[u8]) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::scenario::CacheHints;
+    use velollm_core::document::scenario::CacheHints;
 
     fn events(stream: &str) -> Vec<Parsed> {
         let mut d = crate::wire::Decoder::new(crate::wire::Framing::Sse);

@@ -3,7 +3,7 @@
 
 use super::{GenRequest, Parsed, error_message, json, uint};
 use serde_json::{Value, json};
-use velollm_core::record::{Channel, NativeTimings, Usage};
+use velollm_core::measure::record::{Channel, NativeTimings, Usage};
 
 /// Body of a streaming `/completion` request (the system prompt, if any, is prepended).
 pub(super) fn body(req: &GenRequest) -> Value {

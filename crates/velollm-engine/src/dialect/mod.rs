@@ -12,8 +12,8 @@ use crate::wire::Framing;
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
-use velollm_core::record::{Channel, NativeTimings, Usage};
-use velollm_core::scenario::CacheHints;
+use velollm_core::document::scenario::CacheHints;
+use velollm_core::measure::record::{Channel, NativeTimings, Usage};
 
 /// A generation request, independent of dialect.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,7 @@ pub struct GenRequest {
     /// Tool definitions (OpenAI `tools` format), for chat dialects.
     pub tools: Option<Value>,
     /// A recorded history (OpenAI chat messages, tool calls and results included) sent as it is, instead of
-    /// the messages built from `system`, `history` and `prompt`: a trace's call ([`velollm_core::trace`]).
+    /// the messages built from `system`, `history` and `prompt`: a trace's call ([`velollm_core::workload::trace`]).
     pub recorded: Option<Vec<Value>>,
 }
 

@@ -4,7 +4,7 @@
 
 use super::{GenRequest, Parsed, error_message, json, text, uint};
 use serde_json::{Map, Value, json};
-use velollm_core::record::{Channel, NativeTimings, Usage};
+use velollm_core::measure::record::{Channel, NativeTimings, Usage};
 
 /// The request that unloads `model` so that the next request loads it again (a cold start): a generation
 /// with `keep_alive: 0`, sent as `POST` to the path returned.

@@ -5,7 +5,7 @@
 use super::{GenRequest, Parsed, error_message, json, llamacpp, text, uint};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
-use velollm_core::record::{Channel, Usage};
+use velollm_core::measure::record::{Channel, Usage};
 
 fn common(req: &GenRequest, body: &mut Map<String, Value>) {
     body.insert("model".into(), json!(req.model));

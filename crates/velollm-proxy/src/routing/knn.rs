@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-pub use velollm_core::routing_eval::{Example, TASK_TYPES, Vote, parse_examples, task_type};
+pub use velollm_core::analysis::routing_eval::{Example, TASK_TYPES, Vote, parse_examples, task_type};
 
 /// Reads a JSON Lines file of examples (`{"id", "type", "prompt", …}`; other fields are the evaluation's).
 /// Every error names the file, the line and the field.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use velollm_core::routing_eval::{Verdict, verdict};
+use velollm_core::analysis::routing_eval::{Verdict, verdict};
 
 use crate::dialect::Generate;
 use crate::semantic::Embedder;

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use velollm_core::learned_threshold::{self as learned, Learned};
+use velollm_core::judge::learned_threshold::{self as learned, Learned};
 
 use crate::cache::Cache;
 use crate::dialect::Generate;

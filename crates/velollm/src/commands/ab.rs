@@ -1,7 +1,7 @@
 //! `velollm ab`: a paired A/B experiment. Two targets — URLs, or commands velollm launches — get the same
 //! requests, pair by pair, one after the other in alternating order (A→B, B→A, …); every step ends with
 //! paired differences, their confidence intervals, a Wilcoxon signed-rank test and a verdict per metric
-//! (`velollm_core::paired`), the speedup, and — when B is a proxy in front of A — the proxy overhead.
+//! (`velollm_core::document::paired`), the speedup, and — when B is a proxy in front of A — the proxy overhead.
 //!
 //! With `-o x.json`: the result document `x.json` (rewritten as the run goes), every request of both sides
 //! in `x.records.jsonl` (one line per request, with its side and pair, written as it completes), the report
@@ -18,11 +18,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use velollm_core::ab::{
+use velollm_core::document::ab::{
     AB_VERSION, AbMeta, AbRecord, AbResult, AbStep, AbTarget, PairCache, Side, analyse, cache_mismatched,
 };
-use velollm_core::paired::{METRICS, PairedOptions};
-use velollm_core::result::RunStatus;
+use velollm_core::document::paired::{METRICS, PairedOptions};
+use velollm_core::document::result::RunStatus;
 use velollm_engine::Session;
 use velollm_engine::ab::{AbSide, PairObserver, PairedRun};
 use velollm_engine::launch::{LaunchError, LaunchSpec, Server};
@@ -226,7 +226,9 @@ pub async fn run(args: AbArgs) -> Result<u8> {
         if s.retries > 0 {
             eprintln!("velollm ab: note: step '{}': correction turns (retries) are not sent in ab", s.name);
         }
-        if s.load.workers().is_some_and(|w| w > 1) || matches!(s.load, velollm_core::load::LoadProfile::Rate { .. }) {
+        if s.load.workers().is_some_and(|w| w > 1)
+            || matches!(s.load, velollm_core::workload::load::LoadProfile::Rate { .. })
+        {
             eprintln!(
                 "velollm ab: note: step '{}': its load profile does not apply, pairs are sent one at a time",
                 s.name

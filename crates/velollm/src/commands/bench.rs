@@ -8,8 +8,8 @@ use crate::exit::{self, InputError, input};
 use crate::plan::{self, Plan};
 use crate::{execute, resume, server};
 use anyhow::Result;
-use velollm_core::load::Arrival;
-use velollm_core::sweep::SweepMode;
+use velollm_core::analysis::sweep::SweepMode;
+use velollm_core::workload::load::Arrival;
 use velollm_engine::sweep::SweepPlan;
 
 /// Run `velollm bench`.
@@ -65,8 +65,8 @@ fn baseline(args: &BenchArgs) -> Result<Option<Baseline>> {
 /// A baseline read for `bench --compare-to`.
 struct Baseline {
     path: std::path::PathBuf,
-    result: velollm_core::result::RunResult,
-    gates: Vec<velollm_core::gate::Gate>,
+    result: velollm_core::document::result::RunResult,
+    gates: Vec<velollm_core::judge::gate::Gate>,
 }
 
 /// Compare the run just written with the baseline; the worse of the run's and the comparison's exit codes.

@@ -8,8 +8,8 @@ use crate::exit::InputError;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use velollm_core::compare::CompareOptions;
-use velollm_core::result::RunResult;
+use velollm_core::document::compare::CompareOptions;
+use velollm_core::document::result::RunResult;
 
 /// `velollm compare`.
 #[derive(Debug, Args)]
@@ -53,7 +53,7 @@ pub fn run(args: CompareArgs) -> Result<u8> {
         return Err(InputError(anyhow::anyhow!("--resamples must be at least 100 (default 2000)")).into());
     }
     for m in &args.metrics {
-        if velollm_core::registry::metric(m).is_none() {
+        if velollm_core::aggregate::registry::metric(m).is_none() {
             return Err(InputError(anyhow::anyhow!(
                 "unknown metric '{m}': use ttft, e2e, tpot, itl, decode, tok_s, network, queue, server_prefill, …"
             ))

@@ -4,7 +4,7 @@ use crate::args::JsonArg;
 use anyhow::Result;
 use clap::Args;
 use std::fmt::Write;
-use velollm_core::hardware::{Hardware, gib};
+use velollm_core::server::hardware::{Hardware, gib};
 
 /// `velollm detect` arguments.
 #[derive(Debug, Args)]
@@ -80,7 +80,7 @@ pub fn render(hw: &Hardware) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
+    use velollm_core::server::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
 
     #[test]
     fn text_names_every_part() {

@@ -8,7 +8,7 @@ use crate::exit::InputError;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
-use velollm_core::result::RunStatus;
+use velollm_core::document::result::RunStatus;
 use velollm_history::{Filter, History, HistoryError, MetricSpec, Prices, parse_since, path_or_default};
 
 const EXAMPLES: &str = "Examples:

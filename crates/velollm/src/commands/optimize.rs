@@ -11,8 +11,8 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
-use velollm_core::hardware::Hardware;
-use velollm_core::optimize::{Advice, Engine, ModelInfo, SettingKind, parse_model_size, recommend};
+use velollm_core::server::hardware::Hardware;
+use velollm_core::server::optimize::{Advice, Engine, ModelInfo, SettingKind, parse_model_size, recommend};
 
 /// `velollm optimize` arguments.
 #[derive(Debug, Args)]
@@ -104,7 +104,7 @@ pub fn read_gguf(path: &Path) -> Result<ModelInfo, InputError> {
     let p = path.display();
     let file = std::fs::File::open(path).map_err(|e| InputError(anyhow!("cannot open --model {p}: {e}")))?;
     let len = file.metadata().map_err(|e| InputError(anyhow!("cannot read --model {p}: {e}")))?.len();
-    let info = velollm_core::gguf::read(std::io::BufReader::new(file), len)
+    let info = velollm_core::server::gguf::read(std::io::BufReader::new(file), len)
         .map_err(|e| InputError(anyhow!("--model {p}: {e}")))?;
     ModelInfo::from_gguf(&info, len).map_err(|e| InputError(anyhow!("--model {p}: {e}")))
 }
@@ -118,7 +118,7 @@ fn model_line(model: Option<&ModelInfo>) -> String {
     model.map(|m| clean(&m.summary())).unwrap_or_else(|| "none given (--model FILE.gguf or --model-size 3b)".into())
 }
 
-fn assignment(r: &velollm_core::optimize::Recommendation) -> String {
+fn assignment(r: &velollm_core::server::optimize::Recommendation) -> String {
     match (r.kind, r.value.is_empty()) {
         (SettingKind::Env, _) => format!("{}={}", r.setting, r.value),
         (SettingKind::Flag, true) => r.setting.clone(),
@@ -277,7 +277,7 @@ async fn verify(args: &OptimizeArgs, advice: &Advice) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
+    use velollm_core::server::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
 
     fn machine(cores: u32, threads: u32, ram_gib: u64, avail_gib: u64, gpu: Option<GpuInfo>) -> Hardware {
         Hardware {

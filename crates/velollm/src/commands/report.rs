@@ -6,7 +6,7 @@ use crate::exit::InputError;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use velollm_core::result::RunResult;
+use velollm_core::document::result::RunResult;
 use velollm_report::Target;
 
 /// `velollm report`.

@@ -3,7 +3,7 @@
 use crate::exit::{self, input};
 use anyhow::Result;
 use clap::Subcommand;
-use velollm_core::scenario::{BUILTINS, Scenario, builtin};
+use velollm_core::document::scenario::{BUILTINS, Scenario, builtin};
 
 /// `velollm scenario …`.
 #[derive(Debug, Subcommand)]
@@ -34,11 +34,11 @@ pub fn run(command: ScenarioCommand) -> Result<u8> {
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } if name == crate::semantic_eval::SCENARIO => {
-            print!("{}", velollm_core::semantic_eval::BUILTIN_LABELS);
+            print!("{}", velollm_core::analysis::semantic_eval::BUILTIN_LABELS);
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } if name == crate::routing_eval::SCENARIO => {
-            print!("{}", velollm_core::routing_eval::BUILTIN_LABELS);
+            print!("{}", velollm_core::analysis::routing_eval::BUILTIN_LABELS);
             Ok(exit::OK)
         }
         ScenarioCommand::Show { name } => match builtin(&name) {

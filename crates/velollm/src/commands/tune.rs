@@ -13,8 +13,8 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use velollm_core::result::{RunResult, RunStatus};
-use velollm_core::tune::{Grid, Objective, TuneRow, TuneSummary, summarise};
+use velollm_core::document::result::{RunResult, RunStatus};
+use velollm_core::document::tune::{Grid, Objective, TuneRow, TuneSummary, summarise};
 
 /// `velollm tune`: the bench options (the workload, the load, --launch) plus the grid.
 #[derive(Debug, Args)]

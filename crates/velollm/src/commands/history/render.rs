@@ -4,7 +4,7 @@
 use jiff::tz::TimeZone;
 use std::fmt::Write;
 use std::path::Path;
-use velollm_core::names::Unit;
+use velollm_core::measure::names::Unit;
 use velollm_history::{Direction, Filter, Prices, RebuildReport, Roi, RoiOutcome, RunRow, Series, Trend, TrendPoint};
 use velollm_report::Chart;
 use velollm_report::document::{self, Block};
@@ -418,7 +418,7 @@ impl<'a> TrendReport<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velollm_core::result::RunStatus;
+    use velollm_core::document::result::RunStatus;
     use velollm_history::MetricSpec;
 
     #[test]

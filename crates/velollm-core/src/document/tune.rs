@@ -7,9 +7,9 @@
 //! over the runner-up comes with a bootstrap confidence interval of the difference (the same bootstrap as
 //! `velollm compare`), so a "best" that is within noise says so.
 
-use crate::names::{Better, Unit, split_stat};
-use crate::registry::{Metric, metric};
-use crate::result::{RunResult, RunStatus};
+use crate::aggregate::registry::{Metric, metric};
+use crate::document::result::{RunResult, RunStatus};
+use crate::measure::names::{Better, Unit, split_stat};
 use crate::stats::{bootstrap_diff_ci, percentile_select};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,7 @@ impl Objective {
 fn pooled(run: &RunResult, metric: &str) -> Vec<f64> {
     run.steps
         .iter()
-        .filter_map(|s| crate::registry::samples(&s.samples, metric))
+        .filter_map(|s| crate::aggregate::registry::samples(&s.samples, metric))
         .flatten()
         .filter(|v| v.is_finite())
         .collect()

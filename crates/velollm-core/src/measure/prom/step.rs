@@ -274,12 +274,12 @@ fn counter_delta(scrapes: &[&Scrape], source: &str) -> (f64, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::parse;
+    use crate::measure::prom::parse;
 
-    const LLAMACPP: &str = include_str!("../../testdata/prometheus/llamacpp.txt");
-    const VLLM: &str = include_str!("../../testdata/prometheus/vllm.txt");
-    const SGLANG: &str = include_str!("../../testdata/prometheus/sglang.txt");
-    const TGI: &str = include_str!("../../testdata/prometheus/tgi.txt");
+    const LLAMACPP: &str = include_str!("../../../testdata/prometheus/llamacpp.txt");
+    const VLLM: &str = include_str!("../../../testdata/prometheus/vllm.txt");
+    const SGLANG: &str = include_str!("../../../testdata/prometheus/sglang.txt");
+    const TGI: &str = include_str!("../../../testdata/prometheus/tgi.txt");
 
     fn close(actual: Option<f64>, expected: f64) {
         let a = actual.unwrap_or_else(|| panic!("expected {expected}, got None"));

@@ -13,11 +13,11 @@
 //! run. Per-step throughputs are one number per run: their change is shown but cannot be tested. Each row is
 //! tested at level α on its own; with many rows, expect about α of the unchanged ones to be flagged by chance.
 
-use crate::names::{Better, Unit};
-use crate::result::RunResult;
+use crate::aggregate::step::StepResult;
+use crate::document::result::RunResult;
+use crate::judge::threshold::{step_metric, step_scalar};
+use crate::measure::names::{Better, Unit};
 use crate::stats::{bootstrap_diff_cis, mann_whitney_u, percentile_select, two_proportion_p};
-use crate::step::StepResult;
-use crate::threshold::{step_metric, step_scalar};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,7 @@ pub struct StepComparison {
     pub rows: Vec<Row>,
     /// Time saved (E2E median) against cost per request, when both runs were priced (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roi: Option<crate::cost::Roi>,
+    pub roi: Option<crate::measure::cost::Roi>,
 }
 
 /// A candidate run compared with the baseline.
@@ -202,7 +202,7 @@ pub fn compare(
     let (pairs, unmatched) = match_steps(baseline, candidate);
     let mut warnings = Vec::new();
     for (label, run) in [(labels.0, baseline), (labels.1, candidate)] {
-        if run.status != crate::result::RunStatus::Complete {
+        if run.status != crate::document::result::RunStatus::Complete {
             warnings.push(format!("{label} is {:?}: it holds only what was measured", run.status).to_lowercase());
         }
     }
@@ -233,10 +233,10 @@ pub fn compare(
 }
 
 /// The ROI of the candidate step over the baseline step: E2E medians and costs per request.
-fn roi(a: &StepResult, b: &StepResult) -> Option<crate::cost::Roi> {
+fn roi(a: &StepResult, b: &StepResult) -> Option<crate::measure::cost::Roi> {
     let (ca, cb) = (a.cost.as_ref()?, b.cost.as_ref()?);
     let (ea, eb) = (a.metrics.e2e_ms.as_ref()?.p50, b.metrics.e2e_ms.as_ref()?.p50);
-    Some(crate::cost::Roi::between(ea, eb, ca, cb))
+    Some(crate::measure::cost::Roi::between(ea, eb, ca, cb))
 }
 
 /// Every compared row of two steps.
@@ -250,12 +250,15 @@ pub fn compare_steps(a: &StepResult, b: &StepResult, options: &CompareOptions) -
         &options.metrics
     };
     for name in metrics {
-        let Some(m) = crate::registry::metric(name) else { continue };
+        let Some(m) = crate::aggregate::registry::metric(name) else { continue };
         if !m.is_distribution() {
             rows.extend(scalar_row(a, b, m.canonical));
             continue;
         }
-        match (crate::registry::samples(&a.samples, m.canonical), crate::registry::samples(&b.samples, m.canonical)) {
+        match (
+            crate::aggregate::registry::samples(&a.samples, m.canonical),
+            crate::aggregate::registry::samples(&b.samples, m.canonical),
+        ) {
             (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => {
                 rows.extend(distribution_rows(m.canonical, m.unit, m.better, &x, &y, options));
             }
@@ -275,7 +278,7 @@ impl Row {
     /// A row of `metric` (any name or alias) comparing `baseline` with `candidate` over `n` values, not yet
     /// tested: no interval, no p-value, verdict [`Change::NotTested`].
     fn new(metric: &str, stat: &str, unit: Unit, n: (u64, u64), baseline: f64, candidate: f64) -> Row {
-        let m = crate::registry::metric(metric);
+        let m = crate::aggregate::registry::metric(metric);
         Row {
             metric: m.map_or(metric, |m| m.canonical).to_string(),
             stat: stat.to_string(),
@@ -382,8 +385,8 @@ fn success_row(a: &StepResult, b: &StepResult, alpha: f64) -> Option<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::step::StepSamples;
     use crate::fixtures::{run, step};
-    use crate::step::StepSamples;
     use proptest::prelude::*;
 
     fn row<'a>(rows: &'a [Row], metric: &str, stat: &str) -> &'a Row {

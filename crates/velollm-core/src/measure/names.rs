@@ -1,5 +1,5 @@
 //! The vocabulary of metrics: units, which direction is better, and how a name splits into a metric and a
-//! statistic (`ttft.p95`). The metrics themselves are declared in [`crate::registry`].
+//! statistic (`ttft.p95`). The metrics themselves are declared in [`crate::aggregate::registry`].
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -8,10 +8,10 @@
 //! `--prices`, routing and semantic-cache figures before velollm's proxy exists, speculative acceptance from a
 //! server whose counters were not scraped — is *not measured*, with the reason, never a guess.
 
-use crate::compare::match_steps;
-use crate::result::RunResult;
+use crate::aggregate::step::StepResult;
+use crate::document::compare::match_steps;
+use crate::document::result::RunResult;
 use crate::stats::{mann_whitney_u, percentile_select};
-use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -124,7 +124,7 @@ fn p_text(p: f64) -> String {
 
 /// Per-request values of the matched steps of both runs, pooled.
 struct Pooled<'a> {
-    pairs: Vec<(&'a crate::step::StepResult, &'a crate::step::StepResult)>,
+    pairs: Vec<(&'a crate::aggregate::step::StepResult, &'a crate::aggregate::step::StepResult)>,
 }
 
 impl<'a> Pooled<'a> {
@@ -135,8 +135,8 @@ impl<'a> Pooled<'a> {
     fn values(&self, metric: &str) -> (Vec<f64>, Vec<f64>) {
         let mut out = (Vec::new(), Vec::new());
         for (a, b) in &self.pairs {
-            out.0.extend(crate::registry::samples(&a.samples, metric).unwrap_or_default());
-            out.1.extend(crate::registry::samples(&b.samples, metric).unwrap_or_default());
+            out.0.extend(crate::aggregate::registry::samples(&a.samples, metric).unwrap_or_default());
+            out.1.extend(crate::aggregate::registry::samples(&b.samples, metric).unwrap_or_default());
         }
         out
     }
@@ -144,7 +144,7 @@ impl<'a> Pooled<'a> {
     /// The `q` percentile fell by at least `target` percent, significantly.
     fn reduction(&self, metric: &str, q: f64, target: f64, alpha: f64) -> Figure {
         let (mut x, mut y) = self.values(metric);
-        if x.len() < crate::compare::MIN_SAMPLES || y.len() < crate::compare::MIN_SAMPLES {
+        if x.len() < crate::document::compare::MIN_SAMPLES || y.len() < crate::document::compare::MIN_SAMPLES {
             return (None, Outcome::NotMeasured, format!("too few {metric} values: {} vs {}", x.len(), y.len()));
         }
         let p = mann_whitney_u(&x, &y).map_or(1.0, |t| t.p);
@@ -183,7 +183,7 @@ impl<'a> Pooled<'a> {
     /// The ratio of medians candidate ÷ baseline is at least `target`, significantly.
     fn speedup(&self, metric: &str, target: f64, alpha: f64) -> Figure {
         let (mut x, mut y) = self.values(metric);
-        if x.len() < crate::compare::MIN_SAMPLES || y.len() < crate::compare::MIN_SAMPLES {
+        if x.len() < crate::document::compare::MIN_SAMPLES || y.len() < crate::document::compare::MIN_SAMPLES {
             return (None, Outcome::NotMeasured, format!("too few {metric} values: {} vs {}", x.len(), y.len()));
         }
         let p = mann_whitney_u(&x, &y).map_or(1.0, |t| t.p);

@@ -4,15 +4,15 @@
 //! - **mean acceptance length** = tokens emitted per verification step = 1 + accepted ÷ drafts (vLLM's
 //!   definition, which counts the target model's bonus token; llama.cpp's log line "mean len" is the same).
 //!
-//! Sources, best first: the server's counters over the step ([`crate::prom::ServerMetrics`]: llama.cpp and vLLM
+//! Sources, best first: the server's counters over the step ([`crate::measure::prom::ServerMetrics`]: llama.cpp and vLLM
 //! `spec_decode_num_drafts/draft_tokens/accepted_tokens`), which give both figures; the per-request timings of
 //! llama.cpp (`draft_n`, `draft_n_accepted`, summed into the step's [`DraftCounts`]), which give the rate only
 //! (the number of drafts is not reported);
 //! the server's own gauges (SGLang `spec_accept_length`, `spec_accept_rate`, vLLM V0
 //! `spec_decode_draft_acceptance_rate`), averaged over the server's own window.
 
-use crate::metrics::Sample;
-use crate::prom::ServerMetrics;
+use crate::measure::metrics::Sample;
+use crate::measure::prom::ServerMetrics;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -108,8 +108,8 @@ impl Acceptance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::StepAccumulator;
-    use crate::record::{NativeTimings, RequestRecord};
+    use crate::aggregate::accumulator::StepAccumulator;
+    use crate::measure::record::{NativeTimings, RequestRecord};
 
     #[test]
     fn counters_first_then_per_request_timings() {
@@ -134,7 +134,7 @@ mod tests {
         assert!(a.source.starts_with("per-request"));
 
         // The server's counters win and give the mean acceptance length: 1 + 29 accepted ÷ 10 drafts.
-        let mut m: crate::prom::ServerMetrics = serde_json::from_value(serde_json::json!({
+        let mut m: crate::measure::prom::ServerMetrics = serde_json::from_value(serde_json::json!({
             "engine": "llamacpp", "scrapes": 2
         }))
         .unwrap();

@@ -97,7 +97,7 @@ pub struct LabelError {
 }
 
 /// The labels shipped with velollm (`scenarios/semantic-cache.jsonl`).
-pub const BUILTIN_LABELS: &str = include_str!("../../../scenarios/semantic-cache.jsonl");
+pub const BUILTIN_LABELS: &str = include_str!("../../../../scenarios/semantic-cache.jsonl");
 
 impl Labels {
     /// Parses a JSONL label file: one `{"family": …, "kind": …, "text": …}` per line.
@@ -184,9 +184,9 @@ pub struct Note {
 }
 
 impl Note {
-    /// Reads a header value: a hit as [`crate::proxy_cache::is_hit`] says; `key=value` fields after `;` are read.
+    /// Reads a header value: a hit as [`crate::measure::proxy_cache::is_hit`] says; `key=value` fields after `;` are read.
     pub fn parse(value: &str) -> Note {
-        let mut note = Note { hit: crate::proxy_cache::is_hit(value), ..Note::default() };
+        let mut note = Note { hit: crate::measure::proxy_cache::is_hit(value), ..Note::default() };
         let parts = value.split(';').map(str::trim).skip(1);
         for part in parts {
             let Some((k, v)) = part.split_once('=') else { continue };
@@ -287,7 +287,7 @@ pub struct SemanticReport {
     /// The sweep's point with the most hits under that false-hit rate (of equal ones, the highest threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating: Option<Point>,
-    /// Thresholds learned per entry ([`crate::learned_threshold`]), replayed on the same scores with the labels
+    /// Thresholds learned per entry ([`crate::judge::learned_threshold`]), replayed on the same scores with the labels
     /// as the verifier, one row per bound δ.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learned: Vec<LearnedPoint>,
@@ -334,7 +334,7 @@ pub const LEARNED_DELTAS: [f64; 3] = [0.02, 0.05, 0.10];
 
 /// Replays learned thresholds with bound `delta` on the probes the endpoint scored.
 fn replay_learned(labels: &Labels, answered: &[(usize, &Observation)], delta: f64) -> LearnedPoint {
-    use crate::learned_threshold::{Decision, Learned, coin, text_hash};
+    use crate::judge::learned_threshold::{Decision, Learned, coin, text_hash};
     let learned: Learned<usize> = Learned::new(delta as f32, usize::MAX);
     let mut explored = 0;
     let decided: Vec<(usize, bool, Option<usize>)> = answered

@@ -17,8 +17,8 @@
 //! added latency exceeds [`OVERHEAD_SHARE_LIMIT`] of the step's median TTFT or median ITL, or when the step ran
 //! at more than [`CEILING_SHARE_LIMIT`] of the client's ceiling.
 
+use crate::aggregate::step::StepResult;
 use crate::stats::Summary;
-use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

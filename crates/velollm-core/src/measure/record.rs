@@ -1,7 +1,7 @@
 //! The raw per-request record: what was observed, never what was derived.
 //!
 //! All instants are nanoseconds on a monotonic clock, counted from the start of the run, so a record is
-//! self-contained and metrics can be recomputed from it at any time (see [`crate::metrics`]).
+//! self-contained and metrics can be recomputed from it at any time (see [`crate::measure::metrics`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -229,7 +229,7 @@ impl RequestError {
     }
 }
 
-/// Everything observed for one request. Metrics are derived from it by [`crate::metrics::RequestMetrics`].
+/// Everything observed for one request. Metrics are derived from it by [`crate::measure::metrics::RequestMetrics`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestRecord {
     /// Sequence number of the request within the run.
@@ -299,10 +299,10 @@ pub struct RequestRecord {
     pub error: Option<RequestError>,
     /// Tool calls the model made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<crate::check::ToolCall>,
+    pub tool_calls: Vec<crate::measure::check::ToolCall>,
     /// Outcomes of the step's checks on this request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<crate::check::CheckOutcome>,
+    pub checks: Vec<crate::measure::check::CheckOutcome>,
     /// The generated text, when asked to keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,

@@ -1,13 +1,13 @@
 //! One step's aggregates in the result document: what the step sent, its counts, metric summaries, rates,
 //! errors, connections, quality, kept per-request samples, server metrics, drafts, a proxy's cache verdicts and
 //! cost. Judging (thresholds, the registry) and analyses read steps here; the run document
-//! ([`crate::result`]) holds them.
+//! ([`crate::document::result`]) holds them.
 
-use crate::load::{Bounds, LoadProfile};
-use crate::metrics::StepRates;
-use crate::record::ErrorClass;
-use crate::speculative::Acceptance;
+use crate::measure::metrics::StepRates;
+use crate::measure::record::ErrorClass;
+use crate::measure::speculative::Acceptance;
 use crate::stats::Summary;
+use crate::workload::load::{Bounds, LoadProfile};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,17 +50,17 @@ pub struct StepResult {
     pub samples: StepSamples,
     /// The server's own metrics over the step (Prometheus scrapes just before and just after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_metrics: Option<crate::prom::ServerMetrics>,
+    pub server_metrics: Option<crate::measure::prom::ServerMetrics>,
     /// Speculative draft tokens summed over the step's requests, when they reported them (llama.cpp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drafts: Option<crate::speculative::DraftCounts>,
+    pub drafts: Option<crate::measure::speculative::DraftCounts>,
     /// What a caching proxy in front of the server declared about the answers (`x-velollm-cache`, `x-cache`,
     /// …): hits and the rest, with their mean TTFT; absent when no answer carried such a header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_cache: Option<crate::proxy_cache::ProxyCacheStats>,
+    pub proxy_cache: Option<crate::measure::proxy_cache::ProxyCacheStats>,
     /// The step's cost, when a prices file priced the model (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::cost::StepCost>,
+    pub cost: Option<crate::measure::cost::StepCost>,
 }
 
 /// Per-request values of a step's successful measured requests, one column per metric, in completion order

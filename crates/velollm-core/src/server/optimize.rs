@@ -7,8 +7,8 @@
 //! the KV cache is 2 × layers × tokens × KV heads × head dim × bytes per element when the GGUF gives those.
 //! A setting that cannot be reasoned about from these inputs is left out, never guessed.
 
-use crate::gguf::GgufInfo;
-use crate::hardware::{Accelerator, GIB, Hardware, gib};
+use crate::server::gguf::GgufInfo;
+use crate::server::hardware::{Accelerator, GIB, Hardware, gib};
 use std::fmt;
 use std::str::FromStr;
 
@@ -633,7 +633,7 @@ fn vllm(hw: &Hardware, model: Option<&ModelInfo>) -> (Vec<Recommendation>, Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
+    use crate::server::hardware::{CpuInfo, GpuInfo, GpuVendor, MemoryInfo};
 
     fn cpu_box() -> Hardware {
         Hardware {

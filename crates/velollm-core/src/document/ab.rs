@@ -1,16 +1,16 @@
 //! The result document of `velollm ab`: two targets measured on the same requests, pair by pair, in
-//! alternating order, and the paired statistics of every step (formulas in [`crate::paired`]).
+//! alternating order, and the paired statistics of every step (formulas in [`crate::document::paired`]).
 //!
 //! The document is rewritten atomically as the run goes (`status: "partial"` until it ends); every request
 //! of both sides is also written to a JSON Lines file as it completes ([`AbRecord`]), so a crash loses
 //! nothing that was measured.
 
-use crate::compare::Change;
-use crate::paired::{PROXY_METRICS, PairedOptions, PairedRow, Speedup, proxy_cache_hit, rows};
-use crate::record::RequestRecord;
-use crate::result::{HostInfo, RunStatus, TargetInfo};
-use crate::server::LaunchReport;
-use crate::step::StepResult;
+use crate::aggregate::step::StepResult;
+use crate::document::compare::Change;
+use crate::document::paired::{PROXY_METRICS, PairedOptions, PairedRow, Speedup, proxy_cache_hit, rows};
+use crate::document::result::{HostInfo, RunStatus, TargetInfo};
+use crate::measure::record::RequestRecord;
+use crate::server::launch::LaunchReport;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -72,15 +72,15 @@ pub struct AbResult {
     /// The client's own overhead, measured against velollm's loopback server just before the pairs (absent
     /// with `--no-selfcheck`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selfcheck: Option<crate::selfcheck::SelfCheck>,
+    pub selfcheck: Option<crate::judge::selfcheck::SelfCheck>,
     /// Whether the client's overhead is negligible in each side's steps (named `STEP (A)`, `STEP (B)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust: Option<crate::selfcheck::Trust>,
+    pub trust: Option<crate::judge::selfcheck::Trust>,
 }
 
 impl AbResult {
-    /// Judge both sides' steps against the self-check (see [`crate::selfcheck::assess`]); `None` without one.
-    pub fn assess_trust(&self) -> Option<crate::selfcheck::Trust> {
+    /// Judge both sides' steps against the self-check (see [`crate::judge::selfcheck::assess`]); `None` without one.
+    pub fn assess_trust(&self) -> Option<crate::judge::selfcheck::Trust> {
         let check = self.selfcheck.as_ref()?;
         let mut steps = Vec::with_capacity(self.steps.len() * 2);
         for s in &self.steps {
@@ -90,7 +90,7 @@ impl AbResult {
                 steps.push(r);
             }
         }
-        Some(crate::selfcheck::assess(check, &steps))
+        Some(crate::judge::selfcheck::assess(check, &steps))
     }
 }
 
@@ -166,8 +166,8 @@ pub fn same_cache_state(a: &RequestRecord, b: &RequestRecord) -> Option<bool> {
     if proxy_cache_hit(a) || proxy_cache_hit(b) {
         return None;
     }
-    let (ca, cb) = (crate::metrics::cached_tokens(a)?, crate::metrics::cached_tokens(b)?);
-    let prompt = crate::metrics::prompt_tokens(a).max(crate::metrics::prompt_tokens(b)).unwrap_or(0);
+    let (ca, cb) = (crate::measure::metrics::cached_tokens(a)?, crate::measure::metrics::cached_tokens(b)?);
+    let prompt = crate::measure::metrics::prompt_tokens(a).max(crate::measure::metrics::prompt_tokens(b)).unwrap_or(0);
     Some(ca.abs_diff(cb) <= (prompt / 10).max(8))
 }
 
@@ -298,8 +298,8 @@ pub fn analyse(
             misses: misses.len() as u64,
             hits: hit_pairs.len() as u64,
             repeats,
-            rows: crate::paired::rows(&misses, PROXY_METRICS, o),
-            hit_rows: crate::paired::rows(&hit_pairs, PROXY_METRICS, o),
+            rows: crate::document::paired::rows(&misses, PROXY_METRICS, o),
+            hit_rows: crate::document::paired::rows(&hit_pairs, PROXY_METRICS, o),
         }
     });
     (rows, speedup, proxy)
@@ -329,7 +329,7 @@ pub struct AbRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Channel, Chunk};
+    use crate::measure::record::{Channel, Chunk};
 
     fn rec(ttft_ms: u64, cache: Option<&str>) -> RequestRecord {
         let ms = 1_000_000;
@@ -374,20 +374,21 @@ mod tests {
             });
         }
         let (rows, speedup, proxy) =
-            analyse(&pairs, crate::paired::METRICS, true, PairCache::AsIs, &PairedOptions::default());
+            analyse(&pairs, crate::document::paired::METRICS, true, PairCache::AsIs, &PairedOptions::default());
         let p = proxy.unwrap();
         assert_eq!((p.misses, p.hits, p.repeats), (8, 2, 2));
         let ttft = p.rows.iter().find(|r| r.metric == "ttft").unwrap();
         assert!((ttft.mean_diff - 5.0).abs() < 1e-9 && ttft.change == Change::Regressed, "{ttft:?}");
         assert!(rows.iter().any(|r| r.metric == "e2e") && speedup.is_some());
-        let (_, _, none) = analyse(&pairs, crate::paired::METRICS, false, PairCache::AsIs, &PairedOptions::default());
+        let (_, _, none) =
+            analyse(&pairs, crate::document::paired::METRICS, false, PairCache::AsIs, &PairedOptions::default());
         assert!(none.is_none());
         assert!(p.hit_rows.iter().any(|r| r.metric == "ttft"), "what a hit saves is its own row");
     }
 
     fn cached(ttft_ms: u64, prompt: u64, cached: u64) -> RequestRecord {
         let mut r = rec(ttft_ms, None);
-        r.usage = Some(crate::record::Usage {
+        r.usage = Some(crate::measure::record::Usage {
             prompt_tokens: Some(prompt),
             cached_tokens: Some(cached),
             ..Default::default()
@@ -421,8 +422,8 @@ mod tests {
         assert_eq!(cache_mismatched(&pairs), 3);
         let o = PairedOptions::default();
         let pairs_of = |rows: &[PairedRow]| rows.iter().find(|r| r.metric == "ttft").unwrap().pairs;
-        assert_eq!(pairs_of(&analyse(&pairs, crate::paired::METRICS, false, PairCache::Miss, &o).0), 7);
-        assert_eq!(pairs_of(&analyse(&pairs, crate::paired::METRICS, false, PairCache::AsIs, &o).0), 10);
+        assert_eq!(pairs_of(&analyse(&pairs, crate::document::paired::METRICS, false, PairCache::Miss, &o).0), 7);
+        assert_eq!(pairs_of(&analyse(&pairs, crate::document::paired::METRICS, false, PairCache::AsIs, &o).0), 10);
     }
 
     #[test]

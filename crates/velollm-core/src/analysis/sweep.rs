@@ -21,9 +21,9 @@
 //! (1 when a ladder step was over-saturated, else 0). `knee_rate` and `knee_load` are absent when there
 //! is no knee.
 
+use crate::aggregate::step::StepResult;
 use crate::analysis::{AnalysisResult, Table, TableRow, fig};
-use crate::step::StepResult;
-use crate::threshold::Unit;
+use crate::judge::threshold::Unit;
 use std::fmt;
 
 /// Rate ladder ceiling, as a multiple of the probe's throughput.

@@ -12,10 +12,10 @@
 //! Gates compare point estimates, so they are predictable in CI; `velollm compare` prints the confidence
 //! interval beside each so a failing gate can be told from noise.
 
-use crate::names::Unit;
-use crate::slo::parse_ms;
-use crate::step::StepResult;
-use crate::threshold::{Lookup, Threshold, ThresholdError};
+use crate::aggregate::step::StepResult;
+use crate::judge::threshold::{Lookup, Threshold, ThresholdError};
+use crate::measure::names::Unit;
+use crate::measure::slo::parse_ms;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -148,11 +148,11 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Channel, Chunk, RequestRecord};
+    use crate::measure::record::{Channel, Chunk, RequestRecord};
 
     fn step(ttft_ms: u64, ok: u64, failed: u64) -> StepResult {
         let config = crate::fixtures::config();
-        let mut acc = crate::aggregate::StepAccumulator::new("s", config);
+        let mut acc = crate::aggregate::accumulator::StepAccumulator::new("s", config);
         for _ in 0..ok {
             let t = ttft_ms * 1_000_000;
             acc.push(&RequestRecord {
@@ -164,8 +164,8 @@ mod tests {
         }
         for _ in 0..failed {
             acc.push(&RequestRecord {
-                error: Some(crate::record::RequestError {
-                    class: crate::record::ErrorClass::Http5xx,
+                error: Some(crate::measure::record::RequestError {
+                    class: crate::measure::record::ErrorClass::Http5xx,
                     message: "HTTP 500".into(),
                     retry_after_s: None,
                 }),

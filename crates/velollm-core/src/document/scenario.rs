@@ -5,8 +5,8 @@
 //! line and the field.
 
 use crate::analysis::AnalysisSpec;
-use crate::check::Check;
-use crate::threshold::Threshold;
+use crate::judge::threshold::Threshold;
+use crate::measure::check::Check;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -296,10 +296,10 @@ pub enum Workload {
     /// Conversations (from a dataset): session `i` replays the user turns of `sessions[i % len]`, each with
     /// the model's real previous answers.
     Sessions(Vec<Vec<Turn>>),
-    /// Agent sessions from a trace ([`crate::trace`]): session `i` replays the recorded calls of
+    /// Agent sessions from a trace ([`crate::workload::trace`]): session `i` replays the recorded calls of
     /// `sessions[i % len]` as they were sent (the recorded history, not the model's answers), with the
     /// recorded pauses between them.
-    Trace(crate::trace::TraceReplay),
+    Trace(crate::workload::trace::TraceReplay),
 }
 
 /// The shape of a prompt-length distribution.
@@ -731,20 +731,20 @@ pub enum ScenarioError {
 
 /// The built-in scenarios: `(name, TOML text)`.
 pub const BUILTINS: &[(&str, &str)] = &[
-    ("standard", include_str!("../../../scenarios/standard.toml")),
-    ("warm", include_str!("../../../scenarios/warm.toml")),
-    ("cold-start", include_str!("../../../scenarios/cold-start.toml")),
-    ("context-size", include_str!("../../../scenarios/context-size.toml")),
-    ("max-tokens", include_str!("../../../scenarios/max-tokens.toml")),
-    ("prefix-cache", include_str!("../../../scenarios/prefix-cache.toml")),
-    ("long-conversation", include_str!("../../../scenarios/long-conversation.toml")),
-    ("reasoning", include_str!("../../../scenarios/reasoning.toml")),
-    ("tool-calling", include_str!("../../../scenarios/tool-calling.toml")),
-    ("stability", include_str!("../../../scenarios/stability.toml")),
-    ("load", include_str!("../../../scenarios/load.toml")),
-    ("connections", include_str!("../../../scenarios/connections.toml")),
-    ("prompt-cache", include_str!("../../../scenarios/prompt-cache.toml")),
-    ("speculative", include_str!("../../../scenarios/speculative.toml")),
+    ("standard", include_str!("../../../../scenarios/standard.toml")),
+    ("warm", include_str!("../../../../scenarios/warm.toml")),
+    ("cold-start", include_str!("../../../../scenarios/cold-start.toml")),
+    ("context-size", include_str!("../../../../scenarios/context-size.toml")),
+    ("max-tokens", include_str!("../../../../scenarios/max-tokens.toml")),
+    ("prefix-cache", include_str!("../../../../scenarios/prefix-cache.toml")),
+    ("long-conversation", include_str!("../../../../scenarios/long-conversation.toml")),
+    ("reasoning", include_str!("../../../../scenarios/reasoning.toml")),
+    ("tool-calling", include_str!("../../../../scenarios/tool-calling.toml")),
+    ("stability", include_str!("../../../../scenarios/stability.toml")),
+    ("load", include_str!("../../../../scenarios/load.toml")),
+    ("connections", include_str!("../../../../scenarios/connections.toml")),
+    ("prompt-cache", include_str!("../../../../scenarios/prompt-cache.toml")),
+    ("speculative", include_str!("../../../../scenarios/speculative.toml")),
 ];
 
 /// The TOML text of a built-in scenario.

@@ -4,11 +4,11 @@
 //! Thresholds, gates, `compare`, `ab`, analyses, the history database and every renderer read metrics
 //! here, so a new metric is one entry in [`METRICS`].
 
-use crate::metrics::RequestMetrics;
-use crate::names::{Better, Unit};
-use crate::record::RequestRecord;
+use crate::aggregate::step::{StepMetrics, StepResult, StepSamples};
+use crate::measure::metrics::RequestMetrics;
+use crate::measure::names::{Better, Unit};
+use crate::measure::record::RequestRecord;
 use crate::stats::Summary;
-use crate::step::{StepMetrics, StepResult, StepSamples};
 
 /// One metric.
 #[derive(Debug)]

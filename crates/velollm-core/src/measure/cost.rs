@@ -21,7 +21,7 @@
 //! Only successful requests whose prompt and output token counts are known are priced; the others are counted
 //! as unpriced, never guessed.
 
-use crate::metrics::Sample;
+use crate::measure::metrics::Sample;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

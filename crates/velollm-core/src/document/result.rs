@@ -4,9 +4,10 @@
 //! when the committed schema is stale. The document is rewritten atomically while a run progresses, with
 //! `status: "partial"` until the run ends, so a killed run still leaves a valid file.
 
-pub use crate::step::{
+pub use crate::aggregate::step::{
     ConnectionStats, CriterionStats, ErrorSummary, QualityStats, StepConfig, StepMetrics, StepResult, StepSamples,
 };
+use crate::stats::Summary;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -46,16 +47,16 @@ pub struct RunResult {
     pub analyses: Vec<crate::analysis::AnalysisResult>,
     /// Every threshold of the scenario with its outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verdicts: Vec<crate::threshold::Verdict>,
+    pub verdicts: Vec<crate::judge::threshold::Verdict>,
     /// What velollm observed of the server: launch, cold start, resources, metrics, health events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<crate::server::ServerReport>,
+    pub server: Option<crate::server::launch::ServerReport>,
     /// The client's own cost, measured against its loopback server just before the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selfcheck: Option<crate::selfcheck::SelfCheck>,
+    pub selfcheck: Option<crate::judge::selfcheck::SelfCheck>,
     /// Whether the steps' figures can be trusted given that cost (`trustworthy: false` flags the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust: Option<crate::selfcheck::Trust>,
+    pub trust: Option<crate::judge::selfcheck::Trust>,
 }
 
 /// Run metadata.
@@ -92,7 +93,7 @@ pub struct RunMeta {
     pub tokenizer: Option<String>,
     /// The load-generating machine's hardware as `velollm detect` reports it (GPUs, CPU, memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hardware: Option<crate::hardware::Hardware>,
+    pub hardware: Option<crate::server::hardware::Hardware>,
     /// How chunk arrivals were stamped: `kernel-arrival` (the kernel's receive stamp of the bytes, where it
     /// gives one) or `read` (when velollm read them; absent in results older than kernel stamps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,4 +175,26 @@ pub struct LegacyConfig {
 /// The JSON Schema of the result document.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RunResult)).expect("a schema serializes")
+}
+
+/// The original velollm's per-benchmark entry for a step result.
+pub fn legacy(step: &StepResult, model: &str, timestamp: &str) -> LegacyBenchmark {
+    let mean = |s: &Option<Summary>| s.as_ref().map_or(0.0, |s| s.mean);
+    let total = |s: &Option<Summary>| s.as_ref().map_or(0.0, |s| s.mean * s.count as f64);
+    LegacyBenchmark {
+        config: LegacyConfig {
+            name: step.name.clone(),
+            model: model.to_string(),
+            prompt: step.config.prompt.clone(),
+            max_tokens: step.config.max_tokens,
+            iterations: step.requests,
+        },
+        tokens_per_second: mean(&step.metrics.decode_tokens_per_s),
+        time_to_first_token_ms: mean(&step.metrics.ttft_ms),
+        total_time_ms: total(&step.metrics.e2e_ms),
+        total_tokens: total(&step.metrics.output_tokens).round() as u64,
+        prompt_eval_count: mean(&step.metrics.prompt_tokens).round() as u64,
+        eval_count: mean(&step.metrics.output_tokens).round() as u64,
+        timestamp: timestamp.to_string(),
+    }
 }

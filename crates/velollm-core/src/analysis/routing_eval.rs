@@ -31,14 +31,14 @@ pub const TASK_TYPES: [&str; 6] = ["validation", "formatting", "linting", "class
 pub const SMALL_TYPES: [&str; 4] = ["validation", "formatting", "linting", "classification"];
 
 /// The tasks shipped with velollm (`scenarios/routing.jsonl`).
-pub const BUILTIN_LABELS: &str = include_str!("../../../scenarios/routing.jsonl");
+pub const BUILTIN_LABELS: &str = include_str!("../../../../scenarios/routing.jsonl");
 
 /// The router's examples shipped with velollm (`scenarios/routing-examples.jsonl`): 15 per type, none of them
 /// an evaluation task, so that the evaluation's tasks are held out.
-pub const BUILTIN_EXAMPLES: &str = include_str!("../../../scenarios/routing-examples.jsonl");
+pub const BUILTIN_EXAMPLES: &str = include_str!("../../../../scenarios/routing-examples.jsonl");
 
 /// The checker the shipped code tasks' `command` runs (`scenarios/routing_check.py`).
-pub const BUILTIN_CHECKER: &str = include_str!("../../../scenarios/routing_check.py");
+pub const BUILTIN_CHECKER: &str = include_str!("../../../../scenarios/routing_check.py");
 
 /// A known task type, or a message that lists them.
 pub fn task_type(name: &str) -> Result<&'static str, String> {
@@ -392,7 +392,7 @@ pub struct RoutingReport {
     /// The accuracy target the plan sets for routed answers.
     pub target_accuracy: f64,
     /// The plan's criteria, judged at the operating point.
-    pub criteria: Vec<crate::semantic_eval::Criterion>,
+    pub criteria: Vec<crate::analysis::semantic_eval::Criterion>,
     /// Every task's decision at the operating point.
     pub decisions: Vec<TaskDecision>,
 }
@@ -614,7 +614,7 @@ pub fn evaluate(i: &Inputs<'_>) -> RoutingReport {
     let small = tier(i.small, n);
     let small_p50 = small.e2e_ms.as_ref().map(|s| s.p50);
     let criterion = |name: &str, value: Option<f64>, pass: Option<bool>, target: &str| {
-        crate::semantic_eval::Criterion { name: name.to_owned(), value, goal: target.to_owned(), pass }
+        crate::analysis::semantic_eval::Criterion { name: name.to_owned(), value, goal: target.to_owned(), pass }
     };
     let criteria = vec![
         criterion("routed share", Some(operating.routed_share), Some(operating.routed_share > 0.30), "> 30 %"),

@@ -11,7 +11,7 @@
 //!   reading for that GPU (`[N/A]` readings are skipped, never counted as 0);
 //! * **first-request growth** — RSS of the first sample taken *after* the first request finished minus RSS
 //!   of the last sample taken *before* it was sent (the source document's "+433 MB on the first generation");
-//! * **growth per request** — least-squares slope ([`crate::analysis::fit_line`]) of RSS against the number
+//! * **growth per request** — least-squares slope ([`crate::stats::fit_line`]) of RSS against the number
 //!   of requests completed by the time of each sample, over the samples taken between the first and the last
 //!   completion; computed only when at least [`MIN_GROWTH_SAMPLES`] samples span at least
 //!   [`MIN_GROWTH_REQUESTS`] completed requests, otherwise `None` and a note says why. Samples before the
@@ -24,7 +24,7 @@
 //!
 //! [`window`] summarises the samples of one time window (a scenario step).
 
-use crate::analysis::fit_line;
+use crate::stats::fit_line;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::record::RequestRecord;
+use crate::measure::record::RequestRecord;
 
 /// Whether the proxy declared the answer a cache hit; `None` when no proxy said anything.
 pub fn declared_hit(r: &RequestRecord) -> Option<bool> {

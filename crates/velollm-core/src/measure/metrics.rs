@@ -22,8 +22,8 @@
 //! successful requests ÷ window, goodput = requests meeting every SLO ÷ window, where the window runs from
 //! the first measured request's scheduled instant to the last measured request's done instant.
 
-use crate::record::{Channel, ErrorClass, Nanos, RequestRecord};
-use crate::slo::Slo;
+use crate::measure::record::{Channel, ErrorClass, Nanos, RequestRecord};
+use crate::measure::slo::Slo;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -221,8 +221,8 @@ impl RequestMetrics {
     }
 
     /// The value of a per-request latency metric by SLO name.
-    fn value(&self, metric: crate::slo::SloMetric) -> Option<f64> {
-        use crate::slo::SloMetric::*;
+    fn value(&self, metric: crate::measure::slo::SloMetric) -> Option<f64> {
+        use crate::measure::slo::SloMetric::*;
         match metric {
             Ttft => self.ttft_ms,
             Tpot => self.tpot_ms.or(Some(0.0)),
@@ -274,7 +274,7 @@ pub struct Sample {
     /// Check outcomes: (passed, total).
     pub checks: (u32, u32),
     /// How its connection was obtained (the `connections` analysis splits DNS, TCP and TLS).
-    pub connection: Option<crate::record::ConnectionInfo>,
+    pub connection: Option<crate::measure::record::ConnectionInfo>,
     /// The output length it asked for (`max_tokens`), when recorded.
     pub max_tokens: Option<u32>,
     /// Its derived metrics.
@@ -396,7 +396,7 @@ pub fn classify_status(status: u16) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Chunk, ConnectionInfo, Usage};
+    use crate::measure::record::{Chunk, ConnectionInfo, Usage};
 
     const MS: u64 = 1_000_000;
 

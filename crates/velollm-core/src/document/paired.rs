@@ -38,10 +38,10 @@
 //! of the experiments; two identical targets are flagged in about 4 % (below α = 5 %: the interval must
 //! exclude 0 as well). See `docs/ab.md`.
 
-use crate::compare::Change;
-use crate::metrics::RequestMetrics;
-use crate::names::{Better, Unit};
-use crate::record::RequestRecord;
+use crate::document::compare::Change;
+use crate::measure::metrics::RequestMetrics;
+use crate::measure::names::{Better, Unit};
+use crate::measure::record::RequestRecord;
 use crate::stats::{normal_sf, percentile_select};
 use rand::{Rng, SeedableRng};
 use schemars::JsonSchema;
@@ -54,7 +54,7 @@ pub const MIN_PAIRS: usize = 6;
 pub const EXACT_MAX: usize = 50;
 
 /// The per-request metrics paired by default, when present on both sides: `compare`'s
-/// [`crate::compare::DEFAULT_METRICS`] without `queue_delay` (pairs are sent one at a time, so there is no client
+/// [`crate::document::compare::DEFAULT_METRICS`] without `queue_delay` (pairs are sent one at a time, so there is no client
 /// queue).
 pub const METRICS: &[&str] = &[
     "ttft",
@@ -259,7 +259,7 @@ pub struct Speedup {
 /// Whether a response declared a caching proxy's hit (`x-cache`, `x-cache-status` or `cf-cache-status`
 /// starting with `HIT`, in any case).
 pub fn proxy_cache_hit(r: &RequestRecord) -> bool {
-    crate::proxy_cache::declared_hit(r) == Some(true)
+    crate::measure::proxy_cache::declared_hit(r) == Some(true)
 }
 
 /// One row per metric of `metrics` that at least one pair has on both sides, over the pairs where both
@@ -273,7 +273,7 @@ pub fn rows(pairs: &[(&RequestRecord, &RequestRecord)], metrics: &[&str], o: &Pa
     metrics
         .iter()
         .filter_map(|&metric| {
-            let def = crate::registry::metric(metric)?;
+            let def = crate::aggregate::registry::metric(metric)?;
             let values: Vec<(f64, f64)> = ok
                 .iter()
                 .filter_map(|((ra, ma), (rb, mb))| Some((def.request(ra, ma)?, def.request(rb, mb)?)))
@@ -283,9 +283,9 @@ pub fn rows(pairs: &[(&RequestRecord, &RequestRecord)], metrics: &[&str], o: &Pa
         .collect()
 }
 
-/// The paired statistics of `metric` (any name or alias of [`crate::registry::metric`]) over `(a, b)` pairs.
+/// The paired statistics of `metric` (any name or alias of [`crate::aggregate::registry::metric`]) over `(a, b)` pairs.
 pub fn row(metric: &str, pairs: &[(f64, f64)], o: &PairedOptions) -> PairedRow {
-    let m = crate::registry::metric(metric);
+    let m = crate::aggregate::registry::metric(metric);
     let n = pairs.len();
     let mut a: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let mut b: Vec<f64> = pairs.iter().map(|p| p.1).collect();

@@ -288,7 +288,7 @@ pub fn scrape_value(scrape: &Scrape, mapping: &Mapping) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::parse;
+    use crate::measure::prom::parse;
     use std::collections::BTreeSet;
 
     #[test]

@@ -1,9 +1,9 @@
 //! Thresholds: `ttft.p95 < 2s`, `success_rate > 0.95`, `degradation < 20%` — parsed once, evaluated
 //! against a step's aggregates or a scenario's analysis figures, each giving a ✅/❌ verdict.
 
-use crate::slo::parse_ms;
+use crate::aggregate::step::StepResult;
+use crate::measure::slo::parse_ms;
 use crate::stats::Summary;
-use crate::step::StepResult;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -34,7 +34,7 @@ impl Op {
     }
 }
 
-pub use crate::names::Unit;
+pub use crate::measure::names::Unit;
 
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,13 +165,13 @@ pub trait Lookup {
 
 /// The summary a step metric name refers to (`ttft`, `e2e`, `tpot`, `itl`, … and their aliases).
 pub fn step_metric<'a>(step: &'a StepResult, name: &str) -> Option<(&'a Summary, Unit)> {
-    let m = crate::registry::metric(name)?;
+    let m = crate::aggregate::registry::metric(name)?;
     m.summary(step).map(|s| (s, m.unit))
 }
 
 /// A per-step scalar (`success_rate`, `throughput`, `goodput`, `score`, …) and its unit.
 pub fn step_scalar(step: &StepResult, name: &str) -> Option<(f64, Unit)> {
-    let m = crate::registry::metric(name)?;
+    let m = crate::aggregate::registry::metric(name)?;
     m.scalar(step).map(|v| (v, m.unit))
 }
 
@@ -180,7 +180,7 @@ impl Lookup for StepResult {
         if let Some(v) = step_scalar(self, name) {
             return Some(v);
         }
-        let (metric, stat) = crate::names::split_stat(name);
+        let (metric, stat) = crate::measure::names::split_stat(name);
         let (summary, unit) = step_metric(self, metric)?;
         summary.get(stat).map(|v| (v, unit))
     }
@@ -225,8 +225,8 @@ mod tests {
 
     #[test]
     fn looks_up_step_metrics_including_p99_9() {
-        use crate::aggregate::StepAccumulator;
-        use crate::record::{Channel, Chunk, RequestRecord};
+        use crate::aggregate::accumulator::StepAccumulator;
+        use crate::measure::record::{Channel, Chunk, RequestRecord};
         let config = crate::fixtures::config();
         let mut acc = StepAccumulator::new("s", config);
         acc.push(&RequestRecord {
