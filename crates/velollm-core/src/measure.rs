@@ -12,7 +12,8 @@
 //! * [`cost`] — token prices, the cost of requests and steps, the return on investment of an optimization.
 //! * [`prom`] — the server's Prometheus metrics, parsed and mapped per engine, and their change over a step.
 //! * [`speculative`] — speculative-decoding acceptance, normalised across engines.
-//! * [`proxy_cache`] — what a caching proxy in front of the server said about a step's answers.
+//! * [`proxy_cache`] and [`proxy_hedge`] — what a caching or hedging proxy in front of the server said about
+//!   a step's answers.
 
 pub mod check;
 pub mod cost;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod names;
 pub mod prom;
 pub mod proxy_cache;
+pub mod proxy_hedge;
 pub mod record;
 pub mod slo;
 pub mod speculative;

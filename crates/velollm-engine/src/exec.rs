@@ -229,6 +229,9 @@ async fn check_status(
                 .filter_map(|h| head.headers.get(*h)),
         )
         .find_map(|v| v.to_str().ok().map(|v| v.trim().to_string()));
+    // A hedging proxy's race (extra requests and their prompt tokens are counted per step).
+    record.proxy_hedge =
+        head.headers.get("x-velollm-hedge").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string());
     if status.is_success() {
         return Ok(());
     }

@@ -108,8 +108,10 @@ pub fn tails_table(rows: &[PairedRow], level: f64) -> Table {
 }
 
 /// The hedging sentence, when a side is a velollm proxy that hedges (its `/metrics`, scraped around the step):
-/// the extra requests it sent for the step's requests, and those it cancelled. A cancelled branch lost the race
-/// to the first token, so its cost is its prefill: the extra requests are the cost to weigh against the tail.
+/// the extra requests it sent for the step's requests, those it cancelled, and the prompt tokens the extra
+/// requests carried (from its answers' `x-velollm-hedge` headers and usage). A cancelled branch lost the race to
+/// the first token, so its cost is its prefill: the extra requests and their prompt tokens are the cost to weigh
+/// against the tail.
 pub fn hedging_line(step: &AbStep) -> Option<String> {
     let mut parts = Vec::new();
     for (side, result) in [("A", &step.a), ("B", &step.b)] {
@@ -118,7 +120,12 @@ pub fn hedging_line(step: &AbStep) -> Option<String> {
         let requests = result.requests + result.warmup_requests;
         let share = if requests > 0 { extra / requests as f64 * 100.0 } else { 0.0 };
         let cancelled = m.hedges_cancelled.map_or(String::new(), |c| format!(", {c:.0} cancelled"));
-        parts.push(format!("{side} sent {extra:.0} extra requests for {requests} ({share:.1} %){cancelled}"));
+        let tokens = result
+            .proxy_hedge
+            .as_ref()
+            .and_then(|h| h.extra_prompt_tokens)
+            .map_or(String::new(), |t| format!(", {t} extra prompt tokens"));
+        parts.push(format!("{side} sent {extra:.0} extra requests for {requests} ({share:.1} %){cancelled}{tokens}"));
     }
     (!parts.is_empty()).then(|| format!("hedging: {}", parts.join("; ")))
 }

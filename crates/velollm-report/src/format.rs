@@ -104,6 +104,21 @@ pub fn money(v: f64, currency: &str) -> String {
     }
 }
 
+/// A hedging proxy's race in one line, as its answers' headers said: answers raced, later branches that won,
+/// the extra requests and the prompt tokens they carried.
+pub fn hedge_line(h: &velollm_core::measure::proxy_hedge::ProxyHedgeStats) -> String {
+    let tokens = match (h.extra_prompt_tokens, h.unknown_prompt) {
+        (Some(t), 0) => format!(" carrying {t} prompt tokens"),
+        (Some(t), u) => format!(" carrying {t} prompt tokens (and {u} answers without usage)"),
+        (None, _) if h.extra_requests > 0 => " (prompt tokens unknown: no usage)".to_string(),
+        (None, _) => String::new(),
+    };
+    format!(
+        "proxy hedging (as its header says): {} of {} answers raced, {} won by a later branch · {} extra requests{tokens}",
+        h.hedged, h.answers, h.later_wins, h.extra_requests
+    )
+}
+
 /// A step's cost in one line: per request, total, and the cache's saving when there is one.
 pub fn cost_line(c: &velollm_core::measure::cost::StepCost) -> String {
     let mut l = format!(

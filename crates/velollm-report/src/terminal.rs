@@ -110,6 +110,9 @@ pub fn render_step(step: &StepResult) -> String {
             ttft(p.ttft_other_ms)
         );
     }
+    if let Some(h) = &step.proxy_hedge {
+        let _ = writeln!(out, "  {}", crate::format::hedge_line(h));
+    }
     if let Some(cost) = &step.cost {
         let _ = writeln!(out, "  {}", crate::format::cost_line(cost));
     }
@@ -341,6 +344,7 @@ mod tests {
             server_metrics: None,
             drafts: None,
             proxy_cache: None,
+            proxy_hedge: None,
             cost: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"

@@ -126,6 +126,7 @@ fn step(spec: StepSpec, rng: &mut Lcg, speed: f64) -> StepResult {
         server_metrics: None,
         drafts: None,
         proxy_cache: None,
+        proxy_hedge: None,
         cost: None,
     }
 }

@@ -1,7 +1,7 @@
 //! The hedging evaluation as a user runs it: `velollm ab` with A = `velollm proxy` without hedging and B = the
 //! same with `--hedge`, each in front of an upstream with an exact injected tail (every 10th request 10× slower
-//! to its first token). The report gives both sides' p95 and p99 with paired intervals, and B's extra requests
-//! read from its own `/metrics`.
+//! to its first token). The report gives both sides' p95 and p99 with paired intervals, B's extra requests
+//! read from its own `/metrics`, and the prompt tokens they carried, from its answers' headers.
 
 use std::time::Duration;
 
@@ -61,6 +61,16 @@ async fn ab_shows_the_hedged_proxy_cutting_the_tail_and_what_it_cost() {
     assert!((3.0..=6.0).contains(&extra), "{:#}", step["b"]["server_metrics"]);
     assert_eq!(step["b"]["server_metrics"]["hedges_cancelled"].as_f64(), Some(extra));
     assert!(step["a"]["server_metrics"]["hedged_requests"].as_f64().unwrap_or(0.0) == 0.0);
+    // The same cost seen from the answers' `x-velollm-hedge` headers (the warm-up request is not among them),
+    // with the prompt tokens each extra request carried (the upstream reports 12 per prompt).
+    let hedge = &step["b"]["proxy_hedge"];
+    let seen = hedge["extra_requests"].as_f64().unwrap();
+    assert!(seen == extra || seen == extra - 1.0, "{hedge:#}");
+    assert_eq!(hedge["hedged"].as_f64(), Some(seen), "{hedge:#}");
+    assert_eq!(hedge["extra_prompt_tokens"].as_f64(), Some(12.0 * seen), "{hedge:#}");
+    assert!(step["a"]["proxy_hedge"].is_null(), "A does not hedge: {:#}", step["a"]["proxy_hedge"]);
+    let tokens = 12.0 * seen;
     assert!(stdout.contains(&format!("hedging: B sent {extra} extra requests for 41")), "{stdout}");
+    assert!(stdout.contains(&format!("cancelled, {tokens} extra prompt tokens")), "{stdout}");
     assert!(stdout.contains("Δ p99"), "{stdout}");
 }

@@ -137,6 +137,7 @@ pub struct StepAccumulator {
     cost: CostAccumulator,
     drafts: DraftCounts,
     proxy_cache: crate::measure::proxy_cache::ProxyCacheAccumulator,
+    proxy_hedge: crate::measure::proxy_hedge::ProxyHedgeAccumulator,
     slo: Option<Slo>,
     token_sources: BTreeMap<TokenSource, u64>,
     /// Σ share of criteria passed, and the number of successful requests checked.
@@ -168,6 +169,7 @@ impl StepAccumulator {
             cost: CostAccumulator::default(),
             drafts: DraftCounts::default(),
             proxy_cache: Default::default(),
+            proxy_hedge: Default::default(),
             slo: None,
             token_sources: BTreeMap::new(),
             check_scores: (0.0, 0),
@@ -248,6 +250,7 @@ impl StepAccumulator {
         self.drafts.add(&s);
         if s.ok {
             self.proxy_cache.push(r, s.metrics.ttft_ms);
+            self.proxy_hedge.push(r);
             self.dists.record(&s.metrics);
             *self.token_sources.entry(s.metrics.token_source).or_insert(0) += 1;
             if s.checks.1 > 0 {
@@ -352,6 +355,7 @@ impl StepAccumulator {
             server_metrics: None,
             drafts: self.drafts.nonzero(),
             proxy_cache: self.proxy_cache.stats(),
+            proxy_hedge: self.proxy_hedge.stats(),
             cost: self.price.as_ref().map(|(currency, price)| self.cost.cost(currency, price)),
         }
     }

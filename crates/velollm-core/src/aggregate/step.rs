@@ -58,6 +58,10 @@ pub struct StepResult {
     /// …): hits and the rest, with their mean TTFT; absent when no answer carried such a header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_cache: Option<crate::measure::proxy_cache::ProxyCacheStats>,
+    /// What a hedging proxy in front of the server declared about the answers (`x-velollm-hedge`): answers
+    /// raced, extra requests and their prompt tokens; absent when no answer carried the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_hedge: Option<crate::measure::proxy_hedge::ProxyHedgeStats>,
     /// The step's cost, when a prices file priced the model (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::measure::cost::StepCost>,

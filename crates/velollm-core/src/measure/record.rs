@@ -276,6 +276,10 @@ pub struct RequestRecord {
     /// `x-cache-status` or `cf-cache-status`: `hit`, `HIT`, `MISS`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_cache: Option<String>,
+    /// A hedging proxy's race for the response, as its `x-velollm-hedge` header said
+    /// (`branches=2; winner=1; after_ms=100.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_hedge: Option<String>,
     /// Server-reported usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
