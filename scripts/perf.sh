@@ -17,9 +17,13 @@
 # start-up out (scripts/peers/perf.py measures). Two passes: in the first, the server writes every token with
 # its own write(), as a token-by-token server streams (each client's CPU per request); in the second it writes
 # whole responses at once (`--events-per-write 64`), so that it costs little and the clients are the limit
-# (requests/s).
-# The tables go to stdout, $PERF_OUT/peers.md and $PERF_OUT/whole-responses/peers.md, every figure to the
-# peers.json beside them, each client's own output and log to <that directory>/<client>/run{1,2}/.
+# (requests/s). A third pass runs the token-by-token clients against a Python asyncio server that frames its
+# chunks the way vLLM's API server does (scripts/peers/vllm_framed_server.py: `id`, `object`, `created`,
+# `model`, `choices[].delta`, `logprobs: null`, chunked encoding, a usage chunk), at 1,000 and 5,000 requests:
+# a real server's framing and pace, not velollm's own.
+# The tables go to stdout, $PERF_OUT/peers.md, $PERF_OUT/whole-responses/peers.md and
+# $PERF_OUT/python-framed/peers.md, every figure to the peers.json beside them, each client's own output and
+# log to <that directory>/<client>/run{1,2}/.
 #
 # The peers, pinned, under ${VELOLLM_CACHE:-${XDG_CACHE_HOME:-~/.cache}/velollm}/peers/<name>-<version>/:
 #   oha                    cargo install --locked from crates.io
@@ -40,6 +44,8 @@
 #                  aiperf,guidellm (default: all; empty: no pass 1)
 #   PERF_WHOLE_CLIENTS  the clients of pass 2 (default: velollm,oha,vllm-bench,vllm-bench-serve,guidellm;
 #                  empty: no pass 2)
+#   PERF_PY_CLIENTS  the clients of pass 3, against the Python-framed server (default: velollm,oha,vllm-bench;
+#                  empty: no pass 3)
 #   PERF_SCALE     multiplies every run's size (default 1; 0.2 for a quick look)
 #   PERF_OUT       output directory (default: target/perf)
 set -euo pipefail
@@ -69,6 +75,7 @@ PERF_OUT=${PERF_OUT:-$ROOT/target/perf}
 PERF_SCALE=${PERF_SCALE:-1}
 PERF_CLIENTS=${PERF_CLIENTS-velollm,oha,vllm-bench,inference-benchmarker,vllm-bench-serve,aiperf,guidellm}
 PERF_WHOLE_CLIENTS=${PERF_WHOLE_CLIENTS-velollm,oha,vllm-bench,vllm-bench-serve,guidellm}
+PERF_PY_CLIENTS=${PERF_PY_CLIENTS-velollm,oha,vllm-bench}
 LOGS=$PEERS/logs
 DATA=$PEERS/data-smollm2-1
 TORCH=$PEERS/torch-$TORCH_VERSION
@@ -77,7 +84,7 @@ TOOLS=$PEERS/tools-transformers-$TRANSFORMERS_VERSION
 log() { printf 'perf.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-wanted() { [[ ",$PERF_CLIENTS,$PERF_WHOLE_CLIENTS," == *",$1,"* ]]; }
+wanted() { [[ ",$PERF_CLIENTS,$PERF_WHOLE_CLIENTS,$PERF_PY_CLIENTS," == *",$1,"* ]]; }
 key() { local k=${1^^}; printf '%s' "${k//-/_}"; }
 # A peer that cannot be installed is not measured; the reason reaches the report.
 skip() { log "$1: not measured: $2"; export "PERF_SKIP_$(key "$1")=$2"; }
@@ -290,15 +297,19 @@ rust_peer() { # NAME BIN PINNED_COMMIT HOW: a peer built from PEER_SRC_DIR/NAME,
 SERVER_PID=
 stop_server() { [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true; }
 
-# measure_pass EVENTS_PER_WRITE OUT CLIENTS: start the server, hand perf.py the clients, stop the server.
+# measure_pass SERVER OUT CLIENTS [SIZES]: start the server (python: the Python-framed one; a number: velollm's
+# own, that many events per write), hand perf.py the clients, stop the server.
 measure_pass() {
-  local events=$1 out=$2 clients=$3
+  local events=$1 out=$2 clients=$3 sizes=${4:-}
   local velollm=$ROOT/target/release/velollm server_cmd server_desc
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$velollm" selfcheck --help 2>/dev/null | grep -q -- '--serve' \
     || die "this velollm has no \`selfcheck --serve\` (the loopback server every client is measured against)"
   server_cmd=("$velollm" selfcheck --serve "127.0.0.1:$port" --tokens 64 --events-per-write "$events")
-  if [ "$events" = 1 ]; then
+  if [ "$events" = python ]; then
+    server_cmd=(python3 "$ROOT/scripts/peers/vllm_framed_server.py" --port "$port" --tokens 64)
+    server_desc="a Python asyncio server framing chunks as vLLM's API server does (scripts/peers/vllm_framed_server.py, $(python3 --version): TTFT 0, ITL 0, 64 tokens, one SSE chunk each in its own write, chunked encoding, a usage chunk)"
+  elif [ "$events" = 1 ]; then
     server_desc="velollm selfcheck --serve (TTFT 0, ITL 0, 64 tokens, one SSE chunk each, each in its own write, usage in the last chunk)"
   else
     server_desc="velollm selfcheck --serve --events-per-write $events (TTFT 0, ITL 0, 64 tokens, one SSE chunk each, $events chunks per write, usage in the last chunk)"
@@ -341,7 +352,7 @@ measure_pass() {
   [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || commit="$commit+changes"
   python3 "$ROOT/scripts/peers/perf.py" --url "$url" --model "$model" --server-pid "$SERVER_PID" \
     --server "$server_desc" --data "$DATA" --out "$out" --only "$clients" --scale "$PERF_SCALE" \
-    --commit "$commit"
+    --commit "$commit" ${sizes:+--sizes "$sizes"}
   log "written: $out/peers.md, $out/peers.json (clients' own output under $out/<client>/)"
   stop_server
   SERVER_PID=
@@ -358,6 +369,10 @@ run_all() {
   if [ -n "$PERF_WHOLE_CLIENTS" ]; then
     log "pass 2: whole responses in one write, a server that is not the limit (requests/s)"
     measure_pass 64 "$PERF_OUT/whole-responses" "$PERF_WHOLE_CLIENTS"
+  fi
+  if [ -n "$PERF_PY_CLIENTS" ]; then
+    log "pass 3: a Python server framing chunks as vLLM does (the CPU per request of each client, 1,000 and 5,000)"
+    measure_pass python "$PERF_OUT/python-framed" "$PERF_PY_CLIENTS" 1000,5000
   fi
 }
 

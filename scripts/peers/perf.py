@@ -436,9 +436,13 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated client names")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every run size")
     ap.add_argument("--commit", default="unknown")
+    ap.add_argument("--sizes", default="", help="two run sizes (A,B) for the clients counted in requests")
     args = ap.parse_args()
     set_subreaper()
     only = {x for x in args.only.split(",") if x}
+    sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
+    if sizes is not None and len(sizes) != 2:
+        sys.exit("perf.py: --sizes takes two sizes, A,B")
     prompt_file = os.path.join(args.data, "prompt-128.txt")
     prompt = open(prompt_file).read() if os.path.exists(prompt_file) else "hello " * PROMPT_TOKENS
     env = dict(os.environ)
@@ -462,7 +466,7 @@ def main():
         c.url, c.model, c.tokenizer, c.prompt = args.url, args.model, os.path.join(args.data, "tokenizer"), prompt
         rec["how"] = os.environ.get(f"PERF_HOW_{key}", "")
         runs = []
-        for i, size in enumerate(c.sizes):
+        for i, size in enumerate(sizes if sizes and c.unit == "requests" else c.sizes):
             size = max(1, round(size * args.scale))
             out = os.path.join(args.out, c.name, f"run{i + 1}")
             shutil.rmtree(out, ignore_errors=True)
