@@ -366,13 +366,13 @@ def ratios(results):
         out["cpu_vs_best_llm_client"] = {"velollm_ms": vc, "best": best_name, "best_ms": best,
                                          "ratio": round(vc / best, 3), "bound_ms": round(bound, 3),
                                          "met": vc <= bound}
-        lines.append(f"- CPU per request vs half of the best LLM client ({best_name}, {best:.3f} ms; target ≤ "
+        lines.append(f"- issue 7: CPU per request vs half of the best LLM client ({best_name}, {best:.3f} ms; target ≤ "
                      f"{bound:.3f} ms, and ≤ 0.25 ms): velollm {vc:.3f} ms = {vc / best:.2f}× → "
                      f"{'met' if vc <= bound else 'NOT met'}")
     if "oha" in by and vc is not None and by["oha"]["marginal_cpu_ms_per_request"]:
         o = by["oha"]["marginal_cpu_ms_per_request"]
         out["cpu_vs_oha"] = {"velollm_ms": vc, "oha_ms": o, "ratio": round(vc / o, 2), "met": vc <= 3 * o}
-        lines.append(f"- CPU per request vs 3× oha ({o:.3f} ms → bound {3 * o:.3f} ms): velollm {vc:.3f} ms = "
+        lines.append(f"- issue 7: CPU per request vs 3× oha ({o:.3f} ms → bound {3 * o:.3f} ms): velollm {vc:.3f} ms = "
                      f"{vc / o:.2f}× oha → {'met' if vc <= 3 * o else 'NOT met'}")
     for peer in ("guidellm", "vllm-bench-serve"):
         if peer not in by:
@@ -385,8 +385,18 @@ def ratios(results):
             met = mine >= 10 * theirs
             out.setdefault(f"rate_vs_{peer}", {})[field] = {
                 "velollm_rps": mine, "peer_rps": theirs, "ratio": round(mine / theirs, 1), "met": met}
-            lines.append(f"- requests/s vs 10× {peer}, {kind} ({theirs:,.0f}/s → bound {10 * theirs:,.0f}/s): "
+            lines.append(f"- issue 7: requests/s vs 10× {peer}, {kind} ({theirs:,.0f}/s → bound {10 * theirs:,.0f}/s): "
                          f"velollm {mine:,.0f}/s = {mine / theirs:.1f}× → {'met' if met else 'NOT met'}")
+    # Issue 16's goal, the same on every server: ≤ 0.5× vllm-bench and ≤ 2× oha.
+    for peer, bound in (("vllm-bench", 0.5), ("oha", 2.0)):
+        theirs = by.get(peer, {}).get("marginal_cpu_ms_per_request")
+        if not theirs or vc is None:
+            continue
+        met = vc <= bound * theirs
+        out[f"issue16_cpu_vs_{peer}"] = {"velollm_ms": vc, "peer_ms": theirs, "ratio": round(vc / theirs, 3),
+                                          "bound": bound, "met": met}
+        lines.append(f"- issue 16: CPU per request ≤ {bound}× {peer} ({theirs:.3f} ms → bound {bound * theirs:.3f} ms):"
+                     f" velollm {vc:.3f} ms = {vc / theirs:.2f}× → {'met' if met else 'NOT met'}")
     if not lines:
         lines.append("No peer was measured beside velollm, so no ratios.")
     return lines, out
@@ -421,7 +431,7 @@ def markdown(meta, results, ratio_lines):
             f"| **{fmt(f['marginal_cpu_ms_per_request'], 3)}** | {fmt(f.get('startup_cpu_s'), 2)} "
             f"| {fmt(f['client_cores'])} | {fmt(f['server_cpu_ms_per_request'], 3)} | {fmt(f['other_cores'])} "
             f"| {fmt(f['max_rss_mb'], 0)} |")
-    tail = ["", "Ratios (issue 7, marginal figures):", ""] + ratio_lines + [""]
+    tail = ["", "Ratios (issues 7 and 16, marginal figures):", ""] + ratio_lines + [""]
     return "\n".join(head + rows + tail)
 
 
