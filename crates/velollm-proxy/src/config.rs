@@ -266,8 +266,9 @@ pub struct SemanticConfig {
     /// Questions the index holds (oldest out first).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// Where questions live: `memory` (this process), the `redis://` URL of a Redis Stack server or the
-    /// `postgres://` URL of a Postgres server with pgvector (both shared by replicas).
+    /// Where questions live: `memory` (this process), the `redis://` URL of a Redis Stack server, the
+    /// `postgres://` URL of a Postgres server with pgvector or the `milvus://` URL of a Milvus server (shared by
+    /// replicas).
     #[serde(default = "default_store")]
     pub store: String,
     /// Candidates an embedded graph search looks at (more: better recall, slower).
@@ -281,7 +282,8 @@ pub struct SemanticConfig {
     /// when their words differ (1 for the same words only).
     #[serde(default = "default_answer_similarity")]
     pub answer_similarity: f32,
-    /// The shared store's index: Redis Stack's index (its keys start with it) or the Postgres table.
+    /// The shared store's index: Redis Stack's index (its keys start with it), the Postgres table or the Milvus
+    /// collection (`-` written `_`).
     #[serde(default = "default_index")]
     pub index: String,
 }
@@ -290,6 +292,11 @@ impl SemanticConfig {
     /// Whether the store is a Postgres server.
     pub fn is_postgres(&self) -> bool {
         self.store.starts_with("postgres://") || self.store.starts_with("postgresql://")
+    }
+
+    /// Whether the store is a Milvus server.
+    pub fn is_milvus(&self) -> bool {
+        self.store.starts_with("milvus://")
     }
 
     /// The local model's directory: the configured one, `VELOLLM_EMBEDDER_MODEL`, or the cache directory's.
@@ -612,10 +619,10 @@ impl ProxyConfig {
                     sem.embedder
                 )));
             }
-            if sem.store != "memory" && !sem.store.starts_with("redis://") && !sem.is_postgres() {
+            if sem.store != "memory" && !sem.store.starts_with("redis://") && !sem.is_postgres() && !sem.is_milvus() {
                 return Err(ConfigError(format!(
-                    "semantic store {:?}: use memory, the redis:// URL of a Redis Stack server or the \
-                     postgres:// URL of a Postgres server with pgvector",
+                    "semantic store {:?}: use memory, the redis:// URL of a Redis Stack server, the \
+                     postgres:// URL of a Postgres server with pgvector or the milvus:// URL of a Milvus server",
                     crate::semantic::store::redact(&sem.store)
                 )));
             }

@@ -25,6 +25,7 @@ use crate::handler::{State, handle};
 use crate::hedge::{After, Hedging};
 use crate::metrics::Metrics;
 use crate::routing::{Classifier, Router, Tier};
+use crate::semantic::milvus_vectors::MilvusVectors;
 use crate::semantic::pg_vectors::PgVectors;
 use crate::semantic::redis_vectors::RedisVectors;
 use crate::semantic::{Embedder, Index, Semantic, VectorStore};
@@ -159,6 +160,18 @@ impl Proxy {
                     }
                 }
                 VectorStore::Postgres(pg)
+            } else if sem.is_milvus() {
+                let milvus =
+                    MilvusVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout).map_err(ConfigError)?;
+                if let Some(dimension) = embedder.dimension() {
+                    // As for the others: another dimension is refused now, a server that is down is not.
+                    if let Err(e) = milvus.ensure(dimension).await
+                        && e.starts_with("the vector store's collection")
+                    {
+                        return Err(ConfigError(e).into());
+                    }
+                }
+                VectorStore::Milvus(milvus)
             } else {
                 let redis =
                     RedisVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout).map_err(ConfigError)?;

@@ -343,6 +343,88 @@ async fn replicas_lend_each_other_answers_through_pgvector() {
     .unwrap();
 }
 
+/// The Milvus Lite of `scripts/test.sh` (`VELOLLM_TEST_MILVUS_URL`).
+async fn milvus() -> Option<String> {
+    let Ok(url) = std::env::var("VELOLLM_TEST_MILVUS_URL") else {
+        required("VELOLLM_TEST_MILVUS_URL", "run scripts/test.sh, which starts scripts/milvus-lite.sh")?;
+        return None;
+    };
+    if tokio::net::TcpStream::connect(url.trim_start_matches("milvus://")).await.is_ok() {
+        Some(url)
+    } else {
+        required(&format!("a Milvus Lite server at {url}"), "scripts/milvus-lite.sh start 19531")
+    }
+}
+
+#[tokio::test]
+async fn the_milvus_store_finds_forgets_and_expires_questions_within_their_context() {
+    use std::time::Duration;
+    use velollm_proxy::normalize::CacheKey;
+    use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
+    let Some(url) = milvus().await else { return };
+    let collection = format!("velollm-test-store-{}", nanos());
+    let store = MilvusVectors::new(&url, &collection, Duration::from_secs(60), Duration::from_secs(10)).unwrap();
+    store.ensure(3).await.unwrap();
+    store.ensure(3).await.expect("the same dimension again is fine");
+    let e = store.ensure(4).await.unwrap_err();
+    assert!(e.contains("3-dimension") && e.contains("makes 4"), "{e}");
+    let (ctx, other) = (CacheKey([1; 32]), CacheKey([2; 32]));
+    let unit = |v: [f32; 3]| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.map(|x| x / n)
+    };
+    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east", &CacheKey([10; 32])).await.unwrap();
+    store.insert(&ctx, &unit([0.0, 1.0, 0.0]), "north", &CacheKey([11; 32])).await.unwrap();
+    store.insert(&other, &unit([1.0, 0.1, 0.0]), "elsewhere", &CacheKey([12; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!((near.text.as_str(), near.answer), ("east", CacheKey([10; 32])));
+    assert!((near.score - 0.976).abs() < 0.01, "{}", near.score);
+    // The same question again replaces its row (one primary key per context and answer).
+    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east, again", &CacheKey([10; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!(near.text, "east, again");
+    store.remove(&ctx, &CacheKey([10; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!(near.text, "north", "the removed one is gone, and the other context's never shows");
+    assert!(store.nearest(&CacheKey([3; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none());
+    let expired = MilvusVectors::new(&url, &collection, Duration::ZERO, Duration::from_secs(10)).unwrap();
+    expired.insert(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0]), "gone", &CacheKey([13; 32])).await.unwrap();
+    assert!(expired.nearest(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none(), "expired");
+    store.drop_collection().await.unwrap();
+    // A collection that is gone is made again by the next lookup's caller (the store says so).
+    let e = store.nearest(&ctx, &unit([1.0, 0.0, 0.0])).await.unwrap_err();
+    assert!(e.to_ascii_lowercase().contains("collection"), "{e}");
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_milvus() {
+    let Some((url, model)) = parts().await else { return };
+    // The answers themselves are shared through Redis (the exact layer); the questions through Milvus.
+    let Some(stack) = redis_stack().await else { return };
+    let Some(milvus) = milvus().await else { return };
+    let run = nanos();
+    let replica = |index: String| replica(&url, &model, &stack, &milvus, index);
+    let index = format!("velollm-test-{run}");
+    let (b, _) = lend(&replica(index.clone()), run).await;
+    let (other, _) = ask(&b, &chat(&format!("Answer in French. [{run}]"), "How do I reset my password?", false)).await;
+    assert!(other.starts_with("miss; layer=semantic"), "{other}");
+
+    // A collection built for another dimension is refused at start, naming both.
+    let other = format!("velollm-test-dim-{run}");
+    let timeout = std::time::Duration::from_secs(10);
+    let new = |name: &str| {
+        velollm_proxy::semantic::milvus_vectors::MilvusVectors::new(&milvus, name, timeout, timeout).unwrap()
+    };
+    new(&other).ensure(8).await.unwrap();
+    let Err(err) = velollm_proxy::Proxy::bind(replica(other.clone())).await else {
+        panic!("another dimension is refused")
+    };
+    let err = err.to_string();
+    assert!(err.contains("8-dimension") && err.contains("384"), "{err}");
+    new(&other).drop_collection().await.unwrap();
+    new(&index).drop_collection().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
     let Some((url, model)) = parts().await else { return };
@@ -365,6 +447,18 @@ async fn a_vector_store_that_is_down_makes_misses_and_is_counted() {
     c.semantic.store = dead;
     let proxy = start(c).await;
     let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Spain?", false)).await;
+    assert_eq!(note, "miss; layer=semantic; error");
+    assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
+    assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);
+
+    // And with a Milvus store that is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("milvus://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = semantic(&url, &model, 0.85);
+    c.semantic.store = dead;
+    let proxy = start(c).await;
+    let (note, body) = ask(&proxy, &chat("Answer briefly.", "What is the capital of Portugal?", false)).await;
     assert_eq!(note, "miss; layer=semantic; error");
     assert!(serde_json::from_slice::<Value>(&body).is_ok(), "served from upstream");
     assert_eq!(proxy.metrics.lookups("semantic", Lookup::Error), 1);

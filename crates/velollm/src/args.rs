@@ -291,6 +291,10 @@ pub struct SemanticEvalArgs {
     /// vector-stores (scripts/pgvector.sh start).
     #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
     pub pgvector: Option<String>,
+    /// A Milvus server (milvus://HOST:PORT) to compare too in --scenario vector-stores (scripts/milvus-lite.sh
+    /// start).
+    #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]
+    pub milvus: Option<String>,
 }
 
 /// The routing evaluation's tiers and settings (`bench --scenario routing`; the small tier is --url/--model).

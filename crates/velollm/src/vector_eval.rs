@@ -4,7 +4,7 @@
 //! their original, as a paraphrase is. Reported per store and size: insert rate, query latency p50/p99, recall@1
 //! against an exact search, and the memory the store took (the process's resident set before and after; for the
 //! shared stores, Redis Stack's `used_memory` with `--redis-stack URL`, or the size of the Postgres table and its
-//! indexes with `--pgvector URL`).
+//! indexes with `--pgvector URL`; Milvus, `--milvus URL`, does not say).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
 use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, Nearest};
+use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
 use velollm_proxy::semantic::pg_vectors::PgVectors;
 use velollm_proxy::semantic::redis_vectors::RedisVectors;
 use velollm_report::document::Table;
@@ -94,6 +95,9 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         if let Some(url) = &e.pgvector {
             runs.push(measure_shared(Shared::postgres(url, n)?, &data).await?);
         }
+        if let Some(url) = &e.milvus {
+            runs.push(measure_shared(Shared::milvus(url, n)?, &data).await?);
+        }
     }
     let mut not_measured = Vec::new();
     if e.redis_stack.is_none() {
@@ -104,7 +108,9 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             "Postgres with pgvector: give --pgvector postgres://USER@HOST:PORT/DB (scripts/pgvector.sh start)".into(),
         );
     }
-    not_measured.push("Milvus Lite: the proxy has no client for it".to_owned());
+    if e.milvus.is_none() {
+        not_measured.push("Milvus: give --milvus milvus://HOST:PORT (scripts/milvus-lite.sh start)".into());
+    }
     let report = VectorReport { dimensions: DIM, queries, runs, not_measured };
     print!("{}", render(&report));
     if let Some(path) = &args.output.output {
@@ -194,6 +200,7 @@ fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<St
 enum Shared {
     Redis(RedisVectors),
     Postgres(PgVectors),
+    Milvus(MilvusVectors),
 }
 
 impl Shared {
@@ -215,10 +222,17 @@ impl Shared {
         Ok(Shared::Postgres(store))
     }
 
+    fn milvus(url: &str, n: usize) -> Result<Shared> {
+        let store = MilvusVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(60))
+            .map_err(|e| input(format!("--milvus: {e}")))?;
+        Ok(Shared::Milvus(store))
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Shared::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)",
             Shared::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)",
+            Shared::Milvus(_) => "Milvus Lite 3.2, HNSW (over loopback)",
         }
     }
 
@@ -226,6 +240,7 @@ impl Shared {
         match self {
             Shared::Redis(s) => s.ensure(DIM).await,
             Shared::Postgres(s) => s.ensure(DIM).await,
+            Shared::Milvus(s) => s.ensure(DIM).await,
         }
     }
 
@@ -233,6 +248,7 @@ impl Shared {
         match self {
             Shared::Redis(s) => s.insert(context, vector, "", answer).await,
             Shared::Postgres(s) => s.insert(context, vector, "", answer).await,
+            Shared::Milvus(s) => s.insert(context, vector, "", answer).await,
         }
     }
 
@@ -240,14 +256,17 @@ impl Shared {
         match self {
             Shared::Redis(s) => s.nearest(context, query).await,
             Shared::Postgres(s) => s.nearest(context, query).await,
+            Shared::Milvus(s) => s.nearest(context, query).await,
         }
     }
 
-    /// What the store holds: Redis's `used_memory`, or the Postgres table's size with its indexes.
+    /// What the store holds: Redis's `used_memory`, or the Postgres table's size with its indexes (Milvus
+    /// does not say).
     async fn memory(&self) -> Option<u64> {
         match self {
             Shared::Redis(s) => s.used_memory().await,
             Shared::Postgres(s) => s.table_bytes().await,
+            Shared::Milvus(_) => None,
         }
     }
 
@@ -255,6 +274,7 @@ impl Shared {
         let _ = match self {
             Shared::Redis(s) => s.drop_index().await,
             Shared::Postgres(s) => s.drop_table().await,
+            Shared::Milvus(s) => s.drop_collection().await,
         };
     }
 }
@@ -268,6 +288,7 @@ async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     let before = match &store {
         Shared::Redis(_) => store.memory().await,
         Shared::Postgres(_) => Some(0),
+        Shared::Milvus(_) => None,
     };
     let start = Instant::now();
     for (i, v) in data.vectors.iter().enumerate() {

@@ -12,6 +12,7 @@
 //! | [`hnsw`] | the graph: a hierarchical navigable small world |
 //! | [`redis_vectors`] | Redis Stack's vector search, shared by replicas |
 //! | [`pg_vectors`] | Postgres with pgvector, shared by replicas |
+//! | [`milvus_vectors`] and [`milvus_proto`] | Milvus (Milvus Lite) over gRPC, shared by replicas, and the messages it takes |
 //! | [`store`] | the stores behind one interface |
 //! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
 //! | [`answer`] | the text of a stored answer, and whether two answers agree |
@@ -24,6 +25,8 @@ pub mod embedder;
 pub mod guard;
 pub mod hnsw;
 pub mod index;
+pub mod milvus_proto;
+pub mod milvus_vectors;
 pub mod pg_vectors;
 pub mod probe;
 pub mod redis_vectors;

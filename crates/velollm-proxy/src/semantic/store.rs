@@ -1,10 +1,11 @@
 //! Where the questions live, behind one interface: the embedded index (in this process, the default), Redis
-//! Stack's vector search or Postgres with pgvector (both shared by replicas). A store that fails makes the
+//! Stack's vector search, Postgres with pgvector or Milvus (shared by replicas). A store that fails makes the
 //! lookup a miss, counted.
 
 use std::sync::Arc;
 
 use super::index::{Index, Nearest};
+use super::milvus_vectors::MilvusVectors;
 use super::pg_vectors::PgVectors;
 use super::redis_vectors::RedisVectors;
 use crate::normalize::CacheKey;
@@ -18,6 +19,8 @@ pub enum VectorStore {
     Redis(RedisVectors),
     /// A Postgres server with pgvector.
     Postgres(PgVectors),
+    /// A Milvus server (or Milvus Lite).
+    Milvus(MilvusVectors),
 }
 
 impl VectorStore {
@@ -27,6 +30,7 @@ impl VectorStore {
             VectorStore::Embedded(_) => "memory",
             VectorStore::Redis(_) => "redis-stack",
             VectorStore::Postgres(_) => "pgvector",
+            VectorStore::Milvus(_) => "milvus",
         }
     }
 
@@ -50,6 +54,14 @@ impl VectorStore {
                 }
                 other => other,
             },
+            VectorStore::Milvus(m) => match m.nearest(context, query).await {
+                // The collection is not there yet (or was dropped): create it, then ask again.
+                Err(e) if missing(&e) => {
+                    m.ensure(query.len()).await?;
+                    m.nearest(context, query).await
+                }
+                other => other,
+            },
         }
     }
 
@@ -57,7 +69,7 @@ impl VectorStore {
     pub fn insert(self: &Arc<Self>, context: CacheKey, vector: Vec<f32>, text: String, answer: CacheKey) {
         match &**self {
             VectorStore::Embedded(index) => index.insert(context, vector, text, answer),
-            VectorStore::Redis(_) | VectorStore::Postgres(_) => {
+            VectorStore::Redis(_) | VectorStore::Postgres(_) | VectorStore::Milvus(_) => {
                 let store = Arc::clone(self);
                 tokio::spawn(async move {
                     match &*store {
@@ -68,6 +80,14 @@ impl VectorStore {
                                 && p.ensure(vector.len()).await.is_ok()
                             {
                                 let _ = p.insert(&context, &vector, &text, &answer).await;
+                            }
+                        }
+                        VectorStore::Milvus(m) => {
+                            if let Err(e) = m.insert(&context, &vector, &text, &answer).await
+                                && missing(&e)
+                                && m.ensure(vector.len()).await.is_ok()
+                            {
+                                let _ = m.insert(&context, &vector, &text, &answer).await;
                             }
                         }
                         VectorStore::Embedded(_) => {}
@@ -87,11 +107,21 @@ impl VectorStore {
             VectorStore::Postgres(p) => {
                 let _ = p.remove(context, answer).await;
             }
+            VectorStore::Milvus(m) => {
+                let _ = m.remove(context, answer).await;
+            }
         }
     }
 }
 
-/// Checks a shared store's index name (a Redis key prefix, a Postgres table name): letters, digits, '-', '_'.
+/// Whether a Milvus error says the collection is not there.
+fn missing(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("collection") && (e.contains("not found") || e.contains("not exist") || e.contains("not loaded"))
+}
+
+/// Checks a shared store's index name (a Redis key prefix, a Postgres table, a Milvus collection): letters, digits,
+/// '-', '_'.
 pub fn check_index(index: &str) -> Result<(), String> {
     if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(format!("semantic index {index:?}: use letters, digits, '-' and '_'"));

@@ -55,8 +55,9 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "COSINE")]
     pub semantic_threshold: Option<f32>,
     /// Where the semantic layer keeps its questions: memory (this process, the default), the redis:// URL of a
-    /// Redis Stack server (scripts/redis-stack.sh start) or the postgres:// URL of a Postgres server with
-    /// pgvector (scripts/pgvector.sh start), both shared by replicas; implies --semantic.
+    /// Redis Stack server (scripts/redis-stack.sh start), the postgres:// URL of a Postgres server with
+    /// pgvector (scripts/pgvector.sh start) or the milvus:// URL of a Milvus server (scripts/milvus-lite.sh
+    /// start), shared by replicas; implies --semantic.
     #[arg(long, value_name = "STORE")]
     pub semantic_store: Option<String>,
     /// Learn a threshold per entry, serving at most this fraction of wrong answers (vCache's δ, e.g. 0.02):
@@ -246,6 +247,8 @@ fn describe(config: &ProxyConfig) -> String {
                 "redis-stack"
             } else if semantic.is_postgres() {
                 "pgvector"
+            } else if semantic.is_milvus() {
+                "milvus"
             } else {
                 semantic.store.as_str()
             }
