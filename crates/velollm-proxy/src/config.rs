@@ -21,7 +21,7 @@
 //! enabled = true
 //! embedder = "local"                   # or the URL of an OpenAI-compatible /v1/embeddings
 //! threshold = 0.9
-//! store = "memory"                     # or a Redis Stack redis:// URL, or a pgvector postgres:// URL
+//! store = "memory"                     # or a Redis Stack redis://, pgvector postgres:// or Milvus milvus:// URL
 //! # delta = 0.02                       # learn a threshold per entry, serving at most 2 % wrong answers
 //!
 //! [routing]                            # off unless tiers are listed
