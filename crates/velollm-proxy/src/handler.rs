@@ -189,14 +189,18 @@ pub async fn exchange(
                         }
                     }
                 }
-                if !no_store {
+                // A no-store request that explored an entry is still read, so that its answer teaches the entry.
+                let learns = pending.as_ref().is_some_and(|(_, p)| p.explores());
+                if !no_store || learns {
                     writer = Some(CacheWriter {
                         cache: Arc::clone(cache),
                         key,
                         route: generate,
                         content_type: String::new(),
                         buf: Vec::new(),
-                        guard,
+                        // Nothing will be stored: the flight's followers need not wait for this answer.
+                        guard: guard.filter(|_| !no_store),
+                        store: !no_store,
                         semantic: pending,
                     });
                 }

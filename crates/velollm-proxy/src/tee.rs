@@ -54,6 +54,9 @@ pub struct CacheWriter {
     pub buf: Vec<u8>,
     /// The flight this answer leads, released once it is stored or given up.
     pub guard: Option<FlightGuard>,
+    /// Whether the answer is stored; `false` (`Cache-Control: no-store`): it is read only so that the semantic
+    /// layer learns from an explored entry, then dropped.
+    pub store: bool,
     /// The question for the semantic layer's index, added once the answer is stored.
     pub semantic: Option<(Arc<Semantic>, Pending)>,
 }
@@ -118,7 +121,15 @@ impl TeeBody {
     fn finish(&mut self) {
         self.done = true;
         let Some(w) = self.writer.take() else { return };
-        if !w.route.ended_normally(self.stream, &w.buf) {
+        let complete = w.route.ended_normally(self.stream, &w.buf);
+        if !w.store {
+            // Not to be stored (no-store): a complete answer only teaches the entry the request explored.
+            if complete && let Some((semantic, pending)) = w.semantic {
+                semantic.answered(pending, None, Bytes::from(w.buf), &w.cache, &self.metrics);
+            }
+            return;
+        }
+        if !complete {
             self.metrics.write(w.cache.store.kind(), "incomplete");
             return;
         }
@@ -129,7 +140,7 @@ impl TeeBody {
             memory.put(w.key, entry, w.cache.ttl);
             self.metrics.write("memory", "stored");
             if let Some((semantic, pending)) = w.semantic {
-                semantic.answered(pending, w.key, body, &w.cache, &self.metrics);
+                semantic.answered(pending, Some(w.key), body, &w.cache, &self.metrics);
             }
             return;
         }
@@ -138,7 +149,7 @@ impl TeeBody {
             let outcome = match w.cache.store.put(w.key, entry, w.cache.ttl).await {
                 Ok(()) => {
                     if let Some((semantic, pending)) = w.semantic {
-                        semantic.answered(pending, w.key, body, &w.cache, &metrics);
+                        semantic.answered(pending, Some(w.key), body, &w.cache, &metrics);
                     }
                     "stored"
                 }

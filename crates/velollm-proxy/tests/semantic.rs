@@ -542,4 +542,24 @@ async fn learned_thresholds_serve_once_entries_have_agreed_and_never_lend_a_disa
     assert!(String::from_utf8_lossy(&body).contains("Usernames cannot be changed."));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(proxy.metrics.semantic_learned("agree"), 1);
+
+    // A request sent with no-store that explores still teaches the entry: its answer is read and compared,
+    // and neither kept nor indexed.
+    let proxy = start(learning(0.01)).await;
+    ask(&proxy, &chat("Be brief.", "How do I reset my password?", false)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut explored = None;
+    for p in paraphrases {
+        let body = chat("Be brief.", p, false).to_string();
+        let r = send(proxy.addr, "POST", "/v1/chat/completions", &[("cache-control", "no-store")], &body).await;
+        if r.header("x-velollm-cache").contains("; explore;") {
+            explored = Some(body);
+            break;
+        }
+    }
+    let explored = explored.expect("at δ = 1 %, a new entry's candidates explore");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(proxy.metrics.semantic_learned("agree"), 1, "the no-store answer taught the entry");
+    let again = send(proxy.addr, "POST", "/v1/chat/completions", &[], &explored).await;
+    assert_ne!(again.header("x-velollm-cache"), "hit", "the no-store answer was not stored");
 }

@@ -135,6 +135,13 @@ pub struct Pending {
     explored: Option<(CacheKey, f32)>,
 }
 
+impl Pending {
+    /// Whether the request explored an entry, so that its answer teaches that entry even when it is not stored.
+    pub fn explores(&self) -> bool {
+        self.explored.is_some()
+    }
+}
+
 impl Semantic {
     /// The probe for a normalized request, or why it bypasses the layer.
     pub fn probe(&self, route: Generate, normalized: &Normalized) -> Result<Probe, probe::Skip> {
@@ -194,33 +201,39 @@ impl Semantic {
         Found::Miss { score, nearest: near, blocked, explored: explored.map(|(_, _, p)| p), pending, times }
     }
 
-    /// Indexes a question once its answer (`body`) is stored under `key`. A request that explored compares its
+    /// Indexes a question once its answer (`body`) is stored under `key` (`None`: the answer was not stored,
+    /// `Cache-Control: no-store`, and the question is never indexed). A request that explored compares its
     /// answer with the stored one first: an agreement is recorded on that entry and the question is not indexed
     /// (the entry already stands for it); a disagreement is recorded and the question gets its own entry.
     pub fn answered(
         self: &Arc<Self>,
         pending: Pending,
-        key: CacheKey,
+        key: Option<CacheKey>,
         body: Bytes,
         cache: &Arc<Cache>,
         metrics: &Arc<Metrics>,
     ) {
+        let index = move |semantic: &Semantic, pending: Pending| {
+            if let Some(key) = key {
+                semantic.store.insert(pending.context, pending.vector, pending.text, key);
+            }
+        };
         let (Some((stored, score)), Some(learned)) = (pending.explored, self.learned.clone()) else {
-            self.store.insert(pending.context, pending.vector, pending.text, key);
+            index(self, pending);
             return;
         };
         let (semantic, cache, metrics) = (Arc::clone(self), Arc::clone(cache), Arc::clone(metrics));
         tokio::spawn(async move {
             let Ok(Some(entry)) = cache.store.get(&stored).await else {
                 metrics.semantic_learning("gone");
-                semantic.store.insert(pending.context, pending.vector, pending.text, key);
+                index(&semantic, pending);
                 return;
             };
             let agreed = semantic.agree(&answer::text(&entry.body), &answer::text(&body)).await;
             learned.record(stored, score, agreed);
             metrics.semantic_learning(if agreed { "agree" } else { "disagree" });
             if !agreed {
-                semantic.store.insert(pending.context, pending.vector, pending.text, key);
+                index(&semantic, pending);
             }
         });
     }
