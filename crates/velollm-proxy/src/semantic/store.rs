@@ -36,88 +36,97 @@ impl VectorStore {
 
     /// The question of `context` nearest to `query`.
     pub async fn nearest(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
-        match self {
-            VectorStore::Embedded(index) => Ok(index.nearest(context, query)),
-            VectorStore::Redis(r) => match r.nearest(context, query).await {
-                // The server came up empty (or was flushed): create the index, then ask again.
-                Err(e) if e.contains("Unknown index") || e.contains("no such index") => {
-                    r.ensure(query.len()).await?;
-                    r.nearest(context, query).await
-                }
-                other => other,
-            },
-            VectorStore::Postgres(p) => match p.nearest(context, query).await {
-                // The table is not there yet (or was dropped): create it, then ask again.
-                Err(e) if e.contains("does not exist") => {
-                    p.ensure(query.len()).await?;
-                    p.nearest(context, query).await
-                }
-                other => other,
-            },
-            VectorStore::Milvus(m) => match m.nearest(context, query).await {
-                // The collection is not there yet (or was dropped): create it, then ask again.
-                Err(e) if missing(&e) => {
-                    m.ensure(query.len()).await?;
-                    m.nearest(context, query).await
-                }
-                other => other,
-            },
-        }
+        self.made_if_missing(query.len(), || self.nearest_once(context, query)).await
     }
 
     /// Stores a question; a shared store's write happens in the background.
     pub fn insert(self: &Arc<Self>, context: CacheKey, vector: Vec<f32>, text: String, answer: CacheKey) {
-        match &**self {
-            VectorStore::Embedded(index) => index.insert(context, vector, text, answer),
-            VectorStore::Redis(_) | VectorStore::Postgres(_) | VectorStore::Milvus(_) => {
-                let store = Arc::clone(self);
-                tokio::spawn(async move {
-                    match &*store {
-                        VectorStore::Redis(r) => drop(r.insert(&context, &vector, &text, &answer).await),
-                        VectorStore::Postgres(p) => {
-                            if let Err(e) = p.insert(&context, &vector, &text, &answer).await
-                                && e.contains("does not exist")
-                                && p.ensure(vector.len()).await.is_ok()
-                            {
-                                let _ = p.insert(&context, &vector, &text, &answer).await;
-                            }
-                        }
-                        VectorStore::Milvus(m) => {
-                            if let Err(e) = m.insert(&context, &vector, &text, &answer).await
-                                && missing(&e)
-                                && m.ensure(vector.len()).await.is_ok()
-                            {
-                                let _ = m.insert(&context, &vector, &text, &answer).await;
-                            }
-                        }
-                        VectorStore::Embedded(_) => {}
-                    }
-                });
-            }
+        if let VectorStore::Embedded(index) = &**self {
+            return index.insert(context, vector, text, answer);
         }
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let write = || store.shared_insert(&context, &vector, &text, &answer);
+            let _ = store.made_if_missing(vector.len(), write).await;
+        });
     }
 
     /// Forgets a question whose answer is gone.
     pub async fn remove(&self, context: &CacheKey, answer: &CacheKey) {
+        let _ = match self {
+            VectorStore::Embedded(index) => {
+                index.remove(context, answer);
+                Ok(())
+            }
+            VectorStore::Redis(r) => r.remove(context, answer).await,
+            VectorStore::Postgres(p) => p.remove(context, answer).await,
+            VectorStore::Milvus(m) => m.remove(context, answer).await,
+        };
+    }
+
+    /// `call` on a shared store, and once more after making its index (table, collection) when the server says
+    /// it is not there: the server came up empty, or it was dropped.
+    async fn made_if_missing<T, F, Fut>(&self, dimension: usize, call: F) -> Result<T, String>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        match call().await {
+            Err(e) if self.missing(&e) => {
+                self.ensure(dimension).await?;
+                call().await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a shared store's error says its index (table, collection) is not there.
+    fn missing(&self, error: &str) -> bool {
         match self {
-            VectorStore::Embedded(index) => index.remove(context, answer),
-            VectorStore::Redis(r) => {
-                let _ = r.remove(context, answer).await;
-            }
-            VectorStore::Postgres(p) => {
-                let _ = p.remove(context, answer).await;
-            }
-            VectorStore::Milvus(m) => {
-                let _ = m.remove(context, answer).await;
+            VectorStore::Embedded(_) => false,
+            VectorStore::Redis(_) => error.contains("Unknown index") || error.contains("no such index"),
+            VectorStore::Postgres(_) => error.contains("does not exist"),
+            VectorStore::Milvus(_) => {
+                let e = error.to_ascii_lowercase();
+                e.contains("collection")
+                    && (e.contains("not found") || e.contains("not exist") || e.contains("not loaded"))
             }
         }
     }
-}
 
-/// Whether a Milvus error says the collection is not there.
-fn missing(error: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    e.contains("collection") && (e.contains("not found") || e.contains("not exist") || e.contains("not loaded"))
+    /// Makes a shared store's index (table, collection) for `dimension`-long vectors.
+    async fn ensure(&self, dimension: usize) -> Result<(), String> {
+        match self {
+            VectorStore::Embedded(_) => Ok(()),
+            VectorStore::Redis(r) => r.ensure(dimension).await,
+            VectorStore::Postgres(p) => p.ensure(dimension).await,
+            VectorStore::Milvus(m) => m.ensure(dimension).await,
+        }
+    }
+
+    async fn nearest_once(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
+        match self {
+            VectorStore::Embedded(index) => Ok(index.nearest(context, query)),
+            VectorStore::Redis(r) => r.nearest(context, query).await,
+            VectorStore::Postgres(p) => p.nearest(context, query).await,
+            VectorStore::Milvus(m) => m.nearest(context, query).await,
+        }
+    }
+
+    async fn shared_insert(
+        &self,
+        context: &CacheKey,
+        vector: &[f32],
+        text: &str,
+        answer: &CacheKey,
+    ) -> Result<(), String> {
+        match self {
+            VectorStore::Embedded(_) => Ok(()),
+            VectorStore::Redis(r) => r.insert(context, vector, text, answer).await,
+            VectorStore::Postgres(p) => p.insert(context, vector, text, answer).await,
+            VectorStore::Milvus(m) => m.insert(context, vector, text, answer).await,
+        }
+    }
 }
 
 /// Checks a shared store's index name (a Redis key prefix, a Postgres table, a Milvus collection): letters, digits,
