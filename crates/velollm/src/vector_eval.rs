@@ -15,10 +15,11 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
-use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, Nearest};
+use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index};
 use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
 use velollm_proxy::semantic::pg_vectors::PgVectors;
 use velollm_proxy::semantic::redis_vectors::RedisVectors;
+use velollm_proxy::semantic::store::VectorStore;
 use velollm_report::document::Table;
 
 use crate::args::BenchArgs;
@@ -196,12 +197,8 @@ fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<St
         .collect()
 }
 
-/// A shared store under a fresh name, dropped after its measurement.
-enum Shared {
-    Redis(RedisVectors),
-    Postgres(PgVectors),
-    Milvus(MilvusVectors),
-}
+/// A shared store under a fresh name, dropped after its measurement: the proxy's own [`VectorStore`].
+struct Shared(VectorStore);
 
 impl Shared {
     /// A name no earlier run used.
@@ -213,68 +210,46 @@ impl Shared {
     fn redis(url: &str, n: usize) -> Result<Shared> {
         let store = RedisVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(10))
             .map_err(|e| input(format!("--redis-stack: {e}")))?;
-        Ok(Shared::Redis(store))
+        Ok(Shared(VectorStore::Redis(store)))
     }
 
     fn postgres(url: &str, n: usize) -> Result<Shared> {
         let store = PgVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(30))
             .map_err(|e| input(format!("--pgvector: {e}")))?;
-        Ok(Shared::Postgres(store))
+        Ok(Shared(VectorStore::Postgres(store)))
     }
 
     fn milvus(url: &str, n: usize) -> Result<Shared> {
         let store = MilvusVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(60))
             .map_err(|e| input(format!("--milvus: {e}")))?;
-        Ok(Shared::Milvus(store))
+        Ok(Shared(VectorStore::Milvus(store)))
     }
 
     fn label(&self) -> &'static str {
-        match self {
-            Shared::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)",
-            Shared::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)",
-            Shared::Milvus(_) => "Milvus Lite 3.2, HNSW (over loopback)",
-        }
-    }
-
-    async fn ensure(&self) -> Result<(), String> {
-        match self {
-            Shared::Redis(s) => s.ensure(DIM).await,
-            Shared::Postgres(s) => s.ensure(DIM).await,
-            Shared::Milvus(s) => s.ensure(DIM).await,
-        }
-    }
-
-    async fn insert(&self, context: &CacheKey, vector: &[f32], answer: &CacheKey) -> Result<(), String> {
-        match self {
-            Shared::Redis(s) => s.insert(context, vector, "", answer).await,
-            Shared::Postgres(s) => s.insert(context, vector, "", answer).await,
-            Shared::Milvus(s) => s.insert(context, vector, "", answer).await,
-        }
-    }
-
-    async fn nearest(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
-        match self {
-            Shared::Redis(s) => s.nearest(context, query).await,
-            Shared::Postgres(s) => s.nearest(context, query).await,
-            Shared::Milvus(s) => s.nearest(context, query).await,
+        match &self.0 {
+            VectorStore::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)",
+            VectorStore::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)",
+            VectorStore::Milvus(_) => "Milvus Lite 3.2, HNSW (over loopback)",
+            VectorStore::Embedded(_) => "embedded",
         }
     }
 
     /// What the store holds: Redis's `used_memory`, or the Postgres table's size with its indexes (Milvus
     /// does not say).
     async fn memory(&self) -> Option<u64> {
-        match self {
-            Shared::Redis(s) => s.used_memory().await,
-            Shared::Postgres(s) => s.table_bytes().await,
-            Shared::Milvus(_) => None,
+        match &self.0 {
+            VectorStore::Redis(s) => s.used_memory().await,
+            VectorStore::Postgres(s) => s.table_bytes().await,
+            VectorStore::Milvus(_) | VectorStore::Embedded(_) => None,
         }
     }
 
     async fn drop_all(&self) {
-        let _ = match self {
-            Shared::Redis(s) => s.drop_index().await,
-            Shared::Postgres(s) => s.drop_table().await,
-            Shared::Milvus(s) => s.drop_collection().await,
+        let _ = match &self.0 {
+            VectorStore::Redis(s) => s.drop_index().await,
+            VectorStore::Postgres(s) => s.drop_table().await,
+            VectorStore::Milvus(s) => s.drop_collection().await,
+            VectorStore::Embedded(_) => Ok(()),
         };
     }
 }
@@ -283,16 +258,15 @@ impl Shared {
 async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     let n = data.vectors.len();
     let label = store.label();
-    store.ensure().await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    store.0.ensure(DIM).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
-    let before = match &store {
-        Shared::Redis(_) => store.memory().await,
-        Shared::Postgres(_) => Some(0),
-        Shared::Milvus(_) => None,
+    let before = match &store.0 {
+        VectorStore::Postgres(_) => Some(0),
+        _ => store.memory().await,
     };
     let start = Instant::now();
     for (i, v) in data.vectors.iter().enumerate() {
-        if let Err(e) = store.insert(&context, v, &key_of(i)).await {
+        if let Err(e) = store.0.write(&context, v, "", &key_of(i)).await {
             store.drop_all().await;
             anyhow::bail!("{label}, insert: {e}");
         }
@@ -303,7 +277,7 @@ async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     let mut right = 0;
     for (q, &exact) in data.queries.iter().zip(&data.exact) {
         let t = Instant::now();
-        let found = match store.nearest(&context, q).await {
+        let found = match store.0.nearest(&context, q).await {
             Ok(found) => found,
             Err(e) => {
                 store.drop_all().await;

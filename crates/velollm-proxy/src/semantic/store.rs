@@ -46,9 +46,14 @@ impl VectorStore {
         }
         let store = Arc::clone(self);
         tokio::spawn(async move {
-            let write = || store.shared_insert(&context, &vector, &text, &answer);
-            let _ = store.made_if_missing(vector.len(), write).await;
+            let _ = store.write(&context, &vector, &text, &answer).await;
         });
+    }
+
+    /// Stores a question and waits until the store has it (the benchmark's loads; the proxy uses
+    /// [`VectorStore::insert`]).
+    pub async fn write(&self, context: &CacheKey, vector: &[f32], text: &str, answer: &CacheKey) -> Result<(), String> {
+        self.made_if_missing(vector.len(), || self.write_once(context, vector, text, answer)).await
     }
 
     /// Forgets a question whose answer is gone.
@@ -94,8 +99,9 @@ impl VectorStore {
         }
     }
 
-    /// Makes a shared store's index (table, collection) for `dimension`-long vectors.
-    async fn ensure(&self, dimension: usize) -> Result<(), String> {
+    /// Makes a shared store's index (table, collection) for `dimension`-long vectors, or checks that the one
+    /// there has that dimension.
+    pub async fn ensure(&self, dimension: usize) -> Result<(), String> {
         match self {
             VectorStore::Embedded(_) => Ok(()),
             VectorStore::Redis(r) => r.ensure(dimension).await,
@@ -113,7 +119,7 @@ impl VectorStore {
         }
     }
 
-    async fn shared_insert(
+    async fn write_once(
         &self,
         context: &CacheKey,
         vector: &[f32],
@@ -121,7 +127,10 @@ impl VectorStore {
         answer: &CacheKey,
     ) -> Result<(), String> {
         match self {
-            VectorStore::Embedded(_) => Ok(()),
+            VectorStore::Embedded(index) => {
+                index.insert(*context, vector.to_vec(), text.to_owned(), *answer);
+                Ok(())
+            }
             VectorStore::Redis(r) => r.insert(context, vector, text, answer).await,
             VectorStore::Postgres(p) => p.insert(context, vector, text, answer).await,
             VectorStore::Milvus(m) => m.insert(context, vector, text, answer).await,
