@@ -271,34 +271,53 @@ async fn pgvector() -> Option<String> {
     }
 }
 
-#[tokio::test]
-async fn the_pgvector_store_finds_forgets_and_expires_questions_within_their_context() {
-    use std::time::Duration;
+/// A unit vector along `v`.
+fn unit(v: [f32; 3]) -> [f32; 3] {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.map(|x| x / n)
+}
+
+/// The round trip every shared store passes, through the proxy's own `VectorStore`, on 3-dimension vectors:
+/// `store` keeps questions a minute, `expired` is the same index keeping them not at all. The nearest question
+/// within its context; the same question again replaces its row; a removed one is gone; another context's never
+/// shows; an expired one never shows.
+async fn finds_forgets_and_expires(
+    store: &velollm_proxy::semantic::VectorStore,
+    expired: &velollm_proxy::semantic::VectorStore,
+) {
     use velollm_proxy::normalize::CacheKey;
-    use velollm_proxy::semantic::pg_vectors::PgVectors;
-    let Some(pg) = pgvector().await else { return };
-    let table = format!("velollm-test-store-{}", nanos());
-    let store = PgVectors::new(&pg, &table, Duration::from_secs(60), Duration::from_secs(5)).unwrap();
     store.ensure(3).await.unwrap();
     store.ensure(3).await.expect("the same dimension again is fine");
     let (ctx, other) = (CacheKey([1; 32]), CacheKey([2; 32]));
-    let unit = |v: [f32; 3]| {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.map(|x| x / n)
-    };
-    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east", &CacheKey([10; 32])).await.unwrap();
-    store.insert(&ctx, &unit([0.0, 1.0, 0.0]), "north", &CacheKey([11; 32])).await.unwrap();
-    store.insert(&other, &unit([1.0, 0.1, 0.0]), "elsewhere", &CacheKey([12; 32])).await.unwrap();
+    store.write(&ctx, &unit([1.0, 0.0, 0.0]), "east", &CacheKey([10; 32])).await.unwrap();
+    store.write(&ctx, &unit([0.0, 1.0, 0.0]), "north", &CacheKey([11; 32])).await.unwrap();
+    store.write(&other, &unit([1.0, 0.1, 0.0]), "elsewhere", &CacheKey([12; 32])).await.unwrap();
     let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
     assert_eq!((near.text.as_str(), near.answer), ("east", CacheKey([10; 32])));
     assert!((near.score - 0.976).abs() < 0.01, "{}", near.score);
-    store.remove(&ctx, &CacheKey([10; 32])).await.unwrap();
+    store.write(&ctx, &unit([1.0, 0.0, 0.0]), "east, again", &CacheKey([10; 32])).await.unwrap();
+    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
+    assert_eq!(near.text, "east, again", "one row per context and answer");
+    store.remove(&ctx, &CacheKey([10; 32])).await;
     let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
     assert_eq!(near.text, "north", "the removed one is gone, and the other context's never shows");
     assert!(store.nearest(&CacheKey([3; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none());
-    let expired = PgVectors::new(&pg, &table, Duration::ZERO, Duration::from_secs(5)).unwrap();
-    expired.insert(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0]), "gone", &CacheKey([13; 32])).await.unwrap();
+    expired.write(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0]), "gone", &CacheKey([13; 32])).await.unwrap();
     assert!(expired.nearest(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none(), "expired");
+}
+
+#[tokio::test]
+async fn the_pgvector_store_finds_forgets_and_expires_questions_within_their_context() {
+    use std::time::Duration;
+    use velollm_proxy::semantic::VectorStore;
+    use velollm_proxy::semantic::pg_vectors::PgVectors;
+    let Some(pg) = pgvector().await else { return };
+    let table = format!("velollm-test-store-{}", nanos());
+    let new = |ttl| PgVectors::new(&pg, &table, ttl, Duration::from_secs(5)).unwrap();
+    let (store, expired) =
+        (VectorStore::Postgres(new(Duration::from_secs(60))), VectorStore::Postgres(new(Duration::ZERO)));
+    finds_forgets_and_expires(&store, &expired).await;
+    let VectorStore::Postgres(store) = store else { unreachable!() };
     assert!(store.table_bytes().await.is_some_and(|b| b > 0));
     store.drop_table().await.unwrap();
 }
@@ -360,44 +379,24 @@ async fn milvus() -> Option<String> {
 async fn the_milvus_store_finds_forgets_and_expires_questions_within_their_context() {
     use std::time::Duration;
     use velollm_proxy::normalize::CacheKey;
+    use velollm_proxy::semantic::VectorStore;
     use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
     let Some(url) = milvus().await else { return };
     let collection = format!("velollm-test-store-{}", nanos());
-    let store = MilvusVectors::new(&url, &collection, Duration::from_secs(60), Duration::from_secs(10)).unwrap();
-    store.ensure(3).await.unwrap();
-    store.ensure(3).await.expect("the same dimension again is fine");
+    let new = |ttl| MilvusVectors::new(&url, &collection, ttl, Duration::from_secs(10)).unwrap();
+    let (store, expired) =
+        (VectorStore::Milvus(new(Duration::from_secs(60))), VectorStore::Milvus(new(Duration::ZERO)));
+    finds_forgets_and_expires(&store, &expired).await;
     let e = store.ensure(4).await.unwrap_err();
     assert!(e.contains("3-dimension") && e.contains("makes 4"), "{e}");
-    let (ctx, other) = (CacheKey([1; 32]), CacheKey([2; 32]));
-    let unit = |v: [f32; 3]| {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.map(|x| x / n)
-    };
-    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east", &CacheKey([10; 32])).await.unwrap();
-    store.insert(&ctx, &unit([0.0, 1.0, 0.0]), "north", &CacheKey([11; 32])).await.unwrap();
-    store.insert(&other, &unit([1.0, 0.1, 0.0]), "elsewhere", &CacheKey([12; 32])).await.unwrap();
-    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
-    assert_eq!((near.text.as_str(), near.answer), ("east", CacheKey([10; 32])));
-    assert!((near.score - 0.976).abs() < 0.01, "{}", near.score);
-    // The same question again replaces its row (one primary key per context and answer).
-    store.insert(&ctx, &unit([1.0, 0.0, 0.0]), "east, again", &CacheKey([10; 32])).await.unwrap();
-    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
-    assert_eq!(near.text, "east, again");
-    store.remove(&ctx, &CacheKey([10; 32])).await.unwrap();
-    let near = store.nearest(&ctx, &unit([0.9, 0.2, 0.0])).await.unwrap().expect("a question");
-    assert_eq!(near.text, "north", "the removed one is gone, and the other context's never shows");
-    assert!(store.nearest(&CacheKey([3; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none());
-    let expired = MilvusVectors::new(&url, &collection, Duration::ZERO, Duration::from_secs(10)).unwrap();
-    expired.insert(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0]), "gone", &CacheKey([13; 32])).await.unwrap();
-    assert!(expired.nearest(&CacheKey([4; 32]), &unit([1.0, 0.0, 0.0])).await.unwrap().is_none(), "expired");
-    store.drop_collection().await.unwrap();
+    let VectorStore::Milvus(milvus) = &store else { unreachable!() };
+    milvus.drop_collection().await.unwrap();
     // A collection that is gone says so, and the proxy's store makes it again on the next lookup.
-    let e = store.nearest(&ctx, &unit([1.0, 0.0, 0.0])).await.unwrap_err();
+    let ctx = CacheKey([1; 32]);
+    let e = milvus.nearest(&ctx, &unit([1.0, 0.0, 0.0])).await.unwrap_err();
     assert!(e.contains("does not exist") || e.contains("not found"), "{e}");
-    let store = velollm_proxy::semantic::VectorStore::Milvus(store);
     assert!(store.nearest(&ctx, &unit([1.0, 0.0, 0.0])).await.unwrap().is_none(), "made again, empty");
-    let velollm_proxy::semantic::VectorStore::Milvus(store) = store else { unreachable!() };
-    store.drop_collection().await.unwrap();
+    milvus.drop_collection().await.unwrap();
 }
 
 #[tokio::test]
