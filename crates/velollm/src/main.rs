@@ -47,6 +47,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::INPUT } else { exit::OK });
         }
     };
+    // Before the runtime's threads start, so that growing the table stalls nothing.
+    velollm_engine::host::reserve_descriptors(velollm_engine::host::DESCRIPTORS_RESERVED);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -53,7 +53,6 @@ pub struct SelfcheckArgs {
 
 /// Run `velollm selfcheck`.
 pub async fn run(args: SelfcheckArgs) -> Result<u8> {
-    velollm_engine::host::raise_open_files_limit();
     let ttft = args.ttft.map(|d| d.0);
     let itl = args.itl.map(|d| d.0);
     if args.tokens == Some(0) {
