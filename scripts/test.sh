@@ -35,6 +35,9 @@ eval "$(scripts/llama-server.sh env)"
 export LLAMA_SERVER_BIN SMOLLM2_MODEL
 eval "$(scripts/embedder.sh env)"
 export VELOLLM_EMBEDDER_MODEL
+# llm-d's Benchmark Report package: the schema and model `velollm report --llm-d` is checked against.
+eval "$(scripts/llmd-report.sh env)"
+export VELOLLM_LLMD_REPORT
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

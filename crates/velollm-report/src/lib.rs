@@ -13,6 +13,7 @@
 //! * [`markdown`] — the Markdown report, with its charts as SVG files to write beside it.
 //! * [`html`] — one self-contained HTML report with inline SVG charts.
 //! * [`csv`] — per-step aggregates and per-request rows as CSV.
+//! * [`llmd`] — a step as an llm-d Benchmark Report (schema 0.2), for the tools that collect those.
 //! * [`charts`] — the charts of one or several runs, and the before/after bars of a comparison.
 //! * [`server`] — what velollm observed of the server (launch, cold start, resources, metrics, events) as
 //!   the text every report shares.
@@ -30,6 +31,7 @@ pub mod csv;
 pub mod document;
 pub mod format;
 pub mod html;
+pub mod llmd;
 pub mod markdown;
 pub mod selfcheck;
 pub mod server;

@@ -484,3 +484,41 @@ pub fn spawn_velollm_proxy(args: &[&str]) -> (std::process::Child, String) {
     std::thread::spawn(move || for _ in stderr.lines() {});
     (child, addr)
 }
+
+/// llm-d's Benchmark Report package, installed by `scripts/llmd-report.sh` (`VELOLLM_LLMD_REPORT`, the folder
+/// to put on PYTHONPATH). Without it the caller skips — except in CI (`CI=true`), where it is a failure.
+pub fn llmd_report_package() -> Option<PathBuf> {
+    let dir =
+        std::env::var_os("VELOLLM_LLMD_REPORT").map(PathBuf::from).filter(|d| d.join("llmd_benchmark_report").is_dir());
+    match dir {
+        Some(d) => Some(d),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "CI=true but VELOLLM_LLMD_REPORT names no llm-d report package: eval \"$(scripts/llmd-report.sh env)\""
+            )
+        }
+        None => {
+            eprintln!("skipped: no llm-d report package (eval \"$(scripts/llmd-report.sh env)\")");
+            None
+        }
+    }
+}
+
+/// `report` is a valid llm-d Benchmark Report: against the package's JSON Schema, and loaded by the package's
+/// own model (which refuses fields the schema does not know).
+pub fn assert_llmd_valid(package: &Path, report: &Path) {
+    let schema = json(&package.join("llmd_benchmark_report/br_v0_2_json_schema.json"));
+    let doc = json(report);
+    let validator = jsonschema::validator_for(&schema).expect("the llm-d schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{} does not match llm-d's schema: {errors:#?}", report.display());
+    let out = Command::new("python3")
+        .env("PYTHONPATH", package)
+        .args(["-c", "import sys\nfrom llmd_benchmark_report import import_benchmark_report\nprint(import_benchmark_report(sys.argv[1]).version)"])
+        .arg(report)
+        .output()
+        .expect("python3 runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "llm-d's model refuses {}:\n{stderr}", report.display());
+    assert_eq!(stdout.trim(), "0.2.1");
+}

@@ -179,6 +179,54 @@ async fn every_export_from_a_real_run() {
     assert_eq!(lines(&d("old.csv")), 1);
 }
 
+/// Every step of a run as an llm-d Benchmark Report, one file per step, each valid against llm-d's own schema
+/// and model, with velollm's figures in the schema's units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_is_an_llm_d_benchmark_report() {
+    let Some(package) = common::llmd_report_package() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = bench(dir.path()).await;
+    let doc = json(&run);
+    let out = dir.path().join("llmd.json");
+    let o = velollm(&["report", p(&run), "--llm-d", p(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let steps = doc["steps"].as_array().unwrap();
+    assert!(steps.len() > 1 && !out.exists(), "a run of several steps is written one file per step");
+    for (stage, step) in steps.iter().enumerate() {
+        let file = dir.path().join(format!("llmd-{stage}.json"));
+        common::assert_llmd_valid(&package, &file);
+        let r = json(&file);
+        assert_eq!(r["version"], "0.2.1");
+        assert_eq!(r["run"]["eid"], doc["meta"]["run_id"]);
+        assert_eq!(r["scenario"]["load"]["standardized"]["stage"], stage);
+        assert_eq!(r["scenario"]["load"]["standardized"]["tool"], "velollm");
+        let agg = &r["results"]["request_performance"]["aggregate"];
+        assert_eq!(agg["requests"]["total"], step["requests"]);
+        assert_eq!(agg["requests"]["failures"], step["failed"]);
+        let ttft = &agg["latency"]["time_to_first_token"];
+        assert_eq!(ttft["units"], "s");
+        let ms = step["metrics"]["ttft_ms"]["p99"].as_f64().unwrap();
+        assert!((ttft["p99"].as_f64().unwrap() - ms / 1e3).abs() < 1e-9, "TTFT p99 {ms} ms → {}", ttft["p99"]);
+        assert_eq!(agg["throughput"]["request_rate"]["mean"], step["rates"]["request_throughput"]);
+    }
+    let concurrent = json(&dir.path().join("llmd-1.json"));
+    assert_eq!(concurrent["scenario"]["load"]["standardized"]["concurrency"], 2);
+
+    // One step: the file named.
+    let mut one = doc.clone();
+    one["steps"].as_array_mut().unwrap().truncate(1);
+    std::fs::write(dir.path().join("one.json"), one.to_string()).unwrap();
+    let single = dir.path().join("single.json");
+    let o = velollm(&["report", p(&dir.path().join("one.json")), "--llm-d", p(&single)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    common::assert_llmd_valid(&package, &single);
+
+    // The reports of one run only.
+    let o = velollm(&["report", p(&run), p(&run), "--llm-d", p(&single)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("give one result document"), "{}", text(&o).1);
+}
+
 #[test]
 fn bad_input_names_the_file_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();

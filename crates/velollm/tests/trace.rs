@@ -217,6 +217,40 @@ async fn llama_server_reuses_the_prefix_of_a_sessions_earlier_calls() {
     assert!(reuse > 0.0 && reuse < 100.0, "{reuse}");
 }
 
+/// Against llama-server: an agent replay with tool calls in its history exports as an llm-d Benchmark Report
+/// that llm-d's own schema and model accept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_against_llama_server_is_an_llm_d_benchmark_report() {
+    let Some(package) = common::llmd_report_package() else { return };
+    let Some((url, _real)) = server_url() else { return };
+    let (trace, _) = agent_trace(20, 0);
+    let run = bench(&url, &trace, &[]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let report = run.dir.path().join("llmd.json");
+    let o = common::velollm(&[
+        "report",
+        run.dir.path().join("run.json").to_str().unwrap(),
+        "--llm-d",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    common::assert_llmd_valid(&package, &report);
+    let r = json(&report);
+    let agg = &r["results"]["request_performance"]["aggregate"];
+    assert_eq!(agg["requests"]["total"], 4);
+    assert_eq!(agg["requests"]["failures"], 0);
+    assert!(
+        agg["requests"]["input_length"]["max"].as_f64().unwrap()
+            > agg["requests"]["input_length"]["min"].as_f64().unwrap(),
+        "the history grows: {}",
+        agg["requests"]["input_length"]
+    );
+    assert!(agg["latency"]["time_to_first_token"]["mean"].as_f64().unwrap() > 0.0);
+    let reuse = &r["results"]["observability"]["components"][0]["aggregate"]["cache_hit_rate"];
+    let mean = reuse["mean"].as_f64().unwrap();
+    assert!(reuse["units"] == "percent" && mean > 0.0 && mean < 100.0, "prefix reuse {reuse}");
+}
+
 /// A Mooncake trace: prompts synthesised from block ids, equal leading ids giving byte-identical prefixes,
 /// each request at its timestamp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

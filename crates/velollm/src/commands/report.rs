@@ -1,5 +1,5 @@
 //! `velollm report`: result documents rendered as a terminal summary, Markdown, self-contained HTML with SVG
-//! charts, and CSV. Several result files overlay as targets in the charts.
+//! charts, CSV, and llm-d Benchmark Reports. Several result files overlay as targets in the charts.
 
 use crate::documents::{file_name, read_result};
 use crate::exit::InputError;
@@ -29,6 +29,11 @@ pub struct ReportArgs {
     /// Write one CSV row per successful measured request.
     #[arg(long, value_name = "FILE")]
     pub records_csv: Option<PathBuf>,
+    /// Write the run as an llm-d Benchmark Report (JSON, schema 0.2), one per step: a one-step run to FILE, a
+    /// longer one to FILE's name with the step's number (`report.json` → `report-0.json`, `report-1.json`, …).
+    /// Takes one result document.
+    #[arg(long = "llm-d", value_name = "FILE")]
+    pub llm_d: Option<PathBuf>,
 }
 
 /// Run `velollm report`.
@@ -39,7 +44,18 @@ pub fn run(args: ReportArgs) -> Result<u8> {
     let labels = velollm_report::target::labels(&pairs);
     let targets: Vec<Target<'_>> = runs.iter().zip(&labels).map(|(run, label)| Target { label, run }).collect();
 
-    let writes_files = args.html.is_some() || args.md.is_some() || args.csv.is_some() || args.records_csv.is_some();
+    if args.llm_d.is_some() && runs.len() > 1 {
+        return Err(InputError(anyhow::anyhow!(
+            "--llm-d writes the reports of one run: give one result document ({} given)",
+            runs.len()
+        ))
+        .into());
+    }
+    let writes_files = args.html.is_some()
+        || args.md.is_some()
+        || args.csv.is_some()
+        || args.records_csv.is_some()
+        || args.llm_d.is_some();
     if !writes_files {
         for (i, t) in targets.iter().enumerate() {
             if i > 0 {
@@ -75,7 +91,33 @@ pub fn run(args: ReportArgs) -> Result<u8> {
     if let Some(path) = &args.records_csv {
         write(path, &velollm_report::csv::records_csv(&targets))?;
     }
+    if let Some(path) = &args.llm_d {
+        write_llm_d(path, &runs[0])?;
+    }
     Ok(crate::exit::OK)
+}
+
+/// One llm-d Benchmark Report per step of `run`.
+fn write_llm_d(path: &Path, run: &RunResult) -> Result<()> {
+    if run.steps.is_empty() {
+        return Err(InputError(anyhow::anyhow!("--llm-d: the result has no step to report")).into());
+    }
+    for stage in 0..run.steps.len() {
+        let Some(report) = velollm_report::llmd::report(run, stage) else { continue };
+        let path = if run.steps.len() == 1 { path.to_path_buf() } else { numbered(path, stage) };
+        write(&path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    }
+    Ok(())
+}
+
+/// `report.json` → `report-2.json`.
+fn numbered(path: &Path, stage: usize) -> PathBuf {
+    let stem = path.file_stem().map_or("report".into(), |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{stage}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{stage}"),
+    };
+    path.with_file_name(name)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
