@@ -14,6 +14,8 @@
 //! * [`speculative`] — speculative-decoding acceptance, normalised across engines.
 //! * [`proxy_cache`] and [`proxy_hedge`] — what a caching or hedging proxy in front of the server said about
 //!   a step's answers.
+//! * [`sessions`] — a step's sessions (calls sharing a conversation id): counts, durations, calls and tokens
+//!   per session.
 
 pub mod check;
 pub mod cost;
@@ -23,5 +25,6 @@ pub mod prom;
 pub mod proxy_cache;
 pub mod proxy_hedge;
 pub mod record;
+pub mod sessions;
 pub mod slo;
 pub mod speculative;

@@ -14,6 +14,7 @@
 //! | `results.request_performance.aggregate.requests` | requests, failures, prompt and output tokens per request |
 //! | `…latency` | TTFT, TPOT, ITL per token and E2E, in seconds (s/token for the per-token ones) |
 //! | `…throughput` | requests/s, output, input and total tokens/s over the step |
+//! | `results.session_performance.sessions` | sessions (calls sharing a conversation id): counts, calls, and per session its duration, calls, aborted calls, prompt and output tokens |
 //! | `results.observability.components[0].aggregate.cache_hit_rate` | prefix reuse: cached ÷ prompt tokens, as the server reported them |
 //!
 //! Percentiles are velollm's (p50, p90, p95, p99, p99.9); the ones velollm does not compute (p0.1, p1, p5,
@@ -22,6 +23,7 @@
 use serde_json::{Map, Value, json};
 use velollm_core::aggregate::step::StepResult;
 use velollm_core::document::result::RunResult;
+use velollm_core::measure::sessions::SessionStats;
 use velollm_core::stats::Summary;
 use velollm_core::workload::load::LoadProfile;
 
@@ -63,6 +65,9 @@ pub fn report(run: &RunResult, stage: usize) -> Option<Value> {
 fn results(step: &StepResult) -> Value {
     let mut results = Map::new();
     results.insert("request_performance".into(), json!({ "aggregate": aggregate(step) }));
+    if let Some(sessions) = &step.sessions {
+        results.insert("session_performance".into(), json!({ "sessions": session_figures(sessions, step) }));
+    }
     if let Some(reuse) = prefix_reuse(step) {
         let target = json!({
             "component_label": "target",
@@ -71,6 +76,27 @@ fn results(step: &StepResult) -> Value {
         results.insert("observability".into(), json!({ "components": [target] }));
     }
     Value::Object(results)
+}
+
+/// The step's sessions in the schema's `SessionRequests` shape.
+fn session_figures(s: &SessionStats, step: &StepResult) -> Value {
+    let mut out = Map::new();
+    out.insert("total".into(), json!(s.total));
+    out.insert("succeeded".into(), json!(s.succeeded));
+    out.insert("failed".into(), json!(s.failed));
+    out.insert("total_events".into(), json!(s.calls));
+    out.insert("total_events_completed".into(), json!(s.calls_completed));
+    out.insert("total_events_cancelled".into(), json!(s.calls_cancelled));
+    let window = step.rates.duration_s;
+    if window.is_finite() && window > 0.0 {
+        out.insert("session_rate".into(), json!({ "units": "queries/s", "mean": s.total as f64 / window }));
+    }
+    out.insert("session_duration".into(), stats(&s.duration_s, "s", 1.0));
+    out.insert("events_per_session".into(), stats(&s.calls_per_session, "count", 1.0));
+    out.insert("events_cancelled_per_session".into(), stats(&s.cancelled_per_session, "count", 1.0));
+    insert(&mut out, "input_tokens_per_session", s.prompt_tokens_per_session.as_ref().map(|p| stats(p, "count", 1.0)));
+    out.insert("output_tokens_per_session".into(), stats(&s.output_tokens_per_session, "count", 1.0));
+    Value::Object(out)
 }
 
 /// The share of prompt tokens the server found in its prefix cache (cached ÷ prompt tokens, in percent, over

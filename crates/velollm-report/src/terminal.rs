@@ -345,6 +345,7 @@ mod tests {
             drafts: None,
             proxy_cache: None,
             proxy_hedge: None,
+            sessions: None,
             cost: None,
         };
         insta::assert_snapshot!(render_step(&step), @r"

@@ -127,6 +127,7 @@ fn step(spec: StepSpec, rng: &mut Lcg, speed: f64) -> StepResult {
         drafts: None,
         proxy_cache: None,
         proxy_hedge: None,
+        sessions: None,
         cost: None,
     }
 }

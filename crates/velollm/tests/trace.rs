@@ -246,6 +246,11 @@ async fn a_replay_against_llama_server_is_an_llm_d_benchmark_report() {
         agg["requests"]["input_length"]
     );
     assert!(agg["latency"]["time_to_first_token"]["mean"].as_f64().unwrap() > 0.0);
+    let sessions = &r["results"]["session_performance"]["sessions"];
+    assert_eq!((sessions["total"].as_u64(), sessions["failed"].as_u64()), (Some(2), Some(0)), "{sessions}");
+    assert_eq!((sessions["total_events"].as_u64(), sessions["total_events_completed"].as_u64()), (Some(4), Some(4)));
+    assert_eq!(sessions["events_per_session"]["max"], 3.0);
+    assert!(sessions["session_duration"]["max"].as_f64().unwrap() > 0.04, "two 20 ms pauses: {sessions}");
     let reuse = &r["results"]["observability"]["components"][0]["aggregate"]["cache_hit_rate"];
     let mean = reuse["mean"].as_f64().unwrap();
     assert!(reuse["units"] == "percent" && mean > 0.0 && mean < 100.0, "prefix reuse {reuse}");

@@ -11,6 +11,7 @@ use crate::aggregate::step::{
 use crate::measure::cost::{CostAccumulator, Price};
 use crate::measure::metrics::{RateAccumulator, RequestMetrics, Sample, TokenSource};
 use crate::measure::record::{ErrorClass, Nanos, RequestRecord};
+use crate::measure::sessions::{Call, CallEnd, SessionAccumulator};
 use crate::measure::slo::Slo;
 use crate::measure::speculative::DraftCounts;
 use crate::stats::Distribution;
@@ -138,6 +139,7 @@ pub struct StepAccumulator {
     drafts: DraftCounts,
     proxy_cache: crate::measure::proxy_cache::ProxyCacheAccumulator,
     proxy_hedge: crate::measure::proxy_hedge::ProxyHedgeAccumulator,
+    sessions: SessionAccumulator,
     slo: Option<Slo>,
     token_sources: BTreeMap<TokenSource, u64>,
     /// Σ share of criteria passed, and the number of successful requests checked.
@@ -170,6 +172,7 @@ impl StepAccumulator {
             drafts: DraftCounts::default(),
             proxy_cache: Default::default(),
             proxy_hedge: Default::default(),
+            sessions: SessionAccumulator::default(),
             slo: None,
             token_sources: BTreeMap::new(),
             check_scores: (0.0, 0),
@@ -222,11 +225,12 @@ impl StepAccumulator {
                 .entry(e.class)
                 .and_modify(|s| s.count += 1)
                 .or_insert_with(|| ErrorSummary { count: 1, example: e.message.clone() });
-            if e.class == ErrorClass::Aborted {
-                let received = Sample::of(r).metrics.output_tokens;
-                self.aborted.push((r.done.unwrap_or(r.scheduled), received));
-            }
             if matches!(e.class, ErrorClass::Cancelled | ErrorClass::Aborted) {
+                let sample = Sample::of(r);
+                if e.class == ErrorClass::Aborted {
+                    self.aborted.push((r.done.unwrap_or(r.scheduled), sample.metrics.output_tokens));
+                }
+                self.session_call(r, CallEnd::Cancelled, &sample);
                 return;
             }
         }
@@ -245,6 +249,7 @@ impl StepAccumulator {
         }
         self.push_checks(r);
         let mut s = Sample::of(r);
+        self.session_call(r, if s.ok { CallEnd::Completed } else { CallEnd::Failed }, &s);
         self.rates.push(&s, self.slo.as_ref());
         self.cost.push(&s);
         self.drafts.add(&s);
@@ -262,6 +267,20 @@ impl StepAccumulator {
         s.metrics.itl_chunk_ms = Vec::new();
         s.metrics.itl_token_ms = Vec::new();
         self.retain(s);
+    }
+
+    /// Counts a call of a session (a record with a conversation id).
+    fn session_call(&mut self, r: &RequestRecord, end: CallEnd, s: &Sample) {
+        if let Some(session) = r.conversation {
+            self.sessions.push(Call {
+                session,
+                scheduled: r.scheduled,
+                done: r.done,
+                end,
+                prompt_tokens: s.metrics.prompt_tokens,
+                output_tokens: s.metrics.output_tokens,
+            });
+        }
     }
 
     /// Keep `s` in the reservoir: the first [`SAMPLE_CAP`] requests all, then the n-th (0-based) replaces a
@@ -356,6 +375,7 @@ impl StepAccumulator {
             drafts: self.drafts.nonzero(),
             proxy_cache: self.proxy_cache.stats(),
             proxy_hedge: self.proxy_hedge.stats(),
+            sessions: self.sessions.stats(),
             cost: self.price.as_ref().map(|(currency, price)| self.cost.cost(currency, price)),
         }
     }

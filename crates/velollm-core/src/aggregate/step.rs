@@ -62,6 +62,10 @@ pub struct StepResult {
     /// raced, extra requests and their prompt tokens; absent when no answer carried the header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_hedge: Option<crate::measure::proxy_hedge::ProxyHedgeStats>,
+    /// The step's sessions (calls sharing a conversation id: an agent trace's sessions, multi-turn chats);
+    /// absent when no call belonged to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::measure::sessions::SessionStats>,
     /// The step's cost, when a prices file priced the model (`--prices`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::measure::cost::StepCost>,
