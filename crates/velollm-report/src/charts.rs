@@ -75,8 +75,10 @@ pub fn run_charts(targets: &[Target<'_>]) -> Vec<Chart> {
         charts.push(distribution_cdf(metric, label, name, &series));
     }
     charts.extend(time_split(targets));
-    charts.extend(ttft_per_turn(targets));
+    charts.extend(CALL_FIGURES.iter().filter_map(|&f| per_turn(targets, f)));
     charts.extend(prefix_reuse_per_turn(targets));
+    // TTFT by context length is the scatter against prompt length below.
+    charts.extend(CALL_FIGURES[1..].iter().filter_map(|&f| by_context(targets, f)));
     charts.extend(ttft_vs_prompt(targets));
     charts.extend(e2e_vs_max_tokens(targets));
     charts.extend(throughput_vs_concurrency(targets));
@@ -324,38 +326,53 @@ fn time_split(targets: &[Target<'_>]) -> Option<Chart> {
     Some(Chart { id: "time-split".into(), title, svg })
 }
 
-fn ttft_per_turn(targets: &[Target<'_>]) -> Option<Chart> {
-    // (label, median per turn, p95 per turn)
-    type Turns = (String, Vec<(f64, f64)>, Vec<(f64, f64)>);
-    let mut lines: Vec<Turns> = Vec::new();
-    for t in targets {
-        for s in &t.run.steps {
-            let mut by_turn: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-            for (turn, ttft) in s.samples.turn.iter().zip(&s.samples.ttft_ms) {
-                if let (Some(turn), Some(ttft)) = (turn, ttft) {
-                    by_turn.entry(*turn).or_default().push(*ttft);
-                }
-            }
-            if by_turn.len() < 2 {
-                continue;
-            }
-            let (mut median, mut p95) = (Vec::new(), Vec::new());
-            for (turn, v) in &by_turn {
-                let v = sorted(v);
-                let x = f64::from(*turn) + 1.0;
-                median.extend(percentile_sorted(&v, 0.5).map(|y| (x, y)));
-                p95.extend(percentile_sorted(&v, 0.95).map(|y| (x, y)));
-            }
-            lines.push((row_label(targets, t, s), median, p95));
-        }
+/// A per-call figure of a conversation or agent replay, charted by turn and by context length.
+#[derive(Clone, Copy)]
+struct CallFigure {
+    /// The chart ids' stem: `ttft` → `ttft-per-turn`, `ttft-by-context`.
+    id: &'static str,
+    /// Its name in titles and legends.
+    name: &'static str,
+    /// The y axis.
+    axis: &'static str,
+    /// The step's sample column.
+    column: fn(&velollm_core::aggregate::step::StepSamples) -> &[Option<f64>],
+}
+
+const CALL_FIGURES: [CallFigure; 3] = [
+    CallFigure { id: "ttft", name: "TTFT", axis: "TTFT (ms)", column: |s| &s.ttft_ms },
+    CallFigure { id: "e2e", name: "E2E", axis: "E2E latency (ms)", column: |s| &s.e2e_ms },
+    CallFigure {
+        id: "decode-speed",
+        name: "decode speed",
+        axis: "decode speed (tok/s)",
+        column: |s| &s.decode_tokens_per_s,
+    },
+];
+
+/// Points of a line.
+type Points = Vec<(f64, f64)>;
+
+/// A step's label and its median and 95th-percentile lines of a figure per group (a turn, a context length).
+type Lines = (String, Points, Points);
+
+/// The median and 95th percentile of each group, at `x(group)`.
+fn median_and_p95(groups: &BTreeMap<u64, Vec<f64>>, x: impl Fn(u64) -> f64) -> (Points, Points) {
+    let (mut median, mut p95) = (Vec::new(), Vec::new());
+    for (key, v) in groups {
+        let v = sorted(v);
+        median.extend(percentile_sorted(&v, 0.5).map(|y| (x(*key), y)));
+        p95.extend(percentile_sorted(&v, 0.95).map(|y| (x(*key), y)));
     }
-    if lines.is_empty() {
-        return None;
-    }
+    (median, p95)
+}
+
+/// Median (solid) and 95th percentile (dashed) lines, one colour per step.
+fn median_lines(lines: Vec<Lines>, what: &str) -> Vec<XySeries> {
     let single = lines.len() == 1;
     let mut series = Vec::new();
     for (i, (label, median, p95)) in lines.into_iter().enumerate() {
-        let name = |stat: &str| if single { format!("{stat} TTFT") } else { format!("{label} {stat}") };
+        let name = |stat: &str| if single { format!("{stat} {what}") } else { format!("{label} {stat}") };
         series.push(XySeries {
             name: name("median"),
             colour: i,
@@ -365,15 +382,77 @@ fn ttft_per_turn(targets: &[Target<'_>]) -> Option<Chart> {
         });
         series.push(XySeries { name: name("p95"), colour: i, style: Style::DashedMarkers, points: p95, legend: true });
     }
-    let title = "TTFT per conversation turn".to_string();
+    series
+}
+
+/// A figure per conversation turn (the steps with at least two turns).
+fn per_turn(targets: &[Target<'_>], f: CallFigure) -> Option<Chart> {
+    let mut lines: Vec<Lines> = Vec::new();
+    for t in targets {
+        for s in &t.run.steps {
+            let mut by_turn: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for (turn, v) in s.samples.turn.iter().zip((f.column)(&s.samples)) {
+                if let (Some(turn), Some(v)) = (turn, v) {
+                    by_turn.entry(u64::from(*turn)).or_default().push(*v);
+                }
+            }
+            if by_turn.len() < 2 {
+                continue;
+            }
+            let (median, p95) = median_and_p95(&by_turn, |turn| turn as f64 + 1.0);
+            lines.push((row_label(targets, t, s), median, p95));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let title = format!("{} per conversation turn", f.name);
     let svg = svg::xy_chart(&XyChart {
         title: title.clone(),
         notes: vec!["solid: median, dashed: 95th percentile; each turn carries the previous answers".into()],
         x: Axis::new("turn").integer(),
-        y: Axis::new("TTFT (ms)").from_zero(),
-        series,
+        y: Axis::new(f.axis).from_zero(),
+        series: median_lines(lines, f.name),
     });
-    Some(Chart { id: "ttft-per-turn".into(), title, svg })
+    Some(Chart { id: format!("{}-per-turn", f.id), title, svg })
+}
+
+/// A figure by context length (prompt tokens, in power-of-two buckets from 256, as the `agent` analysis
+/// groups them), for the steps of conversations or agent sessions whose contexts span at least two buckets.
+fn by_context(targets: &[Target<'_>], f: CallFigure) -> Option<Chart> {
+    let mut lines: Vec<Lines> = Vec::new();
+    for t in targets {
+        for s in &t.run.steps {
+            let x = &s.samples;
+            let turns: BTreeSet<u32> = x.turn.iter().flatten().copied().collect();
+            if turns.len() < 2 {
+                continue;
+            }
+            let mut by_context: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for (prompt, v) in x.prompt_tokens.iter().zip((f.column)(x)) {
+                if let (Some(p), Some(v)) = (prompt, v) {
+                    by_context.entry((*p).max(256).next_power_of_two()).or_default().push(*v);
+                }
+            }
+            if by_context.len() < 2 {
+                continue;
+            }
+            let (median, p95) = median_and_p95(&by_context, |upper| upper as f64);
+            lines.push((row_label(targets, t, s), median, p95));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let title = format!("{} by context length", f.name);
+    let svg = svg::xy_chart(&XyChart {
+        title: title.clone(),
+        notes: vec!["calls by prompt tokens in powers of two (≤ 256, ≤ 512, …); solid: median, dashed: p95".into()],
+        x: Axis::new("prompt tokens (up to)").from_zero(),
+        y: Axis::new(f.axis).from_zero(),
+        series: median_lines(lines, f.name),
+    });
+    Some(Chart { id: format!("{}-by-context", f.id), title, svg })
 }
 
 /// The prefix the server reused at each turn of a multi-turn or agent replay: cached ÷ prompt tokens over the

@@ -436,6 +436,10 @@ fn markdown_report() {
             "report-e2e-cdf.svg",
             "report-time-split.svg",
             "report-ttft-per-turn.svg",
+            "report-e2e-per-turn.svg",
+            "report-decode-speed-per-turn.svg",
+            "report-e2e-by-context.svg",
+            "report-decode-speed-by-context.svg",
             "report-ttft-vs-prompt-tokens.svg",
             "report-e2e-vs-max-tokens.svg",
             "report-throughput-tokens.svg",
@@ -452,7 +456,7 @@ fn markdown_report() {
 fn html_report() {
     let r = baseline();
     let html = render_html(&[Target { label: "baseline", run: &r }]);
-    assert_eq!(html.matches("<svg xmlns").count(), 10);
+    assert_eq!(html.matches("<svg xmlns").count(), 14);
     for banned in ["src=", "href=", "@import", "url(", "<link", "<img", "<iframe", "fetch(", "XMLHttpRequest"] {
         assert!(!html.contains(banned), "the HTML must not load anything: found {banned}");
     }
@@ -506,7 +510,7 @@ fn several_targets_overlay_and_are_labelled() {
 fn charts_are_readable() {
     let r = baseline();
     let charts = run_charts(&[Target { label: "baseline", run: &r }]);
-    assert_eq!(charts.len(), 10);
+    assert_eq!(charts.len(), 14);
     for c in &charts {
         assert_readable(&c.id, &c.svg);
         assert!(!c.svg.contains("NaN") && !c.svg.contains("inf"), "{}", c.id);
@@ -518,6 +522,8 @@ fn charts_are_readable() {
         ("time-split", ["mean time per request (ms)", "decode (E2E − TTFT)"]),
         ("ttft-vs-prompt-tokens", ["prompt length (tokens)", "TTFT (ms)"]),
         ("throughput-tokens", ["concurrency (requests in flight)", "output throughput (tok/s)"]),
+        ("e2e-per-turn", ["turn", "E2E latency (ms)"]),
+        ("decode-speed-by-context", ["prompt tokens (up to)", "decode speed (tok/s)"]),
     ] {
         for l in labels {
             assert!(svg(id).contains(&format!(">{l}</text>")), "{id} lacks the label {l}");
@@ -525,6 +531,7 @@ fn charts_are_readable() {
     }
     insta::assert_snapshot!("time_split_svg", svg("time-split"));
     insta::assert_snapshot!("ttft_vs_prompt_svg", svg("ttft-vs-prompt-tokens"));
+    insta::assert_snapshot!("e2e_by_context_svg", svg("e2e-by-context"));
 }
 
 #[test]

@@ -62,13 +62,15 @@ user = "Summarise."
 
 /// The charts the scenario's data supports (the fake server reports one prompt length, so no
 /// latency-against-prompt-length chart).
-const CHARTS: [&str; 9] = [
+const CHARTS: [&str; 11] = [
     "ttft-histogram",
     "ttft-cdf",
     "e2e-histogram",
     "e2e-cdf",
     "time-split",
     "ttft-per-turn",
+    "e2e-per-turn",
+    "decode-speed-per-turn",
     "e2e-vs-max-tokens",
     "throughput-tokens",
     "throughput-requests",
