@@ -21,18 +21,15 @@ DIR=$CACHE/llmd-benchmark-report-$VERSION
 
 log() { printf 'llmd-report.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=pypi.sh
+. "$(dirname "$0")/pypi.sh"
 
 install() {
   [ -f "$DIR/.installed" ] && return 0
   command -v python3 >/dev/null || die "python3 is missing: apt-get install python3 python3-pip"
   python3 -m pip --version >/dev/null 2>&1 || die "pip is missing: apt-get install python3-pip"
   log "fetching llmd-benchmark-report $VERSION and its dependencies from PyPI (about 90 MB installed)"
-  rm -rf "$DIR.tmp"
-  local pip=(python3 -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: --target "$DIR.tmp")
-  "${pip[@]}" "${PACKAGES[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages "${PACKAGES[@]}" \
-    || die "pip could not install ${PACKAGES[*]}"
-  rm -rf "$DIR"; mv "$DIR.tmp" "$DIR"
-  date -u +%FT%TZ >"$DIR/.installed"
+  pip_target "$DIR" "${PACKAGES[@]}" || die "pip could not install ${PACKAGES[*]}"
   log "installed at $DIR"
 }
 
