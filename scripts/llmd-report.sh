@@ -26,8 +26,6 @@ die() { log "error: $*"; exit 1; }
 
 install() {
   [ -f "$DIR/.installed" ] && return 0
-  command -v python3 >/dev/null || die "python3 is missing: apt-get install python3 python3-pip"
-  python3 -m pip --version >/dev/null 2>&1 || die "pip is missing: apt-get install python3-pip"
   log "fetching llmd-benchmark-report $VERSION and its dependencies from PyPI (about 90 MB installed)"
   pip_target "$DIR" "${PACKAGES[@]}" || die "pip could not install ${PACKAGES[*]}"
   log "installed at $DIR"

@@ -14,6 +14,8 @@ pip_download() {
 # moved into place once complete, so that an interrupted install is never taken for a finished one.
 pip_target() {
   local dir=$1; shift
+  command -v python3 >/dev/null || { echo "python3 is missing: apt-get install python3 python3-pip" >&2; return 1; }
+  python3 -m pip --version >/dev/null 2>&1 || { echo "pip is missing: apt-get install python3-pip" >&2; return 1; }
   rm -rf "$dir.tmp"
   local pip=(python3 -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: --target "$dir.tmp")
   "${pip[@]}" "$@" 2>/dev/null || "${pip[@]}" --break-system-packages "$@" || return 1
