@@ -27,7 +27,7 @@ use crate::svg::{
 };
 use crate::target::Target;
 use std::collections::{BTreeMap, BTreeSet};
-use velollm_core::aggregate::step::StepResult;
+use velollm_core::aggregate::step::{StepResult, StepSamples};
 use velollm_core::measure::names::Better;
 use velollm_core::stats::fit_line;
 use velollm_core::stats::percentile_sorted;
@@ -336,7 +336,7 @@ struct CallFigure {
     /// The y axis.
     axis: &'static str,
     /// The step's sample column.
-    column: fn(&velollm_core::aggregate::step::StepSamples) -> &[Option<f64>],
+    column: fn(&StepSamples) -> &[Option<f64>],
 }
 
 const CALL_FIGURES: [CallFigure; 3] = [
@@ -385,74 +385,77 @@ fn median_lines(lines: Vec<Lines>, what: &str) -> Vec<XySeries> {
     series
 }
 
-/// A figure per conversation turn (the steps with at least two turns).
-fn per_turn(targets: &[Target<'_>], f: CallFigure) -> Option<Chart> {
-    let mut lines: Vec<Lines> = Vec::new();
+/// Per step, the median and p95 lines of figure `f` over the groups that `keys` puts the step's calls in (one
+/// key per call; a call without one is left out), at `x(key)`; only steps with at least two groups.
+fn grouped_lines(
+    targets: &[Target<'_>],
+    f: CallFigure,
+    keys: impl Fn(&StepSamples) -> Vec<Option<u64>>,
+    x: impl Fn(u64) -> f64 + Copy,
+) -> Vec<Lines> {
+    let mut lines = Vec::new();
     for t in targets {
         for s in &t.run.steps {
-            let mut by_turn: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-            for (turn, v) in s.samples.turn.iter().zip((f.column)(&s.samples)) {
-                if let (Some(turn), Some(v)) = (turn, v) {
-                    by_turn.entry(u64::from(*turn)).or_default().push(*v);
+            let mut groups: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for (k, v) in keys(&s.samples).into_iter().zip((f.column)(&s.samples)) {
+                if let (Some(k), Some(v)) = (k, v) {
+                    groups.entry(k).or_default().push(*v);
                 }
             }
-            if by_turn.len() < 2 {
-                continue;
+            if groups.len() >= 2 {
+                let (median, p95) = median_and_p95(&groups, x);
+                lines.push((row_label(targets, t, s), median, p95));
             }
-            let (median, p95) = median_and_p95(&by_turn, |turn| turn as f64 + 1.0);
-            lines.push((row_label(targets, t, s), median, p95));
         }
     }
+    lines
+}
+
+/// One chart of median and p95 lines; `None` without lines.
+fn median_chart(lines: Vec<Lines>, f: CallFigure, id: String, title: String, note: &str, x: Axis) -> Option<Chart> {
     if lines.is_empty() {
         return None;
     }
-    let title = format!("{} per conversation turn", f.name);
     let svg = svg::xy_chart(&XyChart {
         title: title.clone(),
-        notes: vec!["solid: median, dashed: 95th percentile; each turn carries the previous answers".into()],
-        x: Axis::new("turn").integer(),
+        notes: vec![note.into()],
+        x,
         y: Axis::new(f.axis).from_zero(),
         series: median_lines(lines, f.name),
     });
-    Some(Chart { id: format!("{}-per-turn", f.id), title, svg })
+    Some(Chart { id, title, svg })
+}
+
+/// A figure per conversation turn (the steps with at least two turns).
+fn per_turn(targets: &[Target<'_>], f: CallFigure) -> Option<Chart> {
+    let turns = |x: &StepSamples| x.turn.iter().map(|t| t.map(u64::from)).collect();
+    median_chart(
+        grouped_lines(targets, f, turns, |turn| turn as f64 + 1.0),
+        f,
+        format!("{}-per-turn", f.id),
+        format!("{} per conversation turn", f.name),
+        "solid: median, dashed: 95th percentile; each turn carries the previous answers",
+        Axis::new("turn").integer(),
+    )
 }
 
 /// A figure by context length (prompt tokens, in power-of-two buckets from 256, as the `agent` analysis
-/// groups them), for the steps of conversations or agent sessions whose contexts span at least two buckets.
+/// groups them), for the steps of conversations or agent sessions (at least two turns) whose contexts span at
+/// least two buckets.
 fn by_context(targets: &[Target<'_>], f: CallFigure) -> Option<Chart> {
-    let mut lines: Vec<Lines> = Vec::new();
-    for t in targets {
-        for s in &t.run.steps {
-            let x = &s.samples;
-            let turns: BTreeSet<u32> = x.turn.iter().flatten().copied().collect();
-            if turns.len() < 2 {
-                continue;
-            }
-            let mut by_context: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-            for (prompt, v) in x.prompt_tokens.iter().zip((f.column)(x)) {
-                if let (Some(p), Some(v)) = (prompt, v) {
-                    by_context.entry((*p).max(256).next_power_of_two()).or_default().push(*v);
-                }
-            }
-            if by_context.len() < 2 {
-                continue;
-            }
-            let (median, p95) = median_and_p95(&by_context, |upper| upper as f64);
-            lines.push((row_label(targets, t, s), median, p95));
-        }
-    }
-    if lines.is_empty() {
-        return None;
-    }
-    let title = format!("{} by context length", f.name);
-    let svg = svg::xy_chart(&XyChart {
-        title: title.clone(),
-        notes: vec!["calls by prompt tokens in powers of two (≤ 256, ≤ 512, …); solid: median, dashed: p95".into()],
-        x: Axis::new("prompt tokens (up to)").from_zero(),
-        y: Axis::new(f.axis).from_zero(),
-        series: median_lines(lines, f.name),
-    });
-    Some(Chart { id: format!("{}-by-context", f.id), title, svg })
+    let contexts = |x: &StepSamples| {
+        let conversation = x.turn.iter().flatten().any(|&t| t > 0);
+        let bucket = |p: &Option<u64>| p.filter(|_| conversation).map(|p| p.max(256).next_power_of_two());
+        x.prompt_tokens.iter().map(bucket).collect()
+    };
+    median_chart(
+        grouped_lines(targets, f, contexts, |upper| upper as f64),
+        f,
+        format!("{}-by-context", f.id),
+        format!("{} by context length", f.name),
+        "calls by prompt tokens in powers of two (≤ 256, ≤ 512, …); solid: median, dashed: p95",
+        Axis::new("prompt tokens (up to)").from_zero(),
+    )
 }
 
 /// The prefix the server reused at each turn of a multi-turn or agent replay: cached ÷ prompt tokens over the
