@@ -218,8 +218,11 @@ fn aggregate(step: &StepResult) -> Value {
     };
     rate("request_rate", "queries/s", r.request_throughput);
     rate("output_token_rate", "tokens/s", r.output_token_throughput);
-    rate("input_token_rate", "tokens/s", r.total_token_throughput - r.output_token_throughput);
-    rate("total_token_rate", "tokens/s", r.total_token_throughput);
+    // Without prompt tokens from the server, the total is the output alone: no input or total rate to give.
+    if m.prompt_tokens.is_some() {
+        rate("input_token_rate", "tokens/s", r.total_token_throughput - r.output_token_throughput);
+        rate("total_token_rate", "tokens/s", r.total_token_throughput);
+    }
     json!({ "requests": requests, "latency": latency, "throughput": throughput })
 }
 
