@@ -23,6 +23,7 @@
 use serde_json::{Map, Value, json};
 use velollm_core::aggregate::step::StepResult;
 use velollm_core::document::result::RunResult;
+use velollm_core::judge::learned_threshold::text_hash;
 use velollm_core::measure::sessions::SessionStats;
 use velollm_core::stats::Summary;
 use velollm_core::workload::load::LoadProfile;
@@ -248,15 +249,11 @@ fn stats(s: &Summary, units: &str, scale: f64) -> Value {
     })
 }
 
-/// A configuration's id as the schema asks for one (a hash of it): FNV-1a, 64 bits, in hex.
+/// A configuration's id as the schema asks for one (a hash of it): core's 64-bit text hash of the parts, each
+/// ended by a NUL so that `["a", "bc"]` and `["ab", "c"]` differ, in hex.
 fn config_id(parts: &[&str]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    let text: String = parts.iter().flat_map(|p| [*p, "\0"]).collect();
+    let h = u64::from_le_bytes(text_hash(&text));
     format!("{h:016x}")
 }
 
