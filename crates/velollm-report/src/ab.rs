@@ -89,22 +89,35 @@ pub fn rows_table(rows: &[PairedRow], level: f64) -> Table {
     t
 }
 
-/// The tails of a step's rows: each side's p95 and p99 and the difference with its paired interval (a hedged
-/// or cached B shows here first: the median may not move while the tail does).
+/// The tails of a step's rows: each side's p95, p99 and p99.9 and the difference with its paired interval, one
+/// line per quantile (a hedged or cached B shows here first: the median may not move while the tail does).
 pub fn tails_table(rows: &[PairedRow], level: f64) -> Table {
-    let ci = format!("{:.0}% CI", level * 100.0);
-    let mut t = Table::new(
-        &["metric", "A p95", "B p95", &format!("Δ p95 [{ci}]"), "A p99", "B p99", &format!("Δ p99 [{ci}]")],
-        1,
-    );
-    for r in rows.iter().filter(|r| r.tails.len() == 2) {
-        let mut row = vec![metric_label(&r.metric).to_string()];
+    let ci = format!("Δ [{:.0}% CI]", level * 100.0);
+    let mut t = Table::new(&["metric", "quantile", "A", "B", &ci, "Δ %"], 2);
+    for r in rows {
         for tail in &r.tails {
-            row.extend([value(tail.a, r.unit), value(tail.b, r.unit), with_ci(tail.diff, tail.diff_ci, r.unit)]);
+            let share = match tail.diff / tail.a * 100.0 {
+                x if !x.is_finite() => "–".to_string(),
+                x if x < 0.0 => format!("−{:.1} %", -x),
+                x => format!("+{x:.1} %"),
+            };
+            t.rows.push(vec![
+                metric_label(&r.metric).to_string(),
+                quantile_label(tail.q),
+                value(tail.a, r.unit),
+                value(tail.b, r.unit),
+                with_ci(tail.diff, tail.diff_ci, r.unit),
+                share,
+            ]);
         }
-        t.rows.push(row);
     }
     t
+}
+
+/// `p95`, `p99`, `p99.9`.
+fn quantile_label(q: f64) -> String {
+    let pct = format!("{:.1}", q * 100.0);
+    format!("p{}", pct.trim_end_matches(".0"))
 }
 
 /// The hedging sentence, when a side is a velollm proxy that hedges (its `/metrics`, scraped around the step):
@@ -401,5 +414,20 @@ mod tests {
         assert!(cells[8].contains("regressed"), "{}", cells[8]);
         assert_eq!(signed(0.0, Unit::Ms), "0.00 ms");
         assert_eq!(signed(-3.0, Unit::Plain), "−3.00");
+    }
+
+    #[test]
+    fn tails_are_one_line_per_quantile_with_the_relative_change() {
+        // A: every 100th value 300 ms (a 1 % tail); B: the same pairs with the tail cut to 60 ms.
+        let pairs: Vec<(f64, f64)> =
+            (0..1000).map(|k| if k % 100 == 99 { (300.0, 60.0) } else { (30.0, 30.0) }).collect();
+        let r = row("ttft", &pairs, &PairedOptions::default());
+        let t = tails_table(std::slice::from_ref(&r), 0.95);
+        let quantiles: Vec<&str> = t.rows.iter().map(|c| c[1].as_str()).collect();
+        assert_eq!(quantiles, ["p95", "p99", "p99.9"]);
+        // The 1 % tail lies beyond the p99 (interpolated 1 % of the way into it) and shows at p99.9.
+        assert_eq!(t.rows[1][5], "−7.3 %");
+        let p999 = &t.rows[2];
+        assert_eq!((p999[2].as_str(), p999[3].as_str(), p999[5].as_str()), ("300.0 ms", "60.00 ms", "−80.0 %"));
     }
 }
