@@ -271,9 +271,10 @@ pub struct SemanticConfig {
     /// replicas).
     #[serde(default = "default_store")]
     pub store: String,
-    /// Candidates an embedded graph search looks at (more: better recall, slower).
-    #[serde(default = "default_ef_search")]
-    pub ef_search: usize,
+    /// Candidates an embedded graph search looks at (more: better recall, slower). Unset: 32 up to 100,000
+    /// questions in a context, then growing with it (512 at 1,000,000) so that recall stays.
+    #[serde(default)]
+    pub ef_search: Option<usize>,
     /// Learn a threshold per entry with this bound on the rate of wrong answers served (vCache's δ, e.g. 0.02);
     /// `threshold` is then the floor under which nothing is considered. Unset: one global threshold.
     #[serde(default)]
@@ -333,7 +334,7 @@ impl Default for SemanticConfig {
             max_chars: default_max_chars(),
             timeout: default_embed_timeout(),
             capacity: default_capacity(),
-            ef_search: default_ef_search(),
+            ef_search: None,
             store: default_store(),
             delta: None,
             answer_similarity: default_answer_similarity(),
@@ -428,9 +429,6 @@ fn default_max_chars() -> usize {
 }
 fn default_embed_timeout() -> Duration {
     Duration::from_secs(1)
-}
-fn default_ef_search() -> usize {
-    crate::semantic::index::EF_SEARCH
 }
 fn default_answer_similarity() -> f32 {
     0.9

@@ -280,7 +280,7 @@ pub struct SemanticEvalArgs {
     #[arg(long, value_name = "N", help_heading = "Semantic cache evaluation")]
     pub queries: Option<usize>,
     /// Candidates the embedded graph's searches look at in --scenario vector-stores, one row each (e.g.
-    /// 32,64) [default: 32, the proxy's default].
+    /// 32,64) [default: the proxy's default for each size: 32 up to 100,000 vectors, 512 at 1,000,000].
     #[arg(long, value_name = "LIST", help_heading = "Semantic cache evaluation")]
     pub ef_search: Option<String>,
     /// A Redis Stack server (redis://HOST:PORT) to compare too in --scenario vector-stores

@@ -15,7 +15,7 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 use velollm_core::stats::Summary;
 use velollm_proxy::normalize::CacheKey;
-use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index};
+use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, ef_for};
 use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
 use velollm_proxy::semantic::pg_vectors::PgVectors;
 use velollm_proxy::semantic::redis_vectors::RedisVectors;
@@ -72,13 +72,14 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             .ok_or_else(|| input(format!("--vectors {list:?}: give sizes like 10000,100000")))?,
         None => vec![10_000, 100_000],
     };
-    let efs: Vec<usize> = match &e.ef_search {
-        Some(list) => list
-            .split(',')
-            .map(|s| s.trim().parse::<usize>().ok().filter(|&n| n > 0))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| input(format!("--ef-search {list:?}: give candidate counts like 32,64")))?,
-        None => vec![EF_SEARCH],
+    let efs: Option<Vec<usize>> = match &e.ef_search {
+        Some(list) => Some(
+            list.split(',')
+                .map(|s| s.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| input(format!("--ef-search {list:?}: give candidate counts like 32,64")))?,
+        ),
+        None => None,
     };
     let queries = e.queries.unwrap_or(200);
     if queries == 0 {
@@ -89,6 +90,8 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
         let data = Data::new(n, queries, n as u64);
         runs.extend(measure("embedded, exact scan", usize::MAX, &[EF_SEARCH], &data));
+        // The proxy's default width for a graph of this size, unless the user asked for others.
+        let efs = efs.clone().unwrap_or_else(|| vec![ef_for(n)]);
         runs.extend(measure("embedded, HNSW graph", GRAPH_FROM, &efs, &data));
         if let Some(url) = &e.redis_stack {
             runs.push(measure_shared(Shared::redis(url, n)?, &data).await?);
@@ -181,7 +184,7 @@ fn measure(store: &str, graph_from: usize, efs: &[usize], data: &Data) -> Vec<St
             let mut right = 0;
             for (q, &exact) in data.queries.iter().zip(&data.exact) {
                 let t = Instant::now();
-                let found = index.nearest_ef(&context, q, ef);
+                let found = index.nearest_ef(&context, q, Some(ef));
                 latencies.push(t.elapsed().as_secs_f64() * 1e3);
                 right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
             }
