@@ -28,7 +28,7 @@ use crate::routing::{Classifier, Router, Tier};
 use crate::semantic::milvus_vectors::MilvusVectors;
 use crate::semantic::pg_vectors::PgVectors;
 use crate::semantic::redis_vectors::RedisVectors;
-use crate::semantic::{Embedder, Index, Semantic, VectorStore};
+use crate::semantic::{Embedder, Index, Learning, Semantic, VectorStore};
 use crate::upstream::Upstream;
 
 /// The router of a validated configuration: its examples read and embedded (every error names the file).
@@ -194,9 +194,18 @@ impl Proxy {
                 max_turns: sem.max_turns,
                 max_chars: sem.max_chars,
                 timeout: sem.timeout,
-                learned: sem
-                    .delta
-                    .map(|d| Arc::new(velollm_core::judge::learned_threshold::Learned::new(d, sem.capacity))),
+                learned: match sem.delta {
+                    None => None,
+                    Some(d) => {
+                        let rule = velollm_core::judge::learned_threshold::Learned::new(d, sem.capacity);
+                        // Replicas that share their answers in Redis share what they learned there too.
+                        Some(Arc::new(match config.cache.store.as_str() {
+                            "off" | "memory" => Learning::local(rule),
+                            url => Learning::shared(rule, url, &sem.index, config.cache.ttl, store_timeout)
+                                .map_err(ConfigError)?,
+                        }))
+                    }
+                },
                 answer_similarity: sem.answer_similarity,
             }))
         } else {

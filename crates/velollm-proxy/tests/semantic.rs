@@ -562,3 +562,76 @@ async fn learned_thresholds_serve_once_entries_have_agreed_and_never_lend_a_disa
     let again = send(proxy.addr, "POST", "/v1/chat/completions", &[], &explored).await;
     assert_ne!(again.header("x-velollm-cache"), "hit", "the no-store answer was not stored");
 }
+
+/// Learned thresholds shared by two replicas through the exact cache's Redis: what replica A learned by
+/// exploring, replica B decides with, without having explored anything itself.
+#[tokio::test]
+async fn replicas_share_what_their_learned_thresholds_observed_through_redis() {
+    use velollm_testkit::{FakeServer, Flavor, Script};
+    let Some(model) = std::env::var_os("VELOLLM_EMBEDDER_MODEL") else {
+        let _ = required("VELOLLM_EMBEDDER_MODEL", "run scripts/test.sh, or export $(scripts/embedder.sh env)");
+        return;
+    };
+    let Some(stack) = redis_stack().await else { return };
+    let replies = vec![("password".to_owned(), "Open Settings, then choose Reset password.".to_owned())];
+    let script = Script { replies, model: "smollm2".into(), ..Script::default() };
+    let fake = FakeServer::start(Flavor::OpenAi, script).await;
+    let run = nanos();
+    let mut c = replica(&fake.url(), std::path::Path::new(&model), &stack, &stack, format!("velollm-test-learn-{run}"));
+    c.semantic.threshold = 0.7;
+    c.semantic.delta = Some(0.25);
+    let (a, b) = (start(c.clone()).await, start(c).await);
+    let system = format!("Be brief. [{run}]");
+    let (seed, answer) = ask(&a, &chat(&system, "How do I reset my password?", false)).await;
+    assert!(seed.starts_with("miss; layer=semantic"), "{seed}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let paraphrases = [
+        "How can I reset my password?",
+        "What are the steps to reset my password?",
+        "Help me reset my password.",
+        "Can you tell me how to reset my password?",
+        "How would I reset my password?",
+        "Tell me how to reset my password.",
+        "I need to reset my password: how do I do it?",
+        "Please explain how to reset my password.",
+        "Show me how to reset my password.",
+        "How to reset my password?",
+    ];
+    // δ = 25 %: an entry starts at one half, so its first candidates explore half the time; once one has
+    // agreed, the rest are mostly served.
+    for p in paraphrases {
+        ask(&a, &chat(&system, p, false)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let agreed = a.metrics.semantic_learned("agree");
+    assert!(agreed >= 1, "replica A explored and agreed {agreed} times");
+    assert_eq!(a.metrics.semantic_learned("disagree"), 0);
+    assert_eq!(a.metrics.semantic_learned("shared-error"), 0);
+
+    // B has explored nothing: alone, its estimate for the seed would be one half. With A's observations read
+    // from Redis, the entry's and the pooled ones, it is A's: (0 + 4 × 1/(k + 2)) / (k + 4) for k agreements
+    // (all at a similarity at or below B's). The same question in lower case: another exact key, the same
+    // embedding (the model is uncased).
+    let (note, body) = ask(&b, &chat(&system, "how do i reset my password?", false)).await;
+    let p_err: f32 = note.split("; ").find_map(|p| p.strip_prefix("p_err=")).unwrap().parse().unwrap();
+    let k = agreed as f32;
+    assert!((p_err - 4.0 / (k + 2.0) / (k + 4.0)).abs() < 1e-3, "B decided with A's {agreed} agreements: {note}");
+    if note.starts_with("hit; layer=semantic") {
+        assert_eq!(body, answer);
+    } else {
+        assert!(note.contains("; explore;"), "{note}");
+    }
+    assert_eq!(b.metrics.semantic_learned("shared-error"), 0);
+
+    // What Redis holds is similarities and agreements, nothing of the questions or answers.
+    let client = velollm_proxy::resp::Client::new(&stack, std::time::Duration::from_secs(2), "--cache").unwrap();
+    let pooled = format!("velollm:learn:v1:velollm-test-learn-{run}:pooled");
+    let reply = client.call(&[b"LRANGE", pooled.as_bytes(), b"0", b"-1"]).await.unwrap();
+    let velollm_proxy::resp::Reply::Array(Some(items)) = reply else { panic!("{reply:?}") };
+    assert!(items.len() as u64 >= agreed);
+    for item in items {
+        let text = item.text().unwrap();
+        let (score, bit) = text.split_once(':').unwrap();
+        assert!(score.parse::<f32>().is_ok() && (bit == "0" || bit == "1"), "{text}");
+    }
+}

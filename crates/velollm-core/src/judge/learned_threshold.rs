@@ -29,17 +29,19 @@ use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 
 /// Observations kept per entry (oldest out first).
-const PER_ENTRY: usize = 64;
+pub const PER_ENTRY: usize = 64;
 /// The most recent observations of all entries, which make every entry's prior.
-const POOLED: usize = 4096;
+pub const POOLED: usize = 4096;
 /// How many observations of its own the pooled prior weighs in an entry's estimate.
 pub const PRIOR_WEIGHT: f32 = 4.0;
 
 /// One observation: a later question at `score` from the entry, and whether the answers agreed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Observation {
-    score: f32,
-    agreed: bool,
+pub struct Observation {
+    /// The later question's similarity to the entry's.
+    pub score: f32,
+    /// Whether the two answers agreed.
+    pub agreed: bool,
 }
 
 /// What to do with a candidate that passed the floor and the guard.
@@ -69,6 +71,19 @@ struct Entries<K> {
     pooled: VecDeque<Observation>,
 }
 
+/// The estimated chance of a wrong answer at `score` for an entry observed `own`: its counts, with the pooled
+/// estimate as a prior weighing [`PRIOR_WEIGHT`] observations.
+fn estimate<'a>(
+    pooled: impl IntoIterator<Item = &'a Observation>,
+    own: impl IntoIterator<Item = &'a Observation>,
+    score: f32,
+) -> f32 {
+    let (all_agreed, all_disagreed) = counted(pooled, score);
+    let prior = (all_disagreed + 1.0) / (all_agreed + all_disagreed + 2.0);
+    let (agreed, disagreed) = counted(own, score);
+    (disagreed + PRIOR_WEIGHT * prior) / (agreed + disagreed + PRIOR_WEIGHT)
+}
+
 /// Agreements at or below `score` and disagreements at or above it.
 fn counted<'a>(observations: impl IntoIterator<Item = &'a Observation>, score: f32) -> (f32, f32) {
     let (mut agreed, mut disagreed) = (0u32, 0u32);
@@ -94,16 +109,36 @@ impl<K: Eq + Hash + Clone> Learned<K> {
     /// observations.
     pub fn error_at(&self, answer: &K, score: f32) -> f32 {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (all_agreed, all_disagreed) = counted(&entries.pooled, score);
-        let prior = (all_disagreed + 1.0) / (all_agreed + all_disagreed + 2.0);
-        let (agreed, disagreed) = counted(entries.by_answer.get(answer).into_iter().flatten(), score);
-        (disagreed + PRIOR_WEIGHT * prior) / (agreed + disagreed + PRIOR_WEIGHT)
+        estimate(&entries.pooled, entries.by_answer.get(answer).into_iter().flatten(), score)
+    }
+
+    /// [`Learned::error_at`] for an entry whose observations are `own` (read from a store shared by
+    /// replicas), with this process's pooled prior.
+    pub fn error_with(&self, own: &[Observation], score: f32) -> f32 {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        estimate(&entries.pooled, own, score)
     }
 
     /// Serve or explore, for the entry `answer` at `score`, with `coin` uniform in [0, 1).
     pub fn decide(&self, answer: &K, score: f32, coin: f32) -> Decision {
-        let error = self.error_at(answer, score);
+        self.choose(self.error_at(answer, score), coin)
+    }
+
+    /// [`Learned::decide`] for an entry whose observations are `own` ([`Learned::error_with`]).
+    pub fn decide_with(&self, own: &[Observation], score: f32, coin: f32) -> Decision {
+        self.choose(self.error_with(own, score), coin)
+    }
+
+    /// Serve with probability δ ÷ the estimated error (always when it is at most δ).
+    fn choose(&self, error: f32, coin: f32) -> Decision {
         if coin < (self.delta / error).min(1.0) { Decision::Serve(error) } else { Decision::Explore(error) }
+    }
+
+    /// Replaces the pooled observations with `latest` (the newest first, as a shared store keeps them), so that
+    /// every replica's prior is made of every replica's observations.
+    pub fn set_pooled(&self, latest: &[Observation]) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.pooled = latest.iter().take(POOLED).rev().copied().collect();
     }
 
     /// Records what a request that explored found.
@@ -211,6 +246,27 @@ mod tests {
         l.record(A, 0.95, false);
         assert!((l.error_at(&A, 0.92) - expected(0.0, 1.0, 40.0, 1.0)).abs() < 1e-6);
         assert!(matches!(l.decide(&A, 0.92, 0.5), Decision::Explore(_)));
+    }
+
+    #[test]
+    fn observations_read_from_a_shared_store_decide_as_local_ones() {
+        let local = Learned::new(0.05, 10);
+        let fresh: Learned<u32> = Learned::new(0.05, 10);
+        let seen: Vec<Observation> = (0..12).map(|i| Observation { score: 0.9, agreed: i != 3 }).collect();
+        for o in &seen {
+            local.record(A, o.score, o.agreed);
+        }
+        // Another replica holds none of them: given the entry's alone, its prior is still one half; given the
+        // pooled ones too, it estimates and decides as the replica that observed them.
+        assert!(fresh.error_with(&seen, 0.92) > local.error_at(&A, 0.92));
+        let newest_first: Vec<Observation> = seen.iter().rev().copied().collect();
+        fresh.set_pooled(&newest_first);
+        assert_eq!(fresh.error_with(&seen, 0.92), local.error_at(&A, 0.92));
+        assert_eq!(fresh.decide_with(&seen, 0.92, 0.7), local.decide(&A, 0.92, 0.7));
+        // The pooled observations kept are the newest.
+        let many: Vec<Observation> = (0..POOLED + 10).map(|_| Observation { score: 0.9, agreed: true }).collect();
+        fresh.set_pooled(&many);
+        assert!((fresh.error_with(&[], 0.95) - 1.0 / (POOLED as f32 + 2.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | [`store`] | the stores behind one interface |
 //! | [`guard`] | negations, antonyms, numbers, identifiers, entities that must agree |
 //! | [`answer`] | the text of a stored answer, and whether two answers agree |
+//! | [`learning`] | where learned thresholds' observations live: this process, or Redis shared by replicas |
 //!
 //! Any failure here (the embedder down or slow, a dimension that changed) makes the request a miss, counted,
 //! never an error.
@@ -25,6 +26,7 @@ pub mod embedder;
 pub mod guard;
 pub mod hnsw;
 pub mod index;
+pub mod learning;
 pub mod milvus_proto;
 pub mod milvus_vectors;
 pub mod pg_vectors;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use velollm_core::judge::learned_threshold::{self as learned, Learned};
+use velollm_core::judge::learned_threshold as learned;
 
 use crate::cache::Cache;
 use crate::dialect::Generate;
@@ -45,6 +47,7 @@ use crate::normalize::{CacheKey, Normalized};
 
 pub use embedder::Embedder;
 pub use index::Index;
+pub use learning::Learning;
 pub use store::VectorStore;
 
 /// The layer's settings and state.
@@ -65,7 +68,7 @@ pub struct Semantic {
     /// The embedder's deadline; past it the request is a miss.
     pub timeout: Duration,
     /// Thresholds learned per entry (`delta` set): candidates from `threshold` up are served or explore.
-    pub learned: Option<Arc<Learned<CacheKey>>>,
+    pub learned: Option<Arc<Learning>>,
     /// With learned thresholds, the least cosine similarity at which two answers count as agreeing when their
     /// texts differ.
     pub answer_similarity: f32,
@@ -183,16 +186,18 @@ impl Semantic {
                     metrics.lookup("semantic", Lookup::Hit);
                     return Found::Hit { answer: n.answer, context, score: n.score, p_err: None, times };
                 }
-                (None, Some(learned)) => match learned.decide(&n.answer, n.score, learned::coin(&own.0)) {
-                    learned::Decision::Serve(p) => {
-                        metrics.lookup("semantic", Lookup::Hit);
-                        return Found::Hit { answer: n.answer, context, score: n.score, p_err: Some(p), times };
+                (None, Some(learning)) => {
+                    match learning.decide(&n.answer, n.score, learned::coin(&own.0), metrics).await {
+                        learned::Decision::Serve(p) => {
+                            metrics.lookup("semantic", Lookup::Hit);
+                            return Found::Hit { answer: n.answer, context, score: n.score, p_err: Some(p), times };
+                        }
+                        learned::Decision::Explore(p) => {
+                            metrics.semantic_learning("explore");
+                            explored = Some((n.answer, n.score, p));
+                        }
                     }
-                    learned::Decision::Explore(p) => {
-                        metrics.semantic_learning("explore");
-                        explored = Some((n.answer, n.score, p));
-                    }
-                },
+                }
                 (Some(b), _) => metrics.semantic_block(b.as_str()),
             }
         }
@@ -230,7 +235,7 @@ impl Semantic {
                 return;
             };
             let agreed = semantic.agree(&answer::text(&entry.body), &answer::text(&body)).await;
-            learned.record(stored, score, agreed);
+            learned.record(stored, score, agreed, &metrics).await;
             metrics.semantic_learning(if agreed { "agree" } else { "disagree" });
             if !agreed {
                 index(&semantic, pending);
