@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, starts a real llama-server with
 # SmolLM2-135M on loopback (cached build and model), Debian's redis-server (the proxy's shared cache), Redis
-# Stack, Postgres with pgvector and Milvus Lite (the semantic cache's shared vector stores), fetches the semantic cache's
+# Stack, Postgres with pgvector, Milvus Lite and a Milvus server (the semantic cache's shared vector stores), fetches the semantic cache's
 # embedding model (all-MiniLM-L6-v2, cached), then runs formatting, lint and every test.
 #
 #   scripts/test.sh            # what CI runs (.ci/run)
@@ -24,12 +24,15 @@ pg_port=${VELOLLM_TEST_PGVECTOR_PORT:-15433}
 scripts/pgvector.sh start "$pg_port"
 milvus_port=${VELOLLM_TEST_MILVUS_PORT:-19531}
 scripts/milvus-lite.sh start "$milvus_port"
-trap 'scripts/llama-server.sh stop "$port"; scripts/redis.sh stop "$redis_port"; scripts/redis-stack.sh stop "$stack_port"; scripts/pgvector.sh stop "$pg_port"; scripts/milvus-lite.sh stop "$milvus_port"' EXIT
+milvus_server_port=${VELOLLM_TEST_MILVUS_SERVER_PORT:-19541}
+scripts/milvus.sh start "$milvus_server_port"
+trap 'scripts/llama-server.sh stop "$port"; scripts/redis.sh stop "$redis_port"; scripts/redis-stack.sh stop "$stack_port"; scripts/pgvector.sh stop "$pg_port"; scripts/milvus-lite.sh stop "$milvus_port"; scripts/milvus.sh stop "$milvus_server_port"' EXIT
 export VELOLLM_TEST_SERVER_URL="http://127.0.0.1:$port"
 export VELOLLM_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 export VELOLLM_TEST_REDIS_STACK_URL="redis://127.0.0.1:$stack_port"
 export VELOLLM_TEST_PGVECTOR_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 export VELOLLM_TEST_MILVUS_URL="milvus://127.0.0.1:$milvus_port"
+export VELOLLM_TEST_MILVUS_SERVER_URL="milvus://127.0.0.1:$milvus_server_port"
 # The binary and the model, for the tests in which velollm launches llama-server itself.
 eval "$(scripts/llama-server.sh env)"
 export LLAMA_SERVER_BIN SMOLLM2_MODEL

@@ -362,26 +362,58 @@ async fn replicas_lend_each_other_answers_through_pgvector() {
     .unwrap();
 }
 
-/// The Milvus Lite of `scripts/test.sh` (`VELOLLM_TEST_MILVUS_URL`).
-async fn milvus() -> Option<String> {
-    let Ok(url) = std::env::var("VELOLLM_TEST_MILVUS_URL") else {
-        required("VELOLLM_TEST_MILVUS_URL", "run scripts/test.sh, which starts scripts/milvus-lite.sh")?;
+/// The two Milvus servers of `scripts/test.sh`: Milvus Lite (Python) and Milvus itself.
+#[derive(Debug, Clone, Copy)]
+enum Milvus {
+    /// `VELOLLM_TEST_MILVUS_URL`, started by `scripts/milvus-lite.sh`.
+    Lite,
+    /// `VELOLLM_TEST_MILVUS_SERVER_URL`, started by `scripts/milvus.sh`.
+    Server,
+}
+
+/// The URL of `which`, if it answers.
+async fn milvus(which: Milvus) -> Option<String> {
+    let (var, fix) = match which {
+        Milvus::Lite => ("VELOLLM_TEST_MILVUS_URL", "scripts/milvus-lite.sh start 19531"),
+        Milvus::Server => ("VELOLLM_TEST_MILVUS_SERVER_URL", "scripts/milvus.sh start 19541"),
+    };
+    let Ok(url) = std::env::var(var) else {
+        required(var, &format!("run scripts/test.sh, or {fix}"))?;
         return None;
     };
     if tokio::net::TcpStream::connect(url.trim_start_matches("milvus://")).await.is_ok() {
         Some(url)
     } else {
-        required(&format!("a Milvus Lite server at {url}"), "scripts/milvus-lite.sh start 19531")
+        required(&format!("a {which:?} Milvus at {url}"), fix)
     }
 }
 
 #[tokio::test]
-async fn the_milvus_store_finds_forgets_and_expires_questions_within_their_context() {
+async fn the_milvus_lite_store_finds_forgets_and_expires_questions_within_their_context() {
+    milvus_store_round_trip(Milvus::Lite).await;
+}
+
+#[tokio::test]
+async fn the_milvus_server_store_finds_forgets_and_expires_questions_within_their_context() {
+    milvus_store_round_trip(Milvus::Server).await;
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_milvus_lite() {
+    replicas_through_milvus(Milvus::Lite).await;
+}
+
+#[tokio::test]
+async fn replicas_lend_each_other_answers_through_a_milvus_server() {
+    replicas_through_milvus(Milvus::Server).await;
+}
+
+async fn milvus_store_round_trip(which: Milvus) {
     use std::time::Duration;
     use velollm_proxy::normalize::CacheKey;
     use velollm_proxy::semantic::VectorStore;
     use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
-    let Some(url) = milvus().await else { return };
+    let Some(url) = milvus(which).await else { return };
     let collection = format!("velollm-test-store-{}", nanos());
     let new = |ttl| MilvusVectors::new(&url, &collection, ttl, Duration::from_secs(10)).unwrap();
     let (store, expired) =
@@ -390,6 +422,13 @@ async fn the_milvus_store_finds_forgets_and_expires_questions_within_their_conte
     let e = store.ensure(4).await.unwrap_err();
     assert!(e.contains("3-dimension") && e.contains("makes 4"), "{e}");
     let VectorStore::Milvus(milvus) = &store else { unreachable!() };
+    // Milvus Lite says `milvus_lite-3.2.2`, the server `v2.3.5-lite` (the name PyPI's launcher gives it).
+    let version = milvus.server_version().await.unwrap();
+    let expected = match which {
+        Milvus::Lite => "milvus_lite-3.",
+        Milvus::Server => "v2.3.",
+    };
+    assert!(version.starts_with(expected), "{version}");
     milvus.drop_collection().await.unwrap();
     // A collection that is gone says so, and the proxy's store makes it again on the next lookup.
     let ctx = CacheKey([1; 32]);
@@ -399,12 +438,11 @@ async fn the_milvus_store_finds_forgets_and_expires_questions_within_their_conte
     milvus.drop_collection().await.unwrap();
 }
 
-#[tokio::test]
-async fn replicas_lend_each_other_answers_through_milvus() {
+async fn replicas_through_milvus(which: Milvus) {
     let Some((url, model)) = parts().await else { return };
     // The answers themselves are shared through Redis (the exact layer); the questions through Milvus.
     let Some(stack) = redis_stack().await else { return };
-    let Some(milvus) = milvus().await else { return };
+    let Some(milvus) = milvus(which).await else { return };
     let run = nanos();
     let replica = |index: String| replica(&url, &model, &stack, &milvus, index);
     let index = format!("velollm-test-{run}");

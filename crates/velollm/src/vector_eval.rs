@@ -228,12 +228,17 @@ impl Shared {
         Ok(Shared(VectorStore::Milvus(store)))
     }
 
-    fn label(&self) -> &'static str {
+    /// The store's row label; Milvus's names the version the server reports (Milvus Lite and a Milvus
+    /// server speak the same API).
+    async fn label(&self) -> String {
         match &self.0 {
-            VectorStore::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)",
-            VectorStore::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)",
-            VectorStore::Milvus(_) => "Milvus Lite 3.2, HNSW (over loopback)",
-            VectorStore::Embedded(_) => "embedded",
+            VectorStore::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)".into(),
+            VectorStore::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)".into(),
+            VectorStore::Milvus(m) => match m.server_version().await {
+                Ok(v) if !v.is_empty() => format!("Milvus {v}, HNSW (over loopback)"),
+                _ => "Milvus, HNSW (over loopback)".into(),
+            },
+            VectorStore::Embedded(_) => "embedded".into(),
         }
     }
 
@@ -260,7 +265,7 @@ impl Shared {
 /// Loads a shared store (a fresh index, dropped afterwards) and asks it every query.
 async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     let n = data.vectors.len();
-    let label = store.label();
+    let label = store.label().await;
     store.0.ensure(DIM).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
     let before = match &store.0 {
@@ -292,7 +297,7 @@ async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
     }
     store.drop_all().await;
     Ok(StoreRun {
-        store: label.into(),
+        store: label,
         vectors: n,
         inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
         query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),

@@ -98,6 +98,43 @@ pub struct CollectionRequest {
     pub collection_name: String,
 }
 
+/// `milvus.GetLoadStateRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LoadStateRequest {
+    /// Collection name.
+    #[prost(string, tag = "2")]
+    pub collection_name: String,
+}
+
+/// `common.LoadState::LoadStateLoaded`: every segment of the collection is searchable.
+pub const LOAD_STATE_LOADED: i32 = 3;
+
+/// `milvus.GetLoadStateResponse`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LoadStateResponse {
+    /// Status.
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<Status>,
+    /// `common.LoadState`: 0 no collection, 1 not loaded, 2 loading, 3 loaded.
+    #[prost(int32, tag = "2")]
+    pub state: i32,
+}
+
+/// `milvus.GetVersionRequest`.
+#[derive(Clone, PartialEq, Message)]
+pub struct VersionRequest {}
+
+/// `milvus.GetVersionResponse`.
+#[derive(Clone, PartialEq, Message)]
+pub struct VersionResponse {
+    /// Status.
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<Status>,
+    /// The server's version (`v2.3.5-lite`).
+    #[prost(string, tag = "2")]
+    pub version: String,
+}
+
 /// `milvus.BoolResponse`.
 #[derive(Clone, PartialEq, Message)]
 pub struct BoolResponse {

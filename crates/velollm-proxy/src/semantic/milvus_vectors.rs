@@ -26,6 +26,8 @@ use crate::normalize::CacheKey;
 
 /// Inserts between two sweeps of expired questions.
 const SWEEP_EVERY: u64 = 256;
+/// How long a collection may take to load before `ensure` gives up.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest text a row keeps (Milvus's VARCHAR limit, in bytes).
 const MAX_TEXT: usize = 65_535;
 /// The gRPC service every call goes to.
@@ -136,7 +138,35 @@ impl MilvusVectors {
             };
             check(Some(&self.call::<_, pb::Status>("CreateIndex", &index).await?))?;
         }
-        check(Some(&self.call::<_, pb::Status>("LoadCollection", &name).await?))
+        check(Some(&self.call::<_, pb::Status>("LoadCollection", &name).await?))?;
+        self.wait_loaded().await
+    }
+
+    /// Waits until the collection is searchable: a Milvus server loads it in the background, and answers a
+    /// search before that with "collection not fully loaded" (Milvus Lite loads at once). A server without
+    /// `GetLoadState` is taken as loaded.
+    async fn wait_loaded(&self) -> Result<(), String> {
+        let ask = pb::LoadStateRequest { collection_name: self.collection.clone() };
+        let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+        loop {
+            let state: pb::LoadStateResponse = match self.call("GetLoadState", &ask).await {
+                Ok(s) => s,
+                // gRPC status 12: UNIMPLEMENTED.
+                Err(e) if e.contains("gRPC status 12 ") => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            check(state.status.as_ref())?;
+            if state.state == pb::LOAD_STATE_LOADED {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the Milvus collection {} at {} was not loaded after {LOAD_TIMEOUT:?} (load state {})",
+                    self.collection, self.addr, state.state
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The question of `context` nearest to `query`.
@@ -211,6 +241,13 @@ impl MilvusVectors {
     /// Forgets a question whose answer is gone.
     pub async fn remove(&self, context: &CacheKey, answer: &CacheKey) -> Result<(), String> {
         self.delete(format!("pk == \"{}{}\"", hex(&context.0), hex(&answer.0))).await
+    }
+
+    /// The server's version, as it reports it (`GetVersion`).
+    pub async fn server_version(&self) -> Result<String, String> {
+        let v: pb::VersionResponse = self.call("GetVersion", &pb::VersionRequest {}).await?;
+        check(v.status.as_ref())?;
+        Ok(v.version)
     }
 
     /// Drops the collection (the benchmark cleans up after itself).
