@@ -62,11 +62,6 @@ impl Learning {
         Ok(Learning { rule, shared: Some(Shared { client, prefix, ttl, pooled_at: Mutex::new(None) }) })
     }
 
-    /// Whether the observations are shared by replicas.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// Serve or explore the entry `answer` at `score` ([`Learned::decide`]), from the shared observations when
     /// there are, else from this process's.
     pub async fn decide(&self, answer: &CacheKey, score: f32, coin: f32, metrics: &Metrics) -> Decision {

@@ -241,7 +241,13 @@ fn describe(config: &ProxyConfig) -> String {
         out.push_str(&format!(
             "  semantic: threshold {}{}, guard {}, embedder {embedder}, store {}\n",
             semantic.threshold,
-            semantic.delta.map(|d| format!(" (floor; thresholds learned per entry, δ {d})")).unwrap_or_default(),
+            semantic
+                .delta
+                .map(|d| {
+                    let shared = if store == "redis" { ", shared through redis" } else { "" };
+                    format!(" (floor; thresholds learned per entry, δ {d}{shared})")
+                })
+                .unwrap_or_default(),
             if semantic.guard { "on" } else { "off" },
             if semantic.store.starts_with("redis://") {
                 "redis-stack"
