@@ -6,8 +6,8 @@ Every figure comes from velollm bench's result documents and from /proc (the pro
 RSS), against velollm's own loopback server (`velollm selfcheck --serve`, zero delay, whole responses per
 write, so the upstream is not the limit):
 
-  1. added latency at one request at a time: the same sequential run direct and through each proxy (TTFT, E2E
-     p50 and p99; added = through − direct, as the Busbar board computes it);
+  1. added latency at one request at a time: the same sequential run direct and through each proxy, velollm's
+     also with `--workers 1` (TTFT, E2E p50 and p99; added = through − direct, as the Busbar board computes it);
   2. requests/s through each proxy at 64 concurrent streams, and the proxy's CPU per request, marginal between
      two run sizes (start-up and warm-up left out);
   3. added p99 at half the rate velollm's proxy sustained;
@@ -36,7 +36,7 @@ OUT = os.environ.get("PROXY_PERF_OUT", os.path.join(ROOT, "results", "proxy-perf
 SCALE = float(os.environ.get("PROXY_PERF_SCALE", "1"))
 TICK = os.sysconf("SC_CLK_TCK")
 
-LOOP, PACED, VPROXY, VCACHE, LITE, VPACED = 18099, 18098, 18100, 18102, 18101, 18103
+LOOP, PACED, VPROXY, VCACHE, LITE, VPACED, VPROXY1 = 18099, 18098, 18100, 18102, 18101, 18103, 18104
 
 
 def n(count):
@@ -118,6 +118,9 @@ def main():
                    f"http://127.0.0.1:{VCACHE}/health")
     vpaced = start("velollm-proxy-paced", [VELOLLM, "proxy", "--listen", f"127.0.0.1:{VPACED}", "--upstream", paced,
                                            "--cache", "off"], f"http://127.0.0.1:{VPACED}/health")
+    # One thread: no hand-off between threads, measured where it matters, one request at a time.
+    vproxy1 = start("velollm-proxy-1", [VELOLLM, "proxy", "--listen", f"127.0.0.1:{VPROXY1}", "--upstream", loop,
+                                        "--cache", "off", "--workers", "1"], f"http://127.0.0.1:{VPROXY1}/health")
     targets = {"direct": (loop, None), "velollm proxy": (f"http://127.0.0.1:{VPROXY}", vproxy)}
     if LITELLM:
         cfg = os.path.join(OUT, "litellm.yaml")
@@ -132,7 +135,9 @@ def main():
 
     # 1. One request at a time.
     seq = {}
-    for name, (url, _) in targets.items():
+    sequential = dict(targets)
+    sequential["velollm proxy --workers 1"] = (f"http://127.0.0.1:{VPROXY1}", vproxy1)
+    for name, (url, _) in sequential.items():
         count = n(2000) if name != "LiteLLM proxy" else n(500)
         bench(f"seq-warm-{name}", url, [*common, "--iterations", "50"])
         seq[name] = bench(f"seq-{name}", url, [*common, "--iterations", str(count)])

@@ -54,3 +54,14 @@ pub enum Command {
     /// (x-velollm-overhead-ms); /health, /ready, /metrics.
     Proxy(Box<commands::proxy::ProxyArgs>),
 }
+
+impl Command {
+    /// The threads the async runtime should serve with, when the command says (`proxy --workers`); else one per
+    /// core.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match self {
+            Command::Proxy(args) => args.workers.map(usize::from),
+            _ => None,
+        }
+    }
+}

@@ -49,7 +49,11 @@ fn main() -> ExitCode {
     };
     // Before the runtime's threads start, so that growing the table stalls nothing.
     velollm_engine::host::reserve_descriptors(velollm_engine::host::DESCRIPTORS_RESERVED);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.command.worker_threads() {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -51,7 +51,15 @@ async fn the_proxy_serves_caches_and_drains_on_sigterm() {
         ),
     )
     .unwrap();
-    let (child, mut stderr, addr) = spawn_proxy(&file, &["--alias", "fast=fake-model"], &[]);
+    let (child, mut stderr, addr) = spawn_proxy(&file, &["--alias", "fast=fake-model", "--workers", "1"], &[]);
+    // One runtime thread serves (Linux names them).
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) {
+        let workers = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count();
+        assert_eq!(workers, 1, "--workers 1");
+    }
 
     let body = r#"{"model":"fast","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
     let request = format!(
@@ -93,6 +101,9 @@ fn a_bad_configuration_names_the_fix_and_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("use http://HOST:PORT"));
     let out = velollm().args(["proxy", "--upstream", "http://127.0.0.1:1", "--cache-ttl", "soon"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = velollm().args(["proxy", "--upstream", "http://127.0.0.1:1", "--workers", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
     std::fs::write(&file, "[cache]\nstore = 3\n").unwrap();

@@ -25,6 +25,11 @@ pub struct ProxyArgs {
     /// A TOML file with everything (upstreams and their dialects, aliases, cache, limits); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Threads serving requests [default: one per core]. 1 adds the least latency when requests come one at a
+    /// time (no hand-off between threads: added E2E p99 0.04-0.07 ms against 0.10-0.20 ms on 2 cores); more
+    /// serve more requests a second where cores are to spare.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
     /// The exact response cache: memory (in process), off, or redis://HOST:PORT[/DB] (shared by replicas).
     #[arg(long, value_name = "STORE")]
     pub cache: Option<String>,
