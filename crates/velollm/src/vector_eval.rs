@@ -235,8 +235,12 @@ impl Shared {
             VectorStore::Redis(_) => "Redis Stack 7.4, HNSW (over loopback)".into(),
             VectorStore::Postgres(_) => "Postgres 18 + pgvector 0.8, HNSW (over loopback)".into(),
             VectorStore::Milvus(m) => match m.server_version().await {
-                Ok(v) if !v.is_empty() => format!("Milvus {v}, HNSW (over loopback)"),
-                _ => "Milvus, HNSW (over loopback)".into(),
+                // Milvus Lite says `milvus_lite-3.2.2`, a Milvus server `v2.3.5-…`.
+                Ok(v) => match v.strip_prefix("milvus_lite-") {
+                    Some(lite) => format!("Milvus Lite {lite}, HNSW (over loopback)"),
+                    None => format!("Milvus {v}, HNSW (over loopback)"),
+                },
+                Err(_) => "Milvus, HNSW (over loopback)".into(),
             },
             VectorStore::Embedded(_) => "embedded".into(),
         }
