@@ -96,18 +96,13 @@ pub fn tails_table(rows: &[PairedRow], level: f64) -> Table {
     let mut t = Table::new(&["metric", "quantile", "A", "B", &ci, "Δ %"], 2);
     for r in rows {
         for tail in &r.tails {
-            let share = match tail.diff / tail.a * 100.0 {
-                x if !x.is_finite() => "–".to_string(),
-                x if x < 0.0 => format!("−{:.1} %", -x),
-                x => format!("+{x:.1} %"),
-            };
             t.rows.push(vec![
                 metric_label(&r.metric).to_string(),
                 quantile_label(tail.q),
                 value(tail.a, r.unit),
                 value(tail.b, r.unit),
                 with_ci(tail.diff, tail.diff_ci, r.unit),
-                share,
+                signed(tail.diff / tail.a * 100.0, Unit::Percent),
             ]);
         }
     }
@@ -426,8 +421,8 @@ mod tests {
         let quantiles: Vec<&str> = t.rows.iter().map(|c| c[1].as_str()).collect();
         assert_eq!(quantiles, ["p95", "p99", "p99.9"]);
         // The 1 % tail lies beyond the p99 (interpolated 1 % of the way into it) and shows at p99.9.
-        assert_eq!(t.rows[1][5], "−7.3 %");
+        assert_eq!(t.rows[1][5], "−7.3%");
         let p999 = &t.rows[2];
-        assert_eq!((p999[2].as_str(), p999[3].as_str(), p999[5].as_str()), ("300.0 ms", "60.00 ms", "−80.0 %"));
+        assert_eq!((p999[2].as_str(), p999[3].as_str(), p999[5].as_str()), ("300.0 ms", "60.00 ms", "−80.0%"));
     }
 }

@@ -27,7 +27,7 @@ pub const POOLED_REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Learning {
     /// The rule, with this process's observations.
-    pub rule: Learned<CacheKey>,
+    rule: Learned<CacheKey>,
     shared: Option<Shared>,
 }
 
