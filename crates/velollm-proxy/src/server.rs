@@ -173,8 +173,9 @@ impl Proxy {
                 }
                 VectorStore::Milvus(milvus)
             } else {
-                let redis =
-                    RedisVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout).map_err(ConfigError)?;
+                let redis = RedisVectors::new(&sem.store, &sem.index, config.cache.ttl, store_timeout)
+                    .map_err(ConfigError)?
+                    .with_ef_runtime(sem.ef_search);
                 if let Some(dimension) = embedder.dimension() {
                     // A store built for another dimension is refused now; one that is down is not (lookups
                     // are misses until it answers, and the index is created then).

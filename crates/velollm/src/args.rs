@@ -279,10 +279,19 @@ pub struct SemanticEvalArgs {
     /// Queries per store and size in --scenario vector-stores [default: 200].
     #[arg(long, value_name = "N", help_heading = "Semantic cache evaluation")]
     pub queries: Option<usize>,
-    /// Candidates the embedded graph's searches look at in --scenario vector-stores, one row each (e.g.
-    /// 32,64) [default: the proxy's default for each size: 32 up to 100,000 vectors, 512 at 1,000,000].
+    /// Candidates the graph searches of the embedded index and of Redis Stack (its EF_RUNTIME) look at in
+    /// --scenario vector-stores, one row each (e.g. 32,64) [default: the proxy's defaults: embedded 32 up to
+    /// 100,000 vectors and 512 at 1,000,000, Redis Stack 64].
     #[arg(long, value_name = "LIST", help_heading = "Semantic cache evaluation")]
     pub ef_search: Option<String>,
+    /// Measure only the shared stores given (--redis-stack, --pgvector, --milvus) in --scenario vector-stores,
+    /// not the embedded index (whose graph takes most of an hour to build at 1,000,000 vectors).
+    #[arg(long, help_heading = "Semantic cache evaluation")]
+    pub skip_embedded: bool,
+    /// Writers loading each shared store at once in --scenario vector-stores, each on its own connection, each
+    /// inserting one question at a time as a proxy replica does [default: 1].
+    #[arg(long, value_name = "N", help_heading = "Semantic cache evaluation")]
+    pub writers: Option<usize>,
     /// A Redis Stack server (redis://HOST:PORT) to compare too in --scenario vector-stores
     /// (scripts/redis-stack.sh start).
     #[arg(long, value_name = "URL", help_heading = "Semantic cache evaluation")]

@@ -18,7 +18,7 @@ use velollm_proxy::normalize::CacheKey;
 use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, ef_for};
 use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
 use velollm_proxy::semantic::pg_vectors::PgVectors;
-use velollm_proxy::semantic::redis_vectors::RedisVectors;
+use velollm_proxy::semantic::redis_vectors::{DEFAULT_EF_RUNTIME, RedisVectors};
 use velollm_proxy::semantic::store::VectorStore;
 use velollm_report::document::Table;
 
@@ -81,6 +81,15 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         ),
         None => None,
     };
+    if e.skip_embedded && e.redis_stack.is_none() && e.pgvector.is_none() && e.milvus.is_none() {
+        return Err(
+            input("--skip-embedded leaves nothing to measure: give --redis-stack, --pgvector or --milvus").into()
+        );
+    }
+    let writers = e.writers.unwrap_or(1);
+    if writers == 0 {
+        return Err(input("--writers must be at least 1").into());
+    }
     let queries = e.queries.unwrap_or(200);
     if queries == 0 {
         return Err(input("--queries must be at least 1").into());
@@ -89,18 +98,27 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
     for &n in &sizes {
         eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
         let data = Data::new(n, queries, n as u64);
-        runs.extend(measure("embedded, exact scan", usize::MAX, &[EF_SEARCH], &data));
-        // The proxy's default width for a graph of this size, unless the user asked for others.
-        let efs = efs.clone().unwrap_or_else(|| vec![ef_for(n)]);
-        runs.extend(measure("embedded, HNSW graph", GRAPH_FROM, &efs, &data));
+        if !e.skip_embedded {
+            runs.extend(measure("embedded, exact scan", usize::MAX, &[EF_SEARCH], &data));
+            // The proxy's default width for a graph of this size, unless the user asked for others.
+            let graph_efs = efs.clone().unwrap_or_else(|| vec![ef_for(n)]);
+            runs.extend(measure("embedded, HNSW graph", GRAPH_FROM, &graph_efs, &data));
+        }
+        // Each shared store is loaded by `writers` handles at once, each its own connection, under one name.
+        let handles = |open: fn(&str, &str) -> Result<Shared>, url: &str| {
+            let name = Shared::fresh(n);
+            (0..writers).map(|_| open(url, &name)).collect::<Result<Vec<_>>>()
+        };
         if let Some(url) = &e.redis_stack {
-            runs.push(measure_shared(Shared::redis(url, n)?, &data).await?);
+            // The proxy's default EF_RUNTIME, unless the user asked for others (one load, a row each).
+            let redis_efs = efs.clone().unwrap_or_else(|| vec![DEFAULT_EF_RUNTIME]);
+            runs.extend(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs).await?);
         }
         if let Some(url) = &e.pgvector {
-            runs.push(measure_shared(Shared::postgres(url, n)?, &data).await?);
+            runs.extend(measure_shared(&handles(Shared::postgres, url)?, &data, &[]).await?);
         }
         if let Some(url) = &e.milvus {
-            runs.push(measure_shared(Shared::milvus(url, n)?, &data).await?);
+            runs.extend(measure_shared(&handles(Shared::milvus, url)?, &data, &[]).await?);
         }
     }
     let mut not_measured = Vec::new();
@@ -210,20 +228,20 @@ impl Shared {
         format!("velollm-bench-{n}-{stamp}")
     }
 
-    fn redis(url: &str, n: usize) -> Result<Shared> {
-        let store = RedisVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(10))
+    fn redis(url: &str, name: &str) -> Result<Shared> {
+        let store = RedisVectors::new(url, name, Duration::from_secs(3600), Duration::from_secs(10))
             .map_err(|e| input(format!("--redis-stack: {e}")))?;
         Ok(Shared(VectorStore::Redis(store)))
     }
 
-    fn postgres(url: &str, n: usize) -> Result<Shared> {
-        let store = PgVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(30))
+    fn postgres(url: &str, name: &str) -> Result<Shared> {
+        let store = PgVectors::new(url, name, Duration::from_secs(3600), Duration::from_secs(30))
             .map_err(|e| input(format!("--pgvector: {e}")))?;
         Ok(Shared(VectorStore::Postgres(store)))
     }
 
-    fn milvus(url: &str, n: usize) -> Result<Shared> {
-        let store = MilvusVectors::new(url, &Shared::fresh(n), Duration::from_secs(3600), Duration::from_secs(60))
+    fn milvus(url: &str, name: &str) -> Result<Shared> {
+        let store = MilvusVectors::new(url, name, Duration::from_secs(3600), Duration::from_secs(60))
             .map_err(|e| input(format!("--milvus: {e}")))?;
         Ok(Shared(VectorStore::Milvus(store)))
     }
@@ -267,9 +285,13 @@ impl Shared {
 }
 
 /// Loads a shared store (a fresh index, dropped afterwards) and asks it every query.
-async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
+async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result<Vec<StoreRun>> {
     let n = data.vectors.len();
-    let label = store.label().await;
+    let store = &stores[0];
+    let mut label = store.label().await;
+    if stores.len() > 1 {
+        label = format!("{label}, {} writers", stores.len());
+    }
     store.0.ensure(DIM).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
     let before = match &store.0 {
@@ -277,37 +299,69 @@ async fn measure_shared(store: Shared, data: &Data) -> Result<StoreRun> {
         _ => store.memory().await,
     };
     let start = Instant::now();
-    for (i, v) in data.vectors.iter().enumerate() {
-        if let Err(e) = store.0.write(&context, v, "", &key_of(i)).await {
-            store.drop_all().await;
-            anyhow::bail!("{label}, insert: {e}");
+    // Writer w inserts vectors w, w + writers, …, one at a time, as a proxy does.
+    let loads = stores.iter().enumerate().map(|(w, handle)| async move {
+        for i in (w..n).step_by(stores.len()) {
+            handle.0.write(&context, &data.vectors[i], "", &key_of(i)).await?;
+        }
+        Ok::<(), String>(())
+    });
+    if let Err(e) = futures_util::future::try_join_all(loads).await {
+        store.drop_all().await;
+        anyhow::bail!("{label}, insert: {e}");
+    }
+    // Queries start once every writer's last vector is found: a Milvus server's searches (bounded
+    // consistency) see a write a moment after it, and recall is the index's, not that moment's.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for last in (n.saturating_sub(stores.len())..n).rev() {
+        while !store
+            .0
+            .nearest(&context, &data.vectors[last])
+            .await
+            .is_ok_and(|f| f.is_some_and(|f| f.answer == key_of(last)))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let load = start.elapsed();
-    let after = store.memory().await;
-    let mut latencies = Vec::with_capacity(data.queries.len());
-    let mut right = 0;
-    for (q, &exact) in data.queries.iter().zip(&data.exact) {
-        let t = Instant::now();
-        let found = match store.0.nearest(&context, q).await {
-            Ok(found) => found,
-            Err(e) => {
-                store.drop_all().await;
-                anyhow::bail!("{label}, search: {e}");
-            }
-        };
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
+    let memory_bytes = before.zip(store.memory().await).map(|(b, a)| a.saturating_sub(b));
+    // A store whose search width can be chosen per query gives a row per width; the others one row.
+    let widths: Vec<Option<usize>> = if efs.is_empty() { vec![None] } else { efs.iter().copied().map(Some).collect() };
+    let mut runs = Vec::new();
+    for ef in widths {
+        let mut latencies = Vec::with_capacity(data.queries.len());
+        let mut right = 0;
+        for (q, &exact) in data.queries.iter().zip(&data.exact) {
+            let t = Instant::now();
+            let found = match (&store.0, ef) {
+                (VectorStore::Redis(r), Some(ef)) => r.nearest_ef(&context, q, ef).await,
+                _ => store.0.nearest(&context, q).await,
+            };
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    store.drop_all().await;
+                    anyhow::bail!("{label}, search: {e}");
+                }
+            };
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+            right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
+        }
+        runs.push(StoreRun {
+            store: match ef {
+                Some(ef) => format!("{label} (EF_RUNTIME {ef})"),
+                None => label.clone(),
+            },
+            vectors: n,
+            inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
+            query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),
+            recall_at_1: right as f64 / data.queries.len() as f64,
+            memory_bytes,
+        });
     }
     store.drop_all().await;
-    Ok(StoreRun {
-        store: label,
-        vectors: n,
-        inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),
-        query_ms: Summary::of(latencies).unwrap_or_else(|| Summary::of([0.0]).expect("one value")),
-        recall_at_1: right as f64 / data.queries.len() as f64,
-        memory_bytes: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
-    })
+    Ok(runs)
 }
 
 /// The resident set of this process, from `/proc/self/statm` (Linux).

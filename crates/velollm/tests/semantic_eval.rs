@@ -162,7 +162,33 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     assert_eq!(r["not_measured"], serde_json::json!([]), "every store was reached");
     assert!(runs.iter().all(|r| r["inserts_per_s"].as_f64().unwrap() > 0.0 && r["query_ms"]["p99"].as_f64().is_some()));
     assert!(std::fs::read_to_string(report.with_extension("svg")).unwrap().starts_with("<svg"));
-    let out = command().args(["bench", "--scenario", "vector-stores", "--vectors", "ten"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("--vectors \"ten\""), "{}", text(&out).1);
+
+    // Only the shared stores, loaded by three writers at once, Redis Stack at two search widths (one load).
+    let out = command()
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "--skip-embedded"])
+        .args(["--writers", "3", "--ef-search", "16,64", "--redis-stack", &stack, "--milvus", &milvus])
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let r = json(&report);
+    let stores: Vec<&str> = r["runs"].as_array().unwrap().iter().map(|r| r["store"].as_str().unwrap()).collect();
+    assert_eq!(stores.len(), 3, "{stores:?}");
+    assert!(stores[0].contains("3 writers (EF_RUNTIME 16)") && stores[1].contains("3 writers (EF_RUNTIME 64)"));
+    assert!(stores[2].starts_with("Milvus Lite") && stores[2].ends_with("3 writers"), "{stores:?}");
+    for run in r["runs"].as_array().unwrap() {
+        assert!(run["recall_at_1"].as_f64().unwrap() >= 0.9, "every writer's vectors are there: {run}");
+    }
+
+    for (args, says) in [
+        (vec!["--vectors", "ten"], "--vectors \"ten\""),
+        (vec!["--skip-embedded"], "--skip-embedded leaves nothing to measure"),
+        (vec!["--writers", "0", "--redis-stack", &stack], "--writers must be at least 1"),
+    ] {
+        let out = command().args(["bench", "--scenario", "vector-stores"]).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out).1.contains(says), "{}", text(&out).1);
+    }
 }

@@ -21,6 +21,9 @@ pub const PLACEHOLDER_FLOAT_VECTOR: i32 = 101;
 pub const DSL_BOOL_EXPR: i32 = 1;
 /// `common.ConsistencyLevel::Strong`: a search sees every write acknowledged before it.
 pub const CONSISTENCY_STRONG: i32 = 0;
+/// `common.ConsistencyLevel::Bounded`: a search sees the writes the server has applied, and may miss those
+/// of the last moments (at most `common.gracefulTime`, 5 s by default); it does not wait for a time tick.
+pub const CONSISTENCY_BOUNDED: i32 = 2;
 
 /// `common.Status`: `code` 0 (and `error_code` 0) is success.
 #[derive(Clone, PartialEq, Message)]
