@@ -273,7 +273,7 @@ pub struct SemanticConfig {
     pub store: String,
     /// Candidates a graph search looks at (more: better recall, slower). Unset: in the embedded index 32 up to
     /// 100,000 questions in a context, then growing with it (512 at 1,000,000) so that recall stays; in Redis
-    /// Stack 64 (its `EF_RUNTIME`).
+    /// Stack (its `EF_RUNTIME`) 64 up to 100,000 questions in the index, 256 at 1,000,000.
     #[serde(default)]
     pub ef_search: Option<usize>,
     /// Learn a threshold per entry with this bound on the rate of wrong answers served (vCache's δ, e.g. 0.02);

@@ -281,7 +281,7 @@ pub struct SemanticEvalArgs {
     pub queries: Option<usize>,
     /// Candidates the graph searches of the embedded index and of Redis Stack (its EF_RUNTIME) look at in
     /// --scenario vector-stores, one row each (e.g. 32,64) [default: the proxy's defaults: embedded 32 up to
-    /// 100,000 vectors and 512 at 1,000,000, Redis Stack 64].
+    /// 100,000 vectors and 512 at 1,000,000, Redis Stack 64 up to 100,000 and 256 at 1,000,000].
     #[arg(long, value_name = "LIST", help_heading = "Semantic cache evaluation")]
     pub ef_search: Option<String>,
     /// Measure only the shared stores given (--redis-stack, --pgvector, --milvus) in --scenario vector-stores,

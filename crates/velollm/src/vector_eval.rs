@@ -18,7 +18,7 @@ use velollm_proxy::normalize::CacheKey;
 use velollm_proxy::semantic::index::{EF_SEARCH, GRAPH_FROM, Index, ef_for};
 use velollm_proxy::semantic::milvus_vectors::MilvusVectors;
 use velollm_proxy::semantic::pg_vectors::PgVectors;
-use velollm_proxy::semantic::redis_vectors::{DEFAULT_EF_RUNTIME, RedisVectors};
+use velollm_proxy::semantic::redis_vectors::{RedisVectors, ef_runtime_for};
 use velollm_proxy::semantic::store::VectorStore;
 use velollm_report::document::Table;
 
@@ -110,8 +110,8 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             (0..writers).map(|_| open(url, &name)).collect::<Result<Vec<_>>>()
         };
         if let Some(url) = &e.redis_stack {
-            // The proxy's default EF_RUNTIME, unless the user asked for others (one load, a row each).
-            let redis_efs = efs.clone().unwrap_or_else(|| vec![DEFAULT_EF_RUNTIME]);
+            // The proxy's EF_RUNTIME for this size, unless the user asked for others (one load, a row each).
+            let redis_efs = efs.clone().unwrap_or_else(|| vec![ef_runtime_for(n)]);
             runs.extend(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs).await?);
         }
         if let Some(url) = &e.pgvector {
