@@ -95,6 +95,7 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         return Err(input("--queries must be at least 1").into());
     }
     let mut runs = Vec::new();
+    let mut failed = Vec::new();
     for &n in &sizes {
         eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
         let data = Data::new(n, queries, n as u64);
@@ -109,19 +110,29 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             let name = Shared::fresh(n);
             (0..writers).map(|_| open(url, &name)).collect::<Result<Vec<_>>>()
         };
+        // A store that fails at one size is reported as not measured there; the rows measured are kept.
+        let mut shared = |result: Result<Vec<StoreRun>>| match result {
+            Ok(rows) => runs.extend(rows),
+            Err(e) => {
+                eprintln!("vector-stores: {e:#}");
+                failed.push(format!("{e:#} (at {n} vectors)"));
+            }
+        };
         if let Some(url) = &e.redis_stack {
             // The proxy's EF_RUNTIME for this size, unless the user asked for others (one load, a row each).
             let redis_efs = efs.clone().unwrap_or_else(|| vec![ef_runtime_for(n)]);
-            runs.extend(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs).await?);
+            shared(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs).await);
         }
         if let Some(url) = &e.pgvector {
-            runs.extend(measure_shared(&handles(Shared::postgres, url)?, &data, &[]).await?);
+            shared(measure_shared(&handles(Shared::postgres, url)?, &data, &[]).await);
         }
         if let Some(url) = &e.milvus {
-            runs.extend(measure_shared(&handles(Shared::milvus, url)?, &data, &[]).await?);
+            shared(measure_shared(&handles(Shared::milvus, url)?, &data, &[]).await);
         }
     }
-    let mut not_measured = Vec::new();
+    // A store that failed is an error once the report of the others is out.
+    let code = if failed.is_empty() { exit::OK } else { exit::ERROR };
+    let mut not_measured = failed;
     if e.redis_stack.is_none() {
         not_measured.push("Redis Stack: give --redis-stack redis://HOST:PORT (scripts/redis-stack.sh start)".into());
     }
@@ -143,7 +154,7 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
             .with_context(|| format!("cannot write {}", chart_path.display()))?;
         eprintln!("report written to {} and {}", path.display(), chart_path.display());
     }
-    Ok(exit::OK)
+    Ok(code)
 }
 
 /// The vectors, the queries and the exact answers.

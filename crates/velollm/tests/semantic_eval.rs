@@ -182,6 +182,23 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
         assert!(run["recall_at_1"].as_f64().unwrap() >= 0.9, "every writer's vectors are there: {run}");
     }
 
+    // A store that fails does not take the others' rows with it: reported as not measured, exit 1.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("milvus://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = command()
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "--skip-embedded"])
+        .args(["--redis-stack", &stack, "--milvus", &dead])
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    let r = json(&report);
+    assert_eq!(r["runs"].as_array().unwrap().len(), 1, "Redis Stack's row is kept: {r}");
+    let not = r["not_measured"][0].as_str().unwrap();
+    assert!(not.contains("Milvus") && not.contains("(at 1200 vectors)"), "{not}");
+
     for (args, says) in [
         (vec!["--vectors", "ten"], "--vectors \"ten\""),
         (vec!["--skip-embedded"], "--skip-embedded leaves nothing to measure"),

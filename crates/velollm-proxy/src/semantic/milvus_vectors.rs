@@ -14,7 +14,8 @@
 //! first use and again after it breaks): the message framed as gRPC frames it (a flag byte and a 4-byte
 //! length), the answer's `grpc-status` read from its trailers. A store that is down makes a lookup a miss.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -47,6 +48,8 @@ pub struct MilvusVectors {
     timeout: Duration,
     conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
     inserts: AtomicU64,
+    /// A sweep of expired rows is running (in the background: one at a time).
+    sweeping: Arc<AtomicBool>,
 }
 
 impl MilvusVectors {
@@ -65,6 +68,7 @@ impl MilvusVectors {
             timeout,
             conn: Mutex::new(None),
             inserts: AtomicU64::new(0),
+            sweeping: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -238,9 +242,30 @@ impl MilvusVectors {
         let done: pb::MutationResult = self.call("Upsert", &upsert).await?;
         check(done.status.as_ref())?;
         if self.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            let _ = self.delete(format!("expires < {}", now_ms())).await;
+            self.sweep().await;
         }
         Ok(())
+    }
+
+    /// Deletes the expired rows in the background, unless a sweep is still running. A delete by expression
+    /// waits for the server to have applied every earlier write; a server that falls behind (a Milvus 2.3
+    /// server under a long load did, for minutes) would otherwise hold the insert that asked for it.
+    async fn sweep(&self) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(sender) = self.sender().await else {
+            self.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let delete =
+            pb::DeleteRequest { collection_name: self.collection.clone(), expr: format!("expires < {}", now_ms()) };
+        let (addr, timeout, sweeping) = (self.addr.clone(), self.timeout, Arc::clone(&self.sweeping));
+        tokio::spawn(async move {
+            let call = unary::<_, pb::MutationResult>(sender, &addr, "Delete", &delete);
+            let _ = tokio::time::timeout(timeout, call).await;
+            sweeping.store(false, Ordering::Release);
+        });
     }
 
     /// Forgets a question whose answer is gone.
@@ -280,49 +305,16 @@ impl MilvusVectors {
     }
 
     async fn call_once<Q: Message, A: Message + Default>(&self, method: &str, request: &Q) -> Result<A, String> {
-        let mut sender = self.sender().await?;
-        let message = request.encode_to_vec();
-        let mut frame = BytesMut::with_capacity(5 + message.len());
-        frame.put_u8(0);
-        frame.put_u32(u32::try_from(message.len()).map_err(|_| "a Milvus request over 4 GiB")?);
-        frame.put_slice(&message);
-        let request = Request::post(format!("http://{}/{SERVICE}/{method}", self.addr))
-            .header(hyper::header::CONTENT_TYPE, "application/grpc")
-            .header(hyper::header::TE, "trailers")
-            .body(Full::new(frame.freeze()))
-            .map_err(|e| e.to_string())?;
-        let failed = |e: &dyn std::fmt::Display| format!("the vector store at {}: {e}", self.addr);
-        let response = match sender.send_request(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                *self.conn.lock().await = None;
-                return Err(failed(&e));
+        let sender = self.sender().await?;
+        match unary(sender, &self.addr, method, request).await {
+            Ok(answer) => Ok(answer),
+            Err(Unary { message, broken }) => {
+                if broken {
+                    *self.conn.lock().await = None;
+                }
+                Err(message)
             }
-        };
-        let (head, body) = response.into_parts();
-        if head.status != hyper::StatusCode::OK {
-            return Err(failed(&format!("HTTP {} to {method}: is it a Milvus server?", head.status)));
         }
-        let body = body.collect().await.map_err(|e| failed(&e))?;
-        let trailer = |name: &str| {
-            body.trailers()
-                .and_then(|t| t.get(name))
-                .or_else(|| head.headers.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        if let Some(code) = trailer("grpc-status").filter(|c| c != "0") {
-            let message = trailer("grpc-message").unwrap_or_default();
-            return Err(failed(&format!("{method}: gRPC status {code} {message}")));
-        }
-        // One frame: a flag byte (0: not compressed), its length (4 bytes, big-endian), the message.
-        let bytes = body.to_bytes();
-        let (Some(&0), Some(length)) = (bytes.first(), bytes.get(1..5)) else {
-            return Err(failed(&format!("{method}: a compressed or empty gRPC answer")));
-        };
-        let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-        let message = bytes.get(5..5 + length).ok_or_else(|| failed(&"a truncated gRPC answer"))?;
-        A::decode(message).map_err(|e| failed(&format!("{method}: {e}")))
     }
 
     /// The kept HTTP/2 connection, or a new one.
@@ -343,6 +335,58 @@ impl MilvusVectors {
         *slot = Some(sender.clone());
         Ok(sender)
     }
+}
+
+/// Why a unary call failed: its message, and whether the connection broke (to be made again).
+struct Unary {
+    message: String,
+    broken: bool,
+}
+
+/// One unary gRPC call on `sender` to the server at `addr`.
+async fn unary<Q: Message, A: Message + Default>(
+    mut sender: SendRequest<Full<Bytes>>,
+    addr: &str,
+    method: &str,
+    request: &Q,
+) -> Result<A, Unary> {
+    let failed =
+        |e: &dyn std::fmt::Display| Unary { message: format!("the vector store at {addr}: {e}"), broken: false };
+    let message = request.encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + message.len());
+    frame.put_u8(0);
+    frame.put_u32(u32::try_from(message.len()).map_err(|_| failed(&"a Milvus request over 4 GiB"))?);
+    frame.put_slice(&message);
+    let request = Request::post(format!("http://{addr}/{SERVICE}/{method}"))
+        .header(hyper::header::CONTENT_TYPE, "application/grpc")
+        .header(hyper::header::TE, "trailers")
+        .body(Full::new(frame.freeze()))
+        .map_err(|e| failed(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| Unary { broken: true, ..failed(&e) })?;
+    let (head, body) = response.into_parts();
+    if head.status != hyper::StatusCode::OK {
+        return Err(failed(&format!("HTTP {} to {method}: is it a Milvus server?", head.status)));
+    }
+    let body = body.collect().await.map_err(|e| failed(&e))?;
+    let trailer = |name: &str| {
+        body.trailers()
+            .and_then(|t| t.get(name))
+            .or_else(|| head.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(code) = trailer("grpc-status").filter(|c| c != "0") {
+        let message = trailer("grpc-message").unwrap_or_default();
+        return Err(failed(&format!("{method}: gRPC status {code} {message}")));
+    }
+    // One frame: a flag byte (0: not compressed), its length (4 bytes, big-endian), the message.
+    let bytes = body.to_bytes();
+    let (Some(&0), Some(length)) = (bytes.first(), bytes.get(1..5)) else {
+        return Err(failed(&format!("{method}: a compressed or empty gRPC answer")));
+    };
+    let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+    let message = bytes.get(5..5 + length).ok_or_else(|| failed(&"a truncated gRPC answer"))?;
+    A::decode(message).map_err(|e| failed(&format!("{method}: {e}")))
 }
 
 /// `Err(reason)` for a status that is not success; a missing status is success.
