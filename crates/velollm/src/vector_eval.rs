@@ -322,7 +322,8 @@ async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result
         anyhow::bail!("{label}, insert: {e}");
     }
     // Queries start once every writer's last vector is found: a Milvus server's searches (bounded
-    // consistency) see a write a moment after it, and recall is the index's, not that moment's.
+    // consistency) see a write a moment after it, and recall is the index's, not that moment's. At most 30 s
+    // in all: a graph search can miss a vector that is there.
     let deadline = Instant::now() + Duration::from_secs(30);
     for last in (n.saturating_sub(stores.len())..n).rev() {
         while !store
