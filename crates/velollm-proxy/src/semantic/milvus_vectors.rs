@@ -254,7 +254,7 @@ impl MilvusVectors {
         if self.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(sender) = self.sender().await else {
+        let Ok(Ok(sender)) = tokio::time::timeout(self.timeout, self.sender()).await else {
             self.sweeping.store(false, Ordering::Release);
             return;
         };
