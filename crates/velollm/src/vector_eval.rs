@@ -94,9 +94,14 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
     if queries == 0 {
         return Err(input("--queries must be at least 1").into());
     }
+    // Ctrl-C or SIGTERM: the store being loaded drops what it was given, the rows measured are reported.
+    let (_cancel_tx, cancel) = crate::signal::cancel_on_signal();
     let mut runs = Vec::new();
     let mut failed = Vec::new();
     for &n in &sizes {
+        if *cancel.borrow() {
+            break;
+        }
         eprintln!("vector-stores: {n} vectors of {DIM} dimensions, {queries} queries");
         let data = Data::new(n, queries, n as u64);
         if !e.skip_embedded {
@@ -108,7 +113,11 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         // Each shared store is loaded by `writers` handles at once, each its own connection, under one name.
         let handles = |open: fn(&str, &str) -> Result<Shared>, url: &str| {
             let name = Shared::fresh(n);
-            (0..writers).map(|_| open(url, &name)).collect::<Result<Vec<_>>>()
+            Ok::<_, anyhow::Error>(Handles {
+                main: open(url, &name)?,
+                cleanup: open(url, &name)?,
+                writers: (0..writers).map(|_| open(url, &name)).collect::<Result<Vec<_>>>()?,
+            })
         };
         // A store that fails at one size is reported as not measured there; the rows measured are kept.
         let mut shared = |result: Result<Vec<StoreRun>>| match result {
@@ -118,20 +127,26 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
                 failed.push(format!("{e:#} (at {n} vectors)"));
             }
         };
-        if let Some(url) = &e.redis_stack {
+        if let Some(url) = e.redis_stack.as_ref().filter(|_| !*cancel.borrow()) {
             // The proxy's EF_RUNTIME for this size, unless the user asked for others (one load, a row each).
             let redis_efs = efs.clone().unwrap_or_else(|| vec![ef_runtime_for(n)]);
-            shared(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs).await);
+            shared(measure_shared(&handles(Shared::redis, url)?, &data, &redis_efs, &cancel).await);
         }
-        if let Some(url) = &e.pgvector {
-            shared(measure_shared(&handles(Shared::postgres, url)?, &data, &[]).await);
+        if let Some(url) = e.pgvector.as_ref().filter(|_| !*cancel.borrow()) {
+            shared(measure_shared(&handles(Shared::postgres, url)?, &data, &[], &cancel).await);
         }
-        if let Some(url) = &e.milvus {
-            shared(measure_shared(&handles(Shared::milvus, url)?, &data, &[]).await);
+        if let Some(url) = e.milvus.as_ref().filter(|_| !*cancel.borrow()) {
+            shared(measure_shared(&handles(Shared::milvus, url)?, &data, &[], &cancel).await);
         }
     }
-    // A store that failed is an error once the report of the others is out.
-    let code = if failed.is_empty() { exit::OK } else { exit::ERROR };
+    // A store that failed is an error once the report of the others is out; an interrupted run says so.
+    let code = if *cancel.borrow() {
+        exit::INTERRUPTED
+    } else if failed.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    };
     let mut not_measured = failed;
     if e.redis_stack.is_none() {
         not_measured.push("Redis Stack: give --redis-stack redis://HOST:PORT (scripts/redis-stack.sh start)".into());
@@ -295,14 +310,39 @@ impl Shared {
     }
 }
 
-/// Loads a shared store (a fresh index, dropped afterwards) and asks it every query.
-async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result<Vec<StoreRun>> {
-    let n = data.vectors.len();
-    let store = &stores[0];
-    let mut label = store.label().await;
-    if stores.len() > 1 {
-        label = format!("{label}, {} writers", stores.len());
+/// One shared store under one name: the handle that makes, measures and queries it, one kept idle to drop it
+/// (a handle whose request was cut off has a reply left on its connection), and the writers that load it.
+struct Handles {
+    main: Shared,
+    cleanup: Shared,
+    writers: Vec<Shared>,
+}
+
+/// Loads a shared store (a fresh index, dropped afterwards, or when the run is interrupted) and asks it every
+/// query.
+async fn measure_shared(
+    handles: &Handles,
+    data: &Data,
+    efs: &[usize],
+    cancel: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<StoreRun>> {
+    let mut label = handles.main.label().await;
+    if handles.writers.len() > 1 {
+        label = format!("{label}, {} writers", handles.writers.len());
     }
+    let mut cancel = cancel.clone();
+    let measured = tokio::select! {
+        measured = load_and_query(handles, data, efs, &label) => measured,
+        _ = cancel.wait_for(|c| *c) => Err(anyhow::anyhow!("{label}: {}, its index dropped", crate::signal::interruption())),
+    };
+    handles.cleanup.drop_all().await;
+    measured
+}
+
+/// Loads a shared store and asks it every query, a row per search width in `efs` (one row when empty).
+async fn load_and_query(handles: &Handles, data: &Data, efs: &[usize], label: &str) -> Result<Vec<StoreRun>> {
+    let n = data.vectors.len();
+    let (store, stores, label) = (&handles.main, &handles.writers, label.to_owned());
     store.0.ensure(DIM).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
     let before = match &store.0 {
@@ -318,7 +358,6 @@ async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result
         Ok::<(), String>(())
     });
     if let Err(e) = futures_util::future::try_join_all(loads).await {
-        store.drop_all().await;
         anyhow::bail!("{label}, insert: {e}");
     }
     // Queries start once every writer's last vector is found: a Milvus server's searches (bounded
@@ -350,13 +389,7 @@ async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result
                 (VectorStore::Redis(r), Some(ef)) => r.nearest_ef(&context, q, ef).await,
                 _ => store.0.nearest(&context, q).await,
             };
-            let found = match found {
-                Ok(found) => found,
-                Err(e) => {
-                    store.drop_all().await;
-                    anyhow::bail!("{label}, search: {e}");
-                }
-            };
+            let found = found.map_err(|e| anyhow::anyhow!("{label}, search: {e}"))?;
             latencies.push(t.elapsed().as_secs_f64() * 1e3);
             right += usize::from(found.is_some_and(|f| f.answer == key_of(exact)));
         }
@@ -372,7 +405,6 @@ async fn measure_shared(stores: &[Shared], data: &Data, efs: &[usize]) -> Result
             memory_bytes,
         });
     }
-    store.drop_all().await;
     Ok(runs)
 }
 

@@ -209,3 +209,50 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
         assert!(text(&out).1.contains(says), "{}", text(&out).1);
     }
 }
+
+/// The vector indexes of the Redis Stack server at `url` named for velollm's benchmark.
+fn bench_indexes(url: &str) -> Vec<String> {
+    let client = velollm_proxy::resp::Client::new(url, std::time::Duration::from_secs(10), "test").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match runtime.block_on(client.call(&[b"FT._LIST"])).unwrap() {
+        velollm_proxy::resp::Reply::Array(Some(items)) => {
+            items.iter().filter_map(|i| i.text()).filter(|i| i.starts_with("velollm-bench-")).collect()
+        }
+        other => panic!("FT._LIST answered {other:?}"),
+    }
+}
+
+#[test]
+fn an_interrupted_vector_store_load_drops_its_index_and_says_so() {
+    let Some(stack) = shared_store("VELOLLM_TEST_REDIS_STACK_URL", "scripts/redis-stack.sh start 16380") else {
+        return;
+    };
+    let before = bench_indexes(&stack);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("vectors.json");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_velollm"))
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "50000", "--queries", "10", "--skip-embedded"])
+        .args(["--writers", "2", "--redis-stack", &stack])
+        .arg("-o")
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted while loading: its index is there, and more than the one it had before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while bench_indexes(&stack).len() <= before.len() {
+        assert!(std::time::Instant::now() < deadline, "the load never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    let r = json(&report);
+    let not = r["not_measured"][0].as_str().unwrap();
+    assert!(not.contains("interrupted by SIGTERM") && not.contains("its index dropped"), "{not}");
+    assert_eq!(bench_indexes(&stack), before, "the interrupted store's index is gone");
+}
