@@ -148,6 +148,9 @@ pub async fn run(args: &BenchArgs) -> Result<u8> {
         exit::ERROR
     };
     let mut not_measured = failed;
+    if *cancel.borrow() {
+        not_measured.push(format!("{}: what is not listed above was not measured", crate::signal::interruption()));
+    }
     if e.redis_stack.is_none() {
         not_measured.push("Redis Stack: give --redis-stack redis://HOST:PORT (scripts/redis-stack.sh start)".into());
     }
