@@ -363,6 +363,7 @@ async fn load_and_query(handles: &Handles, data: &Data, efs: &[usize], label: &s
     if let Err(e) = futures_util::future::try_join_all(loads).await {
         anyhow::bail!("{label}, insert: {e}");
     }
+    let load = start.elapsed();
     // Queries start once every writer's last vector is found: a Milvus server's searches (bounded
     // consistency) see a write a moment after it, and recall is the index's, not that moment's. At most 30 s
     // in all: a graph search can miss a vector that is there.
@@ -378,7 +379,6 @@ async fn load_and_query(handles: &Handles, data: &Data, efs: &[usize], label: &s
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let load = start.elapsed();
     let memory_bytes = before.zip(store.memory().await).map(|(b, a)| a.saturating_sub(b));
     // A store whose search width can be chosen per query gives a row per width; the others one row.
     let widths: Vec<Option<usize>> = if efs.is_empty() { vec![None] } else { efs.iter().copied().map(Some).collect() };

@@ -127,6 +127,17 @@ fn shared_store(var: &str, start: &str) -> Option<String> {
     }
 }
 
+/// `velollm bench --scenario vector-stores` at 1,200 vectors and 30 queries with `args`, its report to `report`.
+fn vector_stores(args: &[&str], report: &std::path::Path) -> std::process::Output {
+    command()
+        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30"])
+        .args(args)
+        .arg("-o")
+        .arg(report)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     let Some(stack) = shared_store("VELOLLM_TEST_REDIS_STACK_URL", "scripts/redis-stack.sh start 16380") else {
@@ -136,13 +147,7 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     let Some(milvus) = shared_store("VELOLLM_TEST_MILVUS_URL", "scripts/milvus-lite.sh start 19531") else { return };
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("vectors.json");
-    let out = command()
-        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30"])
-        .args(["--redis-stack", &stack, "--pgvector", &pg, "--milvus", &milvus])
-        .arg("-o")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let out = vector_stores(&["--redis-stack", &stack, "--pgvector", &pg, "--milvus", &milvus], &report);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("embedded, HNSW graph") && stdout.contains("Redis Stack 7.4"), "{stdout}");
@@ -164,13 +169,9 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     assert!(std::fs::read_to_string(report.with_extension("svg")).unwrap().starts_with("<svg"));
 
     // Only the shared stores, loaded by three writers at once, Redis Stack at two search widths (one load).
-    let out = command()
-        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "--skip-embedded"])
-        .args(["--writers", "3", "--ef-search", "16,64", "--redis-stack", &stack, "--milvus", &milvus])
-        .arg("-o")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let args =
+        ["--skip-embedded", "--writers", "3", "--ef-search", "16,64", "--redis-stack", &stack, "--milvus", &milvus];
+    let out = vector_stores(&args, &report);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let r = json(&report);
@@ -186,13 +187,7 @@ fn vector_stores_are_compared_on_the_same_vectors_and_bad_sizes_are_refused() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("milvus://{}", closed.local_addr().unwrap());
     drop(closed);
-    let out = command()
-        .args(["bench", "--scenario", "vector-stores", "--vectors", "1200", "--queries", "30", "--skip-embedded"])
-        .args(["--redis-stack", &stack, "--milvus", &dead])
-        .arg("-o")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let out = vector_stores(&["--skip-embedded", "--redis-stack", &stack, "--milvus", &dead], &report);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
     let r = json(&report);
     assert_eq!(r["runs"].as_array().unwrap().len(), 1, "Redis Stack's row is kept: {r}");

@@ -26,11 +26,32 @@ pub const EF_MAX: usize = 512;
 /// nearest entry 99.3 % of the time (p99 0.8 ms); at 1,000,000 `ef` 32 finds it 72 % of the time, 128 93 %
 /// and 512 99.5 % (p99 12.1 ms).
 pub fn ef_for(len: usize) -> usize {
-    if len <= EF_GROWS_FROM {
-        return EF_SEARCH;
+    GrowingWidth { base: EF_SEARCH, from: EF_GROWS_FROM, per_decade: 16.0, max: EF_MAX }.at(len)
+}
+
+/// A default search width that grows with a graph: `base` up to `from` entries, then ×`per_decade` for every
+/// ×10 entries, at most `max` (the embedded index's [`ef_for`], Redis Stack's `EF_RUNTIME`).
+#[derive(Debug, Clone, Copy)]
+pub struct GrowingWidth {
+    /// The width up to `from` entries.
+    pub base: usize,
+    /// Entries beyond which the width grows.
+    pub from: usize,
+    /// The factor for every ten times more entries.
+    pub per_decade: f64,
+    /// The widest.
+    pub max: usize,
+}
+
+impl GrowingWidth {
+    /// The width for a graph of `len` entries.
+    pub fn at(self, len: usize) -> usize {
+        if len <= self.from {
+            return self.base;
+        }
+        let decades = (len as f64 / self.from as f64).log10();
+        ((self.base as f64 * self.per_decade.powf(decades)).round() as usize).min(self.max)
     }
-    let growth = (len as f64 / EF_GROWS_FROM as f64).powf(16f64.log10());
-    ((EF_SEARCH as f64 * growth).round() as usize).min(EF_MAX)
 }
 
 /// One stored question.

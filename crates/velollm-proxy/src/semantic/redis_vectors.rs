@@ -4,15 +4,16 @@
 //! question's text (for the lexical guard) and its answer's key; it expires with the answer.
 //!
 //! A search looks at [`ef_runtime_for`] the index's size candidates (`EF_RUNTIME`: 64 up to 100,000 questions,
-//! 256 at 1,000,000; the size read again from `FT.INFO` once a minute), not RediSearch's default of 10, which
-//! finds the nearest stored question 89–93 % of the time at 100,000 and 41 % at 1,000,000
-//! (docs/semantic-cache.md). `[semantic] ef_search` fixes it.
+//! 256 at 1,000,000), not RediSearch's default of 10, which finds the nearest stored question 89–93 % of the
+//! time at 100,000 and 41 % at 1,000,000 (docs/semantic-cache.md). `[semantic] ef_search` fixes it. The size is
+//! read from `FT.INFO` when the index is checked at start and again, at most once a minute, after an insert
+//! (in the proxy, off the request's path): a lookup never waits for it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::index::Nearest;
+use super::index::{GrowingWidth, Nearest};
 use crate::normalize::CacheKey;
 use crate::resp::{Client, Reply};
 
@@ -23,11 +24,7 @@ const SIZE_EVERY: Duration = Duration::from_secs(60);
 /// up to 100,000, then ×4 for every ×10 (256 at 1,000,000), at most 1,024. Measured at 1,000,000 questions,
 /// recall@1 is 0.91 at 64 and 1.000 at 256, for a p99 of 2.6 ms (docs/semantic-cache.md).
 pub fn ef_runtime_for(questions: usize) -> usize {
-    if questions <= 100_000 {
-        return 64;
-    }
-    let decades = (questions as f64 / 100_000.0).log10();
-    ((64.0 * 4f64.powf(decades)).round() as usize).min(1024)
+    GrowingWidth { base: 64, from: 100_000, per_decade: 4.0, max: 1024 }.at(questions)
 }
 
 /// Questions in a Redis Stack server.
@@ -63,27 +60,34 @@ impl RedisVectors {
         self
     }
 
-    /// The width for the next search: the configured one, or the one for the index's size, read again from
-    /// `FT.INFO` when the last reading is older than a minute (a failed reading keeps the last).
-    async fn ef_runtime(&self) -> usize {
-        if let Some(ef) = self.ef_runtime {
-            return ef;
-        }
-        let stale = {
-            let mut read = self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let stale = read.is_none_or(|at| at.elapsed() >= SIZE_EVERY);
-            if stale {
-                *read = Some(Instant::now());
-            }
-            stale
-        };
-        if stale
-            && let Ok(info) = self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await
-            && let Some(n) = find_number(&info, "num_docs")
-        {
+    /// The width for the next search: the configured one, or the one for the index's size as last read.
+    fn ef_runtime(&self) -> usize {
+        self.ef_runtime.unwrap_or_else(|| ef_runtime_for(self.size.load(Ordering::Relaxed)))
+    }
+
+    /// Keeps the index's size from an `FT.INFO` reply, and when it was read.
+    fn keep_size(&self, info: &Reply) {
+        if let Some(n) = find_number(info, "num_docs") {
             self.size.store(n, Ordering::Relaxed);
         }
-        ef_runtime_for(self.size.load(Ordering::Relaxed))
+        *self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Reads the index's size again when the last reading is older than a minute (a failed reading keeps the
+    /// last, and is tried again a minute later).
+    async fn refresh_size(&self) {
+        let stale = {
+            let read = self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.ef_runtime.is_none() && read.is_none_or(|at| at.elapsed() >= SIZE_EVERY)
+        };
+        if stale {
+            match self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await {
+                Ok(info) => self.keep_size(&info),
+                Err(_) => {
+                    *self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now())
+                }
+            }
+        }
     }
 
     /// `HOST:PORT`.
@@ -95,7 +99,10 @@ impl RedisVectors {
     pub async fn ensure(&self, dimension: usize) -> Result<(), String> {
         match self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await {
             Ok(info) => match find_number(&info, "dim") {
-                Some(d) if d == dimension => Ok(()),
+                Some(d) if d == dimension => {
+                    self.keep_size(&info);
+                    Ok(())
+                }
                 Some(d) => Err(format!(
                     "the vector store's index {:?} at {} holds {d}-dimension vectors and the embedder makes \
                      {dimension}: drop it (FT.DROPINDEX {} DD) or name another with [semantic] index",
@@ -145,8 +152,7 @@ impl RedisVectors {
 
     /// The question of `context` nearest to `query`.
     pub async fn nearest(&self, context: &CacheKey, query: &[f32]) -> Result<Option<Nearest>, String> {
-        let ef = self.ef_runtime().await;
-        self.nearest_ef(context, query, ef).await
+        self.nearest_ef(context, query, self.ef_runtime()).await
     }
 
     /// The question of `context` nearest to `query`, looking at `ef` candidates.
@@ -206,7 +212,9 @@ impl RedisVectors {
         ];
         self.client.call(&args).await?;
         let ms = self.ttl.as_millis().max(1).to_string();
-        self.client.call(&[b"PEXPIRE", key.as_bytes(), ms.as_bytes()]).await.map(drop)
+        self.client.call(&[b"PEXPIRE", key.as_bytes(), ms.as_bytes()]).await?;
+        self.refresh_size().await;
+        Ok(())
     }
 
     /// Forgets a question whose answer is gone.
@@ -228,7 +236,6 @@ impl RedisVectors {
     }
 }
 
-/// The `DIM` of the vector field in an `FT.INFO` reply (its `attributes` list).
 /// The number under `key` in an `FT.INFO` reply (at any depth: `dim` is in the attribute's own list).
 fn find_number(info: &Reply, key: &str) -> Option<usize> {
     match info {
