@@ -52,12 +52,20 @@ async fn the_proxy_serves_caches_and_drains_on_sigterm() {
     )
     .unwrap();
     let (child, mut stderr, addr) = spawn_proxy(&file, &["--alias", "fast=fake-model", "--workers", "1"], &[]);
-    // One runtime thread serves (Linux names them).
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) {
-        let workers = tasks
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|name| name.trim() == "tokio-rt-worker")
-            .count();
+    // One runtime thread serves (Linux names them; a thread names itself once it runs, so wait a moment).
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id())).ok().map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim() == "tokio-rt-worker")
+                .count()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while workers().is_some_and(|n| n == 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if let Some(workers) = workers() {
         assert_eq!(workers, 1, "--workers 1");
     }
 
