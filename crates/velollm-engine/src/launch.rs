@@ -10,6 +10,7 @@
 use crate::exec::get;
 use crate::target::Target;
 use crate::transport::Endpoint;
+use futures_util::FutureExt;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -394,7 +395,9 @@ impl Server {
         let mut cancel = cancel.clone();
         let readiness = tokio::select! {
             r = self.poll_ready(timeout) => r?,
-            _ = cancel.wait_for(|c| *c) => {
+            // The value read is dropped at once: it borrows the channel, is not `Send`, and this future may move
+            // between workers.
+            _ = cancel.wait_for(|c| *c).map(drop) => {
                 self.kill_now().await;
                 return Err(LaunchError::Interrupted);
             }

@@ -19,6 +19,7 @@
 
 use crate::rxstamp::RxSocket;
 use crate::transport::Clock;
+use futures_util::FutureExt;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::io;
@@ -157,7 +158,9 @@ pub async fn serve(listener: TcpListener, config: LoopbackConfig, mut stop: watc
                 // Out of descriptors or a connection reset before accept: wait a little and go on.
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             },
-            _ = stop.wait_for(|s| *s) => return,
+            // The value read is dropped at once: it borrows the channel, is not `Send`, and this future may move
+            // between workers.
+            _ = stop.wait_for(|s| *s).map(drop) => return,
         }
     }
 }

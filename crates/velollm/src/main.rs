@@ -60,8 +60,17 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
+    // On a worker, not on this thread: a command that collects what its tasks send (bench's records) would
+    // otherwise be woken across threads once per message.
     let code = runtime.block_on(async {
-        dispatch(cli.command).await.unwrap_or_else(|e| {
+        let outcome = match tokio::spawn(dispatch(cli.command)).await {
+            Ok(outcome) => outcome,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(anyhow::anyhow!("the command's task ended early: {e}")),
+            },
+        };
+        outcome.unwrap_or_else(|e| {
             // A server's error may echo the key: nothing printed carries it.
             eprintln!("error: {}", plan::redact(&format!("{e:#}")));
             exit::code_of(&e)
