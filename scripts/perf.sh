@@ -46,6 +46,8 @@
 #                  empty: no pass 2)
 #   PERF_PY_CLIENTS  the clients of pass 3, against the Python-framed server (default: velollm,oha,vllm-bench;
 #                  empty: no pass 3)
+#   PERF_PY_ROUNDS  rounds of pass 3 (default 3): every client measured that many times, alternated, and
+#                  reported by its median round (its small sizes make one round's marginal figure noisy)
 #   PERF_SCALE     multiplies every run's size (default 1; 0.2 for a quick look)
 #   PERF_OUT       output directory (default: target/perf)
 set -euo pipefail
@@ -297,10 +299,10 @@ rust_peer() { # NAME BIN PINNED_COMMIT HOW: a peer built from PEER_SRC_DIR/NAME,
 SERVER_PID=
 stop_server() { [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true; }
 
-# measure_pass SERVER OUT CLIENTS [SIZES]: start the server (python: the Python-framed one; a number: velollm's
-# own, that many events per write), hand perf.py the clients, stop the server.
+# measure_pass SERVER OUT CLIENTS [SIZES [ROUNDS]]: start the server (python: the Python-framed one; a number:
+# velollm's own, that many events per write), hand perf.py the clients, stop the server.
 measure_pass() {
-  local events=$1 out=$2 clients=$3 sizes=${4:-}
+  local events=$1 out=$2 clients=$3 sizes=${4:-} rounds=${5:-1}
   local velollm=$ROOT/target/release/velollm server_cmd server_desc
   local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$velollm" selfcheck --help 2>/dev/null | grep -q -- '--serve' \
@@ -352,7 +354,7 @@ measure_pass() {
   [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] || commit="$commit+changes"
   python3 "$ROOT/scripts/peers/perf.py" --url "$url" --model "$model" --server-pid "$SERVER_PID" \
     --server "$server_desc" --data "$DATA" --out "$out" --only "$clients" --scale "$PERF_SCALE" \
-    --commit "$commit" ${sizes:+--sizes "$sizes"}
+    --commit "$commit" --rounds "$rounds" ${sizes:+--sizes "$sizes"}
   log "written: $out/peers.md, $out/peers.json (clients' own output under $out/<client>/)"
   stop_server
   SERVER_PID=
@@ -372,7 +374,7 @@ run_all() {
   fi
   if [ -n "$PERF_PY_CLIENTS" ]; then
     log "pass 3: a Python server framing chunks as vLLM does (the CPU per request of each client, 1,000 and 5,000)"
-    measure_pass python "$PERF_OUT/python-framed" "$PERF_PY_CLIENTS" 1000,5000
+    measure_pass python "$PERF_OUT/python-framed" "$PERF_PY_CLIENTS" 1000,5000 "${PERF_PY_ROUNDS:-3}"
   fi
 }
 

@@ -2,7 +2,7 @@
 
 Called by scripts/perf.sh (which installs the clients and starts the server); standard library only.
 
-    perf.py --url URL --model MODEL --server-pid PID --data DIR --out DIR [--only a,b] [--scale F]
+    perf.py --url URL --model MODEL --server-pid PID --data DIR --out DIR [--only a,b] [--scale F] [--rounds N]
 
 Each client runs the same workload (streaming chat completions, 128-token prompts, 64 output tokens,
 64 concurrent streams) twice, at two sizes N1 < N2. This process is the client's parent and a child
@@ -10,6 +10,8 @@ subreaper, so every process the client starts is reaped here, and getrusage(RUSA
 whole process tree (user + system CPU). The marginal CPU per request, (CPU2 - CPU1) / (R2 - R1), leaves out
 start-up (Python imports, tokenizer loading, data set generation); the plain figure CPU2 / R2 keeps it.
 R is the number of requests the client itself reports as completed (warm-up included where it has one).
+With --rounds N every client is measured N times, the clients alternated within each round, and reported by
+its round with the median marginal CPU (the others listed below the table).
 
 Clients are found through environment variables set by perf.sh (PERF_BIN_<NAME>); a client whose
 variable is unset or whose PERF_SKIP_<NAME> says why is reported as "not measured: <why>".
@@ -407,7 +409,8 @@ def markdown(meta, results, ratio_lines):
         f"## Peer clients side by side — {meta['date']}, velollm {meta['commit']}",
         "",
         f"Machine: {meta['machine']}. Server: {meta['server']}. Workload: streaming chat, {PROMPT_TOKENS}-token "
-        f"prompts, {OUTPUT_TOKENS} output tokens, concurrency {CONCURRENCY}; each client run at two sizes. "
+        f"prompts, {OUTPUT_TOKENS} output tokens, concurrency {CONCURRENCY}; each client run at two sizes"
+        + (f", in {meta['rounds']} rounds (clients alternated)" if meta["rounds"] > 1 else "") + ". "
         "CPU is the client's whole process tree (user + system). Marginal = (run 2 − run 1) ÷ (requests 2 − "
         "requests 1): start-up excluded.",
         "",
@@ -431,7 +434,12 @@ def markdown(meta, results, ratio_lines):
             f"| **{fmt(f['marginal_cpu_ms_per_request'], 3)}** | {fmt(f.get('startup_cpu_s'), 2)} "
             f"| {fmt(f['client_cores'])} | {fmt(f['server_cpu_ms_per_request'], 3)} | {fmt(f['other_cores'])} "
             f"| {fmt(f['max_rss_mb'], 0)} |")
-    tail = ["", "Ratios (issues 7 and 16, marginal figures):", ""] + ratio_lines + [""]
+    rounds = [f"- {r['label']}: " + ", ".join(fmt(x, 3) for x in r["marginal_cpu_ms_per_request_by_round"])
+              for r in results if len(r.get("marginal_cpu_ms_per_request_by_round", [])) > 1]
+    if rounds:
+        rounds = ["", "Marginal CPU ms/request in each round (clients alternated; the table shows the median "
+                  "round):", ""] + rounds
+    tail = rounds + ["", "Ratios (issues 7 and 16, marginal figures):", ""] + ratio_lines + [""]
     return "\n".join(head + rows + tail)
 
 
@@ -447,7 +455,11 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every run size")
     ap.add_argument("--commit", default="unknown")
     ap.add_argument("--sizes", default="", help="two run sizes (A,B) for the clients counted in requests")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every client this many times, alternated; each is reported by its median round")
     args = ap.parse_args()
+    if args.rounds < 1:
+        sys.exit("perf.py: --rounds takes 1 or more")
     set_subreaper()
     only = {x for x in args.only.split(",") if x}
     sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
@@ -459,7 +471,7 @@ def main():
     env.update(HF_HOME=os.path.join(args.data, "hf"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", NO_COLOR="1", TERM="dumb", VLLM_NO_USAGE_STATS="1",
                DO_NOT_TRACK="1", TOKENIZERS_PARALLELISM="false")
-    results = []
+    results, clients = [], []
     for c in CLIENTS:
         if only and c.name not in only:
             continue
@@ -475,43 +487,60 @@ def main():
         c.bin = os.path.abspath(c.bin) if os.sep in c.bin else c.bin
         c.url, c.model, c.tokenizer, c.prompt = args.url, args.model, os.path.join(args.data, "tokenizer"), prompt
         rec["how"] = os.environ.get(f"PERF_HOW_{key}", "")
-        runs = []
-        for i, size in enumerate(sizes if sizes and c.unit == "requests" else c.sizes):
-            size = max(1, round(size * args.scale))
-            out = os.path.join(args.out, c.name, f"run{i + 1}")
-            shutil.rmtree(out, ignore_errors=True)
-            os.makedirs(out)
-            cmd = c.cmd(c, size, out)
-            limit = c.startup_s + (size if c.unit == "seconds" else size / 20) + 120
-            print(f"perf.py: {c.name} run {i + 1}: {size} {c.unit}", file=sys.stderr)
-            m = run_measured(cmd, env, out, os.path.join(out, "client.log"), limit, args.server_pid)
-            m["size"], m["unit"] = size, c.unit
-            try:
-                m["requests"] = c.count(out)
-            except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as e:
-                m["requests"], m["count_error"] = 0, str(e)
-            try:
-                m["reported_rps"] = round(float(c.rate(out)), 1)
-            except (OSError, KeyError, ValueError, TypeError, RuntimeError, StopIteration, json.JSONDecodeError):
-                m["reported_rps"] = None
-            runs.append(m)
-            print(f"perf.py:   rc {m['rc']}, {m['requests']} requests, {m['wall_s']} s, CPU {m['cpu_s']} s",
-                  file=sys.stderr)
-            if m["rc"] != 0 or m["requests"] <= 0:
-                why = f"run {i + 1} exited {m['rc']}" + (" (time limit)" if m["timed_out"] else "")
-                why += f", {m['requests']} requests counted"
-                why += f" ({m['count_error']})" if "count_error" in m else ""
-                rec["not_measured"] = f"{why}; log: {os.path.join(out, 'client.log')}"
-                break
-        rec["runs"] = runs
-        if "not_measured" not in rec:
-            rec["figures"] = figures(runs)
+        rec["rounds"] = []
+        clients.append((c, rec))
+    # Rounds alternate between the clients, so that a slow spell of the machine falls on all of them.
+    for rnd in range(args.rounds):
+        for c, rec in clients:
+            if "not_measured" in rec:
+                continue
+            label = f"round {rnd + 1} " if args.rounds > 1 else ""
+            runs = []
+            for i, size in enumerate(sizes if sizes and c.unit == "requests" else c.sizes):
+                size = max(1, round(size * args.scale))
+                out = os.path.join(args.out, c.name, f"round{rnd + 1}" if args.rounds > 1 else "", f"run{i + 1}")
+                shutil.rmtree(out, ignore_errors=True)
+                os.makedirs(out)
+                cmd = c.cmd(c, size, out)
+                limit = c.startup_s + (size if c.unit == "seconds" else size / 20) + 120
+                print(f"perf.py: {c.name} {label}run {i + 1}: {size} {c.unit}", file=sys.stderr)
+                m = run_measured(cmd, env, out, os.path.join(out, "client.log"), limit, args.server_pid)
+                m["size"], m["unit"] = size, c.unit
+                try:
+                    m["requests"] = c.count(out)
+                except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+                    m["requests"], m["count_error"] = 0, str(e)
+                try:
+                    m["reported_rps"] = round(float(c.rate(out)), 1)
+                except (OSError, KeyError, ValueError, TypeError, RuntimeError, StopIteration, json.JSONDecodeError):
+                    m["reported_rps"] = None
+                runs.append(m)
+                print(f"perf.py:   rc {m['rc']}, {m['requests']} requests, {m['wall_s']} s, CPU {m['cpu_s']} s",
+                      file=sys.stderr)
+                if m["rc"] != 0 or m["requests"] <= 0:
+                    why = f"{label}run {i + 1} exited {m['rc']}" + (" (time limit)" if m["timed_out"] else "")
+                    why += f", {m['requests']} requests counted"
+                    why += f" ({m['count_error']})" if "count_error" in m else ""
+                    rec["not_measured"] = f"{why}; log: {os.path.join(out, 'client.log')}"
+                    break
+            if "not_measured" not in rec:
+                rec["rounds"].append({"runs": runs, "figures": figures(runs)})
+    for _, rec in clients:
+        if "not_measured" in rec or not rec["rounds"]:
+            continue
+        # The round with the median marginal CPU stands for the client (every figure from that one round).
+        by_cpu = sorted(rec["rounds"], key=lambda r: r["figures"]["marginal_cpu_ms_per_request"] or 0)
+        median = by_cpu[(len(by_cpu) - 1) // 2]
+        rec["runs"], rec["figures"] = median["runs"], median["figures"]
+        rec["marginal_cpu_ms_per_request_by_round"] = [r["figures"]["marginal_cpu_ms_per_request"]
+                                                      for r in rec["rounds"]]
     ratio_lines, ratio_doc = ratios(results)
     meta = {
         "date": datetime.date.today().isoformat(),
         "commit": args.commit,
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
         "server": args.server,
+        "rounds": args.rounds,
         "workload": {"prompt_tokens": PROMPT_TOKENS, "output_tokens": OUTPUT_TOKENS, "concurrency": CONCURRENCY,
                      "stream": True, "api": "/v1/chat/completions"},
     }
