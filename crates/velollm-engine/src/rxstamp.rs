@@ -14,8 +14,12 @@
 //! clock by the age it has at that instant (`wall now − stamp`, subtracted from `monotonic now`): the age is
 //! small, so a wall clock that is slewed (NTP) changes it by nothing measurable; a wall clock that steps
 //! gives an age below zero or above [`MAX_AGE`], and that read keeps the instant of the read itself. So does
-//! a read of data the kernel did not stamp: it turns stamping on a moment after the first socket of the
-//! machine asks for it, and a packet received before has no stamp.
+//! a read of data the kernel did not stamp. The kernel turns stamping on for the whole machine a moment after
+//! the first socket asks for it (deferred work: about 0.1 ms, 4 ms at worst on an idle 2-core machine, more
+//! under load), and turns it off again when the last such socket closes; a packet received in between has no
+//! stamp. So before its first stamped socket, a process turns stamping on with a loopback pair of its own,
+//! waits until that pair's packets come stamped (at most [`STAMPING_WAIT`]), and keeps the pair open until it
+//! exits ([`keep_stamping_on`]).
 //!
 //! What it cannot undo: one read that delivers several chunks gives all of them the newest one's arrival
 //! (TCP keeps one stamp per read), as reading did before. So a stamp is never earlier than its data
@@ -38,6 +42,9 @@ use velollm_core::measure::record::Nanos;
 /// The oldest a kernel stamp may be when it is read; an older one (or one from the future) means the wall
 /// clock stepped, and the read's own instant is used instead.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The longest [`keep_stamping_on`] waits for the kernel to stamp packets.
+pub const STAMPING_WAIT: Duration = Duration::from_millis(500);
 
 /// The environment variable that turns kernel stamps off (`1`): chunks are then stamped when read.
 pub const USER_STAMPS_ENV: &str = "VELOLLM_USER_STAMPS";
@@ -101,7 +108,10 @@ impl RxSocket {
     /// [`kernel_stamps_wanted`] and the OS has them.
     pub fn new(stream: TcpStream, clock: Clock) -> io::Result<RxSocket> {
         let std = stream.into_std()?;
-        let stamped = kernel_stamps_wanted() && enable_stamps(&std);
+        let stamped = kernel_stamps_wanted() && {
+            keep_stamping_on();
+            enable_stamps(&std)
+        };
         // `AsyncFd::new` is deprecated because a generic `T` could close or replace its descriptor while it is
         // registered; a `TcpStream` owned by the `AsyncFd` keeps its descriptor until both are dropped.
         #[allow(deprecated)]
@@ -149,6 +159,57 @@ impl RxSocket {
                 Err(_would_block) => continue,
             }
         }
+    }
+}
+
+/// Turn the kernel's receive stamping on for this process's lifetime, and wait (at most [`STAMPING_WAIT`],
+/// once per process) until a packet sent now comes stamped; true when it does. Without it, the first packets
+/// of a run could arrive before the kernel's deferred switch and keep the instant they are read.
+pub fn keep_stamping_on() -> bool {
+    static ANCHOR: std::sync::OnceLock<Anchor> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(Anchor::new).stamped
+}
+
+/// A loopback pair whose receiving end asks for stamps: while it is open, stamping stays on.
+struct Anchor {
+    _pair: Option<(std::net::TcpStream, std::net::TcpStream)>,
+    /// Whether one of its packets came stamped within [`STAMPING_WAIT`].
+    stamped: bool,
+}
+
+impl Anchor {
+    fn new() -> Anchor {
+        let pair = (|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let tx = std::net::TcpStream::connect(listener.local_addr().ok()?).ok()?;
+            let (rx, _) = listener.accept().ok()?;
+            tx.set_nodelay(true).ok()?;
+            enable_stamps(&rx).then_some((tx, rx))
+        })();
+        // Kept open even when the wait gives up: stamping then comes on a little later.
+        let stamped = pair.as_ref().is_some_and(|(tx, rx)| Anchor::wait(tx, rx));
+        Anchor { _pair: pair, stamped }
+    }
+
+    /// Send a byte and read it back until it comes stamped (false: not within [`STAMPING_WAIT`]).
+    fn wait(tx: &std::net::TcpStream, rx: &std::net::TcpStream) -> bool {
+        let deadline = Instant::now() + STAMPING_WAIT;
+        let mut buf = [0u8; 64];
+        while Instant::now() < deadline {
+            let mut tx = tx;
+            if tx.write_all(b".").is_err() {
+                return false;
+            }
+            // Loopback delivers during the write; a byte not there yet is read on the next round.
+            match recv_stamped(rx, &mut buf) {
+                Ok((n, Some(_))) if n > 0 => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        false
     }
 }
 
@@ -321,6 +382,33 @@ mod tests {
         assert_eq!(got, 3 << 20);
     }
 
+    /// Once [`keep_stamping_on`] has returned, the very first packet a fresh socket receives is stamped: the
+    /// kernel's deferred switch no longer leaves the start of a run on read instants.
+    #[test]
+    fn the_first_packet_of_a_fresh_socket_is_stamped() {
+        if !keep_stamping_on() {
+            eprintln!("this kernel gives no receive stamps; nothing to check");
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for _ in 0..50 {
+            let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (rx, _) = listener.accept().unwrap();
+            assert!(enable_stamps(&rx));
+            tx.write_all(b"x").unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 8];
+            let (n, stamp) = loop {
+                match recv_stamped(&rx, &mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+                    other => break other.unwrap(),
+                }
+            };
+            assert_eq!(n, 1);
+            assert!(stamp.is_some(), "the first packet of a fresh socket came without a kernel stamp");
+        }
+    }
+
     /// The point of kernel stamps: data that waited in the socket while the reader was busy is stamped
     /// when it arrived, not when it was read.
     #[tokio::test]
@@ -335,9 +423,7 @@ mod tests {
             return;
         }
         let arrivals = client.arrivals();
-        // The kernel turns stamping on a moment after the first socket asks for it (deferred work): packets
-        // received before are not stamped, and keep the instant they are read.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // No pause for the kernel's deferred switch: `RxSocket::new` waited until stamping was on.
         let before = clock.now();
         server.write_all(b"hello").await.unwrap();
         let after = clock.now();
