@@ -192,11 +192,10 @@ impl Anchor {
     }
 
     /// Send a byte and read it back until it comes stamped (false: not within [`STAMPING_WAIT`]).
-    fn wait(tx: &std::net::TcpStream, rx: &std::net::TcpStream) -> bool {
+    fn wait(mut tx: &std::net::TcpStream, rx: &std::net::TcpStream) -> bool {
         let deadline = Instant::now() + STAMPING_WAIT;
         let mut buf = [0u8; 64];
         while Instant::now() < deadline {
-            let mut tx = tx;
             if tx.write_all(b".").is_err() {
                 return false;
             }

@@ -345,7 +345,7 @@ async fn measure_shared(
 /// Loads a shared store and asks it every query, a row per search width in `efs` (one row when empty).
 async fn load_and_query(handles: &Handles, data: &Data, efs: &[usize], label: &str) -> Result<Vec<StoreRun>> {
     let n = data.vectors.len();
-    let (store, stores, label) = (&handles.main, &handles.writers, label.to_owned());
+    let (store, stores) = (&handles.main, &handles.writers);
     store.0.ensure(DIM).await.map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let context = CacheKey([0; 32]);
     let before = match &store.0 {
@@ -399,7 +399,7 @@ async fn load_and_query(handles: &Handles, data: &Data, efs: &[usize], label: &s
         runs.push(StoreRun {
             store: match ef {
                 Some(ef) => format!("{label} (EF_RUNTIME {ef})"),
-                None => label.clone(),
+                None => label.to_owned(),
             },
             vectors: n,
             inserts_per_s: n as f64 / load.as_secs_f64().max(1e-9),

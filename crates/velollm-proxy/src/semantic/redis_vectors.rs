@@ -73,20 +73,23 @@ impl RedisVectors {
         *self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 
-    /// Reads the index's size again when the last reading is older than a minute (a failed reading keeps the
-    /// last, and is tried again a minute later).
+    /// Reads the index's size again when the last reading is older than a minute: one insert claims the
+    /// reading, the others going on at the same time do not repeat it (a failed reading keeps the last, and is
+    /// tried again a minute later).
     async fn refresh_size(&self) {
+        if self.ef_runtime.is_some() {
+            return;
+        }
         let stale = {
-            let read = self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.ef_runtime.is_none() && read.is_none_or(|at| at.elapsed() >= SIZE_EVERY)
-        };
-        if stale {
-            match self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await {
-                Ok(info) => self.keep_size(&info),
-                Err(_) => {
-                    *self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now())
-                }
+            let mut read = self.size_read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale = read.is_none_or(|at| at.elapsed() >= SIZE_EVERY);
+            if stale {
+                *read = Some(Instant::now());
             }
+            stale
+        };
+        if stale && let Ok(info) = self.client.call(&[b"FT.INFO", self.index.as_bytes()]).await {
+            self.keep_size(&info);
         }
     }
 
